@@ -1,0 +1,568 @@
+//===- MoEOps.cpp - moe dialect operations ----------------------*- C++ -*-===//
+//
+// Verifiers of the `moe` ops. Shapes are checked with the token dimension
+// allowed to be dynamic on either side; every other mismatch is reported with
+// the concrete shapes involved.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/MoEDialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/STLExtras.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+
+#define GET_OP_CLASSES
+#include "dialects/MoEOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// Shape helpers
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// Prints `shape` as `[?, 64]`.
+std::string formatShape(ArrayRef<int64_t> shape) {
+  std::string text = "[";
+  llvm::raw_string_ostream os(text);
+  llvm::interleaveComma(shape, os, [&](int64_t dim) {
+    if (ShapedType::isDynamic(dim))
+      os << "?";
+    else
+      os << dim;
+  });
+  os << "]";
+  return text;
+}
+
+bool dimsCompatible(int64_t a, int64_t b) {
+  return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
+}
+
+bool shapesCompatible(ArrayRef<int64_t> a, ArrayRef<int64_t> b) {
+  return a.size() == b.size() && llvm::all_of(llvm::zip(a, b), [](auto pair) {
+           return dimsCompatible(std::get<0>(pair), std::get<1>(pair));
+         });
+}
+
+/// Checks that `value`, named `name` in messages, has rank `rank`.
+LogicalResult checkRank(Operation *op, StringRef name, Type type,
+                        int64_t rank) {
+  int64_t actual = cast<RankedTensorType>(type).getRank();
+  if (actual == rank)
+    return success();
+  return op->emitOpError("expected `")
+         << name << "` to have rank " << rank << ", but got rank " << actual;
+}
+
+/// Checks that `type` has a shape compatible with `expected`.
+LogicalResult checkShape(Operation *op, StringRef name, Type type,
+                         ArrayRef<int64_t> expected) {
+  ArrayRef<int64_t> actual = cast<RankedTensorType>(type).getShape();
+  if (shapesCompatible(actual, expected))
+    return success();
+  return op->emitOpError("expected `")
+         << name << "` of shape " << formatShape(expected) << ", but got "
+         << formatShape(actual);
+}
+
+/// Checks that `type` has element type `expected`.
+LogicalResult checkElementType(Operation *op, StringRef name, Type type,
+                               Type expected) {
+  Type actual = cast<RankedTensorType>(type).getElementType();
+  if (actual == expected)
+    return success();
+  return op->emitOpError("expected `")
+         << name << "` element type " << expected << ", but got " << actual;
+}
+
+int64_t dim(Value value, unsigned index) {
+  return cast<RankedTensorType>(value.getType()).getDimSize(index);
+}
+
+ArrayRef<int64_t> shapeOf(Value value) {
+  return cast<RankedTensorType>(value.getType()).getShape();
+}
+
+/// Verifies a GEMM `x: [R, K]` times `w: [(E,) N, K]`ᵀ producing
+/// `result: [R, N]` (or `[R, N/2]` with the silu_mul epilogue).
+LogicalResult verifyGemm(Operation *op, StringRef xName, Value x, Value w,
+                         Value result, Epilogue epilogue, bool grouped) {
+  if (failed(checkRank(op, xName, x.getType(), 2)) ||
+      failed(checkRank(op, "w", w.getType(), grouped ? 3 : 2)))
+    return failure();
+  unsigned nIndex = grouped ? 1 : 0;
+  int64_t k = dim(x, 1), wk = dim(w, nIndex + 1), n = dim(w, nIndex);
+  if (!dimsCompatible(k, wk))
+    return op->emitOpError("expected the K dimension of `")
+           << xName << "` (" << k << ") and `w` (" << wk << ") to be equal";
+  if (epilogue == Epilogue::silu_mul) {
+    if (n % 2 != 0)
+      return op->emitOpError(
+                 "expected an even N for the silu_mul epilogue, but got N = ")
+             << n;
+    n /= 2;
+  }
+  return checkShape(op, "result", result.getType(), {dim(x, 0), n});
+}
+
+/// Verifies `routing` against the number of experts `numExperts`.
+LogicalResult verifyRouting(Operation *op, RoutingAttr routing,
+                            int64_t numExperts) {
+  int64_t k = routing.getK(), groups = routing.getNGroup();
+  if (k > numExperts)
+    return op->emitOpError("expected `k` <= number of experts (")
+           << numExperts << "), but got k = " << k;
+  if (numExperts % groups != 0)
+    return op->emitOpError("expected the number of experts (")
+           << numExperts << ") to be divisible by n_group = " << groups;
+  int64_t perGroup = numExperts / groups;
+  if (routing.getGroupScore() == GroupScore::top2_sum && perGroup < 2)
+    return op->emitOpError("expected at least 2 experts per group for "
+                           "top2_sum, but got ")
+           << perGroup;
+  if (k > routing.getTopkGroup() * perGroup)
+    return op->emitOpError("expected `k` <= topk_group * experts per group = ")
+           << routing.getTopkGroup() * perGroup << ", but got k = " << k;
+  return success();
+}
+
+/// Verifies that an FP8 tensor `data` and its `scale` agree with `scheme`.
+LogicalResult verifyBlockScaled(Operation *op, StringRef dataName, Value data,
+                                StringRef scaleName, Value scale,
+                                BlockScaleAttr scheme) {
+  if (failed(checkElementType(op, dataName, data.getType(),
+                              scheme.getElementType())))
+    return failure();
+  return checkShape(op, scaleName, scale.getType(),
+                    scheme.getScaleShape(shapeOf(data)));
+}
+
+/// Verifies the two schemes of an FP8 GEMM: one-row activation blocks and
+/// the same K block on both sides.
+LogicalResult verifyFp8Schemes(Operation *op, BlockScaleAttr act,
+                               BlockScaleAttr weight) {
+  if (act.getBlock()[0] != 1)
+    return op->emitOpError("expected `act_scheme` blocks of one row, but got ")
+           << formatShape(act.getBlock());
+  if (act.getBlock()[1] != weight.getBlock()[1])
+    return op->emitOpError("expected the K block of `act_scheme` (")
+           << act.getBlock()[1] << ") and `weight_scheme` ("
+           << weight.getBlock()[1] << ") to be equal";
+  return success();
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// moe.weight
+//===----------------------------------------------------------------------===//
+
+BlockScaleAttr WeightOp::getScheme() {
+  for (Attribute transform : getTransforms())
+    if (auto quantize = dyn_cast<QuantizeTransformAttr>(transform))
+      return quantize.getScheme();
+  return getStoredSchemeAttr();
+}
+
+LogicalResult WeightOp::verify() {
+  if (getSources().empty())
+    return emitOpError("expected at least one entry in `sources`");
+  RankedTensorType stored = getStoredType();
+  BlockScaleAttr storedScheme = getStoredSchemeAttr();
+  bool storedFp8 =
+      isa<Float8E4M3FNType, Float8E5M2Type>(stored.getElementType());
+  if (storedFp8 != static_cast<bool>(storedScheme))
+    return emitOpError("expected `stored_scheme` exactly when `stored_type` "
+                       "has an FP8 element type");
+  if (storedScheme && failed(checkElementType(*this, "stored_type", stored,
+                                              storedScheme.getElementType())))
+    return failure();
+  std::optional<ArrayAttr> scaleSources = getScaleSources();
+  if (static_cast<bool>(scaleSources) != static_cast<bool>(storedScheme))
+    return emitOpError(
+        "expected `scale_sources` exactly when `stored_scheme` is set");
+  if (scaleSources && scaleSources->size() != getSources().size())
+    return emitOpError("expected as many `scale_sources` as `sources` (")
+           << getSources().size() << "), but got " << scaleSources->size();
+
+  // Replay the transforms on the stored shape, tracking the scale blocks so
+  // that a transpose after quantization transposes them too.
+  SmallVector<int64_t> shape(stored.getShape());
+  Type elementType = stored.getElementType();
+  BlockScaleAttr scheme = storedScheme;
+  SmallVector<int64_t, 2> block;
+  if (scheme)
+    block.assign(scheme.getBlock().begin(), scheme.getBlock().end());
+  bool stacked = false;
+  for (auto [index, transform] : llvm::enumerate(getTransforms())) {
+    if (isa<StackTransformAttr>(transform)) {
+      if (index != 0)
+        return emitOpError("expected #moe.stack only as the first transform");
+      shape.insert(shape.begin(), getSources().size());
+      stacked = true;
+      continue;
+    }
+    if (!isa<TransposeTransformAttr, QuantizeTransformAttr>(transform))
+      return emitOpError("expected `transforms` to hold #moe.stack, "
+                         "#moe.transpose or #moe.quantize, but got ")
+             << transform;
+    if (shape.size() < 2)
+      return emitOpError("expected rank >= 2 for ")
+             << transform << ", but got rank " << shape.size();
+    if (isa<TransposeTransformAttr>(transform)) {
+      std::swap(shape[shape.size() - 1], shape[shape.size() - 2]);
+      if (scheme)
+        std::swap(block[0], block[1]);
+      continue;
+    }
+    if (scheme)
+      return emitOpError("expected #moe.quantize only on an unquantized "
+                         "weight");
+    scheme = cast<QuantizeTransformAttr>(transform).getScheme();
+    block.assign(scheme.getBlock().begin(), scheme.getBlock().end());
+    elementType = scheme.getElementType();
+  }
+  if (getSources().size() > 1 && !stacked)
+    return emitOpError("expected #moe.stack first when `sources` has ")
+           << getSources().size() << " entries";
+
+  auto expected = RankedTensorType::get(shape, elementType);
+  if (getResult().getType() != expected)
+    return emitOpError("expected result type ")
+           << expected << " after the transforms, but got "
+           << getResult().getType();
+  if (static_cast<bool>(getScale()) != static_cast<bool>(scheme))
+    return emitOpError(
+        "expected a `scale` result exactly when the weight is quantized");
+  if (!scheme)
+    return success();
+  SmallVector<int64_t> scaleShape(shape);
+  for (int i = 0; i < 2; ++i) {
+    int64_t &d = scaleShape[scaleShape.size() - 2 + i];
+    d = (d + block[i] - 1) / block[i];
+  }
+  return checkShape(*this, "scale", getScale().getType(), scaleShape);
+}
+
+//===----------------------------------------------------------------------===//
+// Dense transformer
+//===----------------------------------------------------------------------===//
+
+LogicalResult EmbedOp::verify() {
+  if (failed(checkRank(*this, "table", getTable().getType(), 2)) ||
+      failed(checkRank(*this, "ids", getIds().getType(), 1)))
+    return failure();
+  return checkShape(*this, "result", getType(),
+                    {dim(getIds(), 0), dim(getTable(), 1)});
+}
+
+LogicalResult MatmulOp::verify() {
+  if (failed(verifyGemm(*this, "x", getX(), getW(), getResult(), getEpilogue(),
+                        /*grouped=*/false)))
+    return failure();
+  if (getBias())
+    return checkShape(*this, "bias", getBias().getType(), {dim(getW(), 0)});
+  return success();
+}
+
+LogicalResult RmsNormOp::verify() {
+  ArrayRef<int64_t> shape = shapeOf(getX());
+  if (shape.empty())
+    return emitOpError("expected `x` to have rank >= 1");
+  if (failed(
+          checkShape(*this, "weight", getWeight().getType(), {shape.back()})) ||
+      failed(checkShape(*this, "result", getType(), shape)))
+    return failure();
+  if (!(getEpsilon().convertToDouble() > 0.0))
+    return emitOpError("expected `epsilon` > 0, but got ")
+           << getEpsilon().convertToDouble();
+  return success();
+}
+
+LogicalResult RopeOp::verify() {
+  if (failed(checkRank(*this, "x", getX().getType(), 3)) ||
+      failed(checkShape(*this, "positions", getPositions().getType(),
+                        {dim(getX(), 0)})))
+    return failure();
+  if (dim(getX(), 2) % 2 != 0)
+    return emitOpError("expected an even last dimension, but got ")
+           << dim(getX(), 2);
+  if (!(getTheta().convertToDouble() > 0.0))
+    return emitOpError("expected `theta` > 0, but got ")
+           << getTheta().convertToDouble();
+  return success();
+}
+
+LogicalResult AttentionOp::verify() {
+  if (failed(checkRank(*this, "q", getQ().getType(), 3)) ||
+      failed(checkRank(*this, "k", getK().getType(), 3)) ||
+      failed(checkRank(*this, "v", getV().getType(), 3)))
+    return failure();
+  int64_t tokens = dim(getQ(), 0), heads = dim(getQ(), 1);
+  int64_t kvHeads = dim(getK(), 1);
+  if (failed(checkShape(*this, "k", getK().getType(),
+                        {tokens, kvHeads, dim(getQ(), 2)})) ||
+      failed(checkShape(*this, "v", getV().getType(),
+                        {tokens, kvHeads, dim(getV(), 2)})))
+    return failure();
+  if (heads % kvHeads != 0)
+    return emitOpError("expected the query heads (")
+           << heads << ") to be a multiple of the key/value heads (" << kvHeads
+           << ")";
+  if (failed(checkShape(*this, "result", getType(),
+                        {tokens, heads, dim(getV(), 2)})))
+    return failure();
+  if (!(getScale().convertToDouble() > 0.0))
+    return emitOpError("expected `scale` > 0, but got ")
+           << getScale().convertToDouble();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Shape ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult ReshapeOp::verify() {
+  auto in = cast<RankedTensorType>(getX().getType());
+  auto out = getType();
+  if (failed(checkElementType(*this, "result", out, in.getElementType())))
+    return failure();
+  if (in.getRank() < 1 || out.getRank() < 1 ||
+      !dimsCompatible(in.getDimSize(0), out.getDimSize(0)))
+    return emitOpError("expected the leading (token) dimension to be kept, "
+                       "but got ")
+           << formatShape(in.getShape()) << " -> "
+           << formatShape(out.getShape());
+  auto rest = [](RankedTensorType t) {
+    int64_t n = 1;
+    for (int64_t d : t.getShape().drop_front())
+      n *= d;
+    return n;
+  };
+  if (!in.getShape().drop_front().equals(out.getShape().drop_front()) &&
+      (!ShapedType::isStaticShape(in.getShape().drop_front()) ||
+       !ShapedType::isStaticShape(out.getShape().drop_front()) ||
+       rest(in) != rest(out)))
+    return emitOpError("expected the non-token dimensions to hold the same "
+                       "number of elements, but got ")
+           << formatShape(in.getShape()) << " -> "
+           << formatShape(out.getShape());
+  return success();
+}
+
+LogicalResult SliceOp::verify() {
+  ArrayRef<int64_t> in = shapeOf(getX()), out = getType().getShape();
+  if (failed(checkElementType(*this, "result", getType(),
+                              getX().getType().getElementType())))
+    return failure();
+  if (in.empty() || in.size() != out.size() ||
+      !shapesCompatible(in.drop_back(), out.drop_back()))
+    return emitOpError("expected the result to differ from `x` only in the "
+                       "last dimension, but got ")
+           << formatShape(in) << " -> " << formatShape(out);
+  int64_t offset = getOffset();
+  if (offset < 0 || offset + out.back() > in.back())
+    return emitOpError("expected `offset` + result size <= ")
+           << in.back() << ", but got " << offset << " + " << out.back();
+  return success();
+}
+
+LogicalResult ConcatOp::verify() {
+  if (getInputs().empty())
+    return emitOpError("expected at least one input");
+  ArrayRef<int64_t> out = getType().getShape();
+  int64_t total = 0;
+  for (Value input : getInputs()) {
+    ArrayRef<int64_t> in = shapeOf(input);
+    if (failed(checkElementType(*this, "inputs", input.getType(),
+                                getType().getElementType())))
+      return failure();
+    if (in.empty() || in.size() != out.size() ||
+        !shapesCompatible(in.drop_back(), out.drop_back()))
+      return emitOpError("expected every input to match the result except "
+                         "in the last dimension, but got ")
+             << formatShape(in) << " and " << formatShape(out);
+    total += in.back();
+  }
+  if (total != out.back())
+    return emitOpError("expected the last dimensions to add up to ")
+           << out.back() << ", but got " << total;
+  return success();
+}
+
+LogicalResult ExpandOp::verify() {
+  ArrayRef<int64_t> in = shapeOf(getX()), out = getType().getShape();
+  if (failed(checkElementType(*this, "result", getType(),
+                              getX().getType().getElementType())))
+    return failure();
+  bool ok = in.size() == out.size();
+  for (size_t i = 0; ok && i < in.size(); ++i)
+    ok = in[i] == 1 || dimsCompatible(in[i], out[i]);
+  if (!ok)
+    return emitOpError("expected every dimension of `x` to be 1 or equal to "
+                       "the result's, but got ")
+           << formatShape(in) << " -> " << formatShape(out);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Routing and experts
+//===----------------------------------------------------------------------===//
+
+LogicalResult RouterOp::verify() {
+  if (failed(checkRank(*this, "x", getX().getType(), 2)) ||
+      failed(checkRank(*this, "gate", getGate().getType(), 2)))
+    return failure();
+  int64_t experts = dim(getGate(), 0), tokens = dim(getX(), 0);
+  if (failed(checkShape(*this, "gate", getGate().getType(),
+                        {experts, dim(getX(), 1)})))
+    return failure();
+  if (getBias() &&
+      failed(checkShape(*this, "bias", getBias().getType(), {experts})))
+    return failure();
+  if (failed(verifyRouting(*this, getRouting(), experts)))
+    return failure();
+  int64_t k = getRouting().getK();
+  if (failed(checkShape(*this, "weights", getWeights().getType(), {tokens, k})))
+    return failure();
+  return checkShape(*this, "indices", getIndices().getType(), {tokens, k});
+}
+
+LogicalResult DispatchOp::verify() {
+  if (failed(checkRank(*this, "x", getX().getType(), 2)) ||
+      failed(checkRank(*this, "indices", getIndices().getType(), 2)) ||
+      failed(checkRank(*this, "offsets", getOffsets().getType(), 1)))
+    return failure();
+  if (failed(checkShape(*this, "indices", getIndices().getType(),
+                        {dim(getX(), 0), dim(getIndices(), 1)})))
+    return failure();
+  int64_t offsets = dim(getOffsets(), 0);
+  if (ShapedType::isDynamic(offsets) || offsets < 2)
+    return emitOpError("expected a static `offsets` of size E + 1 >= 2, but "
+                       "got ")
+           << formatShape(shapeOf(getOffsets()));
+  if (failed(checkShape(*this, "rows", getRows().getType(),
+                        {ShapedType::kDynamic, dim(getX(), 1)})))
+    return failure();
+  return checkRank(*this, "positions", getPositions().getType(), 1);
+}
+
+LogicalResult GroupedMatmulOp::verify() {
+  if (failed(verifyGemm(*this, "rows", getRows(), getW(), getResult(),
+                        getEpilogue(),
+                        /*grouped=*/true)))
+    return failure();
+  return checkShape(*this, "offsets", getOffsets().getType(),
+                    {dim(getW(), 0) + 1});
+}
+
+LogicalResult CombineOp::verify() {
+  if (failed(checkRank(*this, "rows", getRows().getType(), 2)) ||
+      failed(checkRank(*this, "positions", getPositions().getType(), 1)) ||
+      failed(checkRank(*this, "weights", getWeights().getType(), 2)))
+    return failure();
+  SmallVector<int64_t> expected = {dim(getWeights(), 0), dim(getRows(), 1)};
+  if (getResidual() &&
+      failed(checkShape(*this, "residual", getResidual().getType(), expected)))
+    return failure();
+  return checkShape(*this, "result", getType(), expected);
+}
+
+LogicalResult MoEOp::verify() {
+  if (failed(checkRank(*this, "x", getX().getType(), 2)) ||
+      failed(checkRank(*this, "gate", getGate().getType(), 2)) ||
+      failed(checkRank(*this, "gate_proj", getGateProj().getType(), 3)))
+    return failure();
+  int64_t hidden = dim(getX(), 1), experts = dim(getGate(), 0);
+  int64_t inter = dim(getGateProj(), 1);
+  if (failed(checkShape(*this, "gate", getGate().getType(), {experts, hidden})))
+    return failure();
+  if (getBias() &&
+      failed(checkShape(*this, "bias", getBias().getType(), {experts})))
+    return failure();
+  if (failed(checkShape(*this, "gate_proj", getGateProj().getType(),
+                        {experts, inter, hidden})) ||
+      failed(checkShape(*this, "up_proj", getUpProj().getType(),
+                        {experts, inter, hidden})) ||
+      failed(checkShape(*this, "down_proj", getDownProj().getType(),
+                        {experts, hidden, inter})))
+    return failure();
+  int sharedCount = (getSharedGateProj() ? 1 : 0) +
+                    (getSharedUpProj() ? 1 : 0) + (getSharedDownProj() ? 1 : 0);
+  if (sharedCount != 0 && sharedCount != 3)
+    return emitOpError("expected all three shared expert projections or none");
+  if (sharedCount == 3) {
+    if (failed(checkRank(*this, "shared_gate_proj",
+                         getSharedGateProj().getType(), 2)))
+      return failure();
+    int64_t sharedInter = dim(getSharedGateProj(), 0);
+    if (failed(checkShape(*this, "shared_gate_proj",
+                          getSharedGateProj().getType(),
+                          {sharedInter, hidden})) ||
+        failed(checkShape(*this, "shared_up_proj", getSharedUpProj().getType(),
+                          {sharedInter, hidden})) ||
+        failed(checkShape(*this, "shared_down_proj",
+                          getSharedDownProj().getType(),
+                          {hidden, sharedInter})))
+      return failure();
+  }
+  if (getSharedExpertGate()) {
+    if (sharedCount == 0)
+      return emitOpError("expected `shared_expert_gate` only with shared "
+                         "experts");
+    if (failed(checkShape(*this, "shared_expert_gate",
+                          getSharedExpertGate().getType(), {1, hidden})))
+      return failure();
+  }
+  if (failed(verifyRouting(*this, getRouting(), experts)))
+    return failure();
+  return checkShape(*this, "result", getType(), shapeOf(getX()));
+}
+
+//===----------------------------------------------------------------------===//
+// FP8
+//===----------------------------------------------------------------------===//
+
+LogicalResult QuantizeOp::verify() {
+  if (failed(
+          checkShape(*this, "result", getResult().getType(), shapeOf(getX()))))
+    return failure();
+  return verifyBlockScaled(*this, "result", getResult(), "scale", getScale(),
+                           getScheme());
+}
+
+LogicalResult DequantizeOp::verify() {
+  if (failed(verifyBlockScaled(*this, "x", getX(), "scale", getScale(),
+                               getScheme())))
+    return failure();
+  return checkShape(*this, "result", getType(), shapeOf(getX()));
+}
+
+LogicalResult Fp8MatmulOp::verify() {
+  if (failed(verifyFp8Schemes(*this, getActScheme(), getWeightScheme())) ||
+      failed(verifyGemm(*this, "x", getX(), getW(), getResult(), getEpilogue(),
+                        /*grouped=*/false)) ||
+      failed(verifyBlockScaled(*this, "x", getX(), "x_scale", getXScale(),
+                               getActScheme())))
+    return failure();
+  return verifyBlockScaled(*this, "w", getW(), "w_scale", getWScale(),
+                           getWeightScheme());
+}
+
+LogicalResult Fp8GroupedMatmulOp::verify() {
+  if (failed(verifyFp8Schemes(*this, getActScheme(), getWeightScheme())) ||
+      failed(verifyGemm(*this, "rows", getRows(), getW(), getResult(),
+                        getEpilogue(),
+                        /*grouped=*/true)) ||
+      failed(checkShape(*this, "offsets", getOffsets().getType(),
+                        {dim(getW(), 0) + 1})) ||
+      failed(verifyBlockScaled(*this, "rows", getRows(), "rows_scale",
+                               getRowsScale(), getActScheme())))
+    return failure();
+  return verifyBlockScaled(*this, "w", getW(), "w_scale", getWScale(),
+                           getWeightScheme());
+}

@@ -1,0 +1,515 @@
+//===- MoEOps.td - moe dialect operations ------------------*- tablegen -*-===//
+//
+// The ops of the `moe` dialect (DESIGN.md §3): checkpoint weights, the dense
+// transformer, routing and expert computation, and FP8 with block scales.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_OPS_TD
+#define MOE_OPS_TD
+
+include "dialects/MoEAttrs.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/IR/CommonTypeConstraints.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+
+def MoE_FloatTensor : RankedTensorOf<[AnyFloat]>;
+def MoE_IndexTensor : RankedTensorOf<[I32, I64]>;
+def MoE_I32Tensor : RankedTensorOf<[I32]>;
+def MoE_F32Tensor : RankedTensorOf<[F32]>;
+def MoE_Fp8Tensor : RankedTensorOf<[F8E4M3FN, F8E5M2]>;
+
+//===----------------------------------------------------------------------===//
+// moe.weight
+//===----------------------------------------------------------------------===//
+
+def MoE_WeightOp : MoE_Op<"weight"> {
+  let summary = "a named tensor from the checkpoint";
+  let description = [{
+    References one checkpoint tensor, or one per expert, without copying its
+    data. `stored_type` is the type of each source as stored. `transforms`
+    is the ordered list of layout transforms the artifact writer applies while
+    streaming: `#moe.stack` (sources along a new leading dimension),
+    `#moe.transpose` (swap the last two dimensions) and `#moe.quantize`
+    (FP8 with block scales). An already-FP8 checkpoint tensor lists its
+    `weight_scale_inv` tensors in `scale_sources`. A quantized weight has a
+    second result: its f32 block scales.
+
+    ```mlir
+    %w = moe.weight [#moe.tensor_ref<"model.safetensors", "model.norm.weight">]
+        stored tensor<64xbf16> : tensor<64xbf16>
+    %q, %s = moe.weight [#moe.tensor_ref<"model.safetensors", "q.weight">]
+        stored tensor<256x128xbf16>
+        {transforms = [#moe.quantize<#moe.block_scale<format = e4m3fn,
+                                                      block = [128, 128]>>]}
+        : tensor<256x128xf8E4M3FN>, tensor<2x1xf32>
+    ```
+  }];
+  let arguments = (ins
+    TypedArrayAttrBase<MoE_TensorRefAttr, "tensor references">:$sources,
+    TypeAttrOf<AnyRankedTensor>:$stored_type,
+    DefaultValuedAttr<ArrayAttr, "{}">:$transforms,
+    OptionalAttr<TypedArrayAttrBase<MoE_TensorRefAttr, "scale references">>:
+        $scale_sources,
+    OptionalAttr<MoE_BlockScaleAttr>:$stored_scheme
+  );
+  let results = (outs AnyRankedTensor:$result,
+                      Optional<MoE_F32Tensor>:$scale);
+  let assemblyFormat = [{
+    $sources `stored` $stored_type (`scales` $scale_sources^)? attr-dict
+    `:` type($result) (`,` type($scale)^)?
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The block-scale scheme of the result, if it is quantized: from a
+    /// `#moe.quantize` transform or `stored_scheme`.
+    ::mlir::moe::BlockScaleAttr getScheme();
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Dense transformer
+//===----------------------------------------------------------------------===//
+
+def MoE_EmbedOp : MoE_Op<"embed"> {
+  let summary = "gather embedding rows for token ids";
+  let description = [{
+    `result[t] = table[ids[t]]`, converted to the result element type.
+
+    ```mlir
+    %h = moe.embed %table, %ids : tensor<256x64xbf16>, tensor<?xi32> -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$table, MoE_IndexTensor:$ids);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $table `,` $ids attr-dict `:` type($table) `,` type($ids) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_MatmulOp : MoE_Op<"matmul"> {
+  let summary = "x times the transpose of a checkpoint-layout weight";
+  let description = [{
+    `result[t, n] = sum_k x[t, k] * w[n, k] (+ bias[n])`, accumulated in f32.
+    `w` keeps the checkpoint layout `[out, in]`. With `epilogue = silu_mul`
+    the product's first half is the gate and the second half the up
+    projection, and the result is `silu(gate) * up` (half the columns).
+
+    ```mlir
+    %y = moe.matmul %x, %w : tensor<?x64xf32>, tensor<128x64xbf16> -> tensor<?x128xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x, MoE_FloatTensor:$w,
+                       Optional<MoE_FloatTensor>:$bias,
+                       DefaultValuedAttr<MoE_EpilogueAttr,
+                                         "::mlir::moe::Epilogue::none">:$epilogue);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $x `,` $w (`bias` $bias^)? attr-dict `:` type($x) `,` type($w)
+    (`,` type($bias)^)? `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_AddOp : MoE_Op<"add", [SameOperandsAndResultType]> {
+  let summary = "elementwise sum";
+  let description = [{
+    ```mlir
+    %r = moe.add %a, %b : tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$lhs, MoE_FloatTensor:$rhs);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
+}
+
+def MoE_MulOp : MoE_Op<"mul", [SameOperandsAndResultType]> {
+  let summary = "elementwise product";
+  let description = [{
+    ```mlir
+    %r = moe.mul %a, %b : tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$lhs, MoE_FloatTensor:$rhs);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
+}
+
+def MoE_RmsNormOp : MoE_Op<"rms_norm"> {
+  let summary = "RMSNorm over the last dimension";
+  let description = [{
+    `result = x / sqrt(mean(x^2) + epsilon) * weight`, computed in f32.
+
+    ```mlir
+    %n = moe.rms_norm %x, %w {epsilon = 1.0e-06 : f64}
+        : tensor<?x64xf32>, tensor<64xbf16> -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x, MoE_FloatTensor:$weight,
+                       F64Attr:$epsilon);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $x `,` $weight attr-dict `:` type($x) `,` type($weight) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_SiluMulOp : MoE_Op<"silu_mul", [SameOperandsAndResultType]> {
+  let summary = "SwiGLU: silu(gate) * up";
+  let description = [{
+    ```mlir
+    %h = moe.silu_mul %gate, %up : tensor<?x32xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$gate, MoE_FloatTensor:$up);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = "$gate `,` $up attr-dict `:` type($result)";
+}
+
+def MoE_RopeOp : MoE_Op<"rope", [AllTypesMatch<["x", "result"]>]> {
+  let summary = "rotary position embedding over the last dimension";
+  let description = [{
+    Rotates each `[T, heads, D]` row by its position with frequencies
+    `theta^(-2i/D)`, scaled by `scaling` when present. `interleaved` pairs
+    elements `(2i, 2i+1)`; otherwise `(i, i + D/2)` (rotate-half).
+
+    ```mlir
+    %r = moe.rope %q, %pos {theta = 10000.0 : f64}
+        : tensor<?x4x16xf32>, tensor<?xi32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x, MoE_IndexTensor:$positions,
+                       F64Attr:$theta,
+                       UnitAttr:$interleaved,
+                       OptionalAttr<MoE_RopeScalingAttr>:$scaling);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $x `,` $positions attr-dict `:` type($x) `,` type($positions)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_AttentionOp : MoE_Op<"attention"> {
+  let summary = "scaled dot-product attention (MHA, GQA, expanded MLA)";
+  let description = [{
+    `q: [T, Hq, Dqk]`, `k: [T, Hkv, Dqk]`, `v: [T, Hkv, Dv]` → `[T, Hq, Dv]`.
+    Query head `h` attends to key/value head `h / (Hq / Hkv)`. The softmax
+    is computed in f32 over `scale * q·k`, masked causally when `causal`.
+    MLA in its expanded form has `Dqk != Dv`.
+
+    ```mlir
+    %o = moe.attention %q, %k, %v {scale = 0.25 : f64, causal}
+        : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>
+        -> tensor<?x4x16xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$q, MoE_FloatTensor:$k,
+                       MoE_FloatTensor:$v, F64Attr:$scale, UnitAttr:$causal);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $q `,` $k `,` $v attr-dict `:` type($q) `,` type($k) `,` type($v)
+    `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Shape ops
+//===----------------------------------------------------------------------===//
+
+def MoE_ReshapeOp : MoE_Op<"reshape"> {
+  let summary = "reshape, keeping the leading token dimension";
+  let description = [{
+    ```mlir
+    %r = moe.reshape %x : tensor<?x64xf32> -> tensor<?x4x16xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def MoE_SliceOp : MoE_Op<"slice"> {
+  let summary = "a contiguous range of the last dimension";
+  let description = [{
+    ```mlir
+    %r = moe.slice %x {offset = 16 : i64} : tensor<?x4x24xf32> -> tensor<?x4x8xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x, I64Attr:$offset);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def MoE_ConcatOp : MoE_Op<"concat"> {
+  let summary = "concatenation along the last dimension";
+  let description = [{
+    ```mlir
+    %r = moe.concat %a, %b : tensor<?x4x16xf32>, tensor<?x4x8xf32> -> tensor<?x4x24xf32>
+    ```
+  }];
+  let arguments = (ins Variadic<MoE_FloatTensor>:$inputs);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = "$inputs attr-dict `:` type($inputs) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def MoE_ExpandOp : MoE_Op<"expand"> {
+  let summary = "broadcast dimensions of size 1";
+  let description = [{
+    Repeats every size-1 dimension of `x` to the result's size (MLA's shared
+    rotary key across heads).
+
+    ```mlir
+    %r = moe.expand %x : tensor<?x1x8xf32> -> tensor<?x4x8xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Routing and experts
+//===----------------------------------------------------------------------===//
+
+def MoE_RouterOp : MoE_Op<"router"> {
+  let summary = "gate GEMM, scoring, group-limited top-k and weighting";
+  let description = [{
+    Computes `logits = x · gateᵀ` in f32, scores them, adds `bias` (the
+    correction bias, selection only), limits selection to the best groups,
+    takes the top `k` (ties to the lower index) and returns the weights
+    (unbiased scores, renormalised and scaled as `routing` says) and the
+    expert indices, per DESIGN.md §3.
+
+    ```mlir
+    %w, %i = moe.router %x, %gate bias %b
+        {routing = #moe.routing<scoring = sigmoid, k = 2, n_group = 2,
+                                topk_group = 1, group_score = top2_sum,
+                                norm_topk_prob = true>}
+        : tensor<?x64xf32>, tensor<8x64xbf16>, tensor<8xf32>
+        -> tensor<?x2xf32>, tensor<?x2xi32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x, MoE_FloatTensor:$gate,
+                       Optional<MoE_FloatTensor>:$bias,
+                       MoE_RoutingAttr:$routing);
+  let results = (outs MoE_F32Tensor:$weights, MoE_I32Tensor:$indices);
+  let assemblyFormat = [{
+    $x `,` $gate (`bias` $bias^)? attr-dict
+    `:` type($x) `,` type($gate) (`,` type($bias)^)?
+    `->` type($weights) `,` type($indices)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_DispatchOp : MoE_Op<"dispatch"> {
+  let summary = "permute token rows into expert-contiguous order";
+  let description = [{
+    For `indices: [T, k]`, produces `rows: [T*k, H]` where the rows routed to
+    expert `e` occupy `[offsets[e], offsets[e+1])` (stable in token order),
+    `offsets: [E+1]`, and `positions: [T*k]` with the row of each
+    `(token, slot)` pair in token-major order.
+
+    ```mlir
+    %rows, %offsets, %pos = moe.dispatch %x, %idx
+        : tensor<?x64xf32>, tensor<?x2xi32>
+        -> tensor<?x64xf32>, tensor<9xi32>, tensor<?xi32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x, MoE_IndexTensor:$indices);
+  let results = (outs MoE_FloatTensor:$rows, MoE_I32Tensor:$offsets,
+                      MoE_I32Tensor:$positions);
+  let assemblyFormat = [{
+    $x `,` $indices attr-dict `:` type($x) `,` type($indices)
+    `->` type($rows) `,` type($offsets) `,` type($positions)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_GroupedMatmulOp : MoE_Op<"grouped_matmul"> {
+  let summary = "one GEMM per expert over its contiguous rows";
+  let description = [{
+    Rows `[offsets[e], offsets[e+1])` are multiplied by `w[e]ᵀ`
+    (`w: [E, N, K]`, checkpoint layout per expert). `epilogue = silu_mul`
+    treats the first half of `N` as the gate and the second as up.
+
+    ```mlir
+    %y = moe.grouped_matmul %rows, %offsets, %w
+        : tensor<?x64xf32>, tensor<9xi32>, tensor<8x32x64xbf16> -> tensor<?x32xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$rows, MoE_I32Tensor:$offsets,
+                       MoE_FloatTensor:$w,
+                       DefaultValuedAttr<MoE_EpilogueAttr,
+                                         "::mlir::moe::Epilogue::none">:$epilogue);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $rows `,` $offsets `,` $w attr-dict `:` type($rows) `,` type($offsets)
+    `,` type($w) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_CombineOp : MoE_Op<"combine"> {
+  let summary = "weighted un-permute of expert outputs";
+  let description = [{
+    `result[t] = sum_j weights[t, j] * rows[positions[t*k + j]]
+    (+ residual[t])`.
+
+    ```mlir
+    %y = moe.combine %rows, %pos, %w
+        : tensor<?x64xf32>, tensor<?xi32>, tensor<?x2xf32> -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$rows, MoE_I32Tensor:$positions,
+                       MoE_F32Tensor:$weights,
+                       Optional<MoE_FloatTensor>:$residual);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $rows `,` $positions `,` $weights (`residual` $residual^)? attr-dict
+    `:` type($rows) `,` type($positions) `,` type($weights)
+    (`,` type($residual)^)? `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_MoEOp : MoE_Op<"moe", [AttrSizedOperandSegments]> {
+  let summary = "a whole MoE layer: router, routed experts, shared experts";
+  let description = [{
+    `result = sum_j w_j * expert_{e_j}(x) + shared(x)` with the routing of
+    `routing`, expert FFN `down · (silu(gate · x) ⊙ (up · x))` (weights
+    `[E, I, H]`, `[E, I, H]`, `[E, H, I]` in checkpoint layout), and an
+    optional shared expert (`[Is, H]`, `[Is, H]`, `[H, Is]`) whose output is
+    multiplied by `sigmoid(x · shared_gateᵀ)` when that gate is present
+    (Qwen2-MoE).
+
+    ```mlir
+    %y = moe.moe %x router %gate experts %w1, %w3, %w2
+        {routing = #moe.routing<scoring = softmax, k = 2, norm_topk_prob = true>}
+        : (tensor<?x64xf32>, tensor<8x64xbf16>, tensor<8x32x64xbf16>,
+           tensor<8x32x64xbf16>, tensor<8x64x32xbf16>) -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x, MoE_FloatTensor:$gate,
+                       Optional<MoE_FloatTensor>:$bias,
+                       MoE_FloatTensor:$gate_proj, MoE_FloatTensor:$up_proj,
+                       MoE_FloatTensor:$down_proj,
+                       Optional<MoE_FloatTensor>:$shared_gate_proj,
+                       Optional<MoE_FloatTensor>:$shared_up_proj,
+                       Optional<MoE_FloatTensor>:$shared_down_proj,
+                       Optional<MoE_FloatTensor>:$shared_expert_gate,
+                       MoE_RoutingAttr:$routing);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $x `router` $gate (`bias` $bias^)?
+    `experts` $gate_proj `,` $up_proj `,` $down_proj
+    (`shared` $shared_gate_proj^ `,` $shared_up_proj `,` $shared_down_proj)?
+    (`shared_gate` $shared_expert_gate^)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// FP8
+//===----------------------------------------------------------------------===//
+
+def MoE_QuantizeOp : MoE_Op<"quantize"> {
+  let summary = "dynamic FP8 quantization with block scales";
+  let description = [{
+    Per block of `scheme`: `scale = amax / max(format)`, `q = cast(x / scale)`
+    (saturating). Activations use `[1, 128]` blocks.
+
+    ```mlir
+    %q, %s = moe.quantize %x {scheme = #moe.block_scale<format = e4m3fn, block = [1, 128]>}
+        : tensor<?x256xf32> -> tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x, MoE_BlockScaleAttr:$scheme);
+  let results = (outs MoE_Fp8Tensor:$result, MoE_F32Tensor:$scale);
+  let assemblyFormat = [{
+    $x attr-dict `:` type($x) `->` type($result) `,` type($scale)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_DequantizeOp : MoE_Op<"dequantize"> {
+  let summary = "FP8 with block scales back to a wider float";
+  let description = [{
+    ```mlir
+    %x = moe.dequantize %q, %s {scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>}
+        : tensor<256x128xf8E4M3FN>, tensor<2x1xf32> -> tensor<256x128xf32>
+    ```
+  }];
+  let arguments = (ins MoE_Fp8Tensor:$x, MoE_F32Tensor:$scale,
+                       MoE_BlockScaleAttr:$scheme);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $x `,` $scale attr-dict `:` type($x) `,` type($scale) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_Fp8MatmulOp : MoE_Op<"fp8_matmul"> {
+  let summary = "block-scaled FP8 GEMM";
+  let description = [{
+    `result[t, n] = sum_k (xq[t,k] * xs[t, k/ga]) * (wq[n,k] * ws[n/bn, k/bk])`
+    with FP8 products and f32 accumulation promoted at least every block of K.
+
+    ```mlir
+    %y = moe.fp8_matmul %xq, %xs, %wq, %ws
+        {act_scheme = #moe.block_scale<format = e4m3fn, block = [1, 128]>,
+         weight_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>}
+        : tensor<?x256xf8E4M3FN>, tensor<?x2xf32>, tensor<512x256xf8E4M3FN>,
+          tensor<4x2xf32> -> tensor<?x512xf32>
+    ```
+  }];
+  let arguments = (ins MoE_Fp8Tensor:$x, MoE_F32Tensor:$x_scale,
+                       MoE_Fp8Tensor:$w, MoE_F32Tensor:$w_scale,
+                       MoE_BlockScaleAttr:$act_scheme,
+                       MoE_BlockScaleAttr:$weight_scheme,
+                       DefaultValuedAttr<MoE_EpilogueAttr,
+                                         "::mlir::moe::Epilogue::none">:$epilogue);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $x `,` $x_scale `,` $w `,` $w_scale attr-dict `:` type($x) `,`
+    type($x_scale) `,` type($w) `,` type($w_scale) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_Fp8GroupedMatmulOp : MoE_Op<"fp8_grouped_matmul"> {
+  let summary = "block-scaled FP8 grouped GEMM (one per expert)";
+  let description = [{
+    `moe.grouped_matmul` with FP8 rows and weights and their block scales.
+
+    ```mlir
+    %y = moe.fp8_grouped_matmul %rq, %rs, %offsets, %wq, %ws
+        {act_scheme = #moe.block_scale<format = e4m3fn, block = [1, 128]>,
+         weight_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>}
+        : tensor<?x128xf8E4M3FN>, tensor<?x1xf32>, tensor<9xi32>,
+          tensor<8x256x128xf8E4M3FN>, tensor<8x2x1xf32> -> tensor<?x256xf32>
+    ```
+  }];
+  let arguments = (ins MoE_Fp8Tensor:$rows, MoE_F32Tensor:$rows_scale,
+                       MoE_I32Tensor:$offsets,
+                       MoE_Fp8Tensor:$w, MoE_F32Tensor:$w_scale,
+                       MoE_BlockScaleAttr:$act_scheme,
+                       MoE_BlockScaleAttr:$weight_scheme,
+                       DefaultValuedAttr<MoE_EpilogueAttr,
+                                         "::mlir::moe::Epilogue::none">:$epilogue);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $rows `,` $rows_scale `,` $offsets `,` $w `,` $w_scale attr-dict `:`
+    type($rows) `,` type($rows_scale) `,` type($offsets) `,` type($w) `,`
+    type($w_scale) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // MOE_OPS_TD

@@ -1,0 +1,22 @@
+// One DeepSeek-V3-style MoE layer at toy scale: RMSNorm, then 8 routed
+// experts in 4 groups (sigmoid scores, correction bias, 2 groups kept, top-2,
+// renormalised, x2.5) plus one shared expert, added to the residual stream.
+// Weights reference the checkpoint's per-expert tensors (stacked while the
+// artifact is written); none of their bytes are in the IR. The unused gate
+// projection at the end is dead and disappears in the `moe` phase.
+func.func @moe_layer(%x: tensor<?x256xf32>) -> tensor<?x256xf32> {
+  %norm = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.3.post_attention_layernorm.weight">] stored tensor<256xbf16> : tensor<256xbf16>
+  %gate = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.gate.weight">] stored tensor<8x256xbf16> : tensor<8x256xbf16>
+  %bias = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.gate.e_score_correction_bias">] stored tensor<8xf32> : tensor<8xf32>
+  %w1 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.0.gate_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.1.gate_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.2.gate_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.3.gate_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.4.gate_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.5.gate_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.6.gate_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.7.gate_proj.weight">] stored tensor<128x256xbf16> {transforms = [#moe.stack]} : tensor<8x128x256xbf16>
+  %w3 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.0.up_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.1.up_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.2.up_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.3.up_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.4.up_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.5.up_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.6.up_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.7.up_proj.weight">] stored tensor<128x256xbf16> {transforms = [#moe.stack]} : tensor<8x128x256xbf16>
+  %w2 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.0.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.1.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.2.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.3.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.4.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.5.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.6.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.experts.7.down_proj.weight">] stored tensor<256x128xbf16> {transforms = [#moe.stack]} : tensor<8x256x128xbf16>
+  %s1 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.shared_experts.gate_proj.weight">] stored tensor<128x256xbf16> : tensor<128x256xbf16>
+  %s3 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.shared_experts.up_proj.weight">] stored tensor<128x256xbf16> : tensor<128x256xbf16>
+  %s2 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.3.mlp.shared_experts.down_proj.weight">] stored tensor<256x128xbf16> : tensor<256x128xbf16>
+  %h = moe.rms_norm %x, %norm {epsilon = 1.0e-06 : f64} : tensor<?x256xf32>, tensor<256xbf16> -> tensor<?x256xf32>
+  %y = moe.moe %h router %gate bias %bias experts %w1, %w3, %w2 shared %s1, %s3, %s2 {routing = #moe.routing<scoring = sigmoid, k = 2, n_group = 4, topk_group = 2, group_score = top2_sum, norm_topk_prob = true, routed_scaling_factor = 2.5>} : (tensor<?x256xf32>, tensor<8x256xbf16>, tensor<8xf32>, tensor<8x128x256xbf16>, tensor<8x128x256xbf16>, tensor<8x256x128xbf16>, tensor<128x256xbf16>, tensor<128x256xbf16>, tensor<256x128xbf16>) -> tensor<?x256xf32>
+  %dead = moe.matmul %h, %gate : tensor<?x256xf32>, tensor<8x256xbf16> -> tensor<?x8xf32>
+  %out = moe.add %x, %y : tensor<?x256xf32>
+  return %out : tensor<?x256xf32>
+}

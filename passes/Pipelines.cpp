@@ -1,0 +1,130 @@
+//===- Pipelines.cpp - moec phase pipeline ----------------------*- C++ -*-===//
+//
+// Builds the pass pipeline between two phases. Each phase ends with
+// canonicalization; verification runs after every pass by default.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Pipelines.h"
+
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/StringSwitch.h"
+
+using namespace mlir;
+using namespace mlir::moec;
+
+namespace {
+constexpr Phase kAllPhases[] = {Phase::Import, Phase::MoE,     Phase::Fused,
+                                Phase::Fp8,    Phase::Planned, Phase::Codegen};
+} // namespace
+
+llvm::StringRef mlir::moec::stringifyPhase(Phase phase) {
+  switch (phase) {
+  case Phase::Import:
+    return "import";
+  case Phase::MoE:
+    return "moe";
+  case Phase::Fused:
+    return "fused";
+  case Phase::Fp8:
+    return "fp8";
+  case Phase::Planned:
+    return "planned";
+  case Phase::Codegen:
+    return "codegen";
+  }
+  return "unknown";
+}
+
+std::optional<Phase> mlir::moec::parsePhase(llvm::StringRef name) {
+  for (Phase phase : kAllPhases)
+    if (stringifyPhase(phase) == name)
+      return phase;
+  return std::nullopt;
+}
+
+std::string mlir::moec::listPhases() {
+  std::string text;
+  for (Phase phase : kAllPhases) {
+    if (!text.empty())
+      text += ", ";
+    text += stringifyPhase(phase).str();
+  }
+  return text;
+}
+
+LogicalResult mlir::moec::buildMoecPipeline(OpPassManager &pm,
+                                            const PipelineOptions &options,
+                                            Phase from, Phase to,
+                                            std::string &error) {
+  if (to < from) {
+    error = ("cannot go back from phase '" + stringifyPhase(from) +
+             "' to phase '" + stringifyPhase(to) + "'")
+                .str();
+    return failure();
+  }
+  for (Phase phase : kAllPhases) {
+    if (phase <= from || phase > to)
+      continue;
+    switch (phase) {
+    case Phase::Import:
+      break;
+    case Phase::MoE:
+      // The importers already emit one `moe.moe` per MoE layer; this phase
+      // cleans up what they left (dead weights, duplicate shape ops).
+      pm.addPass(createCanonicalizerPass());
+      pm.addPass(createCSEPass());
+      break;
+    case Phase::Fused:
+    case Phase::Fp8:
+    case Phase::Planned:
+    case Phase::Codegen:
+      error = ("phase '" + stringifyPhase(phase) +
+               "' is not available yet; the furthest phase this build "
+               "reaches is 'moe'")
+                  .str();
+      return failure();
+    }
+  }
+  (void)options;
+  return success();
+}
+
+namespace {
+/// The options of `--moec-pipeline`: the phases to go from and to.
+struct MoecPipelineCLOptions
+    : public PassPipelineOptions<MoecPipelineCLOptions> {
+  Option<std::string> from{*this, "from",
+                           llvm::cl::desc("phase the input is in"),
+                           llvm::cl::init("import")};
+  Option<std::string> to{*this, "to", llvm::cl::desc("phase to stop after"),
+                         llvm::cl::init("moe")};
+};
+} // namespace
+
+void mlir::moec::registerMoecPipelines() {
+  registerPassPipeline(
+      "moec-pipeline",
+      "Run the moec phases between `from` and `to` (phases: import, moe, "
+      "fused, fp8, planned, codegen)",
+      [](OpPassManager &pm, StringRef text,
+         function_ref<LogicalResult(const Twine &)> errorHandler) {
+        MoecPipelineCLOptions options;
+        if (failed(options.parseFromString(text)))
+          return failure();
+        std::optional<Phase> from = parsePhase(options.from);
+        std::optional<Phase> to = parsePhase(options.to);
+        if (!from || !to)
+          return errorHandler("unknown phase '" +
+                              (from ? options.to : options.from) +
+                              "'; expected one of: " + listPhases());
+        std::string error;
+        if (failed(buildMoecPipeline(pm, PipelineOptions(), *from, *to, error)))
+          return errorHandler(error);
+        return success();
+      },
+      [](function_ref<void(const detail::PassOptions &)> optHandler) {
+        optHandler(MoecPipelineCLOptions());
+      });
+}

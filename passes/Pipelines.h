@@ -1,0 +1,52 @@
+//===- Pipelines.h - moec phase pipeline ------------------------*- C++ -*-===//
+//
+// The compiler as a function over phases (DESIGN.md §1): `import` → `moe` →
+// `fused` → `fp8` → `planned` → `codegen`. Tools build their pass managers
+// here so that `moec --compile-to=<phase>` and `moec-opt --moec-pipeline`
+// run the same passes.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_PASSES_PIPELINES_H
+#define MOEC_PASSES_PIPELINES_H
+
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/LLVM.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <optional>
+
+namespace mlir::moec {
+
+/// The phases of compilation, in order.
+enum class Phase { Import, MoE, Fused, Fp8, Planned, Codegen };
+
+/// The flag spelling of `phase` (`import`, `moe`, ...).
+llvm::StringRef stringifyPhase(Phase phase);
+
+/// Parses a phase name; `std::nullopt` for an unknown one.
+std::optional<Phase> parsePhase(llvm::StringRef name);
+
+/// Every phase name, comma-separated, for help texts and errors.
+std::string listPhases();
+
+/// Options shared by every phase of the pipeline.
+struct PipelineOptions {
+  /// Verify the IR after every pass, not only between phases.
+  bool verifyEach = true;
+};
+
+/// Adds to `pm` the passes that take a module in phase `from` to phase `to`.
+/// Fails, with a message naming the phase, when `to` precedes `from` or a
+/// phase on the way is not available yet.
+LogicalResult buildMoecPipeline(OpPassManager &pm,
+                                const PipelineOptions &options, Phase from,
+                                Phase to, std::string &error);
+
+/// Registers `--moec-pipeline=<from>-to-<to>` style pipelines with the pass
+/// registry so that `moec-opt` can run them in lit tests.
+void registerMoecPipelines();
+
+} // namespace mlir::moec
+
+#endif // MOEC_PASSES_PIPELINES_H
