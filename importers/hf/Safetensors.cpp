@@ -1,0 +1,784 @@
+//===- Safetensors.cpp - Validating safetensors reader ----------*- C++ -*-===//
+//
+// Parses and validates safetensors headers and checkpoint index files. Every
+// rule has its own message naming the file and the tensor, so that a user
+// with a broken download learns what is wrong; nothing here trusts a size,
+// an offset or a name before it has been checked.
+//
+//===----------------------------------------------------------------------===//
+
+#include "importers/hf/Safetensors.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/SmallString.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/ADT/Twine.h"
+#include "llvm/Support/Endian.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <limits>
+
+using namespace llvm;
+using namespace mlir::moec::hf;
+
+namespace {
+
+/// Deepest JSON nesting accepted before parsing. A valid safetensors header
+/// nests three levels; the limit keeps the recursive parser off the stack's
+/// edge on hostile input.
+constexpr unsigned kMaxJsonDepth = 64;
+
+/// Longest stretch of an untrusted name echoed into a message.
+constexpr size_t kMaxQuotedLength = 200;
+
+/// The keys a tensor entry must have, and the only ones it may have.
+constexpr StringLiteral kEntryKeys[] = {"dtype", "shape", "data_offsets"};
+
+/// The top-level header key that holds string metadata, not a tensor.
+constexpr StringLiteral kMetadataKey = "__metadata__";
+
+/// Returns a plain error carrying `message`.
+Error makeError(const Twine &message) {
+  return make_error<StringError>(message.str(), inconvertibleErrorCode());
+}
+
+/// Quotes an untrusted `name` for a message: non-printable bytes escaped,
+/// long names cut.
+std::string quote(StringRef name) {
+  std::string out;
+  raw_string_ostream os(out);
+  os << '\'';
+  printEscapedString(name.take_front(kMaxQuotedLength), os);
+  if (name.size() > kMaxQuotedLength)
+    os << "...";
+  os << '\'';
+  return out;
+}
+
+/// Names the JSON kind of `value`, with its article, for "but it is ..."
+/// messages.
+StringRef kindName(const json::Value &value) {
+  switch (value.kind()) {
+  case json::Value::Null:
+    return "null";
+  case json::Value::Boolean:
+    return "a boolean";
+  case json::Value::Number:
+    return "a number";
+  case json::Value::String:
+    return "a string";
+  case json::Value::Array:
+    return "an array";
+  case json::Value::Object:
+    return "an object";
+  }
+  return "a value";
+}
+
+std::string formatShape(ArrayRef<int64_t> shape) {
+  std::string out;
+  raw_string_ostream os(out);
+  os << '[';
+  interleaveComma(shape, os);
+  os << ']';
+  return out;
+}
+
+/// True when the brackets of `text` nest deeper than `limit`. Tolerates
+/// malformed input: it only has to see what a JSON parser would recurse on.
+bool nestsDeeperThan(StringRef text, unsigned limit) {
+  unsigned depth = 0;
+  bool inString = false, escaped = false;
+  for (char c : text) {
+    if (inString) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        inString = false;
+      continue;
+    }
+    if (c == '"') {
+      inString = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > limit)
+        return true;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
+/// Decodes the JSON string literal `token` (quotes included).
+std::string decodeJsonString(StringRef token) {
+  if (!token.contains('\\'))
+    return token.drop_front().drop_back().str();
+  Expected<json::Value> value = json::parse(token);
+  if (!value) {
+    consumeError(value.takeError());
+    return token.str();
+  }
+  if (std::optional<StringRef> str = value->getAsString())
+    return str->str();
+  return token.str();
+}
+
+/// Object keys of a JSON text, read straight from the text because
+/// json::Object keeps only the last of two equal keys and forgets order.
+struct KeyScan {
+  /// Keys of the top-level object, in text order.
+  std::vector<std::string> topKeys;
+  /// Set when some object repeats a key: the keys leading to that object
+  /// (empty for the top level) and the repeated key.
+  bool hasDuplicate = false;
+  std::vector<std::string> duplicatePath;
+  std::string duplicateKey;
+};
+
+/// Scans `text`, which json::parse has already accepted, for object keys.
+KeyScan scanKeys(StringRef text) {
+  struct Frame {
+    bool isObject;
+    bool expectKey;
+    StringSet<> keys;
+    std::string lastKey;
+  };
+  std::vector<Frame> stack;
+  KeyScan result;
+  size_t i = 0, n = text.size();
+  while (i < n) {
+    char c = text[i];
+    if (c == '{' || c == '[') {
+      stack.push_back(Frame{c == '{', c == '{', {}, {}});
+      ++i;
+      continue;
+    }
+    if (c == '}' || c == ']') {
+      if (!stack.empty())
+        stack.pop_back();
+      ++i;
+      continue;
+    }
+    if (c == ',') {
+      if (!stack.empty() && stack.back().isObject)
+        stack.back().expectKey = true;
+      ++i;
+      continue;
+    }
+    if (c != '"') {
+      ++i;
+      continue;
+    }
+    // A string literal: a key when it opens an object member.
+    size_t start = i++;
+    while (i < n && text[i] != '"')
+      i += text[i] == '\\' ? 2 : 1;
+    i = std::min(i + 1, n);
+    if (stack.empty() || !stack.back().isObject || !stack.back().expectKey)
+      continue;
+    Frame &frame = stack.back();
+    frame.expectKey = false;
+    std::string key = decodeJsonString(text.slice(start, i));
+    if (!frame.keys.insert(key).second) {
+      result.hasDuplicate = true;
+      for (const Frame &outer : ArrayRef(stack).drop_back())
+        if (outer.isObject)
+          result.duplicatePath.push_back(outer.lastKey);
+      result.duplicateKey = std::move(key);
+      return result;
+    }
+    if (stack.size() == 1)
+      result.topKeys.push_back(key);
+    frame.lastKey = std::move(key);
+  }
+  return result;
+}
+
+/// Parses `text` as JSON whose top level must be an object, applying the
+/// UTF-8 and depth checks first. `what` names the text in messages
+/// ("<path>: header").
+Expected<json::Value> parseJsonObject(StringRef text, const Twine &what) {
+  size_t badOffset = 0;
+  if (!json::isUTF8(text, &badOffset))
+    return makeError(what + " is not valid UTF-8 (first bad byte at offset " +
+                     Twine(badOffset) + ")");
+  if (nestsDeeperThan(text, kMaxJsonDepth))
+    return makeError(what + " nests JSON deeper than " + Twine(kMaxJsonDepth) +
+                     " levels");
+  Expected<json::Value> value = json::parse(text);
+  if (!value)
+    return makeError(what +
+                     " is not valid JSON: " + toString(value.takeError()));
+  if (!value->getAsObject())
+    return makeError(what + " must be a JSON object, but it is " +
+                     kindName(*value));
+  return value;
+}
+
+/// Spells "1 <noun>" or "<n> <noun>s".
+std::string countOf(uint64_t n, StringRef noun) {
+  return std::to_string(n) + " " + noun.str() + (n == 1 ? "" : "s");
+}
+
+/// Prints `value` as JSON, cut like an untrusted name.
+std::string jsonText(const json::Value &value) {
+  std::string out;
+  raw_string_ostream(out) << value;
+  if (out.size() > kMaxQuotedLength)
+    out = out.substr(0, kMaxQuotedLength) + "...";
+  return out;
+}
+
+/// Reads a non-negative integer that fits in `uint64_t`; `what` names it.
+Expected<uint64_t> readUnsigned(const json::Value &value, const Twine &what) {
+  if (std::optional<uint64_t> v = value.getAsUINT64())
+    return *v;
+  // getAsInteger also accepts integral doubles such as 5.0, hence the sign
+  // test.
+  if (std::optional<int64_t> v = value.getAsInteger(); v && *v < 0)
+    return makeError(what + " is " + Twine(*v) + ", which is negative");
+  if (std::optional<double> d = value.getAsNumber()) {
+    double whole;
+    if (*d < 0)
+      return makeError(what + " is " + jsonText(value) + ", which is negative");
+    if (std::modf(*d, &whole) != 0.0)
+      return makeError(what + " is " + jsonText(value) + ", not an integer");
+    if (*d >= 18446744073709551616.0)
+      return makeError(what + " is " + jsonText(value) +
+                       ", which exceeds 64 bits");
+    return makeError(what + " is the floating-point number " + jsonText(value) +
+                     "; it must be an integer literal");
+  }
+  return makeError(what + " must be an integer, but it is " + kindName(value));
+}
+
+/// Checks that the index file names a shard as a plain file inside the
+/// checkpoint folder.
+Error checkShardName(StringRef shard, const Twine &where) {
+  auto fail = [&](const Twine &why) {
+    return makeError(where + ": shard name " + quote(shard) + " " + why +
+                     "; shard names must be plain file names inside the "
+                     "checkpoint folder");
+  };
+  if (shard.empty())
+    return fail("is empty");
+  if (shard.contains('\0'))
+    return fail("contains a NUL character");
+  if (shard.starts_with("/") || shard.starts_with("\\") ||
+      sys::path::is_absolute(shard) ||
+      sys::path::is_absolute(shard, sys::path::Style::windows))
+    return fail("is an absolute path");
+  SmallVector<StringRef, 4> parts;
+  SplitString(shard, parts, "/\\");
+  if (is_contained(parts, ".."))
+    return fail("escapes the folder with '..'");
+  if (shard.find_first_of("/\\") != StringRef::npos)
+    return fail("contains a path separator");
+  if (shard == ".")
+    return fail("names the folder itself");
+  return Error::success();
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// DType
+//===----------------------------------------------------------------------===//
+
+namespace {
+struct DTypeEntry {
+  DType dtype;
+  StringLiteral name;
+  uint64_t size;
+};
+constexpr DTypeEntry kDTypes[] = {
+    {DType::F64, "F64", 8},         {DType::F32, "F32", 4},
+    {DType::F16, "F16", 2},         {DType::BF16, "BF16", 2},
+    {DType::F8_E4M3, "F8_E4M3", 1}, {DType::F8_E5M2, "F8_E5M2", 1},
+    {DType::I64, "I64", 8},         {DType::I32, "I32", 4},
+    {DType::I16, "I16", 2},         {DType::I8, "I8", 1},
+    {DType::U64, "U64", 8},         {DType::U32, "U32", 4},
+    {DType::U16, "U16", 2},         {DType::U8, "U8", 1},
+    {DType::BOOL, "BOOL", 1},
+};
+
+const DTypeEntry &dtypeEntry(DType dtype) {
+  for (const DTypeEntry &entry : kDTypes)
+    if (entry.dtype == dtype)
+      return entry;
+  llvm_unreachable("every DType has a table entry");
+}
+} // namespace
+
+uint64_t mlir::moec::hf::dtypeSize(DType dtype) {
+  return dtypeEntry(dtype).size;
+}
+
+StringRef mlir::moec::hf::dtypeName(DType dtype) {
+  return dtypeEntry(dtype).name;
+}
+
+std::optional<DType> mlir::moec::hf::parseDType(StringRef name) {
+  for (const DTypeEntry &entry : kDTypes)
+    if (entry.name == name)
+      return entry.dtype;
+  return std::nullopt;
+}
+
+namespace {
+/// Validates the header entry `value` of tensor `name` against a data
+/// section of `dataSize` bytes. `path` names the file in messages.
+Expected<TensorInfo> parseEntry(StringRef path, StringRef name,
+                                const json::Value &value, uint64_t dataSize) {
+  std::string prefix = (path + ": tensor " + quote(name) + ": ").str();
+  auto fail = [&](const Twine &message) { return makeError(prefix + message); };
+  const json::Object *entry = value.getAsObject();
+  if (!entry)
+    return fail("entry must be a JSON object with keys dtype, shape and "
+                "data_offsets, but it is " +
+                kindName(value));
+  SmallVector<std::string, 4> unknown;
+  for (const auto &kv : *entry)
+    if (!is_contained(kEntryKeys, StringRef(kv.first)))
+      unknown.push_back(kv.first.str());
+  if (!unknown.empty()) {
+    llvm::sort(unknown);
+    return fail("unexpected key " + quote(unknown.front()) +
+                " (allowed: dtype, shape, data_offsets)");
+  }
+  for (StringLiteral key : kEntryKeys)
+    if (!entry->get(key))
+      return fail("missing key '" + key + "'");
+
+  TensorInfo info;
+  info.name = name.str();
+  const json::Value &dtypeValue = *entry->get("dtype");
+  std::optional<StringRef> dtypeString = dtypeValue.getAsString();
+  if (!dtypeString)
+    return fail("dtype must be a string, but it is " + kindName(dtypeValue));
+  std::optional<DType> dtype = parseDType(*dtypeString);
+  if (!dtype)
+    return fail("unknown dtype " + quote(*dtypeString));
+  info.dtype = *dtype;
+
+  const json::Value &shapeValue = *entry->get("shape");
+  const json::Array *shape = shapeValue.getAsArray();
+  if (!shape)
+    return fail("shape must be an array of integers, but it is " +
+                kindName(shapeValue));
+  uint64_t numElements = 1;
+  bool elementsOverflow = false;
+  for (auto [i, dimValue] : enumerate(*shape)) {
+    Expected<uint64_t> dim =
+        readUnsigned(dimValue, "shape dimension " + Twine(i));
+    if (!dim)
+      return fail(toString(dim.takeError()));
+    if (*dim > uint64_t(std::numeric_limits<int64_t>::max()))
+      return fail("shape dimension " + Twine(i) + " is " + Twine(*dim) +
+                  ", which exceeds the int64 range");
+    info.shape.push_back(static_cast<int64_t>(*dim));
+    elementsOverflow |= __builtin_mul_overflow(numElements, *dim, &numElements);
+  }
+  // A zero dimension makes the true count 0 even if a partial product
+  // overflowed.
+  if (is_contained(info.shape, 0)) {
+    numElements = 0;
+    elementsOverflow = false;
+  }
+  if (elementsOverflow)
+    return fail("element count of shape " + formatShape(info.shape) +
+                " overflows 64 bits");
+  info.numElements = numElements;
+  uint64_t byteSize = 0;
+  if (__builtin_mul_overflow(numElements, dtypeSize(info.dtype), &byteSize))
+    return fail("byte size of shape " + formatShape(info.shape) + " of " +
+                dtypeName(info.dtype) + " overflows 64 bits");
+
+  const json::Value &offsetsValue = *entry->get("data_offsets");
+  const json::Array *offsets = offsetsValue.getAsArray();
+  if (!offsets)
+    return fail("data_offsets must be an array of two integers, but it is " +
+                kindName(offsetsValue));
+  if (offsets->size() != 2)
+    return fail("data_offsets must be an array of two integers, but it has " +
+                countOf(offsets->size(), "element"));
+  Expected<uint64_t> begin = readUnsigned((*offsets)[0], "data_offsets[0]");
+  if (!begin)
+    return fail(toString(begin.takeError()));
+  Expected<uint64_t> end = readUnsigned((*offsets)[1], "data_offsets[1]");
+  if (!end)
+    return fail(toString(end.takeError()));
+  if (*begin > *end)
+    return fail("data_offsets begin " + Twine(*begin) +
+                " is greater than end " + Twine(*end));
+  info.begin = *begin;
+  info.end = *end;
+  if (info.end - info.begin != byteSize)
+    return fail("byte range [" + Twine(info.begin) + ", " + Twine(info.end) +
+                ") holds " + Twine(info.end - info.begin) +
+                " bytes but shape " + formatShape(info.shape) + " of " +
+                dtypeName(info.dtype) + " needs " + Twine(byteSize));
+  if (info.end > dataSize)
+    return fail("byte range [" + Twine(info.begin) + ", " + Twine(info.end) +
+                ") extends past the end of the data section, which has " +
+                Twine(dataSize) + " bytes");
+  return info;
+}
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// SafetensorsFile
+//===----------------------------------------------------------------------===//
+
+Expected<std::unique_ptr<SafetensorsFile>>
+SafetensorsFile::open(StringRef path) {
+  // Large files are memory-mapped, so weight bytes are only paged in when a
+  // later stage reads them.
+  ErrorOr<std::unique_ptr<MemoryBuffer>> buffer =
+      MemoryBuffer::getFile(path, /*IsText=*/false,
+                            /*RequiresNullTerminator=*/false);
+  if (!buffer)
+    return makeError(path + ": cannot open: " + buffer.getError().message());
+  std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
+  file->buffer = std::move(*buffer);
+  file->filePath = path.str();
+  if (Error err = file->parse())
+    return err;
+  return file;
+}
+
+Expected<std::unique_ptr<SafetensorsFile>>
+SafetensorsFile::fromBuffer(std::unique_ptr<MemoryBuffer> buffer) {
+  assert(buffer && "fromBuffer needs a buffer");
+  std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
+  file->filePath = buffer->getBufferIdentifier().str();
+  file->buffer = std::move(buffer);
+  if (Error err = file->parse())
+    return err;
+  return file;
+}
+
+const TensorInfo *SafetensorsFile::lookup(StringRef name) const {
+  auto it = tensorIndex.find(name);
+  return it == tensorIndex.end() ? nullptr : &tensorList[it->second];
+}
+
+ArrayRef<uint8_t> SafetensorsFile::bytes(const TensorInfo &info) const {
+  assert(&info >= tensorList.data() &&
+         &info < tensorList.data() + tensorList.size() &&
+         "TensorInfo belongs to another file");
+  const auto *start =
+      reinterpret_cast<const uint8_t *>(buffer->getBufferStart());
+  return ArrayRef<uint8_t>(start + dataStart + info.begin,
+                           info.end - info.begin);
+}
+
+Error SafetensorsFile::parse() {
+  StringRef contents = buffer->getBuffer();
+  uint64_t size = contents.size();
+  const std::string &path = filePath;
+  if (size < 8)
+    return makeError(path + ": file is " + Twine(size) +
+                     " bytes, shorter than the 8-byte header length field");
+
+  uint64_t headerSize = support::endian::read64le(contents.data());
+  if (headerSize > kMaxHeaderSize)
+    return makeError(path + ": header length " + Twine(headerSize) +
+                     " exceeds " + Twine(kMaxHeaderSize) + " bytes");
+  // Cannot overflow: headerSize <= kMaxHeaderSize.
+  if (8 + headerSize > size)
+    return makeError(path + ": header length " + Twine(headerSize) +
+                     " runs past the end of the file, which has only " +
+                     Twine(size - 8) + " bytes after the length field");
+  StringRef header = contents.substr(8, headerSize);
+  dataStart = 8 + headerSize;
+  uint64_t dataSize = size - dataStart;
+
+  Expected<json::Value> parsed = parseJsonObject(header, path + ": header");
+  if (!parsed)
+    return parsed.takeError();
+  const json::Object &root = *parsed->getAsObject();
+
+  KeyScan scan = scanKeys(header);
+  if (scan.hasDuplicate) {
+    if (scan.duplicatePath.empty())
+      return makeError(path + ": duplicate tensor name " +
+                       quote(scan.duplicateKey));
+    if (scan.duplicatePath.front() == kMetadataKey)
+      return makeError(path + ": duplicate key " + quote(scan.duplicateKey) +
+                       " in " + kMetadataKey);
+    return makeError(path + ": tensor " + quote(scan.duplicatePath.front()) +
+                     ": duplicate key " + quote(scan.duplicateKey));
+  }
+
+  // Entries are visited in header order so that the first error reported is
+  // the same on every run.
+  for (const std::string &name : scan.topKeys) {
+    const json::Value *value = root.get(name);
+    if (!value)
+      return makeError(path + ": internal error: header key " + quote(name) +
+                       " vanished while parsing");
+    if (StringRef(name) == kMetadataKey) {
+      const json::Object *meta = value->getAsObject();
+      if (!meta)
+        return makeError(path + ": " + kMetadataKey +
+                         " must be an object of strings, but it is " +
+                         kindName(*value));
+      for (const auto &kv : *meta) {
+        std::optional<StringRef> str = kv.second.getAsString();
+        if (!str)
+          return makeError(path + ": " + kMetadataKey + " value for key " +
+                           quote(kv.first) + " must be a string, but it is " +
+                           kindName(kv.second));
+        metadataMap[kv.first.str()] = str->str();
+      }
+      continue;
+    }
+
+    Expected<TensorInfo> info = parseEntry(path, name, *value, dataSize);
+    if (!info)
+      return info.takeError();
+    tensorList.push_back(std::move(*info));
+  }
+
+  // The tensors must tile the data section exactly: sorted by offset, each
+  // starts where the previous one ended and the last ends at the file end.
+  // Sorting by end as well puts an empty tensor before a non-empty one at
+  // the same offset.
+  std::stable_sort(tensorList.begin(), tensorList.end(),
+                   [](const TensorInfo &a, const TensorInfo &b) {
+                     return std::tie(a.begin, a.end) < std::tie(b.begin, b.end);
+                   });
+  uint64_t cursor = 0;
+  const TensorInfo *previous = nullptr;
+  for (const TensorInfo &info : tensorList) {
+    if (info.begin > cursor) {
+      std::string where =
+          previous ? "after tensor " + quote(previous->name) +
+                         ", which ends at offset " + std::to_string(cursor)
+                   : std::string("at the start of the data section");
+      return makeError(path + ": gap of " +
+                       countOf(info.begin - cursor, "unused byte") + " " +
+                       where + ", before tensor " + quote(info.name) +
+                       ", which begins at " + Twine(info.begin));
+    }
+    if (info.begin < cursor)
+      return makeError(
+          path + ": tensor " + quote(info.name) + ": byte range [" +
+          Twine(info.begin) + ", " + Twine(info.end) + ") overlaps tensor " +
+          quote(previous->name) + " at [" + Twine(previous->begin) + ", " +
+          Twine(previous->end) + ")");
+    cursor = info.end;
+    previous = &info;
+  }
+  if (cursor != dataSize)
+    return makeError(path + ": " + countOf(dataSize - cursor, "trailing byte") +
+                     " after the last tensor: the data section "
+                     "has " +
+                     Twine(dataSize) + " bytes but the tensors end at " +
+                     Twine(cursor));
+
+  for (auto [i, info] : enumerate(tensorList))
+    tensorIndex[info.name] = i;
+  return Error::success();
+}
+
+//===----------------------------------------------------------------------===//
+// Checkpoint
+//===----------------------------------------------------------------------===//
+
+Expected<std::unique_ptr<Checkpoint>> Checkpoint::open(StringRef dir) {
+  if (!sys::fs::exists(dir))
+    return makeError(dir + ": checkpoint folder does not exist");
+  if (!sys::fs::is_directory(dir))
+    return makeError(dir + ": checkpoint path is not a folder");
+  std::unique_ptr<Checkpoint> checkpoint(new Checkpoint());
+  checkpoint->dirPath = dir.str();
+  SmallString<256> indexPath(dir);
+  sys::path::append(indexPath, kIndexFileName);
+  Error err = sys::fs::exists(indexPath) ? checkpoint->openSharded(indexPath)
+                                         : checkpoint->openSingle();
+  if (err)
+    return err;
+  for (const auto &entry : checkpoint->refs)
+    checkpoint->names.push_back(entry.first().str());
+  llvm::sort(checkpoint->names);
+  return checkpoint;
+}
+
+TensorRef Checkpoint::lookup(StringRef name) const {
+  auto it = refs.find(name);
+  return it == refs.end() ? TensorRef() : it->second;
+}
+
+void Checkpoint::addFile(std::unique_ptr<SafetensorsFile> file) {
+  for (const TensorInfo &info : file->tensors())
+    refs[info.name] = TensorRef{file.get(), &info};
+  fileList.push_back(std::move(file));
+}
+
+Error Checkpoint::openSingle() {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (sys::fs::directory_iterator it(dirPath, ec), end; it != end && !ec;
+       it.increment(ec)) {
+    StringRef entryPath = it->path();
+    // Regular files or links to them: the Hugging Face cache links snapshot
+    // files into a blob store.
+    if (sys::path::filename(entryPath).ends_with(".safetensors") &&
+        sys::fs::is_regular_file(entryPath))
+      found.push_back(sys::path::filename(entryPath).str());
+  }
+  if (ec)
+    return makeError(dirPath + ": cannot list folder: " + ec.message());
+  llvm::sort(found);
+  if (found.empty())
+    return makeError(dirPath + ": no *.safetensors file and no " +
+                     kIndexFileName + " in the checkpoint folder");
+  if (found.size() > 1) {
+    std::string list;
+    raw_string_ostream os(list);
+    interleaveComma(found, os, [&](const std::string &f) { os << quote(f); });
+    return makeError(dirPath + ": several *.safetensors files (" + list +
+                     ") but no " + kIndexFileName +
+                     " to say which tensors each holds");
+  }
+  SmallString<256> path(dirPath);
+  sys::path::append(path, found.front());
+  Expected<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::open(path);
+  if (!file)
+    return file.takeError();
+  addFile(std::move(*file));
+  return Error::success();
+}
+
+Error Checkpoint::openSharded(StringRef indexPath) {
+  sharded = true;
+  ErrorOr<std::unique_ptr<MemoryBuffer>> buffer =
+      MemoryBuffer::getFile(indexPath, /*IsText=*/false,
+                            /*RequiresNullTerminator=*/false);
+  if (!buffer)
+    return makeError(indexPath +
+                     ": cannot open: " + buffer.getError().message());
+  StringRef text = (*buffer)->getBuffer();
+  if (text.size() > SafetensorsFile::kMaxHeaderSize)
+    return makeError(indexPath + ": index file of " + Twine(text.size()) +
+                     " bytes exceeds " +
+                     Twine(SafetensorsFile::kMaxHeaderSize) + " bytes");
+  Expected<json::Value> parsed = parseJsonObject(text, indexPath + ": index");
+  if (!parsed)
+    return parsed.takeError();
+  KeyScan scan = scanKeys(text);
+  if (scan.hasDuplicate) {
+    if (scan.duplicatePath.size() == 1 &&
+        scan.duplicatePath.front() == "weight_map")
+      return makeError(indexPath + ": duplicate tensor name " +
+                       quote(scan.duplicateKey) + " in weight_map");
+    return makeError(indexPath + ": duplicate key " + quote(scan.duplicateKey));
+  }
+  const json::Object &root = *parsed->getAsObject();
+  if (const json::Value *meta = root.get("metadata");
+      meta && !meta->getAsObject())
+    return makeError(indexPath + ": 'metadata' must be an object, but it is " +
+                     kindName(*meta));
+  const json::Value *weightMapValue = root.get("weight_map");
+  if (!weightMapValue)
+    return makeError(indexPath + ": missing key 'weight_map'");
+  const json::Object *weightMap = weightMapValue->getAsObject();
+  if (!weightMap)
+    return makeError(indexPath +
+                     ": 'weight_map' must be an object mapping tensor names "
+                     "to shard file names, but it is " +
+                     kindName(*weightMapValue));
+  if (weightMap->empty())
+    return makeError(indexPath + ": 'weight_map' lists no tensors");
+
+  // Validate every entry, in name order for stable messages, and remember
+  // the first tensor that names each shard.
+  StringMap<std::string> shardOf;
+  std::map<std::string, std::string> firstTensorOfShard;
+  std::vector<std::string> listed;
+  for (const auto &kv : *weightMap)
+    listed.push_back(kv.first.str());
+  llvm::sort(listed);
+  for (const std::string &name : listed) {
+    const json::Value &value = *weightMap->get(name);
+    std::optional<StringRef> shard = value.getAsString();
+    std::string where = (indexPath + ": tensor " + quote(name)).str();
+    if (!shard)
+      return makeError(where +
+                       ": weight_map entry must be a string (a shard "
+                       "file name), but it is " +
+                       kindName(value));
+    if (Error err = checkShardName(*shard, where))
+      return err;
+    shardOf[name] = shard->str();
+    firstTensorOfShard.emplace(shard->str(), name);
+  }
+
+  // Open and validate each shard once.
+  StringMap<const SafetensorsFile *> fileOfShard;
+  for (const auto &[shard, firstTensor] : firstTensorOfShard) {
+    SmallString<256> path(dirPath);
+    sys::path::append(path, shard);
+    Expected<std::unique_ptr<SafetensorsFile>> file =
+        SafetensorsFile::open(path);
+    if (!file)
+      return makeError(indexPath + ": tensor " + quote(firstTensor) +
+                       ": cannot use shard " + quote(shard) + ": " +
+                       toString(file.takeError()));
+    fileOfShard[shard] = file->get();
+    fileList.push_back(std::move(*file));
+  }
+
+  // Cross-check the shards against each other and against the weight_map.
+  StringMap<const SafetensorsFile *> holder;
+  for (const auto &file : fileList)
+    for (const TensorInfo &info : file->tensors()) {
+      auto [it, inserted] = holder.try_emplace(info.name, file.get());
+      if (!inserted)
+        return makeError(indexPath + ": tensor " + quote(info.name) +
+                         " is stored in two shards, " +
+                         quote(sys::path::filename(it->second->path())) +
+                         " and " + quote(sys::path::filename(file->path())));
+    }
+  for (const std::string &name : listed) {
+    const std::string &shard = shardOf[name];
+    const SafetensorsFile *file = fileOfShard[shard];
+    if (file->lookup(name))
+      continue;
+    std::string hint;
+    if (auto it = holder.find(name); it != holder.end())
+      hint = " (it is in shard " +
+             quote(sys::path::filename(it->second->path())) + ")";
+    return makeError(indexPath + ": tensor " + quote(name) +
+                     ": weight_map places it in shard " + quote(shard) +
+                     ", but " + file->path() + " has no such tensor" + hint);
+  }
+  for (const auto &file : fileList)
+    for (const TensorInfo &info : file->tensors()) {
+      auto it = shardOf.find(info.name);
+      if (it == shardOf.end())
+        return makeError(file->path() + ": tensor " + quote(info.name) +
+                         " is not listed in the weight_map of " + indexPath);
+      // Unreachable after the checks above, kept as a guard.
+      if (fileOfShard[it->second] != file.get())
+        return makeError(file->path() + ": tensor " + quote(info.name) +
+                         " is listed in the weight_map of " + indexPath +
+                         " under shard " + quote(it->second));
+    }
+
+  for (const auto &file : fileList)
+    for (const TensorInfo &info : file->tensors())
+      refs[info.name] = TensorRef{file.get(), &info};
+  return Error::success();
+}
