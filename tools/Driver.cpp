@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "tools/Driver.h"
+#include "importers/hf/HFImporter.h"
 #include "tools/InitAll.h"
 
 #include "mlir/IR/AsmState.h"
@@ -33,7 +34,7 @@ cl::OptionCategory moecCategory("moec options");
 
 cl::opt<std::string> inputPath(cl::Positional, cl::Required,
                                cl::cat(moecCategory),
-                               cl::desc("<input model>"));
+                               cl::desc("<checkpoint folder | model.mlir>"));
 
 cl::opt<std::string> compileTo(
     "compile-to", cl::cat(moecCategory), cl::value_desc("phase"),
@@ -67,6 +68,25 @@ int fail(const llvm::Twine &message) {
   return 1;
 }
 
+/// Reads `path`: a Hugging Face checkpoint folder or a `.mlir` file.
+FailureOr<OwningOpRef<ModuleOp>> importModel(llvm::StringRef path,
+                                             llvm::SourceMgr &sourceMgr,
+                                             MLIRContext *context) {
+  if (llvm::sys::fs::is_directory(path))
+    return hf::importHFCheckpoint(path, context);
+  std::string error;
+  std::unique_ptr<llvm::MemoryBuffer> input = openInputFile(path, &error);
+  if (!input) {
+    fail(error);
+    return failure();
+  }
+  sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
+  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, context);
+  if (!module)
+    return failure();
+  return module;
+}
+
 } // namespace
 
 int mlir::moec::moecMain(int argc, char **argv) {
@@ -77,17 +97,18 @@ int mlir::moec::moecMain(int argc, char **argv) {
       argc, argv,
       "moec: compiles Mixture-of-Experts language models into one deployable "
       "artifact\n\n"
-      "The input is a `.mlir` file in the form of any phase (see --from); "
-      "Hugging Face\ncheckpoint folders and ONNX files are the next "
-      "importers (docs/roadmap.md).\n\n"
+      "The input is a Hugging Face checkpoint folder (config.json + "
+      "*.safetensors, sharded\nor not; model types deepseek_v3, mixtral, "
+      "qwen3_moe, qwen2_moe) or a `.mlir` file in\nthe form of any phase "
+      "(see --from).\n\n"
+      "  moec path/to/checkpoint --compile-to=import   print the imported "
+      "graph\n"
       "  moec model.mlir --compile-to=moe      print the canonical graph\n");
 
   std::optional<Phase> from = parsePhase(fromPhase);
   if (!from)
     return fail("unknown phase '" + fromPhase +
-                "' for --from; expected one "
-                "of: " +
-                listPhases());
+                "' for --from; expected one of: " + listPhases());
   if (compileTo.empty())
     return fail("writing an artifact is not available in this build yet; "
                 "use --compile-to=<phase> (phases: " +
@@ -95,45 +116,35 @@ int mlir::moec::moecMain(int argc, char **argv) {
   std::optional<Phase> to = parsePhase(compileTo);
   if (!to)
     return fail("unknown phase '" + compileTo +
-                "' for --compile-to; "
-                "expected one of: " +
-                listPhases());
-
-  if (llvm::sys::fs::is_directory(inputPath))
-    return fail("'" + inputPath +
-                "' is a folder; importing Hugging Face "
-                "checkpoints is not available in this build yet");
+                "' for --compile-to; expected one of: " + listPhases());
 
   DialectRegistry registry;
   registerAllMoecDialects(registry);
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
 
-  std::string error;
-  std::unique_ptr<llvm::MemoryBuffer> input = openInputFile(inputPath, &error);
-  if (!input)
-    return fail(error);
   llvm::SourceMgr sourceMgr;
-  sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
-  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
-  if (!module)
+  FailureOr<OwningOpRef<ModuleOp>> module =
+      importModel(inputPath, sourceMgr, &context);
+  if (failed(module))
     return 1;
 
+  std::string error;
   PassManager pm(&context);
   pm.enableVerifier(verifyEach);
   PipelineOptions options;
   options.verifyEach = verifyEach;
   if (failed(buildMoecPipeline(pm, options, *from, *to, error)))
     return fail(error);
-  if (failed(pm.run(*module)))
+  if (failed(pm.run(**module)))
     return 1;
 
   std::unique_ptr<llvm::ToolOutputFile> output =
       openOutputFile(outputPath, &error);
   if (!output)
     return fail(error);
-  module->print(output->os());
+  (*module)->print(output->os());
   output->os() << "\n";
   if (output->os().has_error())
     return fail("cannot write '" + outputPath + "'");
