@@ -96,8 +96,8 @@ BlockScaleAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                        Fp8Format format, ArrayRef<int64_t> block,
                        ScalePlacement placement, bool pow2) {
   if (block.size() != 2)
-    return emitError() << "expected a 2-d `block`, but got " << block.size()
-                       << " dimensions";
+    return emitError() << "expected a 2-d `block`, but got a " << block.size()
+                       << "-d one";
   if (block[0] < 1 || block[1] < 1)
     return emitError() << "expected positive `block` sizes, but got ["
                        << block[0] << ", " << block[1] << "]";

@@ -17,6 +17,22 @@
 #include "mlir/Interfaces/InferTypeOpInterface.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
+namespace mlir::moe::OpTrait {
+/// Verifies that every tensor operand and result of `op` is static except,
+/// possibly, in its leading (token) dimension.
+LogicalResult verifyStaticFeatureDims(Operation *op);
+
+/// The op trait behind `MoE_StaticFeatureDims`.
+template <typename ConcreteType>
+class StaticFeatureDims
+    : public ::mlir::OpTrait::TraitBase<ConcreteType, StaticFeatureDims> {
+public:
+  static LogicalResult verifyTrait(Operation *op) {
+    return verifyStaticFeatureDims(op);
+  }
+};
+} // namespace mlir::moe::OpTrait
+
 #include "dialects/MoEDialect.h.inc"
 #include "dialects/MoEEnums.h.inc"
 

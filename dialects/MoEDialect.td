@@ -32,9 +32,17 @@ def MoE_Dialect : Dialect {
   let dependentDialects = [];
 }
 
-/// Base class of every `moe` op. All ops are free of side effects.
+/// Every tensor an op touches has static dimensions except, possibly, the
+/// leading (token) one.
+def MoE_StaticFeatureDims : NativeOpTrait<"StaticFeatureDims"> {
+  let cppNamespace = "::mlir::moe::OpTrait";
+}
+
+/// Base class of every `moe` op. All ops are free of side effects and only
+/// the token dimension of their tensors may be dynamic.
 class MoE_Op<string mnemonic, list<Trait> traits = []>
-    : Op<MoE_Dialect, mnemonic, !listconcat(traits, [Pure])>;
+    : Op<MoE_Dialect, mnemonic,
+         !listconcat(traits, [Pure, MoE_StaticFeatureDims])>;
 
 /// Base class of every `moe` attribute.
 class MoE_Attr<string name, string attrMnemonic, list<Trait> traits = []>

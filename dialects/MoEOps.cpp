@@ -157,6 +157,24 @@ LogicalResult verifyFp8Schemes(Operation *op, BlockScaleAttr act,
 
 } // namespace
 
+LogicalResult mlir::moe::OpTrait::verifyStaticFeatureDims(Operation *op) {
+  auto check = [&](Type type, StringRef kind, unsigned index) -> LogicalResult {
+    auto tensor = dyn_cast<RankedTensorType>(type);
+    if (!tensor || ShapedType::isStaticShape(tensor.getShape().drop_front()))
+      return success();
+    return op->emitOpError("expected only the leading (token) dimension to "
+                           "be dynamic, but ")
+           << kind << " #" << index << " has type " << type;
+  };
+  for (auto [index, type] : llvm::enumerate(op->getOperandTypes()))
+    if (failed(check(type, "operand", index)))
+      return failure();
+  for (auto [index, type] : llvm::enumerate(op->getResultTypes()))
+    if (failed(check(type, "result", index)))
+      return failure();
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // moe.weight
 //===----------------------------------------------------------------------===//
@@ -172,6 +190,8 @@ LogicalResult WeightOp::verify() {
   if (getSources().empty())
     return emitOpError("expected at least one entry in `sources`");
   RankedTensorType stored = getStoredType();
+  if (!stored.hasStaticShape())
+    return emitOpError("expected a static `stored_type`, but got ") << stored;
   BlockScaleAttr storedScheme = getStoredSchemeAttr();
   bool storedFp8 =
       isa<Float8E4M3FNType, Float8E5M2Type>(stored.getElementType());
@@ -201,14 +221,14 @@ LogicalResult WeightOp::verify() {
   for (auto [index, transform] : llvm::enumerate(getTransforms())) {
     if (isa<StackTransformAttr>(transform)) {
       if (index != 0)
-        return emitOpError("expected #moe.stack only as the first transform");
+        return emitOpError("expected `#moe.stack` only as the first transform");
       shape.insert(shape.begin(), getSources().size());
       stacked = true;
       continue;
     }
     if (!isa<TransposeTransformAttr, QuantizeTransformAttr>(transform))
-      return emitOpError("expected `transforms` to hold #moe.stack, "
-                         "#moe.transpose or #moe.quantize, but got ")
+      return emitOpError("expected `transforms` to hold `#moe.stack`, "
+                         "`#moe.transpose` or `#moe.quantize`, but got ")
              << transform;
     if (shape.size() < 2)
       return emitOpError("expected rank >= 2 for ")
@@ -220,14 +240,14 @@ LogicalResult WeightOp::verify() {
       continue;
     }
     if (scheme)
-      return emitOpError("expected #moe.quantize only on an unquantized "
+      return emitOpError("expected `#moe.quantize` only on an unquantized "
                          "weight");
     scheme = cast<QuantizeTransformAttr>(transform).getScheme();
     block.assign(scheme.getBlock().begin(), scheme.getBlock().end());
     elementType = scheme.getElementType();
   }
   if (getSources().size() > 1 && !stacked)
-    return emitOpError("expected #moe.stack first when `sources` has ")
+    return emitOpError("expected `#moe.stack` first when `sources` has ")
            << getSources().size() << " entries";
 
   auto expected = RankedTensorType::get(shape, elementType);
@@ -272,10 +292,24 @@ LogicalResult MatmulOp::verify() {
 LogicalResult RmsNormOp::verify() {
   ArrayRef<int64_t> shape = shapeOf(getX());
   if (shape.empty())
-    return emitOpError("expected `x` to have rank >= 1");
+    return emitOpError("expected `x` to have rank >= 1, but got rank 0");
   if (failed(
           checkShape(*this, "weight", getWeight().getType(), {shape.back()})) ||
       failed(checkShape(*this, "result", getType(), shape)))
+    return failure();
+  if (!(getEpsilon().convertToDouble() > 0.0))
+    return emitOpError("expected `epsilon` > 0, but got ")
+           << getEpsilon().convertToDouble();
+  return success();
+}
+
+LogicalResult AddRmsNormOp::verify() {
+  ArrayRef<int64_t> shape = shapeOf(getLhs());
+  if (shape.empty())
+    return emitOpError("expected `lhs` to have rank >= 1, but got rank 0");
+  if (failed(
+          checkShape(*this, "weight", getWeight().getType(), {shape.back()})) ||
+      failed(checkShape(*this, "result", getResult().getType(), shape)))
     return failure();
   if (!(getEpsilon().convertToDouble() > 0.0))
     return emitOpError("expected `epsilon` > 0, but got ")
@@ -309,6 +343,8 @@ LogicalResult AttentionOp::verify() {
       failed(checkShape(*this, "v", getV().getType(),
                         {tokens, kvHeads, dim(getV(), 2)})))
     return failure();
+  if (kvHeads < 1)
+    return emitOpError("expected at least one key/value head, but got 0");
   if (heads % kvHeads != 0)
     return emitOpError("expected the query heads (")
            << heads << ") to be a multiple of the key/value heads (" << kvHeads
@@ -371,27 +407,54 @@ LogicalResult SliceOp::verify() {
   return success();
 }
 
+int64_t ConcatOp::getConcatDim() {
+  if (IntegerAttr dimAttr = getDimAttr())
+    return dimAttr.getInt();
+  return getType().getRank() - 1;
+}
+
 LogicalResult ConcatOp::verify() {
   if (getInputs().empty())
     return emitOpError("expected at least one input");
   ArrayRef<int64_t> out = getType().getShape();
+  // Without `dim` the messages speak of the last dimension, as they did
+  // before `dim` existed.
+  bool explicitDim = static_cast<bool>(getDimAttr());
+  int64_t axis = getConcatDim();
+  if (explicitDim && (axis < 0 || axis >= static_cast<int64_t>(out.size())))
+    return emitOpError("expected `dim` in [0, ")
+           << out.size() << "), but got " << axis;
   int64_t total = 0;
+  bool dynamicTotal = false;
   for (Value input : getInputs()) {
     ArrayRef<int64_t> in = shapeOf(input);
     if (failed(checkElementType(*this, "inputs", input.getType(),
                                 getType().getElementType())))
       return failure();
-    if (in.empty() || in.size() != out.size() ||
-        !shapesCompatible(in.drop_back(), out.drop_back()))
+    bool matches = !in.empty() && in.size() == out.size();
+    for (size_t i = 0; matches && i < in.size(); ++i)
+      matches =
+          static_cast<int64_t>(i) == axis || dimsCompatible(in[i], out[i]);
+    if (!matches && explicitDim)
+      return emitOpError("expected every input to match the result except "
+                         "in dimension ")
+             << axis << ", but got " << formatShape(in) << " and "
+             << formatShape(out);
+    if (!matches)
       return emitOpError("expected every input to match the result except "
                          "in the last dimension, but got ")
              << formatShape(in) << " and " << formatShape(out);
-    total += in.back();
+    dynamicTotal |= ShapedType::isDynamic(in[axis]);
+    total += ShapedType::isDynamic(in[axis]) ? 0 : in[axis];
   }
-  if (total != out.back())
-    return emitOpError("expected the last dimensions to add up to ")
-           << out.back() << ", but got " << total;
-  return success();
+  if (dynamicTotal || ShapedType::isDynamic(out[axis]) || total == out[axis])
+    return success();
+  if (explicitDim)
+    return emitOpError("expected dimension ")
+           << axis << " of the inputs to add up to " << out[axis]
+           << ", but got " << total;
+  return emitOpError("expected the last dimensions to add up to ")
+         << out.back() << ", but got " << total;
 }
 
 LogicalResult ExpandOp::verify() {
@@ -426,7 +489,8 @@ LogicalResult RouterOp::verify() {
     return failure();
   if (failed(verifyRouting(*this, getRouting(), experts)))
     return failure();
-  int64_t k = getRouting().getK();
+  // Folded shared experts are appended after the top k.
+  int64_t k = getRouting().getK() + static_cast<int64_t>(getSharedExperts());
   if (failed(checkShape(*this, "weights", getWeights().getType(), {tokens, k})))
     return failure();
   return checkShape(*this, "indices", getIndices().getType(), {tokens, k});
@@ -472,6 +536,16 @@ LogicalResult CombineOp::verify() {
   return checkShape(*this, "result", getType(), expected);
 }
 
+LogicalResult SigmoidGateOp::verify() {
+  if (failed(checkRank(*this, "x", getX().getType(), 2)) ||
+      failed(checkRank(*this, "y", getY().getType(), 2)) ||
+      failed(
+          checkShape(*this, "gate", getGate().getType(), {1, dim(getX(), 1)})))
+    return failure();
+  return checkShape(*this, "y", getY().getType(),
+                    {dim(getX(), 0), dim(getY(), 1)});
+}
+
 LogicalResult MoEOp::verify() {
   if (failed(checkRank(*this, "x", getX().getType(), 2)) ||
       failed(checkRank(*this, "gate", getGate().getType(), 2)) ||
@@ -494,7 +568,9 @@ LogicalResult MoEOp::verify() {
   int sharedCount = (getSharedGateProj() ? 1 : 0) +
                     (getSharedUpProj() ? 1 : 0) + (getSharedDownProj() ? 1 : 0);
   if (sharedCount != 0 && sharedCount != 3)
-    return emitOpError("expected all three shared expert projections or none");
+    return emitOpError("expected all three shared expert projections or "
+                       "none, but got ")
+           << sharedCount;
   if (sharedCount == 3) {
     if (failed(checkRank(*this, "shared_gate_proj",
                          getSharedGateProj().getType(), 2)))
@@ -548,6 +624,9 @@ LogicalResult Fp8MatmulOp::verify() {
                         /*grouped=*/false)) ||
       failed(verifyBlockScaled(*this, "x", getX(), "x_scale", getXScale(),
                                getActScheme())))
+    return failure();
+  if (getBias() &&
+      failed(checkShape(*this, "bias", getBias().getType(), {dim(getW(), 0)})))
     return failure();
   return verifyBlockScaled(*this, "w", getW(), "w_scale", getWScale(),
                            getWeightScheme());

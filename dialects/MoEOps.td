@@ -155,6 +155,29 @@ def MoE_RmsNormOp : MoE_Op<"rms_norm"> {
   let hasVerifier = 1;
 }
 
+def MoE_AddRmsNormOp : MoE_Op<"add_rms_norm",
+                               [AllTypesMatch<["lhs", "rhs", "sum"]>]> {
+  let summary = "residual add fused with the RMSNorm that follows it";
+  let description = [{
+    `sum = lhs + rhs` and `result = rms_norm(sum) * weight` (as
+    `moe.rms_norm`, in f32) in one pass over the rows. `sum` is the new
+    residual stream; `result` feeds the next block.
+
+    ```mlir
+    %h, %n = moe.add_rms_norm %r, %a, %w {epsilon = 1.0e-06 : f64}
+        : tensor<?x64xf32>, tensor<64xbf16> -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$lhs, MoE_FloatTensor:$rhs,
+                       MoE_FloatTensor:$weight, F64Attr:$epsilon);
+  let results = (outs MoE_FloatTensor:$sum, MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $lhs `,` $rhs `,` $weight attr-dict `:` type($lhs) `,` type($weight)
+    `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 def MoE_SiluMulOp : MoE_Op<"silu_mul", [SameOperandsAndResultType]> {
   let summary = "SwiGLU: silu(gate) * up";
   let description = [{
@@ -245,16 +268,30 @@ def MoE_SliceOp : MoE_Op<"slice"> {
 }
 
 def MoE_ConcatOp : MoE_Op<"concat"> {
-  let summary = "concatenation along the last dimension";
+  let summary = "concatenation along one dimension (the last by default)";
   let description = [{
+    Concatenates `inputs` along dimension `dim`, or along the last dimension
+    when `dim` is absent. Passes that fuse GEMMs concatenate weights along
+    their `N` dimension (`dim = 0` for `[N, K]`, `dim = 1` for stacked
+    `[E, N, K]`); the artifact writer folds a concat whose inputs are all
+    weights.
+
     ```mlir
     %r = moe.concat %a, %b : tensor<?x4x16xf32>, tensor<?x4x8xf32> -> tensor<?x4x24xf32>
+    %w = moe.concat %g, %u {dim = 1 : i64}
+        : tensor<8x32x64xbf16>, tensor<8x32x64xbf16> -> tensor<8x64x64xbf16>
     ```
   }];
-  let arguments = (ins Variadic<MoE_FloatTensor>:$inputs);
+  let arguments = (ins Variadic<MoE_FloatTensor>:$inputs,
+                       OptionalAttr<I64Attr>:$dim);
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = "$inputs attr-dict `:` type($inputs) `->` type($result)";
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The dimension the inputs are concatenated along: `dim`, or the last
+    /// dimension of the result when `dim` is absent.
+    int64_t getConcatDim();
+  }];
 }
 
 def MoE_ExpandOp : MoE_Op<"expand"> {
@@ -286,6 +323,11 @@ def MoE_RouterOp : MoE_Op<"router"> {
     (unbiased scores, renormalised and scaled as `routing` says) and the
     expert indices, per DESIGN.md §3.
 
+    `shared_experts = m` (set when shared experts are folded into the routed
+    grouped GEMMs) appends `m` always-selected experts after the top `k`:
+    indices `E, ..., E+m-1` (`E` = rows of `gate`) with weight 1.0, so both
+    results are `[T, k+m]`. Only the `E` routed experts are scored.
+
     ```mlir
     %w, %i = moe.router %x, %gate bias %b
         {routing = #moe.routing<scoring = sigmoid, k = 2, n_group = 2,
@@ -297,7 +339,10 @@ def MoE_RouterOp : MoE_Op<"router"> {
   }];
   let arguments = (ins MoE_FloatTensor:$x, MoE_FloatTensor:$gate,
                        Optional<MoE_FloatTensor>:$bias,
-                       MoE_RoutingAttr:$routing);
+                       MoE_RoutingAttr:$routing,
+                       DefaultValuedAttr<
+                           ConfinedAttr<I64Attr, [IntNonNegative]>, "0">:
+                           $shared_experts);
   let results = (outs MoE_F32Tensor:$weights, MoE_I32Tensor:$indices);
   let assemblyFormat = [{
     $x `,` $gate (`bias` $bias^)? attr-dict
@@ -374,6 +419,29 @@ def MoE_CombineOp : MoE_Op<"combine"> {
     $rows `,` $positions `,` $weights (`residual` $residual^)? attr-dict
     `:` type($rows) `,` type($positions) `,` type($weights)
     (`,` type($residual)^)? `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_SigmoidGateOp : MoE_Op<"sigmoid_gate",
+                                [AllTypesMatch<["y", "result"]>]> {
+  let summary = "scale rows by a per-token sigmoid gate";
+  let description = [{
+    `result[t] = y[t] * sigmoid(sum_k x[t, k] * gate[0, k])`, the one-column
+    GEMV accumulated in f32 (Qwen2-MoE's `shared_expert_gate` applied to the
+    shared expert's output). Like the router's gate, it stays in high
+    precision.
+
+    ```mlir
+    %r = moe.sigmoid_gate %x, %g, %y
+        : tensor<?x64xf32>, tensor<1x64xbf16>, tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x, MoE_FloatTensor:$gate,
+                       MoE_FloatTensor:$y);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $x `,` $gate `,` $y attr-dict `:` type($x) `,` type($gate) `,` type($y)
   }];
   let hasVerifier = 1;
 }
@@ -459,7 +527,9 @@ def MoE_Fp8MatmulOp : MoE_Op<"fp8_matmul"> {
   let summary = "block-scaled FP8 GEMM";
   let description = [{
     `result[t, n] = sum_k (xq[t,k] * xs[t, k/ga]) * (wq[n,k] * ws[n/bn, k/bk])`
-    with FP8 products and f32 accumulation promoted at least every block of K.
+    with FP8 products and f32 accumulation promoted at least every block of K,
+    plus the high-precision `bias[n]` when present. `epilogue` is that of
+    `moe.matmul`.
 
     ```mlir
     %y = moe.fp8_matmul %xq, %xs, %wq, %ws
@@ -471,14 +541,16 @@ def MoE_Fp8MatmulOp : MoE_Op<"fp8_matmul"> {
   }];
   let arguments = (ins MoE_Fp8Tensor:$x, MoE_F32Tensor:$x_scale,
                        MoE_Fp8Tensor:$w, MoE_F32Tensor:$w_scale,
+                       Optional<MoE_FloatTensor>:$bias,
                        MoE_BlockScaleAttr:$act_scheme,
                        MoE_BlockScaleAttr:$weight_scheme,
                        DefaultValuedAttr<MoE_EpilogueAttr,
                                          "::mlir::moe::Epilogue::none">:$epilogue);
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
-    $x `,` $x_scale `,` $w `,` $w_scale attr-dict `:` type($x) `,`
-    type($x_scale) `,` type($w) `,` type($w_scale) `->` type($result)
+    $x `,` $x_scale `,` $w `,` $w_scale (`bias` $bias^)? attr-dict `:`
+    type($x) `,` type($x_scale) `,` type($w) `,` type($w_scale)
+    (`,` type($bias)^)? `->` type($result)
   }];
   let hasVerifier = 1;
 }

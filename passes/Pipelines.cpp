@@ -1,12 +1,14 @@
 //===- Pipelines.cpp - moec phase pipeline ----------------------*- C++ -*-===//
 //
-// Builds the pass pipeline between two phases. Each phase ends with
-// canonicalization; verification runs after every pass by default.
+// Builds the pass pipeline between two phases: `fused` decomposes and fuses
+// (docs/passes.md), `fp8` lowers GEMMs to FP8. Each phase ends with
+// canonicalization and CSE; verification runs after every pass by default.
 //
 //===----------------------------------------------------------------------===//
 
 #include "passes/Pipelines.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/ADT/StringSwitch.h"
@@ -76,18 +78,35 @@ LogicalResult mlir::moec::buildMoecPipeline(OpPassManager &pm,
       pm.addPass(createCanonicalizerPass());
       pm.addPass(createCSEPass());
       break;
-    case Phase::Fused:
+    case Phase::Fused: {
+      // Shared experts fold into the routed GEMMs before gate/up fusion,
+      // which would otherwise concatenate their weights separately.
+      OpPassManager &fpm = pm.nest<func::FuncOp>();
+      fpm.addPass(createDecomposeMoEPass());
+      if (options.foldSharedExperts)
+        fpm.addPass(createFoldSharedExpertsPass());
+      fpm.addPass(createFuseGateUpPass());
+      fpm.addPass(createFuseCombineResidualPass());
+      fpm.addPass(createFuseQKVPass());
+      fpm.addPass(createFuseAddRmsNormPass());
+      pm.addPass(createCanonicalizerPass());
+      pm.addPass(createCSEPass());
+      break;
+    }
     case Phase::Fp8:
+      pm.addNestedPass<func::FuncOp>(createLowerToFp8Pass(options.fp8));
+      pm.addPass(createCanonicalizerPass());
+      pm.addPass(createCSEPass());
+      break;
     case Phase::Planned:
     case Phase::Codegen:
       error = ("phase '" + stringifyPhase(phase) +
                "' is not available yet; the furthest phase this build "
-               "reaches is 'moe'")
+               "reaches is 'fp8'")
                   .str();
       return failure();
     }
   }
-  (void)options;
   return success();
 }
 
@@ -100,6 +119,41 @@ struct MoecPipelineCLOptions
                            llvm::cl::init("import")};
   Option<std::string> to{*this, "to", llvm::cl::desc("phase to stop after"),
                          llvm::cl::init("moe")};
+  Option<bool> foldSharedExperts{
+      *this, "fold-shared-experts",
+      llvm::cl::desc("fold shared experts into the routed grouped GEMMs"),
+      llvm::cl::init(false)};
+  Option<bool> fp8KeepLmHead{
+      *this, "fp8-keep-lm-head",
+      llvm::cl::desc("keep the lm_head GEMM in high precision"),
+      llvm::cl::init(true)};
+  Option<bool> fp8KeepAttention{
+      *this, "fp8-keep-attention",
+      llvm::cl::desc("keep the attention projections in high precision"),
+      llvm::cl::init(false)};
+  Option<unsigned> fp8KeepFirstLayers{
+      *this, "fp8-keep-first-layers",
+      llvm::cl::desc("keep the first N decoder layers in high precision"),
+      llvm::cl::init(0)};
+  Option<unsigned> fp8KeepLastLayers{
+      *this, "fp8-keep-last-layers",
+      llvm::cl::desc("keep the last N decoder layers in high precision"),
+      llvm::cl::init(0)};
+  Option<bool> fp8Pow2Scales{*this, "fp8-pow2-scales",
+                             llvm::cl::desc("power-of-two FP8 scales"),
+                             llvm::cl::init(false)};
+
+  /// The `PipelineOptions` these command-line options describe.
+  PipelineOptions toPipelineOptions() const {
+    PipelineOptions options;
+    options.foldSharedExperts = foldSharedExperts;
+    options.fp8.keepLmHead = fp8KeepLmHead;
+    options.fp8.keepAttention = fp8KeepAttention;
+    options.fp8.keepFirstLayers = fp8KeepFirstLayers;
+    options.fp8.keepLastLayers = fp8KeepLastLayers;
+    options.fp8.pow2Scales = fp8Pow2Scales;
+    return options;
+  }
 };
 } // namespace
 
@@ -120,7 +174,8 @@ void mlir::moec::registerMoecPipelines() {
                               (from ? options.to : options.from) +
                               "'; expected one of: " + listPhases());
         std::string error;
-        if (failed(buildMoecPipeline(pm, PipelineOptions(), *from, *to, error)))
+        if (failed(buildMoecPipeline(pm, options.toPipelineOptions(), *from,
+                                     *to, error)))
           return errorHandler(error);
         return success();
       },

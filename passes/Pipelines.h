@@ -10,6 +10,8 @@
 #ifndef MOEC_PASSES_PIPELINES_H
 #define MOEC_PASSES_PIPELINES_H
 
+#include "passes/Passes.h"
+
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/LLVM.h"
 #include "llvm/ADT/StringRef.h"
@@ -34,6 +36,11 @@ std::string listPhases();
 struct PipelineOptions {
   /// Verify the IR after every pass, not only between phases.
   bool verifyEach = true;
+  /// Fold shared experts as wide as the routed ones into the routed grouped
+  /// GEMMs (`--moec-fold-shared-experts`) in the `fused` phase.
+  bool foldSharedExperts = false;
+  /// The precision policy of the `fp8` phase (`--moec-lower-to-fp8`).
+  LowerToFp8PassOptions fp8;
 };
 
 /// Adds to `pm` the passes that take a module in phase `from` to phase `to`.
@@ -43,8 +50,9 @@ LogicalResult buildMoecPipeline(OpPassManager &pm,
                                 const PipelineOptions &options, Phase from,
                                 Phase to, std::string &error);
 
-/// Registers `--moec-pipeline=<from>-to-<to>` style pipelines with the pass
-/// registry so that `moec-opt` can run them in lit tests.
+/// Registers `--moec-pipeline="from=<phase> to=<phase>"` (plus the options of
+/// `PipelineOptions`) with the pass registry so that `moec-opt` can run it in
+/// lit tests.
 void registerMoecPipelines();
 
 } // namespace mlir::moec

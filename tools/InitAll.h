@@ -8,7 +8,9 @@
 #ifndef MOEC_TOOLS_INITALL_H
 #define MOEC_TOOLS_INITALL_H
 
+#include "codegen/cpu/Passes.h"
 #include "dialects/MoEDialect.h"
+#include "passes/Passes.h"
 #include "passes/Pipelines.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -20,6 +22,7 @@ namespace mlir::moec {
 /// Adds every dialect a moec module may contain to `registry`.
 inline void registerAllMoecDialects(DialectRegistry &registry) {
   registry.insert<moe::MoEDialect, func::FuncDialect>();
+  cpu::registerCpuCodegenDialects(registry);
 }
 
 /// Registers the moec passes and pipelines, plus the upstream cleanups
@@ -27,7 +30,9 @@ inline void registerAllMoecDialects(DialectRegistry &registry) {
 inline void registerAllMoecPasses() {
   registerCanonicalizerPass();
   registerCSEPass();
+  registerMoecPasses();
   registerMoecPipelines();
+  cpu::registerCpuCodegenPasses();
 }
 
 } // namespace mlir::moec

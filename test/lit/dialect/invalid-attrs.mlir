@@ -74,7 +74,7 @@
 //===----------------------------------------------------------------------===//
 
 // #moe.block_scale: `block` has exactly two sizes.
-// expected-error @+1 {{expected a 2-d `block`, but got 1 dimensions}}
+// expected-error @+1 {{expected a 2-d `block`, but got a 1-d one}}
 #scheme = #moe.block_scale<format = e4m3fn, block = [128]>
 
 // -----

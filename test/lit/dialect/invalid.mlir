@@ -70,7 +70,7 @@ func.func @weight_scale_sources_count() {
 
 // moe.weight: #moe.stack after another transform is rejected.
 func.func @weight_stack_not_first() {
-  // expected-error @+1 {{'moe.weight' op expected #moe.stack only as the first transform}}
+  // expected-error @+1 {{'moe.weight' op expected `#moe.stack` only as the first transform}}
   %0 = moe.weight [#moe.tensor_ref<"m.safetensors", "e.0.w1">, #moe.tensor_ref<"m.safetensors", "e.1.w1">] stored tensor<32x64xbf16> {transforms = [#moe.transpose, #moe.stack]} : tensor<2x64x32xbf16>
   return
 }
@@ -79,7 +79,7 @@ func.func @weight_stack_not_first() {
 
 // moe.weight: a builtin attribute in `transforms` is rejected.
 func.func @weight_unknown_transform_builtin() {
-  // expected-error @+1 {{'moe.weight' op expected `transforms` to hold #moe.stack, #moe.transpose or #moe.quantize, but got unit}}
+  // expected-error @+1 {{'moe.weight' op expected `transforms` to hold `#moe.stack`, `#moe.transpose` or `#moe.quantize`, but got unit}}
   %0 = moe.weight [#moe.tensor_ref<"m.safetensors", "w">] stored tensor<32x64xbf16> {transforms = [unit]} : tensor<32x64xbf16>
   return
 }
@@ -88,7 +88,7 @@ func.func @weight_unknown_transform_builtin() {
 
 // moe.weight: a moe attribute that is not a transform is rejected in `transforms`.
 func.func @weight_unknown_transform_moe() {
-  // expected-error @+1 {{'moe.weight' op expected `transforms` to hold #moe.stack, #moe.transpose or #moe.quantize, but got #moe.epilogue<none>}}
+  // expected-error @+1 {{'moe.weight' op expected `transforms` to hold `#moe.stack`, `#moe.transpose` or `#moe.quantize`, but got #moe.epilogue<none>}}
   %0 = moe.weight [#moe.tensor_ref<"m.safetensors", "w">] stored tensor<32x64xbf16> {transforms = [#moe.epilogue<none>]} : tensor<32x64xbf16>
   return
 }
@@ -115,7 +115,7 @@ func.func @weight_quantize_rank_1() {
 
 // moe.weight: #moe.quantize on a weight stored in FP8 is rejected.
 func.func @weight_quantize_fp8_stored() {
-  // expected-error @+1 {{'moe.weight' op expected #moe.quantize only on an unquantized weight}}
+  // expected-error @+1 {{'moe.weight' op expected `#moe.quantize` only on an unquantized weight}}
   %0:2 = moe.weight [#moe.tensor_ref<"m.safetensors", "w">] stored tensor<256x128xf8E4M3FN> scales [#moe.tensor_ref<"m.safetensors", "s">] {stored_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>, transforms = [#moe.quantize<#moe.block_scale<format = e4m3fn, block = [128, 128]>>]} : tensor<256x128xf8E4M3FN>, tensor<2x1xf32>
   return
 }
@@ -124,7 +124,7 @@ func.func @weight_quantize_fp8_stored() {
 
 // moe.weight: a second #moe.quantize is rejected as well.
 func.func @weight_quantize_twice() {
-  // expected-error @+1 {{'moe.weight' op expected #moe.quantize only on an unquantized weight}}
+  // expected-error @+1 {{'moe.weight' op expected `#moe.quantize` only on an unquantized weight}}
   %0:2 = moe.weight [#moe.tensor_ref<"m.safetensors", "w">] stored tensor<256x128xbf16> {transforms = [#moe.quantize<#moe.block_scale<format = e4m3fn, block = [128, 128]>>, #moe.quantize<#moe.block_scale<format = e4m3fn, block = [128, 128]>>]} : tensor<256x128xf8E4M3FN>, tensor<2x1xf32>
   return
 }
@@ -133,7 +133,7 @@ func.func @weight_quantize_twice() {
 
 // moe.weight: several sources without #moe.stack are rejected.
 func.func @weight_sources_without_stack() {
-  // expected-error @+1 {{'moe.weight' op expected #moe.stack first when `sources` has 2 entries}}
+  // expected-error @+1 {{'moe.weight' op expected `#moe.stack` first when `sources` has 2 entries}}
   %0 = moe.weight [#moe.tensor_ref<"m.safetensors", "e.0.w1">, #moe.tensor_ref<"m.safetensors", "e.1.w1">] stored tensor<32x64xbf16> : tensor<32x64xbf16>
   return
 }
@@ -280,7 +280,7 @@ func.func @matmul_bias_shape(%x: tensor<?x64xf32>, %w: tensor<128x64xbf16>, %b: 
 
 // moe.rms_norm: a 0-d `x` has no dimension to normalise.
 func.func @rms_norm_rank_0(%x: tensor<f32>, %w: tensor<64xbf16>) {
-  // expected-error @+1 {{'moe.rms_norm' op expected `x` to have rank >= 1}}
+  // expected-error @+1 {{'moe.rms_norm' op expected `x` to have rank >= 1, but got rank 0}}
   %0 = moe.rms_norm %x, %w {epsilon = 1.0e-06 : f64} : tensor<f32>, tensor<64xbf16> -> tensor<f32>
   return
 }
@@ -945,7 +945,7 @@ func.func @moe_down_proj_shape(%x: tensor<?x64xf32>, %gate: tensor<8x64xbf16>, %
 
 // moe.moe: a shared expert needs all three projections (the custom form always has three; the generic form can give one).
 func.func @moe_shared_incomplete(%x: tensor<?x64xf32>, %gate: tensor<8x64xbf16>, %w1: tensor<8x32x64xbf16>, %w3: tensor<8x32x64xbf16>, %w2: tensor<8x64x32xbf16>, %s1: tensor<48x64xbf16>) {
-  // expected-error @+1 {{'moe.moe' op expected all three shared expert projections or none}}
+  // expected-error @+1 {{'moe.moe' op expected all three shared expert projections or none, but got 1}}
   %0 = "moe.moe"(%x, %gate, %w1, %w3, %w2, %s1) <{operandSegmentSizes = array<i32: 1, 1, 0, 1, 1, 1, 1, 0, 0, 0>, routing = #moe.routing<scoring = softmax, k = 2>}> : (tensor<?x64xf32>, tensor<8x64xbf16>, tensor<8x32x64xbf16>, tensor<8x32x64xbf16>, tensor<8x64x32xbf16>, tensor<48x64xbf16>) -> tensor<?x64xf32>
   return
 }
@@ -1296,5 +1296,41 @@ func.func @fp8_grouped_matmul_w_format(%r: tensor<?x256xf8E4M3FN>, %rs: tensor<?
 func.func @fp8_grouped_matmul_w_scale_shape(%r: tensor<?x256xf8E4M3FN>, %rs: tensor<?x2xf32>, %off: tensor<9xi32>, %w: tensor<8x256x256xf8E4M3FN>, %ws: tensor<2x2xf32>) {
   // expected-error @+1 {{'moe.fp8_grouped_matmul' op expected `w_scale` of shape [8, 2, 2], but got [2, 2]}}
   %0 = moe.fp8_grouped_matmul %r, %rs, %off, %w, %ws {act_scheme = #moe.block_scale<format = e4m3fn, block = [1, 128]>, weight_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<?x256xf8E4M3FN>, tensor<?x2xf32>, tensor<9xi32>, tensor<8x256x256xf8E4M3FN>, tensor<2x2xf32> -> tensor<?x256xf32>
+  return
+}
+
+// -----
+
+// Dialect-wide: only the leading (token) dimension of a tensor may be dynamic.
+func.func @dynamic_feature_dim(%x: tensor<?x?xf32>, %w: tensor<32x64xbf16>) {
+  // expected-error @+1 {{'moe.matmul' op expected only the leading (token) dimension to be dynamic, but operand #0 has type 'tensor<?x?xf32>'}}
+  %0 = moe.matmul %x, %w : tensor<?x?xf32>, tensor<32x64xbf16> -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+// Dialect-wide: results are held to the same rule.
+func.func @dynamic_result_dim(%x: tensor<?x64xf32>, %w: tensor<32x64xbf16>) {
+  // expected-error @+1 {{'moe.matmul' op expected only the leading (token) dimension to be dynamic, but result #0 has type 'tensor<?x?xf32>'}}
+  %0 = moe.matmul %x, %w : tensor<?x64xf32>, tensor<32x64xbf16> -> tensor<?x?xf32>
+  return
+}
+
+// -----
+
+// moe.weight: checkpoint tensors have static shapes.
+func.func @weight_dynamic_stored() {
+  // expected-error @+1 {{'moe.weight' op expected a static `stored_type`, but got 'tensor<?xbf16>'}}
+  %0 = moe.weight [#moe.tensor_ref<"m.safetensors", "w">] stored tensor<?xbf16> : tensor<8xbf16>
+  return
+}
+
+// -----
+
+// moe.attention: zero key/value heads are rejected (not divided by).
+func.func @attention_zero_kv_heads(%q: tensor<?x4x16xf32>, %k: tensor<?x0x16xf32>, %v: tensor<?x0x16xf32>) {
+  // expected-error @+1 {{'moe.attention' op expected at least one key/value head, but got 0}}
+  %0 = moe.attention %q, %k, %v {scale = 0.25 : f64, causal} : tensor<?x4x16xf32>, tensor<?x0x16xf32>, tensor<?x0x16xf32> -> tensor<?x4x16xf32>
   return
 }

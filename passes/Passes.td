@@ -1,0 +1,119 @@
+//===- Passes.td - moec passes -----------------------------*- tablegen -*-===//
+//
+// Every moec pass, declared once: the decomposition of `moe.moe`, the
+// fusions of the `fused` phase and the FP8 lowering of the `fp8` phase
+// (docs/passes.md). Each is implemented in the file named after its flag.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_PASSES_TD
+#define MOEC_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+//===----------------------------------------------------------------------===//
+// fused phase
+//===----------------------------------------------------------------------===//
+
+def DecomposeMoEPass : Pass<"moec-decompose-moe", "func::FuncOp"> {
+  let summary = "Expand each `moe.moe` into routing, grouped GEMMs and combine";
+  let description = [{
+    Rewrites `moe.moe` into `moe.router` → `moe.dispatch` → two
+    `moe.grouped_matmul`s (gate, up) → `moe.silu_mul` → `moe.grouped_matmul`
+    (down) → `moe.combine`. Shared experts become `moe.matmul`s and a
+    `moe.silu_mul` whose output (scaled by `moe.sigmoid_gate` for Qwen2-MoE's
+    shared expert gate) is added to the combine's.
+  }];
+  let dependentDialects = ["moe::MoEDialect"];
+}
+
+def FoldSharedExpertsPass : Pass<"moec-fold-shared-experts", "func::FuncOp"> {
+  let summary = "Fold shared experts into the routed grouped GEMMs";
+  let description = [{
+    A shared expert as wide as a routed one becomes expert `E` of the routed
+    grouped GEMMs: its weights are stacked after the routed experts' and the
+    router appends it to every token's selection with weight 1
+    (`shared_experts = 1`), so the separate shared GEMMs and the add vanish.
+    Runs on the output of `--moec-decompose-moe`, before
+    `--moec-fuse-gate-up`. Off by default in the pipeline.
+  }];
+  let dependentDialects = ["moe::MoEDialect"];
+}
+
+def FuseGateUpPass : Pass<"moec-fuse-gate-up", "func::FuncOp"> {
+  let summary = "Fuse gate and up projections into one GEMM with a SwiGLU "
+                "epilogue";
+  let description = [{
+    `silu_mul(gemm(x, W_gate), gemm(x, W_up))` becomes
+    `gemm(x, concat(W_gate, W_up)) {epilogue = silu_mul}` for routed experts
+    (`moe.grouped_matmul`), dense MLPs and shared experts (`moe.matmul`).
+    The weights are concatenated along `N`; FP8 checkpoint weights only when
+    the split point is a multiple of their scale block.
+  }];
+  let dependentDialects = ["moe::MoEDialect"];
+}
+
+def FuseCombineResidualPass
+    : Pass<"moec-fuse-combine-residual", "func::FuncOp"> {
+  let summary = "Fuse the add that follows a `moe.combine` into it";
+  let description = [{
+    `add(combine(rows, positions, weights), r)` becomes
+    `combine(rows, positions, weights) residual r`.
+  }];
+  let dependentDialects = ["moe::MoEDialect"];
+}
+
+def FuseQKVPass : Pass<"moec-fuse-qkv", "func::FuncOp"> {
+  let summary = "Concatenate attention input projections that share an input";
+  let description = [{
+    The `moe.matmul`s of one layer that read the same activation with q, k,
+    v (or MLA's q_a and kv_a) weights become one GEMM over the concatenated
+    weights (and biases) followed by a `moe.slice` per projection.
+  }];
+  let dependentDialects = ["moe::MoEDialect"];
+}
+
+def FuseAddRmsNormPass : Pass<"moec-fuse-add-rms-norm", "func::FuncOp"> {
+  let summary = "Fuse RMSNorm with the residual add before it";
+  let description = [{
+    `rms_norm(add(a, b), w)` becomes `moe.add_rms_norm a, b, w`, which
+    returns both the sum (the residual stream) and the normalised value.
+  }];
+  let dependentDialects = ["moe::MoEDialect"];
+}
+
+//===----------------------------------------------------------------------===//
+// fp8 phase
+//===----------------------------------------------------------------------===//
+
+def LowerToFp8Pass : Pass<"moec-lower-to-fp8", "func::FuncOp"> {
+  let summary = "Lower GEMMs to block-scaled FP8 (DeepSeek-V3 scheme)";
+  let description = [{
+    Weights of the GEMMs that the policy allows go to `f8E4M3FN` with one
+    scale per 128x128 block (a `#moe.quantize` transform on their
+    `moe.weight`; FP8 checkpoint weights stay as stored), activations are
+    quantized per token per 128 channels by one `moe.quantize` per
+    activation, and the GEMMs become `moe.fp8_matmul` /
+    `moe.fp8_grouped_matmul`. Router gates, norms, embeddings and the
+    attention softmax have no FP8 form and always stay in high precision;
+    the lm_head does by default. Roles and layers come from the
+    `moe.role` / `moe.layer` convention (passes/Roles.h).
+  }];
+  let dependentDialects = ["moe::MoEDialect"];
+  let options = [
+    Option<"keepLmHead", "keep-lm-head", "bool", /*default=*/"true",
+           "Keep the lm_head GEMM in high precision">,
+    Option<"keepAttention", "keep-attention", "bool", /*default=*/"false",
+           "Keep the attention projections in high precision">,
+    Option<"keepFirstLayers", "keep-first-layers", "unsigned",
+           /*default=*/"0",
+           "Keep the GEMMs of the first N decoder layers in high precision">,
+    Option<"keepLastLayers", "keep-last-layers", "unsigned", /*default=*/"0",
+           "Keep the GEMMs of the last N decoder layers in high precision">,
+    Option<"pow2Scales", "pow2-scales", "bool", /*default=*/"false",
+           "Round activation and compile-time weight scales up to powers of "
+           "two">,
+  ];
+}
+
+#endif // MOEC_PASSES_TD

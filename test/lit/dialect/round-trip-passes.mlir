@@ -1,0 +1,54 @@
+// The ops and attributes the passes added parse, verify, print, and parse again to the same text.
+// RUN: moec-opt %s | moec-opt | FileCheck %s
+// RUN: moec-opt %s | moec-opt > %t.1 && moec-opt %s > %t.2 && diff %t.1 %t.2
+
+// CHECK-LABEL: func.func @add_rms_norm
+// CHECK-SAME: (%[[H:.+]]: tensor<?x64xf32>, %[[A:.+]]: tensor<?x64xf32>, %[[W:.+]]: tensor<64xbf16>)
+func.func @add_rms_norm(%h: tensor<?x64xf32>, %a: tensor<?x64xf32>, %w: tensor<64xbf16>) -> (tensor<?x64xf32>, tensor<?x64xf32>) {
+  // CHECK: %[[SUM:.+]], %[[N:.+]] = moe.add_rms_norm %[[H]], %[[A]], %[[W]] {epsilon = 9.9999999999999995E-7 : f64} : tensor<?x64xf32>, tensor<64xbf16> -> tensor<?x64xf32>
+  %sum, %n = moe.add_rms_norm %h, %a, %w {epsilon = 1.0e-06 : f64} : tensor<?x64xf32>, tensor<64xbf16> -> tensor<?x64xf32>
+  // CHECK: return %[[SUM]], %[[N]]
+  return %sum, %n : tensor<?x64xf32>, tensor<?x64xf32>
+}
+
+// CHECK-LABEL: func.func @sigmoid_gate
+// CHECK-SAME: (%[[X:.+]]: tensor<?x64xf32>, %[[G:.+]]: tensor<1x64xbf16>, %[[Y:.+]]: tensor<?x32xf32>)
+func.func @sigmoid_gate(%x: tensor<?x64xf32>, %g: tensor<1x64xbf16>, %y: tensor<?x32xf32>) -> tensor<?x32xf32> {
+  // CHECK: moe.sigmoid_gate %[[X]], %[[G]], %[[Y]] : tensor<?x64xf32>, tensor<1x64xbf16>, tensor<?x32xf32>
+  %r = moe.sigmoid_gate %x, %g, %y : tensor<?x64xf32>, tensor<1x64xbf16>, tensor<?x32xf32>
+  return %r : tensor<?x32xf32>
+}
+
+// CHECK-LABEL: func.func @concat_dim
+func.func @concat_dim(%a: tensor<2x32x64xbf16>, %b: tensor<2x16x64xbf16>, %c: tensor<48x64xf8E4M3FN>, %d: tensor<80x64xf8E4M3FN>) -> (tensor<2x48x64xbf16>, tensor<128x64xf8E4M3FN>) {
+  // CHECK: moe.concat %{{.+}}, %{{.+}} {dim = 1 : i64} : tensor<2x32x64xbf16>, tensor<2x16x64xbf16> -> tensor<2x48x64xbf16>
+  %0 = moe.concat %a, %b {dim = 1 : i64} : tensor<2x32x64xbf16>, tensor<2x16x64xbf16> -> tensor<2x48x64xbf16>
+  // CHECK: moe.concat %{{.+}}, %{{.+}} {dim = 0 : i64} : tensor<48x64xf8E4M3FN>, tensor<80x64xf8E4M3FN> -> tensor<128x64xf8E4M3FN>
+  %1 = moe.concat %c, %d {dim = 0 : i64} : tensor<48x64xf8E4M3FN>, tensor<80x64xf8E4M3FN> -> tensor<128x64xf8E4M3FN>
+  return %0, %1 : tensor<2x48x64xbf16>, tensor<128x64xf8E4M3FN>
+}
+
+// CHECK-LABEL: func.func @router_shared_experts
+func.func @router_shared_experts(%x: tensor<?x64xf32>, %g: tensor<8x64xbf16>) -> (tensor<?x3xf32>, tensor<?x3xi32>) {
+  // CHECK: moe.router %{{.+}}, %{{.+}} {routing = #moe.routing<scoring = softmax, k = 2>, shared_experts = 1 : i64} : tensor<?x64xf32>, tensor<8x64xbf16> -> tensor<?x3xf32>, tensor<?x3xi32>
+  %w, %i = moe.router %x, %g {routing = #moe.routing<scoring = softmax, k = 2>, shared_experts = 1 : i64} : tensor<?x64xf32>, tensor<8x64xbf16> -> tensor<?x3xf32>, tensor<?x3xi32>
+  // The default (no folded shared expert) is not printed.
+  // CHECK: moe.router %{{.+}}, %{{.+}} {routing = #moe.routing<scoring = softmax, k = 2>} :
+  %w2, %i2 = moe.router %x, %g {routing = #moe.routing<scoring = softmax, k = 2>, shared_experts = 0 : i64} : tensor<?x64xf32>, tensor<8x64xbf16> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return %w, %i : tensor<?x3xf32>, tensor<?x3xi32>
+}
+
+// CHECK-LABEL: func.func @fp8_matmul_bias
+func.func @fp8_matmul_bias(%xq: tensor<?x256xf8E4M3FN>, %xs: tensor<?x2xf32>, %wq: tensor<512x256xf8E4M3FN>, %ws: tensor<4x2xf32>, %b: tensor<512xbf16>) -> tensor<?x512xf32> {
+  // CHECK: moe.fp8_matmul %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}} bias %{{.+}} {act_scheme = #moe.block_scale<format = e4m3fn, block = [1, 128]>, weight_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<?x256xf8E4M3FN>, tensor<?x2xf32>, tensor<512x256xf8E4M3FN>, tensor<4x2xf32>, tensor<512xbf16> -> tensor<?x512xf32>
+  %y = moe.fp8_matmul %xq, %xs, %wq, %ws bias %b {act_scheme = #moe.block_scale<format = e4m3fn, block = [1, 128]>, weight_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<?x256xf8E4M3FN>, tensor<?x2xf32>, tensor<512x256xf8E4M3FN>, tensor<4x2xf32>, tensor<512xbf16> -> tensor<?x512xf32>
+  return %y : tensor<?x512xf32>
+}
+
+// Role and layer attributes on weights (docs/passes.md) are kept as they are.
+// CHECK-LABEL: func.func @roles
+func.func @roles() -> tensor<64x64xbf16> {
+  // CHECK: moe.weight [#moe.tensor_ref<"model.onnx", "onnx::MatMul_7">] stored tensor<64x64xbf16> {moe.layer = 3 : i64, moe.role = "attn_q"} : tensor<64x64xbf16>
+  %w = moe.weight [#moe.tensor_ref<"model.onnx", "onnx::MatMul_7">] stored tensor<64x64xbf16> {moe.layer = 3 : i64, moe.role = "attn_q"} : tensor<64x64xbf16>
+  return %w : tensor<64x64xbf16>
+}

@@ -1,0 +1,1671 @@
+//===- Interpreter.cpp - Reference interpreter of moe IR --------*- C++ -*-===//
+//
+// Evaluates `moe` ops one at a time with plain loops: every value is a dense
+// row-major host tensor, every float computation is f32 (GEMMs and
+// reductions accumulate in natural index order, as the f32 reference does),
+// and results are rounded to their element type. Weights are read from the
+// checkpoint the module names. Speed is not a goal; being obviously right is.
+//
+//===----------------------------------------------------------------------===//
+
+#include "tools/Interpreter.h"
+#include "importers/hf/HFImporter.h"
+#include "importers/hf/Safetensors.h"
+#include "runtime/fp8/Fp8.h"
+#include "tools/InitAll.h"
+
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/ScopeExit.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/WithColor.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+using namespace mlir;
+using namespace mlir::moec;
+namespace fp8 = ::moec::runtime::fp8;
+using moe::BlockScaleAttr;
+using moe::Epilogue;
+using moe::RopeScalingAttr;
+using moe::RopeScalingKind;
+using moe::RoutingAttr;
+
+int64_t InterpTensor::numElements() const {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  return n;
+}
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// Helpers
+//===----------------------------------------------------------------------===//
+
+int64_t product(ArrayRef<int64_t> dims) {
+  int64_t n = 1;
+  for (int64_t d : dims)
+    n *= d;
+  return n;
+}
+
+std::string formatShape(ArrayRef<int64_t> shape) {
+  return "[" +
+         llvm::join(llvm::map_range(
+                        shape, [](int64_t d) { return std::to_string(d); }),
+                    ", ") +
+         "]";
+}
+
+/// A float tensor of `shape` filled with zeros (its element type is set from
+/// the op's result type once the op has been evaluated).
+InterpTensor floatTensor(ArrayRef<int64_t> shape) {
+  InterpTensor t;
+  t.shape.assign(shape.begin(), shape.end());
+  t.floats.assign(product(shape), 0.0f);
+  return t;
+}
+
+/// An integer tensor of `shape` filled with zeros.
+InterpTensor intTensor(ArrayRef<int64_t> shape, Type type) {
+  InterpTensor t;
+  t.shape.assign(shape.begin(), shape.end());
+  t.elementType = type;
+  t.ints.assign(product(shape), 0);
+  return t;
+}
+
+/// `shape` of `type` with its dynamic dimensions replaced by `dynamic`.
+SmallVector<int64_t, 4> concreteShape(Type type, int64_t dynamic) {
+  SmallVector<int64_t, 4> shape(cast<RankedTensorType>(type).getShape());
+  for (int64_t &d : shape)
+    if (ShapedType::isDynamic(d))
+      d = dynamic;
+  return shape;
+}
+
+float silu(float x) { return x / (1.0f + std::exp(-x)); }
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+/// Rounds `x` to the nearest bf16 value (ties to even); NaN stays NaN.
+float roundToBF16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u)
+    bits |= 0x00400000u;
+  else
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+  bits &= 0xffff0000u;
+  std::memcpy(&x, &bits, 4);
+  return x;
+}
+
+/// Rounds every element of the float tensor `t` to `t.elementType`. FP8
+/// casts saturate (DESIGN.md §4); other narrow floats round to nearest even.
+void roundToElementType(InterpTensor &t) {
+  Type type = t.elementType;
+  if (type.isF32() || type.isF64())
+    return;
+  if (type.isBF16()) {
+    for (float &x : t.floats)
+      x = roundToBF16(x);
+  } else if (isa<Float8E4M3FNType>(type)) {
+    for (float &x : t.floats)
+      x = fp8::e4m3fnToFloat(fp8::floatToE4M3FN(x));
+  } else if (isa<Float8E5M2Type>(type)) {
+    for (float &x : t.floats)
+      x = fp8::e5m2ToFloat(fp8::floatToE5M2(x));
+  } else if (auto floatType = dyn_cast<FloatType>(type)) {
+    for (float &x : t.floats) {
+      bool lost;
+      llvm::APFloat value(x);
+      value.convert(floatType.getFloatSemantics(),
+                    llvm::APFloat::rmNearestTiesToEven, &lost);
+      value.convert(llvm::APFloat::IEEEsingle(),
+                    llvm::APFloat::rmNearestTiesToEven, &lost);
+      x = value.convertToFloat();
+    }
+  }
+}
+
+/// `y[r, n] = sum_k x[r, k] * w[n, k]` with an f32 accumulator in k order.
+void gemm(const float *x, int64_t rows, const float *w, int64_t n, int64_t k,
+          float *y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *xr = x + r * k;
+    for (int64_t j = 0; j < n; ++j) {
+      const float *wj = w + j * k;
+      float acc = 0.0f;
+      for (int64_t i = 0; i < k; ++i)
+        acc += xr[i] * wj[i];
+      y[r * n + j] = acc;
+    }
+  }
+}
+
+/// `silu(y[:, :n/2]) * y[:, n/2:]` for the `silu_mul` epilogue, else `y`.
+std::vector<float> applyEpilogue(std::vector<float> y, int64_t rows, int64_t n,
+                                 Epilogue epilogue) {
+  if (epilogue != Epilogue::silu_mul)
+    return y;
+  int64_t half = n / 2;
+  std::vector<float> out(rows * half);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < half; ++j)
+      out[r * half + j] = silu(y[r * n + j]) * y[r * n + half + j];
+  return out;
+}
+
+/// The order of routing scores: higher first, NaN below everything (so NaN
+/// experts are picked last), ties to the lower index.
+bool ranksBefore(float a, int64_t ia, float b, int64_t ib) {
+  bool nanA = std::isnan(a), nanB = std::isnan(b);
+  if (nanA || nanB) {
+    if (nanA && nanB)
+      return ia < ib;
+    return nanB;
+  }
+  if (a != b)
+    return a > b;
+  return ia < ib;
+}
+
+/// The indices of the `k` best `scores` in rank order; distinct and in range
+/// whatever the values (NaN and ±Inf included).
+SmallVector<int64_t> topK(ArrayRef<float> scores, int64_t k) {
+  SmallVector<int64_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return ranksBefore(scores[a], a, scores[b], b);
+  });
+  order.resize(std::min<int64_t>(k, order.size()));
+  return order;
+}
+
+/// Transposes the last two dimensions of the row-major `data` of `shape`.
+void transposeLastTwo(std::vector<float> &data,
+                      SmallVector<int64_t, 4> &shape) {
+  size_t rank = shape.size();
+  int64_t rows = shape[rank - 2], cols = shape[rank - 1];
+  int64_t batches = product(ArrayRef<int64_t>(shape).drop_back(2));
+  std::vector<float> out(data.size());
+  for (int64_t b = 0; b < batches; ++b)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        out[b * rows * cols + c * rows + r] =
+            data[b * rows * cols + r * cols + c];
+  data = std::move(out);
+  std::swap(shape[rank - 2], shape[rank - 1]);
+}
+
+/// The `[rows, cols]` matrices of `shape` that block scaling works on: the
+/// last two dimensions, a 1-d shape being a single row.
+struct MatrixView {
+  int64_t batches, rows, cols;
+};
+MatrixView matrixView(ArrayRef<int64_t> shape) {
+  if (shape.empty())
+    return {1, 1, 1};
+  if (shape.size() == 1)
+    return {1, 1, shape[0]};
+  return {product(shape.drop_back(2)), shape[shape.size() - 2], shape.back()};
+}
+
+/// Quantizes `src` of `shape` to the FP8 format of `scheme` block by block
+/// (moec::runtime::fp8::quantizeBlocks for E4M3FN, the same recipe with the
+/// E5M2 maximum otherwise); `q` receives the decoded FP8 values.
+void quantize(ArrayRef<float> src, ArrayRef<int64_t> shape,
+              BlockScaleAttr scheme, std::vector<float> &q,
+              std::vector<float> &scales, SmallVector<int64_t, 4> &scaleShape) {
+  MatrixView m = matrixView(shape);
+  int64_t br = scheme.getBlock()[0], bc = scheme.getBlock()[1];
+  int64_t blockRows = (m.rows + br - 1) / br,
+          blockCols = (m.cols + bc - 1) / bc;
+  scaleShape.assign(scheme.getScaleShape(shape));
+  q.assign(src.size(), 0.0f);
+  scales.assign(m.batches * blockRows * blockCols, 0.0f);
+  int64_t size = m.rows * m.cols, scaleSize = blockRows * blockCols;
+  bool e4m3 = scheme.getFormat() == moe::Fp8Format::e4m3fn;
+  std::vector<uint8_t> codes(size);
+  for (int64_t b = 0; b < m.batches; ++b) {
+    const float *in = src.data() + b * size;
+    float *outScales = scales.data() + b * scaleSize;
+    if (e4m3) {
+      fp8::quantizeBlocks(in, m.rows, m.cols, br, bc, scheme.getPow2(),
+                          codes.data(), outScales);
+      for (int64_t i = 0; i < size; ++i)
+        q[b * size + i] = fp8::e4m3fnToFloat(codes[i]);
+      continue;
+    }
+    for (int64_t r0 = 0; r0 < m.rows; r0 += br) {
+      for (int64_t c0 = 0; c0 < m.cols; c0 += bc) {
+        int64_t r1 = std::min(m.rows, r0 + br), c1 = std::min(m.cols, c0 + bc);
+        float amax = 0.0f;
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c)
+            if (std::isfinite(in[r * m.cols + c]))
+              amax = std::max(amax, std::fabs(in[r * m.cols + c]));
+        float scale = std::max(amax, fp8::kAmaxFloor) / fp8::kE5M2Max;
+        if (scheme.getPow2()) {
+          int exp;
+          float mant = std::frexp(scale, &exp);
+          scale = std::ldexp(1.0f, mant == 0.5f ? exp - 1 : exp);
+        }
+        outScales[(r0 / br) * blockCols + c0 / bc] = scale;
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c)
+            q[b * size + r * m.cols + c] =
+                fp8::e5m2ToFloat(fp8::floatToE5M2(in[r * m.cols + c] / scale));
+      }
+    }
+  }
+}
+
+/// DeepSeek's YaRN magnitude `0.1 * m * ln(factor) + 1` (1 when `m` is 0 or
+/// the factor does not extend the context).
+double yarnMscale(double factor, double m) {
+  if (m == 0.0 || factor <= 1.0)
+    return 1.0;
+  return 0.1 * m * std::log(factor) + 1.0;
+}
+
+/// Decodes the little-endian bytes of checkpoint tensor `info` to f32.
+llvm::Expected<std::vector<float>> decodeTensor(const hf::SafetensorsFile &file,
+                                                const hf::TensorInfo &info) {
+  ArrayRef<uint8_t> bytes = file.bytes(info);
+  std::vector<float> out(info.numElements);
+  auto load = [&](uint64_t index, unsigned size) {
+    uint64_t value = 0;
+    for (unsigned i = 0; i < size; ++i)
+      value |= uint64_t(bytes[index * size + i]) << (8 * i);
+    return value;
+  };
+  for (uint64_t i = 0; i < info.numElements; ++i) {
+    switch (info.dtype) {
+    case hf::DType::F32: {
+      uint32_t bits = uint32_t(load(i, 4));
+      std::memcpy(&out[i], &bits, 4);
+      break;
+    }
+    case hf::DType::F64: {
+      uint64_t bits = load(i, 8);
+      double value;
+      std::memcpy(&value, &bits, 8);
+      out[i] = float(value);
+      break;
+    }
+    case hf::DType::BF16:
+      out[i] = fp8::bf16ToFloat(uint16_t(load(i, 2)));
+      break;
+    case hf::DType::F16:
+      out[i] = fp8::halfToFloat(uint16_t(load(i, 2)));
+      break;
+    case hf::DType::F8_E4M3:
+      out[i] = fp8::e4m3fnToFloat(bytes[i]);
+      break;
+    case hf::DType::F8_E5M2:
+      out[i] = fp8::e5m2ToFloat(bytes[i]);
+      break;
+    default:
+      return llvm::createStringError(
+          llvm::inconvertibleErrorCode(),
+          file.path() + ": tensor '" + info.name + "' has dtype " +
+              hf::dtypeName(info.dtype) + ", which is not a float type");
+    }
+  }
+  return out;
+}
+
+/// The safetensors dtype that stores elements of `type`, if any.
+std::optional<hf::DType> storedDType(Type type) {
+  if (type.isF32())
+    return hf::DType::F32;
+  if (type.isF64())
+    return hf::DType::F64;
+  if (type.isBF16())
+    return hf::DType::BF16;
+  if (type.isF16())
+    return hf::DType::F16;
+  if (isa<Float8E4M3FNType>(type))
+    return hf::DType::F8_E4M3;
+  if (isa<Float8E5M2Type>(type))
+    return hf::DType::F8_E5M2;
+  return std::nullopt;
+}
+
+/// Reads the tensor `ref` of `checkpoint`, checking its file, dtype and shape
+/// against `stored` (the op's `stored_type` or the scale type).
+llvm::Expected<std::vector<float>> readTensor(const hf::Checkpoint &checkpoint,
+                                              moe::TensorRefAttr ref,
+                                              Type elementType,
+                                              ArrayRef<int64_t> shape) {
+  auto error = [&](const llvm::Twine &message) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "tensor '" + ref.getName() + "' of '" +
+                                       ref.getFile() + "': " + message);
+  };
+  hf::TensorRef found = checkpoint.lookup(ref.getName());
+  if (!found)
+    return error("not found in checkpoint '" + checkpoint.dir() + "'");
+  llvm::StringRef file = llvm::sys::path::filename(found.file->path());
+  if (file != ref.getFile())
+    return error("the checkpoint stores it in '" + file + "'");
+  std::optional<hf::DType> dtype = storedDType(elementType);
+  if (!dtype || *dtype != found.info->dtype) {
+    std::string typeName;
+    llvm::raw_string_ostream os(typeName);
+    os << elementType;
+    return error("stored as " + hf::dtypeName(found.info->dtype) +
+                 ", but the IR expects " + typeName);
+  }
+  if (ArrayRef<int64_t>(found.info->shape) != shape)
+    return error("stored with shape " + formatShape(found.info->shape) +
+                 ", but the IR expects " + formatShape(shape));
+  return decodeTensor(*found.file, *found.info);
+}
+
+//===----------------------------------------------------------------------===//
+// The evaluator
+//===----------------------------------------------------------------------===//
+
+using Results = FailureOr<SmallVector<InterpTensor>>;
+
+Results single(InterpTensor t) {
+  SmallVector<InterpTensor> results;
+  results.push_back(std::move(t));
+  return results;
+}
+
+/// Routing of `T` tokens: `k` weights and expert indices per token.
+struct Routed {
+  std::vector<float> weights;
+  std::vector<int64_t> indices;
+};
+
+class Evaluator {
+public:
+  explicit Evaluator(const InterpreterOptions &options) : options(options) {}
+
+  /// Evaluates `func` on `args`.
+  Results call(func::FuncOp func, ArrayRef<InterpTensor> args, int depth = 0);
+
+private:
+  using Frame = llvm::DenseMap<Value, InterpTensor>;
+
+  const InterpTensor &val(Value value) { return frame->find(value)->second; }
+  const InterpTensor *optionalVal(Value value) {
+    return value ? &val(value) : nullptr;
+  }
+  LogicalResult evaluate(Operation *op, int depth);
+  FailureOr<const hf::Checkpoint *> checkpointFor(Operation *op);
+
+  Results evalWeight(moe::WeightOp op);
+  Results evalEmbed(moe::EmbedOp op);
+  Results evalMatmul(moe::MatmulOp op);
+  Results evalElementwise(Operation *op, Value lhs, Value rhs,
+                          float (*fn)(float, float));
+  Results evalRmsNorm(moe::RmsNormOp op);
+  Results evalAddRmsNorm(moe::AddRmsNormOp op);
+  Results evalRope(moe::RopeOp op);
+  Results evalAttention(moe::AttentionOp op);
+  Results evalReshape(moe::ReshapeOp op);
+  Results evalSlice(moe::SliceOp op);
+  Results evalConcat(moe::ConcatOp op);
+  Results evalExpand(moe::ExpandOp op);
+  Results evalRouter(moe::RouterOp op);
+  Results evalDispatch(moe::DispatchOp op);
+  Results evalGroupedMatmul(moe::GroupedMatmulOp op);
+  Results evalCombine(moe::CombineOp op);
+  Results evalSigmoidGate(moe::SigmoidGateOp op);
+  Results evalMoE(moe::MoEOp op);
+  Results evalQuantize(moe::QuantizeOp op);
+  Results evalDequantize(moe::DequantizeOp op);
+  Results evalFp8Matmul(moe::Fp8MatmulOp op);
+  Results evalFp8GroupedMatmul(moe::Fp8GroupedMatmulOp op);
+  Results evalCall(func::CallOp op, int depth);
+
+  FailureOr<Routed> route(Operation *op, const InterpTensor &x,
+                          const InterpTensor &gate, const InterpTensor *bias,
+                          RoutingAttr routing);
+  LogicalResult checkOffsets(Operation *op, const InterpTensor &offsets,
+                             int64_t rows);
+
+  const InterpreterOptions &options;
+  Frame *frame = nullptr;
+  std::string checkpointDir;
+  std::unique_ptr<hf::Checkpoint> checkpoint;
+};
+
+Results Evaluator::call(func::FuncOp func, ArrayRef<InterpTensor> args,
+                        int depth) {
+  if (func.isExternal())
+    return func.emitOpError("has no body to interpret");
+  if (!func.getBody().hasOneBlock())
+    return func.emitOpError("has more than one block, which moec-interp "
+                            "does not interpret");
+  Block &body = func.getBody().front();
+  if (body.getNumArguments() != args.size())
+    return func.emitOpError("expected ")
+           << body.getNumArguments() << " arguments, but got " << args.size();
+  Frame values;
+  Frame *caller = frame;
+  frame = &values;
+  llvm::scope_exit restore([&] { frame = caller; });
+  for (auto [arg, tensor] : llvm::zip(body.getArguments(), args)) {
+    auto type = dyn_cast<RankedTensorType>(arg.getType());
+    if (!type || type.getRank() != int64_t(tensor.shape.size()) ||
+        !llvm::all_of(llvm::zip(type.getShape(), tensor.shape), [](auto d) {
+          return ShapedType::isDynamic(std::get<0>(d)) ||
+                 std::get<0>(d) == std::get<1>(d);
+        }))
+      return func.emitOpError("argument #")
+             << arg.getArgNumber() << " of type " << arg.getType()
+             << " does not accept a tensor of shape "
+             << formatShape(tensor.shape);
+    values[arg] = tensor;
+  }
+  // Free every value after its last use, so that only live tensors are held.
+  llvm::DenseMap<Operation *, SmallVector<Value>> dying;
+  llvm::DenseMap<Value, Operation *> lastUse;
+  for (Operation &op : body)
+    for (Value operand : op.getOperands())
+      lastUse[operand] = &op;
+  for (auto [value, op] : lastUse)
+    dying[op].push_back(value);
+
+  for (Operation &op : body) {
+    if (auto ret = dyn_cast<func::ReturnOp>(op)) {
+      SmallVector<InterpTensor> results;
+      for (Value operand : ret.getOperands())
+        results.push_back(val(operand));
+      return results;
+    }
+    if (failed(evaluate(&op, depth)))
+      return failure();
+    for (Value value : dying.lookup(&op))
+      values.erase(value);
+  }
+  return func.emitOpError("has no func.return");
+}
+
+LogicalResult Evaluator::evaluate(Operation *op, int depth) {
+  for (Value operand : op->getOperands())
+    if (!frame->count(operand))
+      return op->emitOpError("uses a value defined outside its function body, "
+                             "which moec-interp does not interpret");
+  Results results =
+      llvm::TypeSwitch<Operation *, Results>(op)
+          .Case([&](moe::WeightOp o) { return evalWeight(o); })
+          .Case([&](moe::EmbedOp o) { return evalEmbed(o); })
+          .Case([&](moe::MatmulOp o) { return evalMatmul(o); })
+          .Case([&](moe::AddOp o) {
+            return evalElementwise(o, o.getLhs(), o.getRhs(),
+                                   [](float a, float b) { return a + b; });
+          })
+          .Case([&](moe::MulOp o) {
+            return evalElementwise(o, o.getLhs(), o.getRhs(),
+                                   [](float a, float b) { return a * b; });
+          })
+          .Case([&](moe::SiluMulOp o) {
+            return evalElementwise(
+                o, o.getGate(), o.getUp(),
+                [](float g, float u) { return silu(g) * u; });
+          })
+          .Case([&](moe::RmsNormOp o) { return evalRmsNorm(o); })
+          .Case([&](moe::AddRmsNormOp o) { return evalAddRmsNorm(o); })
+          .Case([&](moe::RopeOp o) { return evalRope(o); })
+          .Case([&](moe::AttentionOp o) { return evalAttention(o); })
+          .Case([&](moe::ReshapeOp o) { return evalReshape(o); })
+          .Case([&](moe::SliceOp o) { return evalSlice(o); })
+          .Case([&](moe::ConcatOp o) { return evalConcat(o); })
+          .Case([&](moe::ExpandOp o) { return evalExpand(o); })
+          .Case([&](moe::RouterOp o) { return evalRouter(o); })
+          .Case([&](moe::DispatchOp o) { return evalDispatch(o); })
+          .Case([&](moe::GroupedMatmulOp o) { return evalGroupedMatmul(o); })
+          .Case([&](moe::CombineOp o) { return evalCombine(o); })
+          .Case([&](moe::SigmoidGateOp o) { return evalSigmoidGate(o); })
+          .Case([&](moe::MoEOp o) { return evalMoE(o); })
+          .Case([&](moe::QuantizeOp o) { return evalQuantize(o); })
+          .Case([&](moe::DequantizeOp o) { return evalDequantize(o); })
+          .Case([&](moe::Fp8MatmulOp o) { return evalFp8Matmul(o); })
+          .Case([&](moe::Fp8GroupedMatmulOp o) {
+            return evalFp8GroupedMatmul(o);
+          })
+          .Case([&](func::CallOp o) { return evalCall(o, depth); })
+          .Default([&](Operation *o) -> Results {
+            return o->emitOpError(
+                "is not supported by moec-interp, the reference interpreter "
+                "(docs/interpreter.md lists the ops it evaluates)");
+          });
+  if (failed(results))
+    return failure();
+  if (results->size() != op->getNumResults())
+    return op->emitOpError("moec-interp produced ")
+           << results->size() << " results for " << op->getNumResults();
+  // Check every result against its type: this catches shape bugs in the
+  // interpreter as well as IR whose dynamic sizes do not fit together.
+  for (auto [index, result, tensor] :
+       llvm::enumerate(op->getResults(), *results)) {
+    auto type = dyn_cast<RankedTensorType>(result.getType());
+    if (!type)
+      return op->emitOpError("result #")
+             << index << " is not a ranked tensor: " << result.getType();
+    bool fits = type.getRank() == int64_t(tensor.shape.size());
+    for (int64_t i = 0; fits && i < type.getRank(); ++i)
+      fits = type.isDynamicDim(i) || type.getDimSize(i) == tensor.shape[i];
+    bool integer = isa<IntegerType>(type.getElementType());
+    size_t stored = integer ? tensor.ints.size() : tensor.floats.size();
+    if (!fits || int64_t(stored) != tensor.numElements())
+      return op->emitOpError("result #")
+             << index << " was computed with shape "
+             << formatShape(tensor.shape) << ", which does not fit " << type;
+    tensor.elementType = type.getElementType();
+    if (!integer)
+      roundToElementType(tensor);
+    (*frame)[result] = std::move(tensor);
+  }
+  return success();
+}
+
+FailureOr<const hf::Checkpoint *> Evaluator::checkpointFor(Operation *op) {
+  std::string dir = options.checkpointDir;
+  if (dir.empty()) {
+    for (Operation *parent = op->getParentOp(); parent && dir.empty();
+         parent = parent->getParentOp())
+      if (auto attr = parent->getAttrOfType<StringAttr>("moe.checkpoint"))
+        dir = attr.str();
+    if (dir.empty())
+      return op->emitOpError(
+          "needs a checkpoint folder: the module has no `moe.checkpoint` "
+          "attribute and none was given (--checkpoint)");
+  }
+  if (checkpoint && dir == checkpointDir)
+    return checkpoint.get();
+  llvm::Expected<std::unique_ptr<hf::Checkpoint>> opened =
+      hf::Checkpoint::open(dir);
+  if (!opened)
+    return op->emitOpError("cannot open checkpoint: ")
+           << llvm::toString(opened.takeError());
+  checkpoint = std::move(*opened);
+  checkpointDir = dir;
+  return checkpoint.get();
+}
+
+//===----------------------------------------------------------------------===//
+// moe.weight
+//===----------------------------------------------------------------------===//
+
+Results Evaluator::evalWeight(moe::WeightOp op) {
+  FailureOr<const hf::Checkpoint *> ckpt = checkpointFor(op);
+  if (failed(ckpt))
+    return failure();
+  RankedTensorType stored = op.getStoredType();
+  BlockScaleAttr scheme = op.getStoredSchemeAttr();
+  std::optional<ArrayAttr> scaleSources = op.getScaleSources();
+  SmallVector<int64_t, 4> shape(stored.getShape());
+  SmallVector<int64_t, 4> scaleShape;
+  if (scheme)
+    scaleShape.assign(scheme.getScaleShape(stored.getShape()));
+  std::vector<float> data, scales;
+  Type f32 = Float32Type::get(op.getContext());
+  for (auto [index, source] : llvm::enumerate(op.getSources())) {
+    llvm::Expected<std::vector<float>> values =
+        readTensor(**ckpt, cast<moe::TensorRefAttr>(source),
+                   stored.getElementType(), stored.getShape());
+    if (!values)
+      return op.emitOpError() << llvm::toString(values.takeError());
+    data.insert(data.end(), values->begin(), values->end());
+    if (!scheme)
+      continue;
+    if (!scaleSources || index >= scaleSources->size())
+      return op.emitOpError("has no scale source for source #") << index;
+    llvm::Expected<std::vector<float>> scaleValues =
+        readTensor(**ckpt, cast<moe::TensorRefAttr>((*scaleSources)[index]),
+                   f32, scaleShape);
+    if (!scaleValues)
+      return op.emitOpError() << llvm::toString(scaleValues.takeError());
+    scales.insert(scales.end(), scaleValues->begin(), scaleValues->end());
+  }
+  // The sources are already concatenated in order: stacking is only a
+  // change of shape. The verifier guarantees #moe.stack comes first.
+  for (Attribute transform : op.getTransforms()) {
+    if (isa<moe::StackTransformAttr>(transform)) {
+      shape.insert(shape.begin(), op.getSources().size());
+      if (scheme)
+        scaleShape.insert(scaleShape.begin(), op.getSources().size());
+    } else if (isa<moe::TransposeTransformAttr>(transform)) {
+      transposeLastTwo(data, shape);
+      if (scheme)
+        transposeLastTwo(scales, scaleShape);
+    } else if (auto q = dyn_cast<moe::QuantizeTransformAttr>(transform)) {
+      std::vector<float> values;
+      quantize(data, shape, q.getScheme(), values, scales, scaleShape);
+      data = std::move(values);
+      scheme = q.getScheme();
+    } else {
+      return op.emitOpError("has a transform moec-interp does not know: ")
+             << transform;
+    }
+  }
+  InterpTensor result;
+  result.shape = shape;
+  result.floats = std::move(data);
+  if (!scheme)
+    return single(std::move(result));
+  InterpTensor scale;
+  scale.shape = scaleShape;
+  scale.floats = std::move(scales);
+  SmallVector<InterpTensor> results;
+  results.push_back(std::move(result));
+  results.push_back(std::move(scale));
+  return results;
+}
+
+//===----------------------------------------------------------------------===//
+// Dense transformer
+//===----------------------------------------------------------------------===//
+
+Results Evaluator::evalEmbed(moe::EmbedOp op) {
+  const InterpTensor &table = val(op.getTable()), &ids = val(op.getIds());
+  int64_t vocab = table.shape[0], hidden = table.shape[1];
+  int64_t tokens = ids.shape[0];
+  InterpTensor out = floatTensor({tokens, hidden});
+  for (int64_t t = 0; t < tokens; ++t) {
+    int64_t id = ids.ints[t];
+    if (id < 0 || id >= vocab)
+      return op.emitOpError("token #")
+             << t << " has id " << id << ", outside the table of " << vocab
+             << " rows";
+    std::copy_n(table.floats.begin() + id * hidden, hidden,
+                out.floats.begin() + t * hidden);
+  }
+  return single(std::move(out));
+}
+
+Results Evaluator::evalMatmul(moe::MatmulOp op) {
+  const InterpTensor &x = val(op.getX()), &w = val(op.getW());
+  const InterpTensor *bias = optionalVal(op.getBias());
+  int64_t rows = x.shape[0], k = x.shape[1], n = w.shape[0];
+  std::vector<float> y(rows * n);
+  gemm(x.floats.data(), rows, w.floats.data(), n, k, y.data());
+  if (bias)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < n; ++j)
+        y[r * n + j] += bias->floats[j];
+  InterpTensor out;
+  out.floats = applyEpilogue(std::move(y), rows, n, op.getEpilogue());
+  out.shape = {rows, op.getEpilogue() == Epilogue::silu_mul ? n / 2 : n};
+  return single(std::move(out));
+}
+
+Results Evaluator::evalElementwise(Operation *op, Value lhsValue,
+                                   Value rhsValue, float (*fn)(float, float)) {
+  const InterpTensor &lhs = val(lhsValue), &rhs = val(rhsValue);
+  if (lhs.shape != rhs.shape)
+    return op->emitOpError("got operands of shapes ")
+           << formatShape(lhs.shape) << " and " << formatShape(rhs.shape);
+  InterpTensor out = floatTensor(lhs.shape);
+  for (size_t i = 0; i < out.floats.size(); ++i)
+    out.floats[i] = fn(lhs.floats[i], rhs.floats[i]);
+  return single(std::move(out));
+}
+
+/// RMSNorm of the `rows` rows of `dim` channels of `x` into `out`, as
+/// transformers computes it: mean of squares in f32, `x * rsqrt(var + eps)`,
+/// then times the weight `w`.
+void rmsNormRows(const float *x, int64_t rows, int64_t dim, const float *w,
+                 float eps, float *out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *xr = x + r * dim;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < dim; ++i)
+      sum += xr[i] * xr[i];
+    float inv = 1.0f / std::sqrt(sum / float(dim) + eps);
+    for (int64_t i = 0; i < dim; ++i)
+      out[r * dim + i] = w[i] * (xr[i] * inv);
+  }
+}
+
+Results Evaluator::evalRmsNorm(moe::RmsNormOp op) {
+  const InterpTensor &x = val(op.getX()), &w = val(op.getWeight());
+  int64_t dim = x.shape.back();
+  InterpTensor out = floatTensor(x.shape);
+  rmsNormRows(x.floats.data(), x.numElements() / std::max<int64_t>(dim, 1), dim,
+              w.floats.data(), float(op.getEpsilon().convertToDouble()),
+              out.floats.data());
+  return single(std::move(out));
+}
+
+Results Evaluator::evalAddRmsNorm(moe::AddRmsNormOp op) {
+  Results sum = evalElementwise(op, op.getLhs(), op.getRhs(),
+                                [](float a, float b) { return a + b; });
+  if (failed(sum))
+    return failure();
+  // The norm reads the sum as the unfused graph would: in its element type.
+  InterpTensor &s = sum->front();
+  s.elementType = op.getSum().getType().getElementType();
+  roundToElementType(s);
+  const InterpTensor &w = val(op.getWeight());
+  int64_t dim = s.shape.back();
+  InterpTensor out = floatTensor(s.shape);
+  rmsNormRows(s.floats.data(), s.numElements() / std::max<int64_t>(dim, 1), dim,
+              w.floats.data(), float(op.getEpsilon().convertToDouble()),
+              out.floats.data());
+  sum->push_back(std::move(out));
+  return sum;
+}
+
+Results Evaluator::evalRope(moe::RopeOp op) {
+  const InterpTensor &x = val(op.getX()), &pos = val(op.getPositions());
+  int64_t tokens = x.shape[0], heads = x.shape[1], dim = x.shape[2];
+  if (pos.shape[0] != tokens)
+    return op.emitOpError("got ")
+           << pos.shape[0] << " positions for " << tokens << " tokens";
+  RopeScalingAttr scaling = op.getScalingAttr();
+  std::vector<float> invFreq =
+      ropeInverseFrequencies(dim, op.getTheta().convertToDouble(), scaling);
+  float attention = float(ropeCosSinScale(scaling));
+  int64_t half = dim / 2;
+  bool interleaved = op.getInterleaved();
+  InterpTensor out = floatTensor(x.shape);
+  std::vector<float> cosines(half), sines(half);
+  for (int64_t t = 0; t < tokens; ++t) {
+    float p = float(pos.ints[t]);
+    for (int64_t i = 0; i < half; ++i) {
+      double angle = double(invFreq[i] * p);
+      cosines[i] = float(std::cos(angle)) * attention;
+      sines[i] = float(std::sin(angle)) * attention;
+    }
+    for (int64_t h = 0; h < heads; ++h) {
+      const float *in = x.floats.data() + (t * heads + h) * dim;
+      float *o = out.floats.data() + (t * heads + h) * dim;
+      for (int64_t i = 0; i < half; ++i) {
+        // Pairs (2i, 2i+1) when interleaved, (i, i + D/2) otherwise; the
+        // rotated pair is written back in place.
+        int64_t a = interleaved ? 2 * i : i;
+        int64_t b = interleaved ? 2 * i + 1 : i + half;
+        float x1 = in[a], x2 = in[b];
+        o[a] = x1 * cosines[i] - x2 * sines[i];
+        o[b] = x2 * cosines[i] + x1 * sines[i];
+      }
+    }
+  }
+  return single(std::move(out));
+}
+
+Results Evaluator::evalAttention(moe::AttentionOp op) {
+  const InterpTensor &q = val(op.getQ()), &k = val(op.getK()),
+                     &v = val(op.getV());
+  int64_t tokens = q.shape[0], heads = q.shape[1], dqk = q.shape[2];
+  int64_t kvHeads = k.shape[1], dv = v.shape[2];
+  if (k.shape[0] != tokens || v.shape[0] != tokens)
+    return op.emitOpError("got ")
+           << tokens << " query, " << k.shape[0] << " key and " << v.shape[0]
+           << " value tokens";
+  int64_t group = heads / kvHeads;
+  float scale = float(op.getScale().convertToDouble());
+  bool causal = op.getCausal();
+  InterpTensor out = floatTensor({tokens, heads, dv});
+  std::vector<float> scores(tokens);
+  for (int64_t t = 0; t < tokens; ++t) {
+    int64_t keys = causal ? t + 1 : tokens;
+    for (int64_t h = 0; h < heads; ++h) {
+      int64_t kvh = h / group;
+      const float *qv = q.floats.data() + (t * heads + h) * dqk;
+      float max = -std::numeric_limits<float>::infinity();
+      for (int64_t s = 0; s < keys; ++s) {
+        const float *kv = k.floats.data() + (s * kvHeads + kvh) * dqk;
+        float dot = 0.0f;
+        for (int64_t d = 0; d < dqk; ++d)
+          dot += qv[d] * kv[d];
+        scores[s] = dot * scale;
+        max = std::max(max, scores[s]);
+      }
+      float sum = 0.0f;
+      for (int64_t s = 0; s < keys; ++s) {
+        scores[s] = std::exp(scores[s] - max);
+        sum += scores[s];
+      }
+      float *o = out.floats.data() + (t * heads + h) * dv;
+      for (int64_t s = 0; s < keys; ++s) {
+        float p = scores[s] / sum;
+        const float *vv = v.floats.data() + (s * kvHeads + kvh) * dv;
+        for (int64_t d = 0; d < dv; ++d)
+          o[d] += p * vv[d];
+      }
+    }
+  }
+  return single(std::move(out));
+}
+
+//===----------------------------------------------------------------------===//
+// Shape ops
+//===----------------------------------------------------------------------===//
+
+Results Evaluator::evalReshape(moe::ReshapeOp op) {
+  const InterpTensor &x = val(op.getX());
+  InterpTensor out;
+  out.shape = concreteShape(op.getType(), x.shape[0]);
+  if (out.numElements() != x.numElements())
+    return op.emitOpError("cannot reshape ")
+           << formatShape(x.shape) << " to " << formatShape(out.shape);
+  out.floats = x.floats;
+  return single(std::move(out));
+}
+
+Results Evaluator::evalSlice(moe::SliceOp op) {
+  const InterpTensor &x = val(op.getX());
+  int64_t inner = x.shape.back();
+  int64_t size = op.getType().getShape().back();
+  int64_t offset = int64_t(op.getOffset());
+  int64_t rows = x.numElements() / std::max<int64_t>(inner, 1);
+  SmallVector<int64_t, 4> shape(x.shape);
+  shape.back() = size;
+  InterpTensor out = floatTensor(shape);
+  for (int64_t r = 0; r < rows; ++r)
+    std::copy_n(x.floats.begin() + r * inner + offset, size,
+                out.floats.begin() + r * size);
+  return single(std::move(out));
+}
+
+Results Evaluator::evalConcat(moe::ConcatOp op) {
+  SmallVector<const InterpTensor *> inputs;
+  for (Value input : op.getInputs())
+    inputs.push_back(&val(input));
+  int64_t axis = op.getConcatDim();
+  SmallVector<int64_t, 4> shape(inputs[0]->shape);
+  shape[axis] = 0;
+  for (const InterpTensor *in : inputs) {
+    bool matches = in->shape.size() == shape.size();
+    for (size_t i = 0; matches && i < shape.size(); ++i)
+      matches = int64_t(i) == axis || in->shape[i] == shape[i];
+    if (!matches)
+      return op.emitOpError("got inputs of shapes ")
+             << formatShape(inputs[0]->shape) << " and "
+             << formatShape(in->shape);
+    shape[axis] += in->shape[axis];
+  }
+  // Each input contributes `shape[axis] * inner` contiguous elements per
+  // index of the dimensions before `axis`.
+  int64_t outer = product(ArrayRef<int64_t>(shape).take_front(axis));
+  int64_t inner = product(ArrayRef<int64_t>(shape).drop_front(axis + 1));
+  int64_t outChunk = shape[axis] * inner;
+  InterpTensor out = floatTensor(shape);
+  int64_t offset = 0;
+  for (const InterpTensor *in : inputs) {
+    int64_t chunk = in->shape[axis] * inner;
+    for (int64_t o = 0; o < outer; ++o)
+      std::copy_n(in->floats.begin() + o * chunk, chunk,
+                  out.floats.begin() + o * outChunk + offset);
+    offset += chunk;
+  }
+  return single(std::move(out));
+}
+
+Results Evaluator::evalExpand(moe::ExpandOp op) {
+  const InterpTensor &x = val(op.getX());
+  auto type = op.getType();
+  size_t rank = x.shape.size();
+  SmallVector<int64_t, 4> shape(rank);
+  for (size_t i = 0; i < rank; ++i)
+    shape[i] = type.isDynamicDim(i) ? x.shape[i] : type.getDimSize(i);
+  InterpTensor out = floatTensor(shape);
+  SmallVector<int64_t, 4> index(rank, 0);
+  for (int64_t flat = 0; flat < out.numElements(); ++flat) {
+    // Source offset: size-1 dimensions of `x` always read index 0.
+    int64_t src = 0;
+    for (size_t i = 0; i < rank; ++i)
+      src = src * x.shape[i] + (x.shape[i] == 1 ? 0 : index[i]);
+    out.floats[flat] = x.floats[src];
+    for (size_t i = rank; i-- > 0;) {
+      if (++index[i] < shape[i])
+        break;
+      index[i] = 0;
+    }
+  }
+  return single(std::move(out));
+}
+
+//===----------------------------------------------------------------------===//
+// Routing and experts
+//===----------------------------------------------------------------------===//
+
+FailureOr<Routed> Evaluator::route(Operation *op, const InterpTensor &x,
+                                   const InterpTensor &gate,
+                                   const InterpTensor *bias,
+                                   RoutingAttr routing) {
+  int64_t tokens = x.shape[0], hidden = x.shape[1];
+  int64_t experts = gate.shape[0], k = routing.getK();
+  int64_t groups = routing.getNGroup(), keepGroups = routing.getTopkGroup();
+  int64_t perGroup = experts / groups;
+  if (k > experts)
+    return op->emitOpError("routes to k = ")
+           << k << " of only " << experts << " experts";
+  Routed routed;
+  routed.weights.resize(tokens * k);
+  routed.indices.resize(tokens * k);
+  std::vector<float> logits(experts), scores(experts), selection(experts);
+  float scaling = float(routing.getRoutedScalingFactor().convertToDouble());
+  for (int64_t t = 0; t < tokens; ++t) {
+    // §3.1-2: f32 logits, then scores.
+    gemm(x.floats.data() + t * hidden, 1, gate.floats.data(), experts, hidden,
+         logits.data());
+    if (routing.getScoring() == moe::ScoringFunc::softmax) {
+      float max = -std::numeric_limits<float>::infinity();
+      for (float l : logits)
+        max = std::max(max, l);
+      float sum = 0.0f;
+      for (int64_t e = 0; e < experts; ++e) {
+        scores[e] = std::exp(logits[e] - max);
+        sum += scores[e];
+      }
+      for (float &s : scores)
+        s /= sum;
+    } else {
+      for (int64_t e = 0; e < experts; ++e)
+        scores[e] = sigmoid(logits[e]);
+    }
+    // §3.3: the bias only steers selection.
+    for (int64_t e = 0; e < experts; ++e)
+      selection[e] = bias ? scores[e] + bias->floats[e] : scores[e];
+    // §3.4: keep the best `topk_group` groups, mask the rest with -inf.
+    if (groups > 1) {
+      std::vector<float> groupScores(groups);
+      for (int64_t g = 0; g < groups; ++g) {
+        ArrayRef<float> members(selection.data() + g * perGroup, perGroup);
+        SmallVector<int64_t> best = topK(members, 2);
+        groupScores[g] = routing.getGroupScore() == moe::GroupScore::top2_sum
+                             ? members[best[0]] + members[best[1]]
+                             : members[best[0]];
+      }
+      SmallVector<int64_t> kept = topK(groupScores, keepGroups);
+      for (int64_t g = 0; g < groups; ++g) {
+        if (llvm::is_contained(kept, g))
+          continue;
+        for (int64_t e = g * perGroup; e < (g + 1) * perGroup; ++e)
+          selection[e] = -std::numeric_limits<float>::infinity();
+      }
+    }
+    // §3.5-6: top-k, then the unbiased scores, renormalised and scaled.
+    SmallVector<int64_t> chosen = topK(selection, k);
+    float sum = 0.0f;
+    for (int64_t j = 0; j < k; ++j)
+      sum += scores[chosen[j]];
+    for (int64_t j = 0; j < k; ++j) {
+      float w = scores[chosen[j]];
+      if (routing.getNormTopkProb())
+        w /= sum + 1e-20f;
+      routed.weights[t * k + j] = w * scaling;
+      routed.indices[t * k + j] = chosen[j];
+    }
+  }
+  return routed;
+}
+
+Results Evaluator::evalRouter(moe::RouterOp op) {
+  const InterpTensor &x = val(op.getX());
+  FailureOr<Routed> routed = route(op, x, val(op.getGate()),
+                                   optionalVal(op.getBias()), op.getRouting());
+  if (failed(routed))
+    return failure();
+  int64_t tokens = x.shape[0], k = op.getRouting().getK();
+  // Folded shared experts follow the top k: indices E..E+m-1, weight 1.
+  int64_t shared = int64_t(op.getSharedExperts());
+  int64_t experts = val(op.getGate()).shape[0], slots = k + shared;
+  InterpTensor weights = floatTensor({tokens, slots});
+  InterpTensor indices =
+      intTensor({tokens, slots}, op.getIndices().getType().getElementType());
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t j = 0; j < slots; ++j) {
+      bool routedSlot = j < k;
+      weights.floats[t * slots + j] =
+          routedSlot ? routed->weights[t * k + j] : 1.0f;
+      indices.ints[t * slots + j] =
+          routedSlot ? routed->indices[t * k + j] : experts + (j - k);
+    }
+  SmallVector<InterpTensor> results;
+  results.push_back(std::move(weights));
+  results.push_back(std::move(indices));
+  return results;
+}
+
+Results Evaluator::evalDispatch(moe::DispatchOp op) {
+  const InterpTensor &x = val(op.getX()), &idx = val(op.getIndices());
+  int64_t tokens = x.shape[0], hidden = x.shape[1], k = idx.shape[1];
+  int64_t experts = op.getOffsets().getType().getDimSize(0) - 1;
+  if (idx.shape[0] != tokens)
+    return op.emitOpError("got indices for ")
+           << idx.shape[0] << " tokens, but " << tokens << " rows";
+  Type i32 = op.getOffsets().getType().getElementType();
+  InterpTensor rows = floatTensor({tokens * k, hidden});
+  InterpTensor offsets = intTensor({experts + 1}, i32);
+  InterpTensor positions = intTensor({tokens * k}, i32);
+  for (int64_t i = 0; i < tokens * k; ++i) {
+    int64_t e = idx.ints[i];
+    if (e < 0 || e >= experts)
+      return op.emitOpError("token #")
+             << i / k << " slot " << i % k << " routes to expert " << e
+             << ", outside [0, " << experts << ")";
+    ++offsets.ints[e + 1];
+  }
+  for (int64_t e = 0; e < experts; ++e)
+    offsets.ints[e + 1] += offsets.ints[e];
+  // Stable in token order: walk (token, slot) pairs token-major.
+  std::vector<int64_t> next(offsets.ints.begin(), offsets.ints.end() - 1);
+  for (int64_t i = 0; i < tokens * k; ++i) {
+    int64_t row = next[idx.ints[i]]++;
+    positions.ints[i] = row;
+    std::copy_n(x.floats.begin() + (i / k) * hidden, hidden,
+                rows.floats.begin() + row * hidden);
+  }
+  SmallVector<InterpTensor> results;
+  results.push_back(std::move(rows));
+  results.push_back(std::move(offsets));
+  results.push_back(std::move(positions));
+  return results;
+}
+
+LogicalResult Evaluator::checkOffsets(Operation *op,
+                                      const InterpTensor &offsets,
+                                      int64_t rows) {
+  int64_t previous = 0;
+  for (int64_t e = 0; e < offsets.numElements(); ++e) {
+    int64_t o = offsets.ints[e];
+    if (o < previous || o > rows)
+      return op->emitOpError("expected `offsets` non-decreasing within [0, ")
+             << rows << "], but offsets[" << e << "] = " << o;
+    previous = o;
+  }
+  return success();
+}
+
+Results Evaluator::evalGroupedMatmul(moe::GroupedMatmulOp op) {
+  const InterpTensor &rows = val(op.getRows()), &w = val(op.getW());
+  const InterpTensor &offsets = val(op.getOffsets());
+  int64_t r = rows.shape[0], k = rows.shape[1];
+  int64_t experts = w.shape[0], n = w.shape[1];
+  if (failed(checkOffsets(op, offsets, r)))
+    return failure();
+  // Rows outside every expert's range stay zero.
+  std::vector<float> y(r * n, 0.0f);
+  for (int64_t e = 0; e < experts; ++e) {
+    int64_t begin = offsets.ints[e], end = offsets.ints[e + 1];
+    gemm(rows.floats.data() + begin * k, end - begin,
+         w.floats.data() + e * n * k, n, k, y.data() + begin * n);
+  }
+  InterpTensor out;
+  out.floats = applyEpilogue(std::move(y), r, n, op.getEpilogue());
+  out.shape = {r, op.getEpilogue() == Epilogue::silu_mul ? n / 2 : n};
+  return single(std::move(out));
+}
+
+Results Evaluator::evalCombine(moe::CombineOp op) {
+  const InterpTensor &rows = val(op.getRows()), &pos = val(op.getPositions());
+  const InterpTensor &w = val(op.getWeights());
+  const InterpTensor *residual = optionalVal(op.getResidual());
+  int64_t tokens = w.shape[0], k = w.shape[1], hidden = rows.shape[1];
+  if (pos.shape[0] != tokens * k)
+    return op.emitOpError("got ") << pos.shape[0] << " positions for " << tokens
+                                  << " tokens x " << k << " slots";
+  if (residual && residual->shape[0] != tokens)
+    return op.emitOpError("got a residual of ")
+           << residual->shape[0] << " tokens for " << tokens;
+  InterpTensor out = floatTensor({tokens, hidden});
+  for (int64_t t = 0; t < tokens; ++t) {
+    float *o = out.floats.data() + t * hidden;
+    for (int64_t j = 0; j < k; ++j) {
+      int64_t row = pos.ints[t * k + j];
+      if (row < 0 || row >= rows.shape[0])
+        return op.emitOpError("position of token #")
+               << t << " slot " << j << " is " << row << ", outside [0, "
+               << rows.shape[0] << ")";
+      float weight = w.floats[t * k + j];
+      for (int64_t h = 0; h < hidden; ++h)
+        o[h] += weight * rows.floats[row * hidden + h];
+    }
+    if (residual)
+      for (int64_t h = 0; h < hidden; ++h)
+        o[h] += residual->floats[t * hidden + h];
+  }
+  return single(std::move(out));
+}
+
+Results Evaluator::evalSigmoidGate(moe::SigmoidGateOp op) {
+  const InterpTensor &x = val(op.getX()), &gate = val(op.getGate());
+  const InterpTensor &y = val(op.getY());
+  int64_t tokens = x.shape[0], hidden = x.shape[1], width = y.shape[1];
+  if (y.shape[0] != tokens)
+    return op.emitOpError("got ")
+           << y.shape[0] << " rows of `y` for " << tokens << " rows of `x`";
+  InterpTensor out = floatTensor(y.shape);
+  for (int64_t t = 0; t < tokens; ++t) {
+    float logit;
+    gemm(x.floats.data() + t * hidden, 1, gate.floats.data(), 1, hidden,
+         &logit);
+    float g = sigmoid(logit);
+    for (int64_t j = 0; j < width; ++j)
+      out.floats[t * width + j] = g * y.floats[t * width + j];
+  }
+  return single(std::move(out));
+}
+
+/// `down · (silu(gate · x) ⊙ (up · x))` for one token `x` of `hidden`
+/// channels with `[inter, hidden]`, `[inter, hidden]`, `[hidden, inter]`
+/// weights; adds `weight` times the result to `out`.
+void expertFFN(const float *x, const float *gate, const float *up,
+               const float *down, int64_t hidden, int64_t inter, float weight,
+               float *out) {
+  std::vector<float> g(inter), u(inter), y(hidden);
+  gemm(x, 1, gate, inter, hidden, g.data());
+  gemm(x, 1, up, inter, hidden, u.data());
+  for (int64_t i = 0; i < inter; ++i)
+    g[i] = silu(g[i]) * u[i];
+  gemm(g.data(), 1, down, hidden, inter, y.data());
+  for (int64_t h = 0; h < hidden; ++h)
+    out[h] += weight * y[h];
+}
+
+Results Evaluator::evalMoE(moe::MoEOp op) {
+  const InterpTensor &x = val(op.getX());
+  FailureOr<Routed> routed = route(op, x, val(op.getGate()),
+                                   optionalVal(op.getBias()), op.getRouting());
+  if (failed(routed))
+    return failure();
+  const InterpTensor &w1 = val(op.getGateProj()), &w3 = val(op.getUpProj());
+  const InterpTensor &w2 = val(op.getDownProj());
+  const InterpTensor *s1 = optionalVal(op.getSharedGateProj());
+  const InterpTensor *s3 = optionalVal(op.getSharedUpProj());
+  const InterpTensor *s2 = optionalVal(op.getSharedDownProj());
+  const InterpTensor *sharedGate = optionalVal(op.getSharedExpertGate());
+  int64_t tokens = x.shape[0], hidden = x.shape[1], inter = w1.shape[1];
+  int64_t k = op.getRouting().getK();
+  InterpTensor out = floatTensor({tokens, hidden});
+  std::vector<float> shared(hidden);
+  for (int64_t t = 0; t < tokens; ++t) {
+    const float *xt = x.floats.data() + t * hidden;
+    float *o = out.floats.data() + t * hidden;
+    for (int64_t j = 0; j < k; ++j) {
+      int64_t e = routed->indices[t * k + j];
+      size_t expertSize = inter * hidden;
+      expertFFN(xt, w1.floats.data() + e * expertSize,
+                w3.floats.data() + e * expertSize,
+                w2.floats.data() + e * expertSize, hidden, inter,
+                routed->weights[t * k + j], o);
+    }
+    if (!s1)
+      continue;
+    // The shared expert is added unweighted, or gated by
+    // sigmoid(x · shared_gateᵀ) (Qwen2-MoE).
+    float gate = 1.0f;
+    if (sharedGate) {
+      float logit;
+      gemm(xt, 1, sharedGate->floats.data(), 1, hidden, &logit);
+      gate = sigmoid(logit);
+    }
+    std::fill(shared.begin(), shared.end(), 0.0f);
+    expertFFN(xt, s1->floats.data(), s3->floats.data(), s2->floats.data(),
+              hidden, s1->shape[0], gate, shared.data());
+    for (int64_t h = 0; h < hidden; ++h)
+      o[h] += shared[h];
+  }
+  return single(std::move(out));
+}
+
+//===----------------------------------------------------------------------===//
+// FP8
+//===----------------------------------------------------------------------===//
+
+Results Evaluator::evalQuantize(moe::QuantizeOp op) {
+  const InterpTensor &x = val(op.getX());
+  InterpTensor q, scale;
+  q.shape = x.shape;
+  quantize(x.floats, x.shape, op.getScheme(), q.floats, scale.floats,
+           scale.shape);
+  SmallVector<InterpTensor> results;
+  results.push_back(std::move(q));
+  results.push_back(std::move(scale));
+  return results;
+}
+
+Results Evaluator::evalDequantize(moe::DequantizeOp op) {
+  const InterpTensor &x = val(op.getX()), &scale = val(op.getScale());
+  BlockScaleAttr scheme = op.getScheme();
+  SmallVector<int64_t> scaleShape = scheme.getScaleShape(x.shape);
+  if (ArrayRef<int64_t>(scale.shape) != ArrayRef<int64_t>(scaleShape))
+    return op.emitOpError("expected scales of shape ")
+           << formatShape(scaleShape) << " for data of shape "
+           << formatShape(x.shape) << ", but got " << formatShape(scale.shape);
+  MatrixView m = matrixView(x.shape);
+  int64_t br = scheme.getBlock()[0], bc = scheme.getBlock()[1];
+  int64_t blockRows = (m.rows + br - 1) / br,
+          blockCols = (m.cols + bc - 1) / bc;
+  InterpTensor out = floatTensor(x.shape);
+  for (int64_t b = 0; b < m.batches; ++b)
+    for (int64_t r = 0; r < m.rows; ++r)
+      for (int64_t c = 0; c < m.cols; ++c) {
+        int64_t i = (b * m.rows + r) * m.cols + c;
+        out.floats[i] =
+            x.floats[i] *
+            scale.floats[(b * blockRows + r / br) * blockCols + c / bc];
+      }
+  return single(std::move(out));
+}
+
+/// The block-scaled FP8 GEMM of `rows` rows: per block of K, the FP8
+/// products are summed in f32 and then promoted into the f32 accumulator
+/// with the product of the activation and weight scales.
+void fp8Gemm(const float *x, const float *xs, int64_t rows, const float *w,
+             const float *ws, int64_t n, int64_t k, int64_t bn, int64_t bk,
+             float *y) {
+  int64_t kBlocks = (k + bk - 1) / bk;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) {
+      float acc = 0.0f;
+      for (int64_t kb = 0; kb < kBlocks; ++kb) {
+        float partial = 0.0f;
+        for (int64_t i = kb * bk; i < std::min(k, (kb + 1) * bk); ++i)
+          partial += x[r * k + i] * w[j * k + i];
+        acc += partial * (xs[r * kBlocks + kb] * ws[(j / bn) * kBlocks + kb]);
+      }
+      y[r * n + j] = acc;
+    }
+}
+
+Results Evaluator::evalFp8Matmul(moe::Fp8MatmulOp op) {
+  const InterpTensor &x = val(op.getX()), &xs = val(op.getXScale());
+  const InterpTensor &w = val(op.getW()), &ws = val(op.getWScale());
+  int64_t rows = x.shape[0], k = x.shape[1], n = w.shape[0];
+  if (xs.shape[0] != rows)
+    return op.emitOpError("got activation scales for ")
+           << xs.shape[0] << " rows, but " << rows << " rows";
+  ArrayRef<int64_t> block = op.getWeightScheme().getBlock();
+  std::vector<float> y(rows * n);
+  fp8Gemm(x.floats.data(), xs.floats.data(), rows, w.floats.data(),
+          ws.floats.data(), n, k, block[0], block[1], y.data());
+  if (const InterpTensor *bias = optionalVal(op.getBias()))
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < n; ++j)
+        y[r * n + j] += bias->floats[j];
+  InterpTensor out;
+  out.floats = applyEpilogue(std::move(y), rows, n, op.getEpilogue());
+  out.shape = {rows, op.getEpilogue() == Epilogue::silu_mul ? n / 2 : n};
+  return single(std::move(out));
+}
+
+Results Evaluator::evalFp8GroupedMatmul(moe::Fp8GroupedMatmulOp op) {
+  const InterpTensor &rows = val(op.getRows()), &rs = val(op.getRowsScale());
+  const InterpTensor &offsets = val(op.getOffsets());
+  const InterpTensor &w = val(op.getW()), &ws = val(op.getWScale());
+  int64_t r = rows.shape[0], k = rows.shape[1];
+  int64_t experts = w.shape[0], n = w.shape[1];
+  if (rs.shape[0] != r)
+    return op.emitOpError("got row scales for ")
+           << rs.shape[0] << " rows, but " << r << " rows";
+  if (failed(checkOffsets(op, offsets, r)))
+    return failure();
+  ArrayRef<int64_t> block = op.getWeightScheme().getBlock();
+  int64_t kBlocks = rs.shape[1];
+  int64_t expertScales = ws.numElements() / std::max<int64_t>(experts, 1);
+  std::vector<float> y(r * n, 0.0f);
+  for (int64_t e = 0; e < experts; ++e) {
+    int64_t begin = offsets.ints[e], end = offsets.ints[e + 1];
+    fp8Gemm(rows.floats.data() + begin * k, rs.floats.data() + begin * kBlocks,
+            end - begin, w.floats.data() + e * n * k,
+            ws.floats.data() + e * expertScales, n, k, block[0], block[1],
+            y.data() + begin * n);
+  }
+  InterpTensor out;
+  out.floats = applyEpilogue(std::move(y), r, n, op.getEpilogue());
+  out.shape = {r, op.getEpilogue() == Epilogue::silu_mul ? n / 2 : n};
+  return single(std::move(out));
+}
+
+//===----------------------------------------------------------------------===//
+// func.call
+//===----------------------------------------------------------------------===//
+
+Results Evaluator::evalCall(func::CallOp op, int depth) {
+  constexpr int kMaxDepth = 64;
+  if (depth >= kMaxDepth)
+    return op.emitOpError("nests calls deeper than ")
+           << kMaxDepth << ", which moec-interp does not interpret";
+  auto callee = SymbolTable::lookupNearestSymbolFrom<func::FuncOp>(
+      op, op.getCalleeAttr());
+  if (!callee)
+    return op.emitOpError("calls an unknown function ") << op.getCalleeAttr();
+  SmallVector<InterpTensor> args;
+  for (Value operand : op.getOperands())
+    args.push_back(val(operand));
+  return call(callee, args, depth + 1);
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// RoPE frequencies
+//===----------------------------------------------------------------------===//
+
+std::vector<float> mlir::moec::ropeInverseFrequencies(int64_t dim, double theta,
+                                                      RopeScalingAttr scaling) {
+  int64_t half = dim / 2;
+  // transformers: base ** (arange(0, dim, 2).float() / dim), all in f32.
+  std::vector<float> posFreqs(half), invFreq(half);
+  for (int64_t i = 0; i < half; ++i) {
+    float exponent = float(2 * i) / float(dim);
+    posFreqs[i] = float(std::pow(double(float(theta)), double(exponent)));
+    invFreq[i] = 1.0f / posFreqs[i];
+  }
+  if (!scaling)
+    return invFreq;
+  float factor = float(scaling.getFactor().convertToDouble());
+  if (scaling.getKind() == RopeScalingKind::linear) {
+    for (float &f : invFreq)
+      f /= factor;
+    return invFreq;
+  }
+  // YaRN (transformers' _compute_yarn_parameters, truncate = true): the
+  // correction range in dimensions, in double as Python computes it.
+  double orig = double(scaling.getOriginalMaxPositionEmbeddings());
+  auto correctionDim = [&](double rotations) {
+    constexpr double kPi = 3.141592653589793;
+    return double(dim) * std::log(orig / (rotations * 2.0 * kPi)) /
+           (2.0 * std::log(theta));
+  };
+  double low =
+      std::floor(correctionDim(scaling.getBetaFast().convertToDouble()));
+  double high =
+      std::ceil(correctionDim(scaling.getBetaSlow().convertToDouble()));
+  low = std::max(low, 0.0);
+  high = std::min(high, double(dim - 1));
+  if (low == high)
+    high += 0.001;
+  for (int64_t i = 0; i < half; ++i) {
+    float ramp = (float(i) - float(low)) / float(high - low);
+    ramp = std::min(std::max(ramp, 0.0f), 1.0f);
+    float extrapolation = 1.0f - ramp;
+    float interpolated = 1.0f / (factor * posFreqs[i]);
+    invFreq[i] =
+        interpolated * (1.0f - extrapolation) + invFreq[i] * extrapolation;
+  }
+  return invFreq;
+}
+
+double mlir::moec::ropeCosSinScale(RopeScalingAttr scaling) {
+  if (!scaling || scaling.getKind() != RopeScalingKind::yarn)
+    return 1.0;
+  double factor = scaling.getFactor().convertToDouble();
+  return yarnMscale(factor, scaling.getMscale().convertToDouble()) /
+         yarnMscale(factor, scaling.getMscaleAllDim().convertToDouble());
+}
+
+//===----------------------------------------------------------------------===//
+// Entry points
+//===----------------------------------------------------------------------===//
+
+FailureOr<SmallVector<InterpTensor>>
+mlir::moec::interpretFunction(func::FuncOp func, ArrayRef<InterpTensor> args,
+                              const InterpreterOptions &options) {
+  Evaluator evaluator(options);
+  return evaluator.call(func, args);
+}
+
+FailureOr<InterpTensor>
+mlir::moec::runForward(ModuleOp module, llvm::StringRef function,
+                       ArrayRef<int64_t> tokens, ArrayRef<int64_t> positions,
+                       const InterpreterOptions &options) {
+  auto func = module.lookupSymbol<func::FuncOp>(function);
+  if (!func)
+    return emitError(module.getLoc())
+           << "no func.func @" << function << " in the module";
+  if (func.getNumArguments() != 2 || func.getNumResults() < 1)
+    return func.emitOpError("expected two arguments (tokens, positions) and "
+                            "a result, as the importers produce");
+  if (positions.size() != tokens.size())
+    return emitError(func.getLoc())
+           << "got " << positions.size() << " positions for " << tokens.size()
+           << " tokens";
+  // Bind by `moe.name`, falling back to the argument order.
+  SmallVector<InterpTensor> args(2);
+  for (unsigned i = 0; i < 2; ++i) {
+    auto type = dyn_cast<RankedTensorType>(func.getArgumentTypes()[i]);
+    if (!type || type.getRank() != 1 ||
+        !isa<IntegerType>(type.getElementType()))
+      return func.emitOpError("expected 1-d integer tensor arguments, but "
+                              "argument #")
+             << i << " is " << func.getArgumentTypes()[i];
+    auto name = func.getArgAttrOfType<StringAttr>(i, "moe.name");
+    bool isPositions = name ? name.getValue() == "positions" : i == 1;
+    ArrayRef<int64_t> values = isPositions ? positions : tokens;
+    args[i] = intTensor({int64_t(values.size())}, type.getElementType());
+    args[i].ints.assign(values.begin(), values.end());
+  }
+  FailureOr<SmallVector<InterpTensor>> results =
+      interpretFunction(func, args, options);
+  if (failed(results))
+    return failure();
+  return std::move(results->front());
+}
+
+FailureOr<OwningOpRef<ModuleOp>>
+mlir::moec::loadModel(llvm::StringRef path, llvm::SourceMgr &sourceMgr,
+                      MLIRContext *context) {
+  if (llvm::sys::fs::is_directory(path))
+    return hf::importHFCheckpoint(path, context);
+  std::string error;
+  std::unique_ptr<llvm::MemoryBuffer> input = openInputFile(path, &error);
+  if (!input)
+    return emitError(UnknownLoc::get(context)) << error;
+  sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
+  OwningOpRef<ModuleOp> module =
+      parseSourceFile<ModuleOp>(sourceMgr, ParserConfig(context));
+  if (!module)
+    return failure();
+  return module;
+}
+
+llvm::Expected<std::vector<int64_t>>
+mlir::moec::parseIntegerList(llvm::StringRef text) {
+  std::vector<int64_t> values;
+  llvm::SmallVector<llvm::StringRef> items;
+  text.split(items, ',');
+  for (llvm::StringRef item : items) {
+    int64_t value;
+    if (item.trim().getAsInteger(10, value))
+      return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                     "expected comma-separated integers, but "
+                                     "got '" +
+                                         item.trim() + "' in '" + text + "'");
+    values.push_back(value);
+  }
+  return values;
+}
+
+llvm::Error mlir::moec::writeNpy(llvm::StringRef path,
+                                 const InterpTensor &tensor) {
+  // Float tensors are written as f32, integer ones (router indices, dispatch
+  // offsets) as i32 or i64.
+  bool wide = false;
+  if (tensor.isInteger())
+    wide = cast<IntegerType>(tensor.elementType).getWidth() > 32;
+  const char *descr = !tensor.isInteger() ? "<f4" : wide ? "<i8" : "<i4";
+  std::string shape = "(";
+  for (int64_t d : tensor.shape)
+    shape += std::to_string(d) + (tensor.shape.size() == 1 ? "," : ", ");
+  if (tensor.shape.size() > 1)
+    shape.resize(shape.size() - 2);
+  shape += ")";
+  std::string header = std::string("{'descr': '") + descr +
+                       "', 'fortran_order': False, 'shape': " + shape + ", }";
+  // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
+  size_t unpadded = 10 + header.size() + 1;
+  header.append((64 - unpadded % 64) % 64, ' ');
+  header += '\n';
+  std::error_code ec;
+  llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_None);
+  if (ec)
+    return llvm::createStringError(ec, "cannot write '" + path +
+                                           "': " + ec.message());
+  os << "\x93NUMPY" << char(1) << char(0) << char(header.size() & 0xff)
+     << char(header.size() >> 8) << header;
+  auto writeLittleEndian = [&](uint64_t bits, int bytes) {
+    for (int i = 0; i < bytes; ++i)
+      os << char((bits >> (8 * i)) & 0xff);
+  };
+  for (float value : tensor.floats) {
+    uint32_t bits;
+    std::memcpy(&bits, &value, 4);
+    writeLittleEndian(bits, 4);
+  }
+  for (int64_t value : tensor.ints)
+    writeLittleEndian(uint64_t(value), wide ? 8 : 4);
+  os.close();
+  if (os.has_error())
+    return llvm::createStringError(os.error(), "cannot write '" + path + "'");
+  return llvm::Error::success();
+}
+
+//===----------------------------------------------------------------------===//
+// The moec-interp command
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+int fail(const llvm::Twine &message) {
+  llvm::WithColor::error(llvm::errs(), "moec-interp") << message << "\n";
+  return 1;
+}
+
+/// Prints the frequencies of the first `moe.rope` in `func` as JSON.
+int printRope(func::FuncOp func) {
+  moe::RopeOp rope;
+  func.walk([&](moe::RopeOp op) {
+    if (!rope)
+      rope = op;
+  });
+  if (!rope)
+    return fail("no moe.rope in @" + func.getSymName());
+  int64_t dim = rope.getX().getType().getShape().back();
+  std::vector<float> freqs = ropeInverseFrequencies(
+      dim, rope.getTheta().convertToDouble(), rope.getScalingAttr());
+  llvm::outs() << "{\"dim\": " << dim << ", \"inv_freq\": [";
+  llvm::interleaveComma(freqs, llvm::outs(), [](float f) {
+    llvm::outs() << llvm::format("%.9g", f);
+  });
+  llvm::outs() << "], \"cos_sin_scale\": "
+               << llvm::format("%.17g", ropeCosSinScale(rope.getScalingAttr()))
+               << "}\n";
+  return 0;
+}
+
+} // namespace
+
+int mlir::moec::runInterpreterCommand(const InterpreterCommand &command) {
+  DialectRegistry registry;
+  registerAllMoecDialects(registry);
+  MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+  // The source line is shown; the generic form of the op adds nothing.
+  context.printOpOnDiagnostic(false);
+  llvm::SourceMgr sourceMgr;
+  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+  FailureOr<OwningOpRef<ModuleOp>> module =
+      loadModel(command.input, sourceMgr, &context);
+  if (failed(module))
+    return 1;
+  if (command.printRope) {
+    auto func = (**module).lookupSymbol<func::FuncOp>(command.function);
+    if (!func)
+      return fail("no func.func @" + command.function + " in the module");
+    return printRope(func);
+  }
+  llvm::Expected<std::vector<int64_t>> tokens =
+      parseIntegerList(command.tokens);
+  if (!tokens)
+    return fail("--tokens: " + llvm::toString(tokens.takeError()));
+  std::vector<int64_t> positions(tokens->size());
+  std::iota(positions.begin(), positions.end(), 0);
+  if (!command.positions.empty()) {
+    llvm::Expected<std::vector<int64_t>> parsed =
+        parseIntegerList(command.positions);
+    if (!parsed)
+      return fail("--positions: " + llvm::toString(parsed.takeError()));
+    positions = std::move(*parsed);
+  }
+  InterpreterOptions options;
+  options.checkpointDir = command.checkpoint;
+  FailureOr<InterpTensor> logits =
+      runForward(**module, command.function, *tokens, positions, options);
+  if (failed(logits))
+    return 1;
+  if (!command.dumpLogits.empty()) {
+    if (llvm::Error error = writeNpy(command.dumpLogits, *logits))
+      return fail(llvm::toString(std::move(error)));
+    return 0;
+  }
+  // Without --dump-logits: the shape and each row's argmax.
+  llvm::outs() << "logits " << formatShape(logits->shape) << "\n";
+  if (logits->isInteger() || logits->shape.size() != 2)
+    return 0;
+  int64_t vocab = logits->shape[1];
+  for (int64_t t = 0; t < logits->shape[0]; ++t) {
+    const float *row = logits->floats.data() + t * vocab;
+    int64_t best = std::max_element(row, row + vocab) - row;
+    llvm::outs() << "token " << t << ": argmax " << best << " (logit "
+                 << llvm::format("%.6g", vocab ? row[best] : 0.0f) << ")\n";
+  }
+  return 0;
+}
+
+int mlir::moec::interpreterMain(int argc, char **argv) {
+  namespace cl = llvm::cl;
+  llvm::InitLLVM init(argc, argv);
+  InterpreterCommand c;
+  cl::opt<std::string, true> input(cl::Positional, cl::Required,
+                                   cl::desc("<checkpoint folder | model.mlir>"),
+                                   cl::location(c.input));
+  cl::opt<std::string, true> tokens(
+      "tokens", cl::location(c.tokens), cl::value_desc("ids"),
+      cl::desc("Comma-separated token ids, e.g. 1,17,42"));
+  cl::opt<std::string, true> positions(
+      "positions", cl::location(c.positions), cl::value_desc("positions"),
+      cl::desc("Comma-separated positions (default: 0..T-1)"));
+  cl::opt<std::string, true> checkpoint(
+      "checkpoint", cl::location(c.checkpoint), cl::value_desc("dir"),
+      cl::desc("Checkpoint folder the weights are read from (default: the "
+               "module's moe.checkpoint attribute)"));
+  cl::opt<std::string, true> dump(
+      "dump-logits", cl::location(c.dumpLogits), cl::value_desc("file.npy"),
+      cl::desc("Write the first result as a .npy file, float32 (integer "
+               "results: int32/int64); default: print each row's argmax"));
+  cl::opt<std::string, true> function("function", cl::location(c.function),
+                                      cl::init("forward"),
+                                      cl::desc("The func.func to run"));
+  cl::opt<bool, true> rope(
+      "print-rope", cl::location(c.printRope),
+      cl::desc("Print the inverse frequencies and cos/sin scale of the first "
+               "moe.rope as JSON instead of running the model"));
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "moec-interp: the naive f32 reference interpreter of moe-dialect IR\n\n"
+      "  This is a TEST ORACLE for the importers and passes (see\n"
+      "  docs/interpreter.md), not moec's CPU path, which is MLIR -> LLVM\n"
+      "  code generation. It evaluates each op with plain loops in f32 and\n"
+      "  reads the weights from the checkpoint the module names.\n");
+  return runInterpreterCommand(c);
+}
