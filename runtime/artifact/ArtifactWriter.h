@@ -1,0 +1,107 @@
+//===- ArtifactWriter.h - Streaming, atomic artifact writer -----*- C++ -*-===//
+//
+// Writes a `.moea` file section by section. Sections go to disk as they are
+// added (a large one may be produced chunk by chunk from a callback, so the
+// weights never need to be in memory at once); CRC-32s and the SHA-256 are
+// computed on the way. The file is written as `<path>.tmp-XXXXXX` in the
+// target's folder, fsynced, and renamed over `<path>` only by `commit`; on
+// any failure, or if `commit` is never reached, the temp file is removed.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_RUNTIME_ARTIFACT_ARTIFACTWRITER_H
+#define MOEC_RUNTIME_ARTIFACT_ARTIFACTWRITER_H
+
+#include "runtime/artifact/Format.h"
+#include "runtime/artifact/Manifest.h"
+#include "runtime/support/Status.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace moec::runtime {
+
+/// How a section is stored.
+struct SectionSpec {
+  /// Raw kind; a `SectionKind` for everything this runtime knows.
+  uint32_t kind = 0;
+  /// Section name (docs/artifact.md lists the names each kind requires).
+  std::string name;
+  /// Alignment of the section's first byte in the file (a power of two).
+  uint32_t alignment = 64;
+  /// Readers that do not know `kind` must refuse the file.
+  bool required = true;
+
+  /// The usual spec for `kind`: its required name (for cubins pass the arch,
+  /// e.g. `name` = "cubin.sm_90a"), 4096-byte alignment for weights and the
+  /// shared object, 64 otherwise, required.
+  static SectionSpec forKind(SectionKind kind, std::string name = "");
+};
+
+/// Writes one artifact. Not copyable; not thread-safe.
+class ArtifactWriter {
+public:
+  /// Receives the next chunk of a streamed section.
+  using ChunkSink = std::function<Status(const void *data, size_t size)>;
+  /// Produces a streamed section by calling the sink any number of times;
+  /// an error it returns (or one the sink returned) aborts the whole file.
+  using SectionProducer = std::function<Status(const ChunkSink &sink)>;
+
+  /// Creates `<path>.tmp-XXXXXX` next to `path` and writes the header.
+  static StatusOr<std::unique_ptr<ArtifactWriter>>
+  create(const std::string &path);
+
+  /// Removes the temp file unless `commit` succeeded.
+  ~ArtifactWriter();
+  ArtifactWriter(const ArtifactWriter &) = delete;
+  ArtifactWriter &operator=(const ArtifactWriter &) = delete;
+
+  /// Appends a section holding `size` bytes at `data`.
+  Status addSection(const SectionSpec &spec, const void *data, size_t size);
+  /// Appends a section whose bytes `producer` streams in.
+  Status addStreamedSection(const SectionSpec &spec,
+                            const SectionProducer &producer);
+  /// Serializes `manifest` into the "manifest" section. Does not check its
+  /// consistency; call `verifyManifest`, or reopen the committed file.
+  Status addManifest(const manifest::Manifest &manifest);
+
+  /// Writes the table and trailer, fsyncs, and renames the temp file over
+  /// the target (then fsyncs the folder). Needs a "manifest" section.
+  Status commit();
+  /// Gives up: closes and removes the temp file. Idempotent.
+  void abandon();
+
+  /// The temp file being written (empty once committed or abandoned).
+  const std::string &tempPath() const { return tempPath_; }
+  /// Bytes written so far.
+  uint64_t bytesWritten() const { return position_; }
+
+private:
+  ArtifactWriter() = default;
+  Status beginSection(const SectionSpec &spec, SectionEntry &entry);
+  Status write(const void *data, size_t size);
+  Status writePadding(uint64_t alignment);
+  Status flush();
+  Status failWith(Status status);
+
+  std::string path_;
+  std::string tempPath_;
+  int fd_ = -1;
+  // The first error; every later call returns it.
+  Status failed_;
+  bool committed_ = false;
+  bool inSection_ = false;
+  uint64_t position_ = 0;
+  Sha256 digest_;
+  std::vector<uint8_t> buffer_;
+  std::vector<SectionEntry> entries_;
+  std::set<std::string> names_;
+};
+
+} // namespace moec::runtime
+
+#endif // MOEC_RUNTIME_ARTIFACT_ARTIFACTWRITER_H

@@ -1,0 +1,176 @@
+//===- Format.h - Byte layout of the artifact container ---------*- C++ -*-===//
+//
+// The on-disk layout of a `.moea` file (docs/artifact.md): a 16-byte header,
+// sections at their alignment, a section table and a 64-byte trailer holding
+// the table's position and the whole-file SHA-256. Everything is
+// little-endian and encoded/decoded bytewise here, so the reader never casts
+// file bytes to structs. Shared by `ArtifactWriter` and `Artifact`.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_RUNTIME_ARTIFACT_FORMAT_H
+#define MOEC_RUNTIME_ARTIFACT_FORMAT_H
+
+#include "runtime/support/Checksum.h"
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace moec::runtime {
+
+//===----------------------------------------------------------------------===//
+// Versions and fixed sizes
+//===----------------------------------------------------------------------===//
+
+/// The format major version this runtime reads and writes; a file with any
+/// other major is refused.
+constexpr uint16_t kArtifactMajor = 1;
+/// The newest minor version this runtime understands; newer minors of the
+/// same major are refused, older ones are read.
+constexpr uint16_t kArtifactMinor = 0;
+
+/// The 8 bytes every artifact starts with.
+constexpr char kArtifactMagic[8] = {'M', 'O', 'E', 'C', 'A', 'R', 'T', '\0'};
+/// The 8 bytes inside the trailer that mark a complete file.
+constexpr char kTrailerMagic[8] = {'M', 'O', 'E', 'C', 'E', 'N', 'D', '\0'};
+
+/// Size of the header at offset 0: magic, major, minor, 4 reserved bytes.
+constexpr uint64_t kHeaderSize = 16;
+/// Size of one section table entry.
+constexpr uint64_t kTableEntrySize = 64;
+/// Size of the trailer at the very end of the file.
+constexpr uint64_t kTrailerSize = 64;
+/// Offset of the SHA-256 digest inside the trailer; the digest covers every
+/// byte of the file before it.
+constexpr uint64_t kTrailerDigestOffset = 32;
+/// Longest section name (the name field is 32 bytes, NUL-padded).
+constexpr size_t kMaxSectionNameLength = 31;
+/// Most sections a file may have.
+constexpr uint32_t kMaxSections = 4096;
+/// Largest section alignment (1 MiB).
+constexpr uint32_t kMaxSectionAlignment = 1u << 20;
+/// Alignment of the `weights` section, so that it can be mapped and used in
+/// place.
+constexpr uint32_t kWeightsAlignment = 4096;
+
+/// `SectionEntry::flags` bit: a reader that does not know the section's kind
+/// must refuse the file instead of skipping the section.
+constexpr uint16_t kSectionRequired = 1;
+/// `SectionEntry::checksumKind`: CRC-32 (IEEE 802.3, zlib's `crc32`).
+constexpr uint8_t kChecksumCrc32 = 1;
+
+//===----------------------------------------------------------------------===//
+// Section kinds
+//===----------------------------------------------------------------------===//
+
+/// What a section holds. Values are part of the format; never renumber.
+enum class SectionKind : uint32_t {
+  /// The serialized `moec.runtime.manifest.Manifest` (manifest.proto); name
+  /// "manifest".
+  kManifest = 1,
+  /// The CPU target's position-independent shared object; name "cpu.so".
+  kCpuSharedObject = 2,
+  /// All weights, each at the offset the manifest gives; name "weights".
+  kWeights = 3,
+  /// CUDA C++ sources of every kernel; name "kernels.cu".
+  kKernelsCu = 4,
+  /// Compiled kernels for one GPU arch; name "cubin.sm_<NN>[a]".
+  kCubin = 5,
+};
+
+/// True when this runtime knows `kind`.
+bool isKnownSectionKind(uint32_t kind);
+
+/// A readable name of `kind` ("manifest", "cpu.so", ...; "unknown" if the
+/// runtime does not know it).
+const char *sectionKindName(uint32_t kind);
+
+/// Checks that `name` is a valid section name: 1..31 characters of
+/// [A-Za-z0-9._-]. Returns an empty string when valid, else what is wrong.
+std::string checkSectionNameSyntax(std::string_view name);
+
+/// Checks that `name` fits `kind`: a known kind requires its name
+/// ("cubin.sm_<NN>[a]" for cubins); an unknown kind may not take a name
+/// reserved for a known one. Returns an empty string when it fits.
+std::string checkSectionKindName(uint32_t kind, std::string_view name);
+
+/// Both checks above.
+std::string checkSectionName(uint32_t kind, std::string_view name);
+
+//===----------------------------------------------------------------------===//
+// Encoded records
+//===----------------------------------------------------------------------===//
+
+/// One decoded entry of the section table.
+struct SectionEntry {
+  /// Raw `SectionKind` value (bytes 0..3).
+  uint32_t kind = 0;
+  /// `kSectionRequired` or 0 (bytes 4..5).
+  uint16_t flags = 0;
+  /// `kChecksumCrc32` (byte 6).
+  uint8_t checksumKind = kChecksumCrc32;
+  /// Must be 0 (byte 7).
+  uint8_t reserved = 0;
+  /// First byte of the section in the file (bytes 8..15).
+  uint64_t offset = 0;
+  /// Section size in bytes (bytes 16..23).
+  uint64_t size = 0;
+  /// Power of two dividing `offset` (bytes 24..27).
+  uint32_t alignment = 1;
+  /// CRC-32 of the section's bytes (bytes 28..31).
+  uint32_t checksum = 0;
+  /// The raw 32-byte name field, NUL-padded (bytes 32..63).
+  char name[32] = {};
+
+  /// The name up to its first NUL.
+  std::string_view nameView() const {
+    return std::string_view(name, strnlen(name, sizeof(name)));
+  }
+};
+
+/// The decoded trailer.
+struct Trailer {
+  /// Where the section table starts (bytes 0..7).
+  uint64_t tableOffset = 0;
+  /// Number of table entries (bytes 8..11).
+  uint32_t sectionCount = 0;
+  /// Size of one entry, `kTableEntrySize` (bytes 12..15).
+  uint32_t entrySize = kTableEntrySize;
+  /// Size of the whole file (bytes 16..23).
+  uint64_t fileSize = 0;
+  /// `kTrailerMagic` (bytes 24..31).
+  char magic[8] = {};
+  /// SHA-256 of every byte before it (bytes 32..63).
+  Sha256Digest digest = {};
+};
+
+/// Little-endian load of an unsigned integer of type `T` at `p`.
+template <typename T> T loadLE(const uint8_t *p) {
+  T v = 0;
+  for (size_t i = 0; i < sizeof(T); ++i)
+    v |= T(p[i]) << (8 * i);
+  return v;
+}
+
+/// Little-endian store of `v` at `p`.
+template <typename T> void storeLE(uint8_t *p, T v) {
+  for (size_t i = 0; i < sizeof(T); ++i)
+    p[i] = uint8_t(v >> (8 * i));
+}
+
+/// Encodes the header for version `major`.`minor` into `out[kHeaderSize]`.
+void encodeHeader(uint8_t *out, uint16_t major, uint16_t minor);
+/// Encodes `entry` into `out[kTableEntrySize]`.
+void encodeSectionEntry(uint8_t *out, const SectionEntry &entry);
+/// Decodes `kTableEntrySize` bytes at `in`.
+SectionEntry decodeSectionEntry(const uint8_t *in);
+/// Encodes `trailer` into `out[kTrailerSize]`.
+void encodeTrailer(uint8_t *out, const Trailer &trailer);
+/// Decodes `kTrailerSize` bytes at `in`.
+Trailer decodeTrailer(const uint8_t *in);
+
+} // namespace moec::runtime
+
+#endif // MOEC_RUNTIME_ARTIFACT_FORMAT_H

@@ -1,0 +1,443 @@
+//===- Manifest.cpp - Manifest helpers and consistency checks ---*- C++ -*-===//
+//
+// `verifyManifest` walks every message of a parsed manifest once and refuses
+// anything the executor could trip over: unknown enum values (proto3 enums
+// are open), duplicate ids, ranges outside the arena or the weights section,
+// shapes that disagree with their buffers, dangling step arguments. All size
+// arithmetic is checked for overflow.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/artifact/Manifest.h"
+
+#include <algorithm>
+#include <set>
+
+namespace moec::runtime {
+
+using namespace manifest;
+
+uint64_t dtypeSize(DType dtype) {
+  switch (dtype) {
+  case DTYPE_F32:
+  case DTYPE_I32:
+    return 4;
+  case DTYPE_BF16:
+  case DTYPE_F16:
+    return 2;
+  case DTYPE_F8E4M3FN:
+  case DTYPE_F8E5M2:
+  case DTYPE_I8:
+  case DTYPE_U8:
+    return 1;
+  case DTYPE_I64:
+    return 8;
+  default:
+    return 0;
+  }
+}
+
+const char *dtypeName(DType dtype) {
+  switch (dtype) {
+  case DTYPE_F32:
+    return "f32";
+  case DTYPE_BF16:
+    return "bf16";
+  case DTYPE_F16:
+    return "f16";
+  case DTYPE_F8E4M3FN:
+    return "f8e4m3fn";
+  case DTYPE_F8E5M2:
+    return "f8e5m2";
+  case DTYPE_I32:
+    return "i32";
+  case DTYPE_I64:
+    return "i64";
+  case DTYPE_I8:
+    return "i8";
+  case DTYPE_U8:
+    return "u8";
+  default:
+    return "unspecified";
+  }
+}
+
+const char *precisionName(Precision precision) {
+  switch (precision) {
+  case PRECISION_F32:
+    return "f32";
+  case PRECISION_BF16:
+    return "bf16";
+  case PRECISION_FP8:
+    return "fp8";
+  default:
+    return "unspecified";
+  }
+}
+
+uint64_t bufferBytesAt(const Buffer &buffer, int64_t tokens) {
+  uint64_t elements = buffer.elements_case() == Buffer::kElementsPerToken
+                          ? buffer.elements_per_token() * uint64_t(tokens)
+                          : buffer.fixed_elements();
+  return elements * dtypeSize(buffer.dtype());
+}
+
+std::string shapeString(const google::protobuf::RepeatedField<int64_t> &shape) {
+  std::string out = "[";
+  for (int i = 0; i < shape.size(); ++i) {
+    if (i)
+      out += ", ";
+    out += shape[i] == -1 ? std::string("T") : std::to_string(shape[i]);
+  }
+  return out + "]";
+}
+
+namespace {
+
+bool mulOverflows(uint64_t a, uint64_t b, uint64_t &out) {
+  return __builtin_mul_overflow(a, b, &out);
+}
+
+bool addOverflows(uint64_t a, uint64_t b, uint64_t &out) {
+  return __builtin_add_overflow(a, b, &out);
+}
+
+// `s` in single quotes, with non-printable bytes escaped and long names cut,
+// so that a corrupted name cannot garble a message.
+std::string quoted(const std::string &s) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < 80; ++i) {
+    unsigned char c = s[i];
+    if (c >= 0x20 && c < 0x7F && c != '\\' && c != '\'') {
+      out.push_back(char(c));
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out + (s.size() > 80 ? "...'" : "'");
+}
+
+Status corrupt(const std::string &what) {
+  return Status(StatusCode::kCorrupt, what);
+}
+
+bool isCIdentifier(const std::string &s) {
+  if (s.empty() || s.size() > 255)
+    return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    if (!alpha && !(i > 0 && c >= '0' && c <= '9'))
+      return false;
+  }
+  return true;
+}
+
+// "cpu" or "sm_<NN>[a]".
+bool isTargetName(const std::string &t) {
+  if (t == "cpu")
+    return true;
+  if (t.size() < 4 || t.compare(0, 3, "sm_") != 0)
+    return false;
+  std::string arch = t.substr(3);
+  if (arch.back() == 'a')
+    arch.pop_back();
+  if (arch.empty() || arch.size() > 4)
+    return false;
+  return std::all_of(arch.begin(), arch.end(),
+                     [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Checks a dtype value: known to this runtime and not unspecified.
+Status checkDType(const std::string &where, int dtype) {
+  if (!DType_IsValid(dtype) || dtypeSize(DType(dtype)) == 0)
+    return corrupt(strCat(where, ": dtype ", dtype, " is not a known dtype"));
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Buffers
+//===----------------------------------------------------------------------===//
+
+Status checkBuffers(const Manifest &m, ManifestIndex &index) {
+  for (int i = 0; i < m.buffers_size(); ++i) {
+    const Buffer &b = m.buffers(i);
+    std::string where =
+        strCat("buffers[", i, "] (id ", b.id(), ", ", quoted(b.name()), ")");
+    if (!index.bufferById.emplace(b.id(), i).second)
+      return corrupt(strCat(where, ": id ", b.id(), " is used twice"));
+    MOEC_RETURN_IF_ERROR(checkDType(where, b.dtype()));
+    uint64_t elements = 0;
+    switch (b.elements_case()) {
+    case Buffer::kElementsPerToken:
+      if (b.elements_per_token() == 0)
+        return corrupt(strCat(where, ": elements_per_token is 0"));
+      if (mulOverflows(b.elements_per_token(), uint64_t(m.max_tokens()),
+                       elements))
+        return corrupt(strCat(where, ": elements_per_token ",
+                              b.elements_per_token(), " * max_tokens ",
+                              m.max_tokens(), " overflows"));
+      break;
+    case Buffer::kFixedElements:
+      if (b.fixed_elements() == 0)
+        return corrupt(strCat(where, ": fixed_elements is 0"));
+      elements = b.fixed_elements();
+      break;
+    default:
+      return corrupt(
+          strCat(where, ": has neither elements_per_token nor fixed_elements"));
+    }
+    uint64_t needed = 0, end = 0;
+    if (mulOverflows(elements, dtypeSize(b.dtype()), needed))
+      return corrupt(strCat(where, ": byte size overflows"));
+    if (b.bytes() < needed)
+      return corrupt(strCat(where, ": bytes ", b.bytes(), " is less than the ",
+                            needed, " bytes it needs at max_tokens ",
+                            m.max_tokens()));
+    if (b.offset() % kManifestOffsetAlignment != 0)
+      return corrupt(strCat(where, ": offset ", b.offset(),
+                            " is not a multiple of ",
+                            kManifestOffsetAlignment));
+    if (addOverflows(b.offset(), b.bytes(), end) || end > m.arena_bytes())
+      return corrupt(strCat(where, ": offset ", b.offset(), " + ", b.bytes(),
+                            " bytes exceeds arena_bytes ", m.arena_bytes()));
+  }
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Weights
+//===----------------------------------------------------------------------===//
+
+// Element count of `shape` (all dims > 0), or an error naming `where`.
+StatusOr<uint64_t>
+elementCount(const std::string &where,
+             const google::protobuf::RepeatedField<int64_t> &shape) {
+  uint64_t count = 1;
+  for (int d = 0; d < shape.size(); ++d) {
+    if (shape[d] <= 0)
+      return corrupt(strCat(where, ": shape dimension ", d, " is ", shape[d],
+                            ", expected > 0"));
+    if (mulOverflows(count, uint64_t(shape[d]), count))
+      return corrupt(strCat(where, ": element count overflows"));
+  }
+  return count;
+}
+
+Status checkWeights(const Manifest &m, const ManifestContext &ctx,
+                    ManifestIndex &index) {
+  if (m.weights_size() > 0 && !ctx.weightsSectionSize)
+    return corrupt(strCat("the manifest lists ", m.weights_size(),
+                          " weights but the file has no 'weights' section"));
+  uint64_t sectionSize = ctx.weightsSectionSize.value_or(0);
+  for (int i = 0; i < m.weights_size(); ++i) {
+    const Weight &w = m.weights(i);
+    std::string where =
+        strCat("weights[", i, "] (id ", w.id(), ", ", quoted(w.name()), ")");
+    if (!index.weightById.emplace(w.id(), i).second)
+      return corrupt(strCat(where, ": id ", w.id(), " is used twice"));
+    MOEC_RETURN_IF_ERROR(checkDType(where, w.dtype()));
+    MOEC_ASSIGN_OR_RETURN(uint64_t count, elementCount(where, w.shape()));
+    uint64_t bytes = 0, end = 0;
+    if (mulOverflows(count, dtypeSize(w.dtype()), bytes))
+      return corrupt(strCat(where, ": byte size overflows"));
+    if (w.bytes() != bytes)
+      return corrupt(strCat(where, ": bytes ", w.bytes(), " but shape ",
+                            shapeString(w.shape()), " of ",
+                            dtypeName(w.dtype()), " needs ", bytes));
+    if (w.offset() % kManifestOffsetAlignment != 0)
+      return corrupt(strCat(where, ": offset ", w.offset(),
+                            " is not a multiple of ",
+                            kManifestOffsetAlignment));
+    if (addOverflows(w.offset(), w.bytes(), end) || end > sectionSize)
+      return corrupt(strCat(where, ": offset ", w.offset(), " + ", w.bytes(),
+                            " bytes exceeds the weights section (", sectionSize,
+                            " bytes)"));
+  }
+  // Scales, once every id is known.
+  for (int i = 0; i < m.weights_size(); ++i) {
+    const Weight &w = m.weights(i);
+    std::string where =
+        strCat("weights[", i, "] (id ", w.id(), ", ", quoted(w.name()), ")");
+    if (!w.has_scale()) {
+      if (w.block_shape_size() != 0)
+        return corrupt(strCat(where, ": has block_shape but no scale"));
+      continue;
+    }
+    auto it = index.weightById.find(w.scale());
+    if (it == index.weightById.end())
+      return corrupt(
+          strCat(where, ": scale refers to unknown weight id ", w.scale()));
+    const Weight &s = m.weights(it->second);
+    if (it->second == i || s.has_scale())
+      return corrupt(strCat(where, ": scale weight id ", w.scale(),
+                            " must be a plain weight"));
+    if (s.dtype() != DTYPE_F32)
+      return corrupt(strCat(where, ": scale weight ", quoted(s.name()), " is ",
+                            dtypeName(s.dtype()), ", expected f32"));
+    int rank = w.shape_size(), blockRank = w.block_shape_size();
+    if (blockRank == 0 || blockRank > rank)
+      return corrupt(strCat(where, ": block_shape has rank ", blockRank,
+                            ", expected 1..", rank));
+    if (s.shape_size() != rank)
+      return corrupt(strCat(where, ": scale ", quoted(s.name()), " has rank ",
+                            s.shape_size(), ", expected ", rank));
+    for (int d = 0; d < rank; ++d) {
+      int64_t expected = w.shape(d);
+      if (d >= rank - blockRank) {
+        int64_t block = w.block_shape(d - (rank - blockRank));
+        if (block <= 0)
+          return corrupt(
+              strCat(where, ": block_shape has non-positive entry ", block));
+        expected = (w.shape(d) + block - 1) / block;
+      }
+      if (s.shape(d) != expected)
+        return corrupt(strCat(where, ": scale ", quoted(s.name()),
+                              " has shape ", shapeString(s.shape()),
+                              " but dimension ", d, " should be ", expected));
+    }
+  }
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Inputs and outputs
+//===----------------------------------------------------------------------===//
+
+Status checkTensors(const Manifest &m, const ManifestIndex &index,
+                    bool inputs) {
+  const auto &list = inputs ? m.inputs() : m.outputs();
+  const char *field = inputs ? "inputs" : "outputs";
+  std::set<std::string> names;
+  for (int i = 0; i < list.size(); ++i) {
+    const TensorSpec &t = list[i];
+    std::string where = strCat(field, "[", i, "] (", quoted(t.name()), ")");
+    if (t.name().empty() || !names.insert(t.name()).second)
+      return corrupt(strCat(where, ": the name is empty or used twice"));
+    auto it = index.bufferById.find(t.buffer());
+    if (it == index.bufferById.end())
+      return corrupt(
+          strCat(where, ": buffer refers to unknown buffer id ", t.buffer()));
+    const Buffer &b = m.buffers(it->second);
+    if (t.dtype() != b.dtype())
+      return corrupt(strCat(where, ": dtype ", dtypeName(t.dtype()),
+                            " differs from buffer ", quoted(b.name()), " (",
+                            dtypeName(b.dtype()), ")"));
+    if (t.shape_size() == 0)
+      return corrupt(strCat(where, ": shape is empty"));
+    bool perToken = t.shape(0) == -1;
+    uint64_t count = 1;
+    for (int d = perToken ? 1 : 0; d < t.shape_size(); ++d) {
+      if (t.shape(d) <= 0)
+        return corrupt(strCat(where, ": shape ", shapeString(t.shape()),
+                              " has dimension ", d, " = ", t.shape(d),
+                              " (only dimension 0 may be -1, the tokens)"));
+      if (mulOverflows(count, uint64_t(t.shape(d)), count))
+        return corrupt(strCat(where, ": element count overflows"));
+    }
+    bool bufferPerToken = b.elements_case() == Buffer::kElementsPerToken;
+    uint64_t bufferCount =
+        bufferPerToken ? b.elements_per_token() : b.fixed_elements();
+    if (perToken != bufferPerToken || count != bufferCount)
+      return corrupt(
+          strCat(where, ": shape ", shapeString(t.shape()),
+                 " does not match buffer ", quoted(b.name()), " (",
+                 bufferPerToken ? "elements_per_token " : "fixed_elements ",
+                 bufferCount, ")"));
+    if (t.index_bound() < 0 || (t.index_bound() > 0 && t.dtype() != DTYPE_I32 &&
+                                t.dtype() != DTYPE_I64))
+      return corrupt(strCat(where, ": index_bound ", t.index_bound(),
+                            " needs an i32 or i64 tensor and must be >= 0"));
+  }
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Steps and targets
+//===----------------------------------------------------------------------===//
+
+/// Most arguments and integer parameters one step may have.
+constexpr int kMaxStepOperands = 4096;
+
+Status checkSteps(const Manifest &m, const ManifestIndex &index) {
+  for (int i = 0; i < m.steps_size(); ++i) {
+    const Step &s = m.steps(i);
+    std::string where = strCat("steps[", i, "] (", quoted(s.kernel()), ")");
+    if (!isCIdentifier(s.kernel()))
+      return corrupt(strCat(where, ": kernel is not a C identifier"));
+    if (s.args_size() > kMaxStepOperands || s.params_size() > kMaxStepOperands)
+      return corrupt(strCat(where, ": more than ", kMaxStepOperands,
+                            " arguments or parameters"));
+    for (int a = 0; a < s.args_size(); ++a) {
+      const Argument &arg = s.args(a);
+      switch (arg.ref_case()) {
+      case Argument::kBuffer:
+        if (!index.bufferById.count(arg.buffer()))
+          return corrupt(strCat(where, ": argument ", a,
+                                " refers to unknown buffer id ", arg.buffer()));
+        break;
+      case Argument::kWeight:
+        if (!index.weightById.count(arg.weight()))
+          return corrupt(strCat(where, ": argument ", a,
+                                " refers to unknown weight id ", arg.weight()));
+        break;
+      default:
+        return corrupt(strCat(where, ": argument ", a,
+                              " is neither a buffer nor a weight"));
+      }
+    }
+  }
+  return Status::ok();
+}
+
+Status checkTargets(const Manifest &m, const ManifestContext &ctx) {
+  auto hasSection = [&](const std::string &name) {
+    return std::find(ctx.sectionNames.begin(), ctx.sectionNames.end(), name) !=
+           ctx.sectionNames.end();
+  };
+  std::set<std::string> seen;
+  for (int i = 0; i < m.targets_size(); ++i) {
+    const std::string &t = m.targets(i);
+    std::string where = strCat("targets[", i, "] (", quoted(t), ")");
+    if (!isTargetName(t))
+      return corrupt(strCat(where, ": not 'cpu' or 'sm_<NN>[a]'"));
+    if (!seen.insert(t).second)
+      return corrupt(strCat(where, ": listed twice"));
+    if (t == "cpu" && !hasSection("cpu.so"))
+      return corrupt(strCat(where, ": the file has no 'cpu.so' section"));
+    if (t != "cpu" && !hasSection("kernels.cu") && !hasSection("cubin." + t))
+      return corrupt(strCat(where,
+                            ": the file has neither 'kernels.cu' nor 'cubin.",
+                            quoted(t).substr(1)));
+  }
+  for (int i = 0; i < m.precision_size(); ++i) {
+    const PrecisionEntry &p = m.precision(i);
+    if (p.op_class().empty() || !Precision_IsValid(p.precision()) ||
+        p.precision() == PRECISION_UNSPECIFIED)
+      return corrupt(strCat("precision[", i, "] (", quoted(p.op_class()),
+                            "): needs an op_class and a known precision"));
+  }
+  return Status::ok();
+}
+
+} // namespace
+
+StatusOr<ManifestIndex> verifyManifest(const Manifest &m,
+                                       const ManifestContext &ctx) {
+  if (m.max_tokens() < 1 || m.max_tokens() > kMaxTokensLimit)
+    return corrupt(strCat("max_tokens ", m.max_tokens(), " is not in [1, ",
+                          kMaxTokensLimit, "]"));
+  ManifestIndex index;
+  MOEC_RETURN_IF_ERROR(checkBuffers(m, index));
+  MOEC_RETURN_IF_ERROR(checkWeights(m, ctx, index));
+  MOEC_RETURN_IF_ERROR(checkTensors(m, index, /*inputs=*/true));
+  MOEC_RETURN_IF_ERROR(checkTensors(m, index, /*inputs=*/false));
+  MOEC_RETURN_IF_ERROR(checkSteps(m, index));
+  MOEC_RETURN_IF_ERROR(checkTargets(m, ctx));
+  return index;
+}
+
+} // namespace moec::runtime

@@ -1,0 +1,73 @@
+//===- Manifest.h - Manifest helpers and consistency checks -----*- C++ -*-===//
+//
+// The generated `moec::runtime::manifest` messages (manifest.proto) plus what
+// the runtime needs around them: dtype sizes and names, and the consistency
+// check that every manifest passes before anything uses it (buffers inside
+// the arena, weights inside the `weights` section, step arguments that
+// exist, no integer overflow). The writer side can call the same check.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_RUNTIME_ARTIFACT_MANIFEST_H
+#define MOEC_RUNTIME_ARTIFACT_MANIFEST_H
+
+#include "manifest.pb.h"
+#include "runtime/support/Status.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace moec::runtime {
+
+/// Bytes per element of `dtype`; 0 for `DTYPE_UNSPECIFIED` or values this
+/// runtime does not know.
+uint64_t dtypeSize(manifest::DType dtype);
+
+/// Short spelling of `dtype` ("f32", "bf16", "f8e4m3fn", "i32", ...).
+const char *dtypeName(manifest::DType dtype);
+
+/// Short spelling of `precision` ("f32", "bf16", "fp8").
+const char *precisionName(manifest::Precision precision);
+
+/// What the manifest is checked against: facts from the container.
+struct ManifestContext {
+  /// Size of the `weights` section; std::nullopt when the file has none.
+  std::optional<uint64_t> weightsSectionSize;
+  /// Names of all sections in the file.
+  std::vector<std::string> sectionNames;
+};
+
+/// Lookup tables built while checking a manifest: position of each id in
+/// `buffers` / `weights`.
+struct ManifestIndex {
+  /// Buffer id -> index in `Manifest::buffers`.
+  std::unordered_map<uint32_t, int> bufferById;
+  /// Weight id -> index in `Manifest::weights`.
+  std::unordered_map<uint32_t, int> weightById;
+};
+
+/// Alignment every buffer offset and weight offset must have.
+constexpr uint64_t kManifestOffsetAlignment = 64;
+/// Largest `max_tokens` a manifest may declare.
+constexpr int64_t kMaxTokensLimit = (int64_t(1) << 31) - 1;
+
+/// Checks `manifest` for internal consistency and against `context`
+/// (docs/artifact.md, "Manifest consistency"). On failure the status is
+/// `kCorrupt` and its message names the field (e.g. "buffers[3] (id 7,
+/// 'x'): offset 128 + 4096 bytes exceeds arena_bytes 2048").
+StatusOr<ManifestIndex> verifyManifest(const manifest::Manifest &manifest,
+                                       const ManifestContext &context);
+
+/// Bytes of buffer `buffer` that hold data when `tokens` tokens are run
+/// (after `verifyManifest`, this cannot overflow for tokens <= max_tokens).
+uint64_t bufferBytesAt(const manifest::Buffer &buffer, int64_t tokens);
+
+/// "[T, 1024]"-style spelling of a shape (-1 printed as T).
+std::string shapeString(const google::protobuf::RepeatedField<int64_t> &shape);
+
+} // namespace moec::runtime
+
+#endif // MOEC_RUNTIME_ARTIFACT_MANIFEST_H

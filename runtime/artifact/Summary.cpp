@@ -1,0 +1,117 @@
+//===- Summary.cpp - Human-readable artifact summary ------------*- C++ -*-===//
+//
+// `Artifact::summary`, the text `moec-run --info` prints: versions, model,
+// targets, inputs and outputs, arena and weight sizes, precision per op
+// class, the launch steps with their arguments, and the section table.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/artifact/Artifact.h"
+
+#include <cstdio>
+
+namespace moec::runtime {
+
+namespace {
+
+std::string bytesString(uint64_t bytes) {
+  char buf[64];
+  if (bytes < 1024)
+    std::snprintf(buf, sizeof(buf), "%llu B", (unsigned long long)bytes);
+  else if (bytes < (uint64_t(1) << 20))
+    std::snprintf(buf, sizeof(buf), "%.1f KiB", bytes / 1024.0);
+  else if (bytes < (uint64_t(1) << 30))
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", bytes / 1048576.0);
+  else
+    std::snprintf(buf, sizeof(buf), "%.2f GiB", bytes / 1073741824.0);
+  return buf;
+}
+
+std::string orNone(const std::string &s) { return s.empty() ? "(none)" : s; }
+
+} // namespace
+
+std::string Artifact::summary() const {
+  const manifest::Manifest &m = manifest_;
+  std::ostringstream os;
+  os << "artifact:  " << path_ << " (format " << major_ << "." << minor_ << ", "
+     << bytesString(size_) << ", sha256 " << toHex(digest_) << ")\n";
+  os << "compiler:  " << orNone(m.compiler_version());
+  if (!m.nvrtc_version().empty())
+    os << ", nvrtc " << m.nvrtc_version();
+  os << "\nmodel:     " << orNone(m.model_type());
+  if (!m.source().empty())
+    os << " from " << m.source();
+  os << "\ntargets:   ";
+  for (int i = 0; i < m.targets_size(); ++i)
+    os << (i ? ", " : "") << m.targets(i);
+  os << (m.targets_size() ? "" : "(none)") << "\n";
+  os << "tokens:    at most " << m.max_tokens() << " per run\n";
+  os << "arena:     " << bytesString(m.arena_bytes()) << " in "
+     << m.buffers_size() << " buffers\n";
+
+  uint64_t weightBytes = 0;
+  for (const manifest::Weight &w : m.weights())
+    weightBytes += w.bytes();
+  os << "weights:   " << m.weights_size() << " tensors, "
+     << bytesString(weightBytes);
+  if (m.source_weight_bytes())
+    os << " (checkpoint " << bytesString(m.source_weight_bytes()) << ")";
+  os << "\n";
+
+  auto tensors = [&](const char *title, const auto &list) {
+    os << title << "\n";
+    for (const manifest::TensorSpec &t : list) {
+      os << "  " << t.name() << ": " << dtypeName(t.dtype()) << " "
+         << shapeString(t.shape()) << " in buffer " << t.buffer();
+      if (t.index_bound())
+        os << ", values in [0, " << t.index_bound() << ")";
+      os << "\n";
+    }
+  };
+  tensors("inputs:", m.inputs());
+  tensors("outputs:", m.outputs());
+
+  if (m.precision_size()) {
+    os << "precision:";
+    for (const manifest::PrecisionEntry &p : m.precision())
+      os << " " << p.op_class() << "=" << precisionName(p.precision());
+    os << "\n";
+  }
+
+  os << "steps:     " << m.steps_size() << "\n";
+  for (int i = 0; i < m.steps_size(); ++i) {
+    const manifest::Step &s = m.steps(i);
+    os << "  " << i << ": " << s.kernel() << "(";
+    for (int a = 0; a < s.args_size(); ++a) {
+      const manifest::Argument &arg = s.args(a);
+      os << (a ? ", " : "");
+      if (arg.ref_case() == manifest::Argument::kBuffer)
+        os << findBuffer(arg.buffer())->name();
+      else
+        os << "@" << findWeight(arg.weight())->name();
+    }
+    os << ")";
+    if (s.params_size()) {
+      os << " params [";
+      for (int p = 0; p < s.params_size(); ++p)
+        os << (p ? ", " : "") << s.params(p);
+      os << "]";
+    }
+    if (!s.op().empty())
+      os << "  // " << s.op();
+    os << "\n";
+  }
+
+  os << "sections:\n";
+  for (const SectionInfo &s : sections_) {
+    char crc[16];
+    std::snprintf(crc, sizeof(crc), "%08x", s.crc32);
+    os << "  " << s.name << ": offset " << s.offset << ", "
+       << bytesString(s.size) << ", align " << s.alignment << ", crc32 " << crc
+       << (s.known ? "" : " (unknown kind, skipped)") << "\n";
+  }
+  return os.str();
+}
+
+} // namespace moec::runtime

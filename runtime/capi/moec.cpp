@@ -1,0 +1,202 @@
+//===- moec.cpp - C API of the moec runtime ---------------------*- C++ -*-===//
+//
+// The C functions of moec.h over `Artifact` and `CpuExecutor`: device
+// selection ("auto" falls back to the CPU while CUDA is unavailable),
+// argument checks, and the translation of `Status` into `moec_status` plus
+// the thread-local last-error string.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/capi/moec.h"
+
+#include "runtime/artifact/Artifact.h"
+#include "runtime/cpu/CpuExecutor.h"
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+using namespace moec::runtime;
+
+struct moec_model {
+  std::unique_ptr<CpuExecutor> executor;
+  std::string device;
+  // Tokens of the last successful run; 0 before the first.
+  int64_t lastTokens = 0;
+};
+
+namespace {
+
+thread_local std::string lastError;
+
+moec_status toCStatus(StatusCode code) {
+  switch (code) {
+  case StatusCode::kOk:
+    return MOEC_OK;
+  case StatusCode::kInvalidArgument:
+    return MOEC_INVALID_ARGUMENT;
+  case StatusCode::kNotFound:
+    return MOEC_NOT_FOUND;
+  case StatusCode::kIoError:
+    return MOEC_IO_ERROR;
+  case StatusCode::kCorrupt:
+    return MOEC_CORRUPT;
+  case StatusCode::kUnsupportedVersion:
+    return MOEC_UNSUPPORTED_VERSION;
+  case StatusCode::kUnavailable:
+    return MOEC_UNAVAILABLE;
+  case StatusCode::kOutOfMemory:
+    return MOEC_OUT_OF_MEMORY;
+  case StatusCode::kInternal:
+    return MOEC_INTERNAL;
+  }
+  return MOEC_INTERNAL;
+}
+
+moec_status report(const Status &status) {
+  if (!status.isOk())
+    lastError = status.message();
+  return toCStatus(status.code());
+}
+
+moec_status invalid(const std::string &message) {
+  return report(Status(StatusCode::kInvalidArgument, message));
+}
+
+// The CUDA path is not built yet; this is what "cuda" answers until it is.
+Status cudaUnavailable() {
+  return Status(StatusCode::kUnavailable,
+                "device 'cuda' is unavailable: this runtime has no CUDA "
+                "support yet (use --device cpu or auto)");
+}
+
+// The output that holds logits: the one named "logits", else the first.
+int logitsOutput(const manifest::Manifest &m) {
+  for (int i = 0; i < m.outputs_size(); ++i)
+    if (m.outputs(i).name() == "logits")
+      return i;
+  return 0;
+}
+
+} // namespace
+
+extern "C" {
+
+moec_status moec_model_load(const char *path, const char *device,
+                            moec_model **model) {
+  if (!model)
+    return invalid("moec_model_load: `model` is null");
+  *model = nullptr;
+  if (!path)
+    return invalid("moec_model_load: `path` is null");
+  std::string dev = device ? device : "auto";
+  if (dev != "cpu" && dev != "cuda" && dev != "auto")
+    return invalid("unknown device '" + dev + "' (expected cpu, cuda or auto)");
+  if (dev == "cuda")
+    return report(cudaUnavailable());
+
+  StatusOr<std::unique_ptr<Artifact>> artifact = Artifact::open(path);
+  if (!artifact.isOk())
+    return report(artifact.status());
+  const manifest::Manifest &m = (*artifact)->manifest();
+  if (m.inputs_size() < 1 || m.inputs(0).dtype() != manifest::DTYPE_I32 ||
+      m.inputs(0).shape_size() != 1 || m.inputs(0).shape(0) != -1)
+    return report(makeError(StatusCode::kInvalidArgument, path,
+                            ": the C API needs input 0 to be i32 token ids "
+                            "of shape [T]"));
+  if (m.outputs_size() < 1)
+    return report(
+        makeError(StatusCode::kInvalidArgument, path, ": has no outputs"));
+  const manifest::TensorSpec &logits = m.outputs(logitsOutput(m));
+  if (logits.dtype() != manifest::DTYPE_F32 || logits.shape_size() != 2 ||
+      logits.shape(0) != -1)
+    return report(makeError(StatusCode::kInvalidArgument, path, ": output '",
+                            logits.name(),
+                            "' is not f32 logits of shape [T, vocab]"));
+
+  StatusOr<std::unique_ptr<CpuExecutor>> executor = CpuExecutor::create(
+      std::shared_ptr<const Artifact>(std::move(artifact).value().release()));
+  if (!executor.isOk())
+    return report(executor.status());
+  auto result = std::make_unique<moec_model>();
+  result->executor = std::move(executor).value();
+  result->device = "cpu";
+  *model = result.release();
+  return MOEC_OK;
+}
+
+moec_status moec_model_run(moec_model *model, const int32_t *tokens,
+                           int64_t n) {
+  if (!model)
+    return invalid("moec_model_run: `model` is null");
+  if (!tokens && n > 0)
+    return invalid("moec_model_run: `tokens` is null");
+  CpuExecutor &ex = *model->executor;
+  if (n < 1 || n > ex.maxTokens())
+    return invalid("moec_model_run: token count " + std::to_string(n) +
+                   " is not in [1, " + std::to_string(ex.maxTokens()) + "]");
+  Status status = ex.setInput(0, tokens, uint64_t(n) * sizeof(int32_t), n);
+  if (status.isOk())
+    status = ex.run(n);
+  if (!status.isOk()) {
+    model->lastTokens = 0;
+    return report(status);
+  }
+  model->lastTokens = n;
+  return MOEC_OK;
+}
+
+moec_status moec_model_logits(const moec_model *model, const float **data,
+                              int64_t *rows, int64_t *cols) {
+  if (!model || !data || !rows || !cols)
+    return invalid("moec_model_logits: null argument");
+  if (model->lastTokens == 0)
+    return invalid("moec_model_logits: the model has not run successfully");
+  CpuExecutor &ex = *model->executor;
+  StatusOr<TensorView> view = ex.tensor(
+      true, logitsOutput(ex.artifact().manifest()), model->lastTokens);
+  if (!view.isOk())
+    return report(view.status());
+  *data = reinterpret_cast<const float *>(view->data);
+  *rows = view->shape[0];
+  *cols = view->shape[1];
+  return MOEC_OK;
+}
+
+const char *moec_model_device(const moec_model *model) {
+  return model ? model->device.c_str() : "";
+}
+
+int64_t moec_model_max_tokens(const moec_model *model) {
+  return model ? model->executor->maxTokens() : 0;
+}
+
+void moec_model_free(moec_model *model) { delete model; }
+
+const char *moec_last_error(void) { return lastError.c_str(); }
+
+const char *moec_status_string(moec_status status) {
+  switch (status) {
+  case MOEC_OK:
+    return statusCodeName(StatusCode::kOk);
+  case MOEC_INVALID_ARGUMENT:
+    return statusCodeName(StatusCode::kInvalidArgument);
+  case MOEC_NOT_FOUND:
+    return statusCodeName(StatusCode::kNotFound);
+  case MOEC_IO_ERROR:
+    return statusCodeName(StatusCode::kIoError);
+  case MOEC_CORRUPT:
+    return statusCodeName(StatusCode::kCorrupt);
+  case MOEC_UNSUPPORTED_VERSION:
+    return statusCodeName(StatusCode::kUnsupportedVersion);
+  case MOEC_UNAVAILABLE:
+    return statusCodeName(StatusCode::kUnavailable);
+  case MOEC_OUT_OF_MEMORY:
+    return statusCodeName(StatusCode::kOutOfMemory);
+  case MOEC_INTERNAL:
+    return statusCodeName(StatusCode::kInternal);
+  }
+  return "unknown status";
+}
+
+} // extern "C"

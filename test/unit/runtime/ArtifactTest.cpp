@@ -1,0 +1,633 @@
+//===- ArtifactTest.cpp - Artifact writer and reader ------------*- C++ -*-===//
+//
+// Round trips of artifacts with random sections (a large one streamed in
+// uneven chunks), the writer's all-or-nothing behaviour, version handling,
+// unknown sections, and one negative case per manifest consistency rule.
+// Corruption sweeps are in CorruptionTest.cpp.
+//
+//===----------------------------------------------------------------------===//
+
+#include "TestModel.h"
+
+#include "runtime/artifact/Artifact.h"
+#include "runtime/artifact/ArtifactWriter.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <sys/stat.h>
+
+using namespace moec::runtime;
+using namespace moec::runtime::test;
+
+namespace {
+
+// Stand-in shared object: the reader never looks inside it.
+std::vector<uint8_t> fakeSo() {
+  std::vector<uint8_t> so = {0x7f, 'E', 'L', 'F'};
+  for (int i = 0; i < 1000; ++i)
+    so.push_back(uint8_t(i * 7));
+  return so;
+}
+
+// Deterministic pseudo-random bytes [pos, pos + n) of stream `seed`, so that
+// a large section can be produced and re-checked without keeping it.
+void streamBytes(uint64_t seed, uint64_t pos, uint8_t *out, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t x = (pos + i) * 0x9E3779B97F4A7C15ull ^ seed;
+    x ^= x >> 29;
+    x *= 0xBF58476D1CE4E5B9ull;
+    out[i] = uint8_t(x >> 56);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Round trip
+//===----------------------------------------------------------------------===//
+
+TEST(ArtifactTest, RoundTripRandomSectionsWithLargeStreamedWeights) {
+  TempDir dir;
+  std::string path = dir.file("model.moea");
+  std::mt19937_64 rng(1234);
+  TestModel model = TestModel::random(1);
+  manifest::Manifest m = model.manifest();
+  m.clear_weights();
+  m.clear_steps();
+  m.add_targets("sm_90a");
+
+  // Random small sections, one unknown optional kind among them.
+  struct Small {
+    SectionSpec spec;
+    std::vector<uint8_t> bytes;
+  };
+  std::vector<Small> smalls;
+  auto addSmall = [&](SectionSpec spec, size_t n) {
+    std::vector<uint8_t> bytes(n);
+    for (uint8_t &b : bytes)
+      b = uint8_t(rng());
+    smalls.push_back({spec, bytes});
+  };
+  addSmall(SectionSpec::forKind(SectionKind::kCpuSharedObject), 12345);
+  addSmall(SectionSpec::forKind(SectionKind::kKernelsCu), 777);
+  addSmall(SectionSpec::forKind(SectionKind::kCubin, "cubin.sm_90a"), 5000);
+  SectionSpec unknown;
+  unknown.kind = 77;
+  unknown.name = "future.extra";
+  unknown.alignment = 256;
+  unknown.required = false;
+  addSmall(unknown, 0); // an empty section is legal
+
+  // 40 MiB + 13 bytes of weights, streamed in random chunks of up to 3 MiB.
+  const uint64_t kWeightBytes = (uint64_t(40) << 20) + 13;
+  const uint64_t kSeed = 99;
+  uint64_t maxChunk = 0;
+  {
+    auto writer = ArtifactWriter::create(path);
+    ASSERT_TRUE(writer.isOk()) << writer.status().toString();
+    ASSERT_TRUE((*writer)
+                    ->addSection(smalls[0].spec, smalls[0].bytes.data(),
+                                 smalls[0].bytes.size())
+                    .isOk());
+    Status s = (*writer)->addStreamedSection(
+        SectionSpec::forKind(SectionKind::kWeights),
+        [&](const ArtifactWriter::ChunkSink &sink) -> Status {
+          std::vector<uint8_t> chunk;
+          for (uint64_t pos = 0; pos < kWeightBytes;) {
+            size_t n = size_t(
+                std::min<uint64_t>(rng() % (3u << 20) + 1, kWeightBytes - pos));
+            maxChunk = std::max<uint64_t>(maxChunk, n);
+            chunk.resize(n);
+            streamBytes(kSeed, pos, chunk.data(), n);
+            MOEC_RETURN_IF_ERROR(sink(chunk.data(), n));
+            pos += n;
+          }
+          return Status::ok();
+        });
+    ASSERT_TRUE(s.isOk()) << s.toString();
+    for (size_t i = 1; i < smalls.size(); ++i)
+      ASSERT_TRUE((*writer)
+                      ->addSection(smalls[i].spec, smalls[i].bytes.data(),
+                                   smalls[i].bytes.size())
+                      .isOk());
+    ASSERT_TRUE((*writer)->addManifest(m).isOk());
+    Status c = (*writer)->commit();
+    ASSERT_TRUE(c.isOk()) << c.toString();
+  }
+  EXPECT_GT(maxChunk, uint64_t(1) << 20); // chunks bigger than the buffer too
+  EXPECT_EQ(dir.list(), std::vector<std::string>{"model.moea"});
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+
+  auto artifact = Artifact::open(path);
+  ASSERT_TRUE(artifact.isOk()) << artifact.status().toString();
+  const Artifact &a = **artifact;
+  EXPECT_EQ(a.majorVersion(), kArtifactMajor);
+  EXPECT_EQ(a.minorVersion(), kArtifactMinor);
+  EXPECT_EQ(a.fileSize(), uint64_t(st.st_size));
+  EXPECT_EQ(a.sections().size(), smalls.size() + 2);
+  for (const Small &small : smalls) {
+    const SectionInfo *info = a.findSection(small.spec.name);
+    ASSERT_NE(info, nullptr) << small.spec.name;
+    EXPECT_EQ(info->kind, small.spec.kind);
+    EXPECT_EQ(info->offset % small.spec.alignment, 0u);
+    EXPECT_EQ(info->known, small.spec.kind != 77);
+    EXPECT_EQ(info->required, small.spec.required);
+    ByteSpan data = a.sectionData(*info);
+    ASSERT_EQ(data.size, small.bytes.size());
+    EXPECT_TRUE(std::equal(small.bytes.begin(), small.bytes.end(), data.data))
+        << small.spec.name;
+  }
+  const SectionInfo *weights = a.findSection("weights");
+  ASSERT_NE(weights, nullptr);
+  EXPECT_EQ(weights->size, kWeightBytes);
+  ByteSpan w = a.sectionData(*weights);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(w.data) % 4096, 0u);
+  std::vector<uint8_t> expected(1 << 20);
+  for (uint64_t pos = 0; pos < kWeightBytes; pos += expected.size()) {
+    size_t n = size_t(std::min<uint64_t>(expected.size(), kWeightBytes - pos));
+    streamBytes(kSeed, pos, expected.data(), n);
+    ASSERT_EQ(std::memcmp(expected.data(), w.data + pos, n), 0)
+        << "weights differ in the MiB at " << pos;
+  }
+  EXPECT_EQ(a.manifest().SerializeAsString(), m.SerializeAsString());
+  EXPECT_NE(a.summary().find("future.extra"), std::string::npos);
+
+  // The in-memory reader agrees with the mapped one.
+  std::vector<uint8_t> bytes = readFile(path);
+  auto fromBytes = Artifact::fromBytes("image", bytes.data(), bytes.size());
+  ASSERT_TRUE(fromBytes.isOk()) << fromBytes.status().toString();
+  EXPECT_EQ((*fromBytes)->digest(), a.digest());
+}
+
+TEST(ArtifactTest, TestModelWeightsAreAddressable) {
+  TempDir dir;
+  TestModel model = TestModel::random(2);
+  ASSERT_TRUE(model.write(dir.file("m.moea"), fakeSo()).isOk());
+  auto a = Artifact::open(dir.file("m.moea"));
+  ASSERT_TRUE(a.isOk()) << a.status().toString();
+  ByteSpan bias = (*a)->weightData(11);
+  ASSERT_EQ(bias.size, model.bias.size() * 4);
+  EXPECT_EQ(std::memcmp(bias.data, model.bias.data(), bias.size), 0);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(bias.data) % 64, 0u);
+  EXPECT_EQ((*a)->findBuffer(3)->name(), "logits");
+  EXPECT_EQ((*a)->findBuffer(42), nullptr);
+  std::string summary = (*a)->summary();
+  for (const char *needle : {"format 1.0", "moec test 0.1", "targets:   cpu",
+                             "tokens: i32 [T]", "logits: f32 [T, 37]",
+                             "moec_test_logits(y, @head, logits) params "
+                             "[16, 37]",
+                             "dense_matmul=f32"})
+    EXPECT_NE(summary.find(needle), std::string::npos) << needle << "\n"
+                                                       << summary;
+}
+
+//===----------------------------------------------------------------------===//
+// Writer failures leave nothing behind
+//===----------------------------------------------------------------------===//
+
+TEST(ArtifactWriterTest, ProducerFailureRemovesTempFile) {
+  TempDir dir;
+  std::string path = dir.file("model.moea");
+  // A previous artifact at the target must survive a failed write.
+  ASSERT_TRUE(writeFile(path, {1, 2, 3}));
+  auto writer = ArtifactWriter::create(path);
+  ASSERT_TRUE(writer.isOk());
+  EXPECT_EQ(dir.list().size(), 2u); // target + temp
+  ASSERT_TRUE((*writer)->addManifest(TestModel::random(3).manifest()).isOk());
+  std::vector<uint8_t> chunk(3 << 20, 0xAB);
+  Status s = (*writer)->addStreamedSection(
+      SectionSpec::forKind(SectionKind::kWeights),
+      [&](const ArtifactWriter::ChunkSink &sink) -> Status {
+        MOEC_RETURN_IF_ERROR(sink(chunk.data(), chunk.size()));
+        return Status(StatusCode::kNotFound, "tensor 'w13' is missing");
+      });
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+  EXPECT_NE(s.message().find("section 'weights': tensor 'w13' is missing"),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(dir.list(), std::vector<std::string>{"model.moea"});
+  EXPECT_TRUE((*writer)->tempPath().empty());
+  // Sticky: later calls report the same error and write nothing.
+  EXPECT_EQ((*writer)->commit().message(), s.message());
+  EXPECT_EQ(readFile(path), (std::vector<uint8_t>{1, 2, 3}));
+}
+
+TEST(ArtifactWriterTest, SinkErrorIgnoredByProducerStillFails) {
+  TempDir dir;
+  auto writer = ArtifactWriter::create(dir.file("m.moea"));
+  ASSERT_TRUE(writer.isOk());
+  Status s = (*writer)->addStreamedSection(
+      SectionSpec::forKind(SectionKind::kWeights),
+      [&](const ArtifactWriter::ChunkSink &sink) -> Status {
+        (void)sink(nullptr, 16); // an error the producer drops
+        return Status::ok();
+      });
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(dir.list().empty());
+}
+
+TEST(ArtifactWriterTest, DestroyedWithoutCommitRemovesTempFile) {
+  TempDir dir;
+  {
+    auto writer = ArtifactWriter::create(dir.file("m.moea"));
+    ASSERT_TRUE(writer.isOk());
+    ASSERT_TRUE((*writer)->addManifest(manifest::Manifest()).isOk());
+    EXPECT_EQ(dir.list().size(), 1u);
+  }
+  EXPECT_TRUE(dir.list().empty());
+}
+
+TEST(ArtifactWriterTest, RejectsBadSectionsAndMissingManifest) {
+  TempDir dir;
+  auto expectFailure = [&](const std::function<Status(ArtifactWriter &)> &f,
+                           const std::string &fragment) {
+    auto writer = ArtifactWriter::create(dir.file("m.moea"));
+    ASSERT_TRUE(writer.isOk());
+    Status s = f(**writer);
+    if (s.isOk())
+      s = (*writer)->commit();
+    EXPECT_FALSE(s.isOk()) << fragment;
+    EXPECT_NE(s.message().find(fragment), std::string::npos) << s.message();
+    EXPECT_TRUE(dir.list().empty()) << fragment;
+  };
+  uint8_t byte = 0;
+  expectFailure([](ArtifactWriter &) { return Status::ok(); },
+                "no 'manifest' section was added");
+  expectFailure(
+      [&](ArtifactWriter &w) {
+        MOEC_RETURN_IF_ERROR(w.addSection(
+            SectionSpec::forKind(SectionKind::kKernelsCu), &byte, 1));
+        return w.addSection(SectionSpec::forKind(SectionKind::kKernelsCu),
+                            &byte, 1);
+      },
+      "section 'kernels.cu': added twice");
+  expectFailure(
+      [&](ArtifactWriter &w) {
+        return w.addSection(
+            SectionSpec::forKind(SectionKind::kWeights, "weights2"), &byte, 1);
+      },
+      "a weights section must be named 'weights'");
+  expectFailure(
+      [&](ArtifactWriter &w) {
+        SectionSpec spec = SectionSpec::forKind(SectionKind::kWeights);
+        spec.alignment = 64;
+        return w.addSection(spec, &byte, 1);
+      },
+      "alignment 64 is not a power of two in [4096");
+  expectFailure(
+      [&](ArtifactWriter &w) {
+        return w.addSection(
+            SectionSpec::forKind(SectionKind::kCubin, "cubin.gfx90"), &byte, 1);
+      },
+      "must be named 'cubin.sm_<NN>'");
+  expectFailure(
+      [&](ArtifactWriter &w) {
+        SectionSpec spec;
+        spec.kind = 9;
+        spec.name = "has space";
+        return w.addSection(spec, &byte, 1);
+      },
+      "character outside");
+}
+
+TEST(ArtifactWriterTest, UnwritableTargetsFailCleanly) {
+  TempDir dir;
+  auto missing = ArtifactWriter::create(dir.file("no/such/dir/m.moea"));
+  ASSERT_FALSE(missing.isOk());
+  EXPECT_EQ(missing.status().code(), StatusCode::kIoError);
+  EXPECT_NE(missing.status().message().find("cannot create a temp file in"),
+            std::string::npos);
+  // The target is a folder: the final rename fails and the temp goes away.
+  ASSERT_EQ(mkdir(dir.file("target").c_str(), 0755), 0);
+  auto writer = ArtifactWriter::create(dir.file("target"));
+  ASSERT_TRUE(writer.isOk());
+  ASSERT_TRUE((*writer)->addManifest(manifest::Manifest()).isOk());
+  Status s = (*writer)->commit();
+  EXPECT_EQ(s.code(), StatusCode::kIoError);
+  EXPECT_NE(s.message().find("cannot rename"), std::string::npos);
+  EXPECT_EQ(dir.list(), std::vector<std::string>{"target"});
+  rmdir(dir.file("target").c_str());
+}
+
+//===----------------------------------------------------------------------===//
+// Versions and unknown sections
+//===----------------------------------------------------------------------===//
+
+class ArtifactBytesTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    ASSERT_TRUE(
+        TestModel::random(4).write(dir.file("m.moea"), fakeSo()).isOk());
+    bytes = readFile(dir.file("m.moea"));
+    ASSERT_GT(bytes.size(), 4096u);
+  }
+  Status open(const std::vector<uint8_t> &image) {
+    return Artifact::fromBytes("m.moea", image.data(), image.size()).status();
+  }
+  TempDir dir;
+  std::vector<uint8_t> bytes;
+};
+
+TEST_F(ArtifactBytesTest, NewerMinorIsRefusedNamingBothVersions) {
+  storeLE<uint16_t>(bytes.data() + 10, 3);
+  resealDigest(bytes);
+  Status s = open(bytes);
+  EXPECT_EQ(s.code(), StatusCode::kUnsupportedVersion);
+  EXPECT_EQ(s.message(),
+            "m.moea: artifact version 1.3 is newer than this runtime (1.0)");
+}
+
+TEST_F(ArtifactBytesTest, OtherMajorIsRefusedNamingBothVersions) {
+  for (uint16_t major : {0, 2, 65535}) {
+    storeLE<uint16_t>(bytes.data() + 8, major);
+    resealDigest(bytes);
+    Status s = open(bytes);
+    EXPECT_EQ(s.code(), StatusCode::kUnsupportedVersion);
+    EXPECT_EQ(s.message(), "m.moea: artifact version " + std::to_string(major) +
+                               ".0 is not readable by this runtime (1.0): the "
+                               "major version differs");
+  }
+}
+
+TEST_F(ArtifactBytesTest, VersionIsCheckedThroughTheFileToo) {
+  storeLE<uint16_t>(bytes.data() + 10, 1);
+  ASSERT_TRUE(writeFile(dir.file("newer.moea"), bytes));
+  auto a = Artifact::open(dir.file("newer.moea"));
+  ASSERT_FALSE(a.isOk());
+  EXPECT_EQ(a.status().message(), dir.file("newer.moea") +
+                                      ": artifact version 1.1 is newer than "
+                                      "this runtime (1.0)");
+}
+
+TEST_F(ArtifactBytesTest, UnknownRequiredSectionIsRejected) {
+  Trailer t = decodeTrailer(bytes.data() + bytes.size() - kTrailerSize);
+  // Turn the cpu.so entry (table entry 1) into an unknown kind.
+  uint8_t *entry = bytes.data() + t.tableOffset + kTableEntrySize;
+  ASSERT_EQ(decodeSectionEntry(entry).nameView(), "cpu.so");
+  storeLE<uint32_t>(entry, 1000);
+  resealDigest(bytes);
+  Status s = open(bytes);
+  EXPECT_EQ(s.code(), StatusCode::kCorrupt);
+  EXPECT_EQ(s.message(), "m.moea: section table entry 1 ('cpu.so'): kind 1000 "
+                         "is unknown to this runtime but marked required");
+  // Marked optional, it would be skipped, but it may not take a name that
+  // belongs to a known kind.
+  storeLE<uint16_t>(entry + 4, 0);
+  resealDigest(bytes);
+  s = open(bytes);
+  EXPECT_EQ(s.message(), "m.moea: section table entry 1 ('cpu.so'): name "
+                         "field: the name 'cpu.so' is reserved for kind 2 "
+                         "(cpu.so)");
+  // Renamed, it is skipped; the manifest's cpu target then lacks its code.
+  std::memcpy(entry + 32, "cpu.sx", 6);
+  resealDigest(bytes);
+  s = open(bytes);
+  EXPECT_EQ(s.message(), "m.moea: manifest: targets[0] ('cpu'): the file has "
+                         "no 'cpu.so' section");
+}
+
+TEST_F(ArtifactBytesTest, MissingFileAndNonFiles) {
+  auto a = Artifact::open(dir.file("absent.moea"));
+  EXPECT_EQ(a.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(a.status().message().find("absent.moea: cannot open"),
+            std::string::npos);
+  auto d = Artifact::open(dir.path());
+  EXPECT_EQ(d.status().code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(writeFile(dir.file("empty.moea"), {}));
+  auto e = Artifact::open(dir.file("empty.moea"));
+  EXPECT_EQ(e.status().message(),
+            dir.file("empty.moea") +
+                ": too small to be a moec artifact (0 bytes)");
+  ASSERT_TRUE(writeFile(dir.file("text.moea"), {'h', 'e', 'l', 'l', 'o', ',',
+                                                ' ', 'w', 'o', 'r', 'l', 'd'}));
+  auto t = Artifact::open(dir.file("text.moea"));
+  EXPECT_NE(t.status().message().find("not a moec artifact"),
+            std::string::npos);
+}
+
+//===----------------------------------------------------------------------===//
+// Manifest consistency: one case per rule
+//===----------------------------------------------------------------------===//
+
+struct ManifestCase {
+  const char *what;
+  std::function<void(manifest::Manifest &)> edit;
+  const char *message; // after "<file>: manifest: "
+};
+
+class ManifestConsistencyTest : public ::testing::TestWithParam<ManifestCase> {
+};
+
+TEST_P(ManifestConsistencyTest, IsRejectedWithTheField) {
+  const ManifestCase &c = GetParam();
+  TempDir dir;
+  std::string path = dir.file("m.moea");
+  Status w = TestModel::random(5).write(path, fakeSo(), c.edit);
+  ASSERT_TRUE(w.isOk()) << w.toString();
+  auto a = Artifact::open(path);
+  ASSERT_FALSE(a.isOk()) << c.what;
+  EXPECT_EQ(a.status().code(), StatusCode::kCorrupt);
+  EXPECT_EQ(a.status().message(), path + ": manifest: " + c.message);
+}
+
+using namespace manifest;
+const uint64_t kHuge = ~uint64_t(0) - 63;
+
+INSTANTIATE_TEST_SUITE_P(
+    Rules, ManifestConsistencyTest,
+    ::testing::Values(
+        ManifestCase{"max_tokens", [](Manifest &m) { m.set_max_tokens(0); },
+                     "max_tokens 0 is not in [1, 2147483647]"},
+        ManifestCase{"buffer outside arena",
+                     [](Manifest &m) { m.set_arena_bytes(1000); },
+                     "buffers[2] (id 2, 'y'): offset 576 + 512 bytes exceeds "
+                     "arena_bytes 1000"},
+        ManifestCase{
+            "buffer offset overflow",
+            [](Manifest &m) { m.mutable_buffers(1)->set_offset(kHuge); },
+            "buffers[1] (id 1, 'x'): offset 18446744073709551552 + "
+            "512 bytes exceeds arena_bytes 2304"},
+        ManifestCase{"buffer misaligned",
+                     [](Manifest &m) { m.mutable_buffers(1)->set_offset(8); },
+                     "buffers[1] (id 1, 'x'): offset 8 is not a multiple of "
+                     "64"},
+        ManifestCase{"buffer too small",
+                     [](Manifest &m) { m.mutable_buffers(3)->set_bytes(100); },
+                     "buffers[3] (id 3, 'logits'): bytes 100 is less than the "
+                     "1184 bytes it needs at max_tokens 8"},
+        ManifestCase{"buffer size overflow",
+                     [](Manifest &m) {
+                       m.mutable_buffers(1)->set_elements_per_token(uint64_t(1)
+                                                                    << 62);
+                     },
+                     "buffers[1] (id 1, 'x'): elements_per_token "
+                     "4611686018427387904 * max_tokens 8 overflows"},
+        ManifestCase{
+            "buffer without elements",
+            [](Manifest &m) { m.mutable_buffers(0)->clear_elements(); },
+            "buffers[0] (id 0, 'tokens'): has neither "
+            "elements_per_token nor fixed_elements"},
+        ManifestCase{"duplicate buffer id",
+                     [](Manifest &m) { m.mutable_buffers(2)->set_id(1); },
+                     "buffers[2] (id 1, 'y'): id 1 is used twice"},
+        ManifestCase{
+            "unknown dtype",
+            [](Manifest &m) { m.mutable_buffers(1)->set_dtype(DType(99)); },
+            "buffers[1] (id 1, 'x'): dtype 99 is not a known dtype"},
+        ManifestCase{
+            "weight outside section",
+            [](Manifest &m) { m.mutable_weights(2)->set_offset(4096); },
+            "weights[2] (id 12, 'head'): offset 4096 + 2368 bytes "
+            "exceeds the weights section (4800 bytes)"},
+        ManifestCase{
+            "weight offset overflow",
+            [](Manifest &m) { m.mutable_weights(0)->set_offset(kHuge); },
+            "weights[0] (id 10, 'embed'): offset "
+            "18446744073709551552 + 2368 bytes exceeds the weights "
+            "section (4800 bytes)"},
+        ManifestCase{"weight bytes",
+                     [](Manifest &m) { m.mutable_weights(1)->set_bytes(60); },
+                     "weights[1] (id 11, 'bias'): bytes 60 but shape [16] of "
+                     "f32 needs 64"},
+        ManifestCase{"weight shape",
+                     [](Manifest &m) { m.mutable_weights(0)->set_shape(1, 0); },
+                     "weights[0] (id 10, 'embed'): shape dimension 1 is 0, "
+                     "expected > 0"},
+        ManifestCase{"weight element overflow",
+                     [](Manifest &m) {
+                       m.mutable_weights(0)->set_shape(0, int64_t(1) << 40);
+                       m.mutable_weights(0)->set_shape(1, int64_t(1) << 40);
+                     },
+                     "weights[0] (id 10, 'embed'): element count overflows"},
+        ManifestCase{"scale unknown",
+                     [](Manifest &m) {
+                       m.mutable_weights(2)->set_scale(77);
+                       m.mutable_weights(2)->add_block_shape(16);
+                     },
+                     "weights[2] (id 12, 'head'): scale refers to unknown "
+                     "weight id 77"},
+        ManifestCase{"scale shape",
+                     [](Manifest &m) {
+                       // head [37, 16] in 8x8 blocks needs a [5, 2] scale;
+                       // bias [16] is no such thing.
+                       m.mutable_weights(2)->set_scale(11);
+                       m.mutable_weights(2)->add_block_shape(8);
+                       m.mutable_weights(2)->add_block_shape(8);
+                     },
+                     "weights[2] (id 12, 'head'): scale 'bias' has rank 1, "
+                     "expected 2"},
+        ManifestCase{
+            "block without scale",
+            [](Manifest &m) { m.mutable_weights(2)->add_block_shape(128); },
+            "weights[2] (id 12, 'head'): has block_shape but no "
+            "scale"},
+        ManifestCase{"input buffer",
+                     [](Manifest &m) { m.mutable_inputs(0)->set_buffer(9); },
+                     "inputs[0] ('tokens'): buffer refers to unknown buffer "
+                     "id 9"},
+        ManifestCase{
+            "input dtype",
+            [](Manifest &m) { m.mutable_inputs(0)->set_dtype(DTYPE_I64); },
+            "inputs[0] ('tokens'): dtype i64 differs from buffer "
+            "'tokens' (i32)"},
+        ManifestCase{
+            "output shape",
+            [](Manifest &m) { m.mutable_outputs(0)->set_shape(1, 36); },
+            "outputs[0] ('logits'): shape [T, 36] does not match "
+            "buffer 'logits' (elements_per_token 37)"},
+        ManifestCase{"token dim not first",
+                     [](Manifest &m) {
+                       m.mutable_outputs(0)->set_shape(0, 37);
+                       m.mutable_outputs(0)->set_shape(1, -1);
+                     },
+                     "outputs[0] ('logits'): shape [37, T] has dimension 1 = "
+                     "-1 (only dimension 0 may be -1, the tokens)"},
+        ManifestCase{"step buffer",
+                     [](Manifest &m) {
+                       m.mutable_steps(1)->mutable_args(2)->set_buffer(40);
+                     },
+                     "steps[1] ('moec_test_add'): argument 2 refers to "
+                     "unknown buffer id 40"},
+        ManifestCase{"step weight",
+                     [](Manifest &m) {
+                       m.mutable_steps(2)->mutable_args(1)->set_weight(3);
+                     },
+                     "steps[2] ('moec_test_logits'): argument 1 refers to "
+                     "unknown weight id 3"},
+        ManifestCase{"step empty argument",
+                     [](Manifest &m) { m.mutable_steps(0)->add_args(); },
+                     "steps[0] ('moec_test_embed'): argument 3 is neither a "
+                     "buffer nor a weight"},
+        ManifestCase{
+            "step kernel",
+            [](Manifest &m) { m.mutable_steps(0)->set_kernel("rm -rf\n"); },
+            "steps[0] ('rm -rf\\x0a'): kernel is not a C identifier"},
+        ManifestCase{"unknown target",
+                     [](Manifest &m) { m.add_targets("tpu"); },
+                     "targets[1] ('tpu'): not 'cpu' or 'sm_<NN>[a]'"},
+        ManifestCase{"gpu target without code",
+                     [](Manifest &m) { m.add_targets("sm_89"); },
+                     "targets[1] ('sm_89'): the file has neither "
+                     "'kernels.cu' nor 'cubin.sm_89'"},
+        ManifestCase{"precision",
+                     [](Manifest &m) {
+                       m.mutable_precision(0)->set_precision(Precision(9));
+                     },
+                     "precision[0] ('dense_matmul'): needs an op_class and a "
+                     "known precision"}),
+    [](const ::testing::TestParamInfo<ManifestCase> &info) {
+      std::string name;
+      for (const char *p = info.param.what; *p; ++p)
+        name += std::isalnum(static_cast<unsigned char>(*p)) ? *p : '_';
+      return name;
+    });
+
+TEST(ManifestTest, WeightsWithoutWeightsSection) {
+  manifest::Manifest m = TestModel::random(6).manifest();
+  ManifestContext context;
+  context.sectionNames = {"manifest", "cpu.so"};
+  auto index = verifyManifest(m, context);
+  ASSERT_FALSE(index.isOk());
+  EXPECT_EQ(index.status().message(),
+            "the manifest lists 3 weights but the file has no 'weights' "
+            "section");
+}
+
+TEST(ManifestTest, BlockScaledWeightIsAccepted) {
+  // A [300, 200] FP8 weight with 128x128 blocks needs a [3, 2] f32 scale.
+  manifest::Manifest m = TestModel::random(7).manifest();
+  manifest::Weight *w = m.add_weights();
+  w->set_id(20);
+  w->set_name("w_fp8");
+  w->set_dtype(DTYPE_F8E4M3FN);
+  w->add_shape(300);
+  w->add_shape(200);
+  w->set_offset(4864);
+  w->set_bytes(60000);
+  w->set_scale(21);
+  w->add_block_shape(128);
+  w->add_block_shape(128);
+  manifest::Weight *s = m.add_weights();
+  s->set_id(21);
+  s->set_name("w_fp8.scale");
+  s->set_dtype(DTYPE_F32);
+  s->add_shape(3);
+  s->add_shape(2);
+  s->set_offset(64896);
+  s->set_bytes(24);
+  ManifestContext context;
+  context.sectionNames = {"manifest", "cpu.so", "weights"};
+  context.weightsSectionSize = 64920;
+  auto index = verifyManifest(m, context);
+  EXPECT_TRUE(index.isOk()) << index.status().toString();
+  s->set_shape(1, 1);
+  s->set_bytes(12);
+  index = verifyManifest(m, context);
+  EXPECT_EQ(index.status().message(),
+            "weights[3] (id 20, 'w_fp8'): scale 'w_fp8.scale' has shape [3, "
+            "1] but dimension 1 should be 2");
+}
+
+} // namespace

@@ -1,0 +1,307 @@
+//===- CpuRuntimeTest.cpp - CPU executor and C API end to end ---*- C++ -*-===//
+//
+// Artifacts carrying a real shared object (TestKernels.cpp, built by CMake)
+// are loaded through memfd + dlopen and run; logits are compared with the
+// host reference of TestModel. Also: load errors (missing symbols, a symbol
+// from libc, a non-ELF cpu.so), input validation, two different models in
+// one process, and the C API including its device handling and errors.
+//
+//===----------------------------------------------------------------------===//
+
+#include "TestModel.h"
+
+#include "runtime/artifact/Artifact.h"
+#include "runtime/capi/moec.h"
+#include "runtime/cpu/CpuExecutor.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <thread>
+
+using namespace moec::runtime;
+using namespace moec::runtime::test;
+
+namespace {
+
+const std::vector<uint8_t> &kernelsSo() {
+  static const std::vector<uint8_t> so = readFile(MOEC_TEST_KERNELS_SO);
+  return so;
+}
+
+const std::vector<uint8_t> &kernels2So() {
+  static const std::vector<uint8_t> so = readFile(MOEC_TEST_KERNELS2_SO);
+  return so;
+}
+
+std::vector<int32_t> randomTokens(std::mt19937 &rng, size_t n, int64_t vocab) {
+  std::vector<int32_t> tokens(n);
+  for (int32_t &t : tokens)
+    t = int32_t(rng() % uint32_t(vocab));
+  return tokens;
+}
+
+// Max |a - b| / (1 + |b|): the logits are sums of 16 products of values in
+// [-1, 1), so 1e-5 leaves room only for reassociation.
+void expectClose(const float *got, const std::vector<float> &want,
+                 const std::string &context) {
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i)
+    worst = std::max(worst, std::abs(double(got[i]) - want[i]) /
+                                (1.0 + std::abs(double(want[i]))));
+  EXPECT_LE(worst, 1e-5) << context;
+}
+
+class CpuRuntimeTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    ASSERT_GT(kernelsSo().size(), 1000u) << MOEC_TEST_KERNELS_SO;
+    model = TestModel::random(21);
+  }
+
+  StatusOr<std::unique_ptr<CpuExecutor>>
+  load(const std::string &name, const std::vector<uint8_t> &so,
+       const std::function<void(manifest::Manifest &)> &edit = {}) {
+    std::string path = dir.file(name);
+    MOEC_RETURN_IF_ERROR(model.write(path, so, edit));
+    MOEC_ASSIGN_OR_RETURN(std::unique_ptr<Artifact> artifact,
+                          Artifact::open(path));
+    return CpuExecutor::create(std::move(artifact));
+  }
+
+  // Runs `tokens` and checks the logits against the reference.
+  void runAndCheck(CpuExecutor &ex, const std::vector<int32_t> &tokens,
+                   float biasScale) {
+    int64_t n = int64_t(tokens.size());
+    Status s = ex.setInput(0, tokens.data(), tokens.size() * 4, n);
+    ASSERT_TRUE(s.isOk()) << s.toString();
+    s = ex.run(n);
+    ASSERT_TRUE(s.isOk()) << s.toString();
+    auto out = ex.tensor(/*output=*/true, 0, n);
+    ASSERT_TRUE(out.isOk()) << out.status().toString();
+    EXPECT_EQ(out->shape, (std::vector<int64_t>{n, model.vocab}));
+    EXPECT_EQ(out->bytes, uint64_t(n * model.vocab * 4));
+    expectClose(reinterpret_cast<const float *>(out->data),
+                model.reference(tokens, biasScale), "T = " + std::to_string(n));
+  }
+
+  TempDir dir;
+  TestModel model;
+};
+
+TEST_F(CpuRuntimeTest, RunsAllStepsForEveryTokenCount) {
+  auto ex = load("m.moea", kernelsSo());
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  EXPECT_EQ((*ex)->maxTokens(), 8);
+  std::mt19937 rng(5);
+  for (int64_t n = 1; n <= 8; ++n)
+    runAndCheck(**ex, randomTokens(rng, size_t(n), model.vocab), 1.0f);
+  // The largest and smallest ids, repeated.
+  runAndCheck(**ex, {0, 36, 36, 0}, 1.0f);
+}
+
+TEST_F(CpuRuntimeTest, TwoModelsInOneProcessKeepTheirOwnKernels) {
+  // Regression: glibc matches loaded libraries by path, so a memfd number
+  // reused by the second load must not return the first library.
+  auto first = load("a.moea", kernelsSo());
+  ASSERT_TRUE(first.isOk()) << first.status().toString();
+  auto second = load("b.moea", kernels2So());
+  ASSERT_TRUE(second.isOk()) << second.status().toString();
+  std::vector<int32_t> tokens = {3, 1, 4, 1, 5};
+  runAndCheck(**first, tokens, 1.0f);
+  runAndCheck(**second, tokens, 2.0f);
+  // And after the first is gone, a third load gets its own library again.
+  first->reset();
+  auto third = load("c.moea", kernelsSo());
+  ASSERT_TRUE(third.isOk());
+  runAndCheck(**third, tokens, 1.0f);
+  runAndCheck(**second, tokens, 2.0f);
+}
+
+TEST_F(CpuRuntimeTest, MissingSymbolIsALoadErrorNamingIt) {
+  auto ex = load("m.moea", kernelsSo(), [](manifest::Manifest &m) {
+    m.mutable_steps(1)->set_kernel("moec_test_missing");
+  });
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_EQ(ex.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(ex.status().message(),
+            dir.file("m.moea") +
+                ": step 1: cpu.so: kernel symbol 'moec_test_missing' is not "
+                "exported");
+}
+
+TEST_F(CpuRuntimeTest, SymbolsOutsideTheLibraryAreRefused) {
+  auto ex = load("m.moea", kernelsSo(), [](manifest::Manifest &m) {
+    m.mutable_steps(0)->set_kernel("free");
+  });
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_NE(ex.status().message().find(
+                "step 0: cpu.so: kernel symbol 'free' is not defined by this "
+                "library"),
+            std::string::npos)
+      << ex.status().message();
+}
+
+TEST_F(CpuRuntimeTest, BrokenSharedObjectIsALoadError) {
+  std::vector<uint8_t> notElf(4096, 0x90);
+  auto ex = load("m.moea", notElf);
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_EQ(ex.status().message(),
+            dir.file("m.moea") + ": cpu.so: not an ELF shared object");
+  std::vector<uint8_t> truncated(kernelsSo().begin(),
+                                 kernelsSo().begin() + 200);
+  ex = load("t.moea", truncated);
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_NE(ex.status().message().find("cpu.so: dlopen failed: "),
+            std::string::npos)
+      << ex.status().message();
+}
+
+TEST_F(CpuRuntimeTest, InputsAreValidated) {
+  auto ex = load("m.moea", kernelsSo());
+  ASSERT_TRUE(ex.isOk());
+  std::vector<int32_t> tokens = {1, 2, 37};
+  Status s = (*ex)->setInput(0, tokens.data(), 12, 3);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "input 'tokens': element 2 is 37, outside [0, 37)");
+  tokens[2] = -1;
+  s = (*ex)->setInput(0, tokens.data(), 12, 3);
+  EXPECT_EQ(s.message(), "input 'tokens': element 2 is -1, outside [0, 37)");
+  s = (*ex)->setInput(0, tokens.data(), 8, 3);
+  EXPECT_EQ(s.message(), "input 'tokens': got 8 bytes, expected 12 for 3 "
+                         "tokens");
+  for (int64_t n : {int64_t(0), int64_t(9), int64_t(-1)}) {
+    s = (*ex)->run(n);
+    EXPECT_EQ(s.message(), dir.file("m.moea") + ": token count " +
+                               std::to_string(n) + " is not in [1, 8]");
+  }
+  EXPECT_FALSE((*ex)->tensor(true, 1, 1).isOk());
+}
+
+TEST_F(CpuRuntimeTest, AbsurdArenaIsRefusedNotWrapped) {
+  // Consistent as far as the manifest goes, but rounding 2^64 - 1 up to
+  // the arena alignment would wrap to a tiny allocation.
+  auto ex = load("m.moea", kernelsSo(), [](manifest::Manifest &m) {
+    m.set_arena_bytes(~uint64_t(0));
+  });
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_EQ(ex.status().code(), StatusCode::kOutOfMemory);
+  EXPECT_EQ(ex.status().message(),
+            dir.file("m.moea") + ": arena_bytes 18446744073709551615 exceeds "
+                                 "the runtime's limit of 281474976710656");
+}
+
+TEST_F(CpuRuntimeTest, ArtifactWithoutCpuCodeIsUnavailable) {
+  std::string path = dir.file("gpu-only.moea");
+  auto writer = ArtifactWriter::create(path);
+  ASSERT_TRUE(writer.isOk());
+  manifest::Manifest m = model.manifest();
+  m.clear_targets();
+  m.clear_weights();
+  m.clear_steps();
+  ASSERT_TRUE((*writer)->addManifest(m).isOk());
+  ASSERT_TRUE((*writer)->commit().isOk());
+  auto a = Artifact::open(path);
+  ASSERT_TRUE(a.isOk()) << a.status().toString();
+  auto ex = CpuExecutor::create(std::move(a).value());
+  EXPECT_EQ(ex.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(ex.status().message(),
+            path + ": has no code for the cpu target (no 'cpu.so' section)");
+}
+
+//===----------------------------------------------------------------------===//
+// C API
+//===----------------------------------------------------------------------===//
+
+TEST_F(CpuRuntimeTest, CApiLoadsRunsAndReturnsLogits) {
+  std::string path = dir.file("m.moea");
+  ASSERT_TRUE(model.write(path, kernelsSo()).isOk());
+  for (const char *device :
+       {"cpu", "auto", static_cast<const char *>(nullptr)}) {
+    moec_model *m = nullptr;
+    ASSERT_EQ(moec_model_load(path.c_str(), device, &m), MOEC_OK)
+        << moec_last_error();
+    EXPECT_STREQ(moec_model_device(m), "cpu");
+    EXPECT_EQ(moec_model_max_tokens(m), 8);
+    const float *logits = nullptr;
+    int64_t rows = -1, cols = -1;
+    EXPECT_EQ(moec_model_logits(m, &logits, &rows, &cols),
+              MOEC_INVALID_ARGUMENT);
+    EXPECT_STREQ(moec_last_error(),
+                 "moec_model_logits: the model has not run successfully");
+    std::vector<int32_t> tokens = {7, 0, 36, 12, 12, 5};
+    ASSERT_EQ(moec_model_run(m, tokens.data(), int64_t(tokens.size())), MOEC_OK)
+        << moec_last_error();
+    ASSERT_EQ(moec_model_logits(m, &logits, &rows, &cols), MOEC_OK);
+    EXPECT_EQ(rows, 6);
+    EXPECT_EQ(cols, 37);
+    expectClose(logits, model.reference(tokens), "C API");
+    moec_model_free(m);
+  }
+  moec_model_free(nullptr);
+}
+
+TEST_F(CpuRuntimeTest, CApiReportsErrors) {
+  std::string path = dir.file("m.moea");
+  ASSERT_TRUE(model.write(path, kernelsSo()).isOk());
+  moec_model *m = reinterpret_cast<moec_model *>(0x1);
+  EXPECT_EQ(moec_model_load(path.c_str(), "cuda", &m), MOEC_UNAVAILABLE);
+  EXPECT_EQ(m, nullptr);
+  EXPECT_STREQ(moec_last_error(),
+               "device 'cuda' is unavailable: this runtime has no CUDA "
+               "support yet (use --device cpu or auto)");
+  EXPECT_EQ(moec_model_load(path.c_str(), "tpu", &m), MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(),
+               "unknown device 'tpu' (expected cpu, cuda or auto)");
+  EXPECT_EQ(moec_model_load(dir.file("nope.moea").c_str(), "cpu", &m),
+            MOEC_NOT_FOUND);
+  EXPECT_EQ(moec_model_load(nullptr, "cpu", &m), MOEC_INVALID_ARGUMENT);
+  EXPECT_EQ(moec_model_load(path.c_str(), "cpu", nullptr),
+            MOEC_INVALID_ARGUMENT);
+
+  std::vector<uint8_t> bytes = readFile(path);
+  bytes[bytes.size() / 2] ^= 0x40;
+  ASSERT_TRUE(writeFile(dir.file("bad.moea"), bytes));
+  EXPECT_EQ(moec_model_load(dir.file("bad.moea").c_str(), "cpu", &m),
+            MOEC_CORRUPT);
+  EXPECT_NE(std::string(moec_last_error()).find("bad.moea: "),
+            std::string::npos);
+  EXPECT_STREQ(moec_status_string(MOEC_CORRUPT), "corrupt artifact");
+
+  ASSERT_EQ(moec_model_load(path.c_str(), "cpu", &m), MOEC_OK);
+  int32_t tokens[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  EXPECT_EQ(moec_model_run(m, tokens, 9), MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(),
+               "moec_model_run: token count 9 is not in [1, 8]");
+  EXPECT_EQ(moec_model_run(m, tokens, 0), MOEC_INVALID_ARGUMENT);
+  EXPECT_EQ(moec_model_run(m, nullptr, 2), MOEC_INVALID_ARGUMENT);
+  tokens[0] = 100;
+  EXPECT_EQ(moec_model_run(m, tokens, 2), MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(),
+               "input 'tokens': element 0 is 100, outside [0, 37)");
+
+  // The last error is per thread.
+  std::string other;
+  std::thread([&] { other = moec_last_error(); }).join();
+  EXPECT_EQ(other, "");
+  moec_model_free(m);
+}
+
+TEST_F(CpuRuntimeTest, CApiRefusesModelsWithoutTokenInputOrLogits) {
+  std::string path = dir.file("m.moea");
+  ASSERT_TRUE(model
+                  .write(path, kernelsSo(),
+                         [](manifest::Manifest &m) {
+                           m.mutable_outputs(0)->set_name("hidden");
+                           m.mutable_outputs(0)->set_dtype(manifest::DTYPE_I32);
+                           m.mutable_buffers(3)->set_dtype(manifest::DTYPE_I32);
+                         })
+                  .isOk());
+  moec_model *m = nullptr;
+  EXPECT_EQ(moec_model_load(path.c_str(), "cpu", &m), MOEC_INVALID_ARGUMENT);
+  EXPECT_EQ(std::string(moec_last_error()),
+            path + ": output 'hidden' is not f32 logits of shape [T, vocab]");
+}
+
+} // namespace

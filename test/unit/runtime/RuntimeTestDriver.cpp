@@ -1,0 +1,65 @@
+//===- RuntimeTestDriver.cpp - Helper for the Python checks -----*- C++ -*-===//
+//
+// `runtime-test-driver hash FILE...` prints "<crc32 hex> <sha256 hex>" per
+// file (compared with zlib and hashlib by check_format.py);
+// `runtime-test-driver write-test-model OUT.moea WEIGHTS_DIR` writes the
+// TestModel artifact with the real test kernels and its weights as raw f32
+// files (embed.f32, bias.f32, head.f32) for check_moec_run.py.
+//
+//===----------------------------------------------------------------------===//
+
+#include "TestModel.h"
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+using namespace moec::runtime;
+using namespace moec::runtime::test;
+
+namespace {
+
+bool writeFloats(const std::string &path, const std::vector<float> &v) {
+  const auto *p = reinterpret_cast<const uint8_t *>(v.data());
+  return writeFile(path, std::vector<uint8_t>(p, p + v.size() * 4));
+}
+
+int hashFiles(int argc, char **argv) {
+  for (int i = 2; i < argc; ++i) {
+    std::vector<uint8_t> bytes = readFile(argv[i]);
+    std::printf("%08x %s\n", crc32Update(0, bytes.data(), bytes.size()),
+                toHex(Sha256::hash(bytes.data(), bytes.size())).c_str());
+  }
+  return 0;
+}
+
+int writeTestModel(const std::string &out, const std::string &weightsDir) {
+  TestModel model = TestModel::random(2024);
+  Status s = model.write(out, readFile(MOEC_TEST_KERNELS_SO));
+  if (!s.isOk()) {
+    std::fprintf(stderr, "runtime-test-driver: %s\n", s.toString().c_str());
+    return 1;
+  }
+  if (!writeFloats(weightsDir + "/embed.f32", model.embed) ||
+      !writeFloats(weightsDir + "/bias.f32", model.bias) ||
+      !writeFloats(weightsDir + "/head.f32", model.head)) {
+    std::fprintf(stderr, "runtime-test-driver: cannot write weights\n");
+    return 1;
+  }
+  std::printf("vocab %lld hidden %lld max_tokens %lld\n",
+              (long long)model.vocab, (long long)model.hidden,
+              (long long)model.maxTokens);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  if (argc >= 2 && std::strcmp(argv[1], "hash") == 0)
+    return hashFiles(argc, argv);
+  if (argc == 4 && std::strcmp(argv[1], "write-test-model") == 0)
+    return writeTestModel(argv[2], argv[3]);
+  std::fprintf(stderr, "usage: runtime-test-driver hash FILE... | "
+                       "write-test-model OUT.moea WEIGHTS_DIR\n");
+  return 2;
+}

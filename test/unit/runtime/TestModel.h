@@ -1,0 +1,82 @@
+//===- TestModel.h - A tiny artifact built from test kernels ----*- C++ -*-===//
+//
+// Builds the manifest and sections of a three-step test model (embedding,
+// bias add, logits; see TestKernels.cpp) with seeded random weights, writes
+// it as an artifact with a given cpu.so, and computes its logits
+// independently on the host. Shared by the runtime unit tests and the
+// `make-test-artifact` tool.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_TEST_UNIT_RUNTIME_TESTMODEL_H
+#define MOEC_TEST_UNIT_RUNTIME_TESTMODEL_H
+
+#include "runtime/artifact/ArtifactWriter.h"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace moec::runtime::test {
+
+/// Reads the whole file at `path` (empty on failure).
+std::vector<uint8_t> readFile(const std::string &path);
+/// Writes `bytes` to `path`; false on failure.
+bool writeFile(const std::string &path, const std::vector<uint8_t> &bytes);
+
+/// A fresh folder under $TMPDIR (or /tmp), removed with its files at the end
+/// of the scope.
+class TempDir {
+public:
+  TempDir();
+  ~TempDir();
+  /// The folder.
+  const std::string &path() const { return path_; }
+  /// `path()/name`.
+  std::string file(const std::string &name) const;
+  /// Names of the entries in the folder, sorted.
+  std::vector<std::string> list() const;
+
+private:
+  std::string path_;
+};
+
+/// Recomputes the whole-file SHA-256 of the artifact image `bytes` in place
+/// (after a deliberate edit), so that the edit reaches the later checks.
+void resealDigest(std::vector<uint8_t> &bytes);
+/// Recomputes every in-bounds section's CRC-32 in the table, then the digest.
+void resealAll(std::vector<uint8_t> &bytes);
+
+/// The test model: weights, manifest, artifact writer and reference.
+struct TestModel {
+  int64_t vocab = 37;
+  int64_t hidden = 16;
+  int64_t maxTokens = 8;
+  std::vector<float> embed; // [vocab, hidden]
+  std::vector<float> bias;  // [hidden]
+  std::vector<float> head;  // [vocab, hidden]
+
+  /// Random weights in [-1, 1) from `seed`.
+  static TestModel random(uint32_t seed);
+
+  /// The manifest: 4 buffers, 3 weights, 3 steps, target cpu.
+  manifest::Manifest manifest() const;
+  /// The bytes of the weights section (weights at 64-byte aligned offsets).
+  std::vector<uint8_t> weightsSection() const;
+
+  /// Writes the artifact to `path` with `cpuSo` as its shared object,
+  /// after letting `edit` change the manifest (for negative tests).
+  Status
+  write(const std::string &path, const std::vector<uint8_t> &cpuSo,
+        const std::function<void(manifest::Manifest &)> &edit = {}) const;
+
+  /// Logits [tokens.size(), vocab] computed here, in the same order as the
+  /// kernels, with the bias scaled by `biasScale`.
+  std::vector<float> reference(const std::vector<int32_t> &tokens,
+                               float biasScale = 1.0f) const;
+};
+
+} // namespace moec::runtime::test
+
+#endif // MOEC_TEST_UNIT_RUNTIME_TESTMODEL_H

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""End-to-end check of moec-run on the runtime test model.
+
+Writes the test model (real cpu.so from TestKernels.cpp) with
+runtime-test-driver, runs moec-run on it, and checks: the dumped .npy logits
+against numpy ((embed[tokens] + bias) @ head.T in float32, max relative error
+<= 1e-5), the printed top-k ids against numpy's ordering (ties to the lower
+id), --repeat timing, --info, --help, --device handling, and that bad input
+gives the documented exit codes (1 runtime error, 2 usage error).
+
+Usage: check_moec_run.py --driver runtime-test-driver --moec-run moec-run
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    sys.exit(1)
+
+
+def run(cmd, expect_rc):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != expect_rc:
+        fail(f"{' '.join(cmd)}: exit {p.returncode}, expected {expect_rc}\n"
+             f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    return p
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--driver", required=True)
+    parser.add_argument("--moec-run", required=True)
+    args = parser.parse_args()
+    mr = args.moec_run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = os.path.join(tmp, "model.moea")
+        info = run([args.driver, "write-test-model", model, tmp], 0).stdout
+        vocab, hidden, max_tokens = map(int, re.findall(r"\d+", info))
+        embed = np.fromfile(os.path.join(tmp, "embed.f32"), np.float32)
+        bias = np.fromfile(os.path.join(tmp, "bias.f32"), np.float32)
+        head = np.fromfile(os.path.join(tmp, "head.f32"), np.float32)
+        embed = embed.reshape(vocab, hidden)
+        head = head.reshape(vocab, hidden)
+
+        tokens = [3, 1, 4, 1, 5, 9, 2, 36]
+        npy = os.path.join(tmp, "logits.npy")
+        out = run([mr, model, "--tokens", ",".join(map(str, tokens)),
+                   "--top", "3", "--repeat", "7", "--dump-logits", npy,
+                   "--device", "cpu"], 0).stdout
+        got = np.load(npy)
+        want = (embed[tokens] + bias) @ head.T
+        if got.shape != (len(tokens), vocab) or got.dtype != np.float32:
+            fail(f"npy has shape {got.shape} dtype {got.dtype}")
+        err = np.max(np.abs(got - want) / (1 + np.abs(want)))
+        if not err <= 1e-5:
+            fail(f"logits differ from numpy: max relative error {err}")
+        rows = re.findall(r"position (\d+), token (\d+): (.*)", out)
+        if len(rows) != len(tokens):
+            fail(f"expected {len(tokens)} positions:\n{out}")
+        for pos, tok, rest in rows:
+            ids = [int(x) for x in re.findall(r"(\d+) \(", rest)]
+            order = sorted(range(vocab), key=lambda v: (-got[int(pos)][v], v))
+            if int(tok) != tokens[int(pos)] or ids != order[:3]:
+                fail(f"position {pos}: printed {ids}, numpy {order[:3]}")
+        if not re.search(r"run: median [\d.]+ ms over 7 runs", out):
+            fail(f"no timing line:\n{out}")
+        print(f"moec-run: {len(tokens)} tokens, logits match numpy "
+              f"(max relative error {err:.2e}), top-3 ids match")
+
+        out = run([mr, model, "--tokens=7", "--top=0"], 0).stdout
+        if "on cpu" not in out or "position" in out:
+            fail(f"--device auto / --top 0:\n{out}")
+
+        out = run([mr, model, "--info"], 0).stdout
+        for needle in ["format 1.0", "targets:   cpu", "steps:     3",
+                       "weights:   3 tensors, 4.7 KiB", "tokens: i32 [T]",
+                       f"logits: f32 [T, {vocab}]", "sections:"]:
+            if needle not in out:
+                fail(f"--info lacks {needle!r}:\n{out}")
+        help_text = run([mr, "--help"], 0).stdout
+        for flag in ["--tokens", "--device", "--top", "--repeat",
+                     "--dump-logits", "--info", "--help"]:
+            if flag not in help_text:
+                fail(f"--help does not explain {flag}")
+
+        err = run([mr, model, "--tokens", "1", "--device", "cuda"], 1).stderr
+        if "unavailable" not in err:
+            fail(f"--device cuda: {err}")
+        err = run([mr, model, "--tokens", "1,99"], 1).stderr
+        if "element 1 is 99, outside [0, 37)" not in err:
+            fail(f"token out of range: {err}")
+        err = run([mr, model, "--tokens", ",".join(["1"] * (max_tokens + 1))],
+                  1).stderr
+        if f"token count {max_tokens + 1} is not in [1, {max_tokens}]" not in err:
+            fail(f"too many tokens: {err}")
+        for bad in (["--tokens", "1,x"], ["--tokens", ""], [], ["--top", "-1"],
+                    ["--tokens", "1", "--device", "tpu"], ["--bogus"]):
+            run([mr, model] + bad, 2)
+        run([mr, "--tokens", "1"], 2)
+
+        data = bytearray(open(model, "rb").read())
+        data[100] ^= 0x10
+        bad = os.path.join(tmp, "bad.moea")
+        open(bad, "wb").write(data)
+        err = run([mr, bad, "--tokens", "1"], 1).stderr
+        if "bad.moea: " not in err or "corrupt" not in err:
+            fail(f"corrupt artifact: {err}")
+        err = run([mr, bad, "--info"], 1).stderr
+        if "bad.moea: " not in err:
+            fail(f"corrupt artifact --info: {err}")
+        print("moec-run: --info, --help, devices and error exits behave")
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
