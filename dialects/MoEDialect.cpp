@@ -11,6 +11,10 @@
 #include "mlir/IR/DialectImplementation.h"
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
 using namespace mlir;
 using namespace mlir::moe;
 
@@ -85,6 +89,66 @@ RopeScalingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                          << betaFast << " <= " << betaSlow;
   }
   return success();
+}
+
+double mlir::moe::getYarnMscale(double factor, double m) {
+  if (m == 0.0 || factor <= 1.0)
+    return 1.0;
+  return 0.1 * m * std::log(factor) + 1.0;
+}
+
+std::vector<float>
+mlir::moe::getRopeInverseFrequencies(int64_t dim, double theta,
+                                     RopeScalingAttr scaling) {
+  int64_t half = dim / 2;
+  // transformers: base ** (arange(0, dim, 2).float() / dim), all in f32.
+  std::vector<float> posFreqs(half), invFreq(half);
+  for (int64_t i = 0; i < half; ++i) {
+    float exponent = float(2 * i) / float(dim);
+    posFreqs[i] = float(std::pow(double(float(theta)), double(exponent)));
+    invFreq[i] = 1.0f / posFreqs[i];
+  }
+  if (!scaling)
+    return invFreq;
+  float factor = float(scaling.getFactor().convertToDouble());
+  if (scaling.getKind() == RopeScalingKind::linear) {
+    for (float &f : invFreq)
+      f /= factor;
+    return invFreq;
+  }
+  // YaRN (transformers' _compute_yarn_parameters, truncate = true): the
+  // correction range in dimensions, in double as Python computes it.
+  double orig = double(scaling.getOriginalMaxPositionEmbeddings());
+  auto correctionDim = [&](double rotations) {
+    constexpr double kPi = 3.141592653589793;
+    return double(dim) * std::log(orig / (rotations * 2.0 * kPi)) /
+           (2.0 * std::log(theta));
+  };
+  double low =
+      std::floor(correctionDim(scaling.getBetaFast().convertToDouble()));
+  double high =
+      std::ceil(correctionDim(scaling.getBetaSlow().convertToDouble()));
+  low = std::max(low, 0.0);
+  high = std::min(high, double(dim - 1));
+  if (low == high)
+    high += 0.001;
+  for (int64_t i = 0; i < half; ++i) {
+    float ramp = (float(i) - float(low)) / float(high - low);
+    ramp = std::min(std::max(ramp, 0.0f), 1.0f);
+    float extrapolation = 1.0f - ramp;
+    float interpolated = 1.0f / (factor * posFreqs[i]);
+    invFreq[i] =
+        interpolated * (1.0f - extrapolation) + invFreq[i] * extrapolation;
+  }
+  return invFreq;
+}
+
+double mlir::moe::getRopeCosSinScale(RopeScalingAttr scaling) {
+  if (!scaling || scaling.getKind() != RopeScalingKind::yarn)
+    return 1.0;
+  double factor = scaling.getFactor().convertToDouble();
+  return getYarnMscale(factor, scaling.getMscale().convertToDouble()) /
+         getYarnMscale(factor, scaling.getMscaleAllDim().convertToDouble());
 }
 
 //===----------------------------------------------------------------------===//

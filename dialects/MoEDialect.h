@@ -39,7 +39,37 @@ public:
 #define GET_ATTRDEF_CLASSES
 #include "dialects/MoEAttrs.h.inc"
 
+namespace mlir::moe::detail {
+/// Verifies the fused quantization of an op implementing
+/// `FusedQuantizeOpInterface`: the `quantized` and `quantized_scale` results
+/// exist exactly when `quantize` is set, and agree with it and with the
+/// quantized result.
+LogicalResult verifyFusedQuantize(Operation *op);
+} // namespace mlir::moe::detail
+
+#include "dialects/MoEInterfaces.h.inc"
+
 #define GET_OP_CLASSES
 #include "dialects/MoEOps.h.inc"
+
+#include <vector>
+
+namespace mlir::moe {
+/// DeepSeek's YaRN magnitude `0.1 * m * ln(factor) + 1`, or 1 when `m` is 0
+/// or `factor` does not extend the context.
+double getYarnMscale(double factor, double m);
+
+/// The rotary inverse frequencies of `moe.rope` for a last dimension of
+/// `dim` channels: `theta^(-2i/dim)` in f32 as transformers computes them,
+/// divided by the factor for `linear` scaling and blended as transformers'
+/// `_compute_yarn_parameters` (truncate = true) for `yarn`. Every executor
+/// of the op (interpreter, CPU and CUDA kernels) uses this one definition.
+std::vector<float> getRopeInverseFrequencies(int64_t dim, double theta,
+                                             RopeScalingAttr scaling);
+
+/// The factor `moe.rope` multiplies cos/sin by: `mscale(factor, mscale) /
+/// mscale(factor, mscale_all_dim)` for YaRN, else 1.
+double getRopeCosSinScale(RopeScalingAttr scaling);
+} // namespace mlir::moe
 
 #endif // MOEC_DIALECTS_MOEDIALECT_H

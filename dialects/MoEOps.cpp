@@ -15,6 +15,8 @@
 using namespace mlir;
 using namespace mlir::moe;
 
+#include "dialects/MoEInterfaces.cpp.inc"
+
 #define GET_OP_CLASSES
 #include "dialects/MoEOps.cpp.inc"
 
@@ -173,6 +175,34 @@ LogicalResult mlir::moe::OpTrait::verifyStaticFeatureDims(Operation *op) {
     if (failed(check(type, "result", index)))
       return failure();
   return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Fused quantization (FusedQuantizeOpInterface)
+//===----------------------------------------------------------------------===//
+
+LogicalResult mlir::moe::detail::verifyFusedQuantize(Operation *op) {
+  auto fused = cast<FusedQuantizeOpInterface>(op);
+  BlockScaleAttr scheme = fused.getQuantizeScheme();
+  Value data = fused.getQuantizedResult();
+  Value scale = fused.getQuantizedScaleResult();
+  bool hasScheme = static_cast<bool>(scheme);
+  if (static_cast<bool>(data) != hasScheme ||
+      static_cast<bool>(scale) != hasScheme)
+    return op->emitOpError("expected the `quantized` and `quantized_scale` "
+                           "results exactly when `quantize` is set");
+  if (!scheme)
+    return success();
+  // A producer quantizes the rows it computes; a block spanning several
+  // tokens would need all of them first.
+  if (scheme.getBlock()[0] != 1)
+    return op->emitOpError("expected `quantize` blocks of one row, but got ")
+           << formatShape(scheme.getBlock());
+  if (failed(checkShape(op, "quantized", data.getType(),
+                        shapeOf(fused.getQuantizeSource()))))
+    return failure();
+  return verifyBlockScaled(op, "quantized", data, "quantized_scale", scale,
+                           scheme);
 }
 
 //===----------------------------------------------------------------------===//

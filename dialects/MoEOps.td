@@ -11,6 +11,7 @@
 include "dialects/MoEAttrs.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/IR/CommonTypeConstraints.td"
+include "mlir/IR/OpAsmInterface.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 
 def MoE_FloatTensor : RankedTensorOf<[AnyFloat]>;
@@ -18,6 +19,71 @@ def MoE_IndexTensor : RankedTensorOf<[I32, I64]>;
 def MoE_I32Tensor : RankedTensorOf<[I32]>;
 def MoE_F32Tensor : RankedTensorOf<[F32]>;
 def MoE_Fp8Tensor : RankedTensorOf<[F8E4M3FN, F8E5M2]>;
+
+//===----------------------------------------------------------------------===//
+// Fused activation quantization
+//===----------------------------------------------------------------------===//
+
+def MoE_FusedQuantizeOpInterface : OpInterface<"FusedQuantizeOpInterface"> {
+  let cppNamespace = "::mlir::moe";
+  let description = [{
+    An op that can emit its high-precision result also quantized to FP8,
+    per token per block of channels, as `moe.quantize` would compute it
+    (`--moec-fuse-quantize`). With the `quantize` scheme set, the op has two
+    more results: the FP8 data and its f32 scales. The high-precision result
+    is kept for its other users.
+  }];
+  let methods = [
+    InterfaceMethod<"The result the fused quantization reads.",
+      "::mlir::Value", "getQuantizeSource", (ins), [{}],
+      [{ return $_op.getResult(); }]>,
+    InterfaceMethod<"The fused scheme, null when nothing is fused.",
+      "::mlir::moe::BlockScaleAttr", "getQuantizeScheme", (ins), [{}],
+      [{ return $_op.getQuantizeAttr(); }]>,
+    InterfaceMethod<"The FP8 data result, null when nothing is fused.",
+      "::mlir::Value", "getQuantizedResult", (ins), [{}],
+      [{ return $_op.getQuantized(); }]>,
+    InterfaceMethod<"The f32 scale result, null when nothing is fused.",
+      "::mlir::Value", "getQuantizedScaleResult", (ins), [{}],
+      [{ return $_op.getQuantizedScale(); }]>,
+  ];
+  let verify = [{ return ::mlir::moe::detail::verifyFusedQuantize($_op); }];
+}
+
+/// The optional `quantize` scheme of an op with fused quantization.
+defvar MoE_FusedQuantizeArg =
+    (ins OptionalAttr<MoE_BlockScaleAttr>:$quantize);
+
+/// The two optional results of an op with fused quantization, after its own.
+defvar MoE_FusedQuantizeResults =
+    (outs Optional<MoE_Fp8Tensor>:$quantized,
+          Optional<MoE_F32Tensor>:$quantized_scale);
+
+/// The assembly of those results: `, type(quantized), type(quantized_scale)`
+/// after the op's own result types, absent when nothing is fused.
+defvar MoE_FusedQuantizeTypes =
+    "(`,` type($quantized)^ `,` type($quantized_scale))?";
+
+/// Keeps the single-result conveniences (`getType()`, conversion to a value)
+/// of ops whose only result was `result` before quantization could be fused
+/// into them, and their printed form: `%0 = ...`, or
+/// `%0, %quantized, %quantized_scale = ...` when fused (with the
+/// `OpAsmOpInterface` trait, which stops ODS from naming every result).
+defvar MoE_FusedQuantizeClassDecl = [{
+    /// The type of the high-precision `result`.
+    ::mlir::RankedTensorType getType() { return getResult().getType(); }
+    /// The high-precision `result`.
+    operator ::mlir::TypedValue<::mlir::RankedTensorType>() {
+      return getResult();
+    }
+    /// Names the fused FP8 results in printed IR.
+    void getAsmResultNames(::mlir::OpAsmSetValueNameFn setNameFn) {
+      if (::mlir::Value quantized = getQuantized())
+        setNameFn(quantized, "quantized");
+      if (::mlir::Value scale = getQuantizedScale())
+        setNameFn(scale, "quantized_scale");
+    }
+}];
 
 //===----------------------------------------------------------------------===//
 // moe.weight
@@ -88,28 +154,49 @@ def MoE_EmbedOp : MoE_Op<"embed"> {
   let hasVerifier = 1;
 }
 
-def MoE_MatmulOp : MoE_Op<"matmul"> {
+def MoE_MatmulOp : MoE_Op<"matmul", [AttrSizedResultSegments,
+                                     MoE_FusedQuantizeOpInterface,
+                                     OpAsmOpInterface]> {
   let summary = "x times the transpose of a checkpoint-layout weight";
   let description = [{
     `result[t, n] = sum_k x[t, k] * w[n, k] (+ bias[n])`, accumulated in f32.
     `w` keeps the checkpoint layout `[out, in]`. With `epilogue = silu_mul`
     the product's first half is the gate and the second half the up
     projection, and the result is `silu(gate) * up` (half the columns).
+    With `quantize` set, the op also returns `result` quantized as
+    `moe.quantize` with that scheme would (`--moec-fuse-quantize`).
 
     ```mlir
     %y = moe.matmul %x, %w : tensor<?x64xf32>, tensor<128x64xbf16> -> tensor<?x128xf32>
+    %h, %hq, %hs = moe.matmul %x, %wgu
+        {epilogue = #moe.epilogue<silu_mul>,
+         quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>}
+        : tensor<?x64xf32>, tensor<512x64xbf16>
+        -> tensor<?x256xf32>, tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
     ```
   }];
-  let arguments = (ins MoE_FloatTensor:$x, MoE_FloatTensor:$w,
-                       Optional<MoE_FloatTensor>:$bias,
-                       DefaultValuedAttr<MoE_EpilogueAttr,
-                                         "::mlir::moe::Epilogue::none">:$epilogue);
-  let results = (outs MoE_FloatTensor:$result);
-  let assemblyFormat = [{
+  let arguments = !con((ins MoE_FloatTensor:$x, MoE_FloatTensor:$w,
+                            Optional<MoE_FloatTensor>:$bias,
+                            DefaultValuedAttr<MoE_EpilogueAttr,
+                                "::mlir::moe::Epilogue::none">:$epilogue),
+                       MoE_FusedQuantizeArg);
+  let results = !con((outs MoE_FloatTensor:$result), MoE_FusedQuantizeResults);
+  let assemblyFormat = !strconcat([{
     $x `,` $w (`bias` $bias^)? attr-dict `:` type($x) `,` type($w)
     (`,` type($bias)^)? `->` type($result)
-  }];
+  }],
+      MoE_FusedQuantizeTypes);
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$x,
+                   "::mlir::Value":$w, "::mlir::Value":$bias,
+                   CArg<"::mlir::moe::Epilogue",
+                        "::mlir::moe::Epilogue::none">:$epilogue), [{
+      build($_builder, $_state, result, ::mlir::Type(), ::mlir::Type(), x, w,
+            bias, epilogue, ::mlir::moe::BlockScaleAttr());
+    }]>
+  ];
   let hasVerifier = 1;
+  let extraClassDeclaration = MoE_FusedQuantizeClassDecl;
 }
 
 def MoE_AddOp : MoE_Op<"add", [SameOperandsAndResultType]> {
@@ -136,58 +223,116 @@ def MoE_MulOp : MoE_Op<"mul", [SameOperandsAndResultType]> {
   let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
 }
 
-def MoE_RmsNormOp : MoE_Op<"rms_norm"> {
+def MoE_RmsNormOp : MoE_Op<"rms_norm", [AttrSizedResultSegments,
+                                        MoE_FusedQuantizeOpInterface,
+                                        OpAsmOpInterface]> {
   let summary = "RMSNorm over the last dimension";
   let description = [{
     `result = x / sqrt(mean(x^2) + epsilon) * weight`, computed in f32.
+    With `quantize` set, the op also returns `result` quantized as
+    `moe.quantize` with that scheme would (`--moec-fuse-quantize`).
 
     ```mlir
     %n = moe.rms_norm %x, %w {epsilon = 1.0e-06 : f64}
         : tensor<?x64xf32>, tensor<64xbf16> -> tensor<?x64xf32>
+    %m, %mq, %ms = moe.rms_norm %x, %w
+        {epsilon = 1.0e-06 : f64,
+         quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>}
+        : tensor<?x64xf32>, tensor<64xbf16>
+        -> tensor<?x64xf32>, tensor<?x64xf8E4M3FN>, tensor<?x1xf32>
     ```
   }];
-  let arguments = (ins MoE_FloatTensor:$x, MoE_FloatTensor:$weight,
-                       F64Attr:$epsilon);
-  let results = (outs MoE_FloatTensor:$result);
-  let assemblyFormat = [{
+  let arguments = !con((ins MoE_FloatTensor:$x, MoE_FloatTensor:$weight,
+                            F64Attr:$epsilon),
+                       MoE_FusedQuantizeArg);
+  let results = !con((outs MoE_FloatTensor:$result), MoE_FusedQuantizeResults);
+  let assemblyFormat = !strconcat([{
     $x `,` $weight attr-dict `:` type($x) `,` type($weight) `->` type($result)
-  }];
+  }],
+      MoE_FusedQuantizeTypes);
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$x,
+                   "::mlir::Value":$weight, "::mlir::FloatAttr":$epsilon), [{
+      build($_builder, $_state, result, ::mlir::Type(), ::mlir::Type(), x,
+            weight, epsilon, ::mlir::moe::BlockScaleAttr());
+    }]>
+  ];
   let hasVerifier = 1;
+  let extraClassDeclaration = MoE_FusedQuantizeClassDecl;
 }
 
 def MoE_AddRmsNormOp : MoE_Op<"add_rms_norm",
-                               [AllTypesMatch<["lhs", "rhs", "sum"]>]> {
+                               [AllTypesMatch<["lhs", "rhs", "sum"]>,
+                                AttrSizedResultSegments,
+                                MoE_FusedQuantizeOpInterface]> {
   let summary = "residual add fused with the RMSNorm that follows it";
   let description = [{
     `sum = lhs + rhs` and `result = rms_norm(sum) * weight` (as
     `moe.rms_norm`, in f32) in one pass over the rows. `sum` is the new
-    residual stream; `result` feeds the next block.
+    residual stream; `result` feeds the next block. With `quantize` set, the
+    op also returns `result` (not `sum`) quantized as `moe.quantize` with
+    that scheme would (`--moec-fuse-quantize`).
 
     ```mlir
     %h, %n = moe.add_rms_norm %r, %a, %w {epsilon = 1.0e-06 : f64}
         : tensor<?x64xf32>, tensor<64xbf16> -> tensor<?x64xf32>
+    %h2, %m, %mq, %ms = moe.add_rms_norm %r, %a, %w
+        {epsilon = 1.0e-06 : f64,
+         quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>}
+        : tensor<?x64xf32>, tensor<64xbf16>
+        -> tensor<?x64xf32>, tensor<?x64xf8E4M3FN>, tensor<?x1xf32>
     ```
   }];
-  let arguments = (ins MoE_FloatTensor:$lhs, MoE_FloatTensor:$rhs,
-                       MoE_FloatTensor:$weight, F64Attr:$epsilon);
-  let results = (outs MoE_FloatTensor:$sum, MoE_FloatTensor:$result);
-  let assemblyFormat = [{
+  let arguments = !con((ins MoE_FloatTensor:$lhs, MoE_FloatTensor:$rhs,
+                            MoE_FloatTensor:$weight, F64Attr:$epsilon),
+                       MoE_FusedQuantizeArg);
+  let results = !con((outs MoE_FloatTensor:$sum, MoE_FloatTensor:$result),
+                     MoE_FusedQuantizeResults);
+  let assemblyFormat = !strconcat([{
     $lhs `,` $rhs `,` $weight attr-dict `:` type($lhs) `,` type($weight)
     `->` type($result)
-  }];
+  }],
+      MoE_FusedQuantizeTypes);
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$sum, "::mlir::Type":$result,
+                   "::mlir::Value":$lhs, "::mlir::Value":$rhs,
+                   "::mlir::Value":$weight, "::mlir::FloatAttr":$epsilon), [{
+      build($_builder, $_state, sum, result, ::mlir::Type(), ::mlir::Type(),
+            lhs, rhs, weight, epsilon, ::mlir::moe::BlockScaleAttr());
+    }]>
+  ];
   let hasVerifier = 1;
 }
 
-def MoE_SiluMulOp : MoE_Op<"silu_mul", [SameOperandsAndResultType]> {
+def MoE_SiluMulOp : MoE_Op<"silu_mul",
+                           [AllTypesMatch<["gate", "up", "result"]>,
+                            AttrSizedResultSegments,
+                            MoE_FusedQuantizeOpInterface, OpAsmOpInterface]> {
   let summary = "SwiGLU: silu(gate) * up";
   let description = [{
+    With `quantize` set, the op also returns `result` quantized as
+    `moe.quantize` with that scheme would (`--moec-fuse-quantize`).
+
     ```mlir
     %h = moe.silu_mul %gate, %up : tensor<?x32xf32>
+    %h2, %hq, %hs = moe.silu_mul %gate, %up
+        {quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>}
+        : tensor<?x32xf32>, tensor<?x32xf8E4M3FN>, tensor<?x1xf32>
     ```
   }];
-  let arguments = (ins MoE_FloatTensor:$gate, MoE_FloatTensor:$up);
-  let results = (outs MoE_FloatTensor:$result);
-  let assemblyFormat = "$gate `,` $up attr-dict `:` type($result)";
+  let arguments = !con((ins MoE_FloatTensor:$gate, MoE_FloatTensor:$up),
+                       MoE_FusedQuantizeArg);
+  let results = !con((outs MoE_FloatTensor:$result), MoE_FusedQuantizeResults);
+  let assemblyFormat = !strconcat("$gate `,` $up attr-dict `:` type($result) ",
+                                  MoE_FusedQuantizeTypes);
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$gate,
+                   "::mlir::Value":$up), [{
+      build($_builder, $_state, result, ::mlir::Type(), ::mlir::Type(), gate,
+            up, ::mlir::moe::BlockScaleAttr());
+    }]>
+  ];
+  let extraClassDeclaration = MoE_FusedQuantizeClassDecl;
 }
 
 def MoE_RopeOp : MoE_Op<"rope", [AllTypesMatch<["x", "result"]>]> {
@@ -376,28 +521,45 @@ def MoE_DispatchOp : MoE_Op<"dispatch"> {
   let hasVerifier = 1;
 }
 
-def MoE_GroupedMatmulOp : MoE_Op<"grouped_matmul"> {
+def MoE_GroupedMatmulOp : MoE_Op<"grouped_matmul",
+                                  [AttrSizedResultSegments,
+                                   MoE_FusedQuantizeOpInterface,
+                                   OpAsmOpInterface]> {
   let summary = "one GEMM per expert over its contiguous rows";
   let description = [{
     Rows `[offsets[e], offsets[e+1])` are multiplied by `w[e]ᵀ`
     (`w: [E, N, K]`, checkpoint layout per expert). `epilogue = silu_mul`
-    treats the first half of `N` as the gate and the second as up.
+    treats the first half of `N` as the gate and the second as up. With
+    `quantize` set, the op also returns `result` quantized as `moe.quantize`
+    with that scheme would (`--moec-fuse-quantize`).
 
     ```mlir
     %y = moe.grouped_matmul %rows, %offsets, %w
         : tensor<?x64xf32>, tensor<9xi32>, tensor<8x32x64xbf16> -> tensor<?x32xf32>
     ```
   }];
-  let arguments = (ins MoE_FloatTensor:$rows, MoE_I32Tensor:$offsets,
-                       MoE_FloatTensor:$w,
-                       DefaultValuedAttr<MoE_EpilogueAttr,
-                                         "::mlir::moe::Epilogue::none">:$epilogue);
-  let results = (outs MoE_FloatTensor:$result);
-  let assemblyFormat = [{
+  let arguments = !con((ins MoE_FloatTensor:$rows, MoE_I32Tensor:$offsets,
+                            MoE_FloatTensor:$w,
+                            DefaultValuedAttr<MoE_EpilogueAttr,
+                                "::mlir::moe::Epilogue::none">:$epilogue),
+                       MoE_FusedQuantizeArg);
+  let results = !con((outs MoE_FloatTensor:$result), MoE_FusedQuantizeResults);
+  let assemblyFormat = !strconcat([{
     $rows `,` $offsets `,` $w attr-dict `:` type($rows) `,` type($offsets)
     `,` type($w) `->` type($result)
-  }];
+  }],
+      MoE_FusedQuantizeTypes);
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$rows,
+                   "::mlir::Value":$offsets, "::mlir::Value":$w,
+                   CArg<"::mlir::moe::Epilogue",
+                        "::mlir::moe::Epilogue::none">:$epilogue), [{
+      build($_builder, $_state, result, ::mlir::Type(), ::mlir::Type(), rows,
+            offsets, w, epilogue, ::mlir::moe::BlockScaleAttr());
+    }]>
+  ];
   let hasVerifier = 1;
+  let extraClassDeclaration = MoE_FusedQuantizeClassDecl;
 }
 
 def MoE_CombineOp : MoE_Op<"combine"> {
@@ -523,13 +685,17 @@ def MoE_DequantizeOp : MoE_Op<"dequantize"> {
   let hasVerifier = 1;
 }
 
-def MoE_Fp8MatmulOp : MoE_Op<"fp8_matmul"> {
+def MoE_Fp8MatmulOp : MoE_Op<"fp8_matmul", [AttrSizedResultSegments,
+                                             MoE_FusedQuantizeOpInterface,
+                                             OpAsmOpInterface]> {
   let summary = "block-scaled FP8 GEMM";
   let description = [{
     `result[t, n] = sum_k (xq[t,k] * xs[t, k/ga]) * (wq[n,k] * ws[n/bn, k/bk])`
     with FP8 products and f32 accumulation promoted at least every block of K,
     plus the high-precision `bias[n]` when present. `epilogue` is that of
-    `moe.matmul`.
+    `moe.matmul`. With `quantize` set, the op also returns `result`
+    quantized as `moe.quantize` with that scheme would, so that the GEMM
+    after it reads FP8 directly (`--moec-fuse-quantize`).
 
     ```mlir
     %y = moe.fp8_matmul %xq, %xs, %wq, %ws
@@ -539,26 +705,49 @@ def MoE_Fp8MatmulOp : MoE_Op<"fp8_matmul"> {
           tensor<4x2xf32> -> tensor<?x512xf32>
     ```
   }];
-  let arguments = (ins MoE_Fp8Tensor:$x, MoE_F32Tensor:$x_scale,
-                       MoE_Fp8Tensor:$w, MoE_F32Tensor:$w_scale,
-                       Optional<MoE_FloatTensor>:$bias,
-                       MoE_BlockScaleAttr:$act_scheme,
-                       MoE_BlockScaleAttr:$weight_scheme,
-                       DefaultValuedAttr<MoE_EpilogueAttr,
-                                         "::mlir::moe::Epilogue::none">:$epilogue);
-  let results = (outs MoE_FloatTensor:$result);
-  let assemblyFormat = [{
+  let arguments = !con((ins MoE_Fp8Tensor:$x, MoE_F32Tensor:$x_scale,
+                            MoE_Fp8Tensor:$w, MoE_F32Tensor:$w_scale,
+                            Optional<MoE_FloatTensor>:$bias,
+                            MoE_BlockScaleAttr:$act_scheme,
+                            MoE_BlockScaleAttr:$weight_scheme,
+                            DefaultValuedAttr<MoE_EpilogueAttr,
+                                "::mlir::moe::Epilogue::none">:$epilogue),
+                       MoE_FusedQuantizeArg);
+  let results = !con((outs MoE_FloatTensor:$result), MoE_FusedQuantizeResults);
+  let assemblyFormat = !strconcat([{
     $x `,` $x_scale `,` $w `,` $w_scale (`bias` $bias^)? attr-dict `:`
     type($x) `,` type($x_scale) `,` type($w) `,` type($w_scale)
     (`,` type($bias)^)? `->` type($result)
-  }];
+  }],
+      MoE_FusedQuantizeTypes);
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$x,
+                   "::mlir::Value":$x_scale, "::mlir::Value":$w,
+                   "::mlir::Value":$w_scale, "::mlir::Value":$bias,
+                   "::mlir::moe::BlockScaleAttr":$act_scheme,
+                   "::mlir::moe::BlockScaleAttr":$weight_scheme,
+                   CArg<"::mlir::moe::Epilogue",
+                        "::mlir::moe::Epilogue::none">:$epilogue), [{
+      build($_builder, $_state, result, ::mlir::Type(), ::mlir::Type(), x,
+            x_scale, w, w_scale, bias, act_scheme, weight_scheme, epilogue,
+            ::mlir::moe::BlockScaleAttr());
+    }]>
+  ];
   let hasVerifier = 1;
+  let extraClassDeclaration = MoE_FusedQuantizeClassDecl;
 }
 
-def MoE_Fp8GroupedMatmulOp : MoE_Op<"fp8_grouped_matmul"> {
+def MoE_Fp8GroupedMatmulOp : MoE_Op<"fp8_grouped_matmul",
+                                     [AttrSizedResultSegments,
+                                      MoE_FusedQuantizeOpInterface,
+                                      OpAsmOpInterface]> {
   let summary = "block-scaled FP8 grouped GEMM (one per expert)";
   let description = [{
     `moe.grouped_matmul` with FP8 rows and weights and their block scales.
+    With `quantize` set, the op also returns `result` quantized as
+    `moe.quantize` with that scheme would: the gate/up GEMM with the
+    `silu_mul` epilogue hands the down projection its FP8 rows
+    (`--moec-fuse-quantize`).
 
     ```mlir
     %y = moe.fp8_grouped_matmul %rq, %rs, %offsets, %wq, %ws
@@ -568,20 +757,36 @@ def MoE_Fp8GroupedMatmulOp : MoE_Op<"fp8_grouped_matmul"> {
           tensor<8x256x128xf8E4M3FN>, tensor<8x2x1xf32> -> tensor<?x256xf32>
     ```
   }];
-  let arguments = (ins MoE_Fp8Tensor:$rows, MoE_F32Tensor:$rows_scale,
-                       MoE_I32Tensor:$offsets,
-                       MoE_Fp8Tensor:$w, MoE_F32Tensor:$w_scale,
-                       MoE_BlockScaleAttr:$act_scheme,
-                       MoE_BlockScaleAttr:$weight_scheme,
-                       DefaultValuedAttr<MoE_EpilogueAttr,
-                                         "::mlir::moe::Epilogue::none">:$epilogue);
-  let results = (outs MoE_FloatTensor:$result);
-  let assemblyFormat = [{
+  let arguments = !con((ins MoE_Fp8Tensor:$rows, MoE_F32Tensor:$rows_scale,
+                            MoE_I32Tensor:$offsets,
+                            MoE_Fp8Tensor:$w, MoE_F32Tensor:$w_scale,
+                            MoE_BlockScaleAttr:$act_scheme,
+                            MoE_BlockScaleAttr:$weight_scheme,
+                            DefaultValuedAttr<MoE_EpilogueAttr,
+                                "::mlir::moe::Epilogue::none">:$epilogue),
+                       MoE_FusedQuantizeArg);
+  let results = !con((outs MoE_FloatTensor:$result), MoE_FusedQuantizeResults);
+  let assemblyFormat = !strconcat([{
     $rows `,` $rows_scale `,` $offsets `,` $w `,` $w_scale attr-dict `:`
     type($rows) `,` type($rows_scale) `,` type($offsets) `,` type($w) `,`
     type($w_scale) `->` type($result)
-  }];
+  }],
+      MoE_FusedQuantizeTypes);
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$rows,
+                   "::mlir::Value":$rows_scale, "::mlir::Value":$offsets,
+                   "::mlir::Value":$w, "::mlir::Value":$w_scale,
+                   "::mlir::moe::BlockScaleAttr":$act_scheme,
+                   "::mlir::moe::BlockScaleAttr":$weight_scheme,
+                   CArg<"::mlir::moe::Epilogue",
+                        "::mlir::moe::Epilogue::none">:$epilogue), [{
+      build($_builder, $_state, result, ::mlir::Type(), ::mlir::Type(), rows,
+            rows_scale, offsets, w, w_scale, act_scheme, weight_scheme,
+            epilogue, ::mlir::moe::BlockScaleAttr());
+    }]>
+  ];
   let hasVerifier = 1;
+  let extraClassDeclaration = MoE_FusedQuantizeClassDecl;
 }
 
 #endif // MOE_OPS_TD

@@ -68,6 +68,10 @@ struct Fp8Policy {
 void populateLowerToFp8Patterns(RewritePatternSet &patterns,
                                 const Fp8Policy &policy);
 
+/// Adds the fusion of per-token `moe.quantize` into the op producing its
+/// input to `patterns`.
+void populateFuseQuantizePatterns(RewritePatternSet &patterns);
+
 #define GEN_PASS_REGISTRATION
 #include "passes/Passes.h.inc"
 

@@ -116,4 +116,43 @@ def LowerToFp8Pass : Pass<"moec-lower-to-fp8", "func::FuncOp"> {
   ];
 }
 
+def FuseQuantizePass : Pass<"moec-fuse-quantize", "func::FuncOp"> {
+  let summary = "Fuse per-token activation quantization into its producer";
+  let description = [{
+    `q, s = moe.quantize(p.result)` with blocks of one row becomes two more
+    results of `p` (`quantize = <scheme>`) when `p` is a `moe.rms_norm`,
+    `moe.add_rms_norm` (its normalised result), `moe.silu_mul` or a GEMM
+    (`moe.matmul`, `moe.grouped_matmul`, `moe.fp8_matmul`,
+    `moe.fp8_grouped_matmul`, typically the gate/up GEMM with the `silu_mul`
+    epilogue that feeds the down projection). The high-precision result
+    stays for its other users. Runs after `--moec-lower-to-fp8`.
+  }];
+  let dependentDialects = ["moe::MoEDialect"];
+}
+
+//===----------------------------------------------------------------------===//
+// planned phase
+//===----------------------------------------------------------------------===//
+
+def PlanBuffersPass : Pass<"moec-plan-buffers", "func::FuncOp"> {
+  let summary = "Order the kernels and place every activation in one arena";
+  let description = [{
+    Decides what runs and where its data lives (docs/planning.md). Weight
+    expressions (`moe.weight` and every op whose operands are all weights)
+    get `moe.constant`: the artifact writer folds them into the weights
+    section. `moe.reshape` results alias their operand's buffer. Every
+    other op is a step, numbered in program order by `moe.step`. Each
+    activation (arguments included) gets a 64-byte aligned offset in one
+    arena sized for `max-tokens` tokens (`moe.buffer`, or `moe.buffers` on
+    multi-result ops); values whose lifetimes are disjoint share memory
+    (linear scan in step order, best fit). The function gets
+    `moe.arena_bytes` and `moe.max_tokens`.
+  }];
+  let dependentDialects = ["moe::MoEDialect"];
+  let options = [
+    Option<"maxTokens", "max-tokens", "int64_t", /*default=*/"128",
+           "Largest token count a run accepts; the arena is sized for it">,
+  ];
+}
+
 #endif // MOEC_PASSES_TD

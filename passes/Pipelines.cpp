@@ -1,7 +1,8 @@
 //===- Pipelines.cpp - moec phase pipeline ----------------------*- C++ -*-===//
 //
 // Builds the pass pipeline between two phases: `fused` decomposes and fuses
-// (docs/passes.md), `fp8` lowers GEMMs to FP8. Each phase ends with
+// (docs/passes.md), `fp8` lowers GEMMs to FP8, `planned` orders the steps and
+// places the activations (docs/planning.md). Each rewriting phase ends with
 // canonicalization and CSE; verification runs after every pass by default.
 //
 //===----------------------------------------------------------------------===//
@@ -94,15 +95,26 @@ LogicalResult mlir::moec::buildMoecPipeline(OpPassManager &pm,
       break;
     }
     case Phase::Fp8:
+      // `--precision=f32` builds keep the fused graph as it is.
+      if (!options.lowerToFp8)
+        break;
       pm.addNestedPass<func::FuncOp>(createLowerToFp8Pass(options.fp8));
+      pm.addNestedPass<func::FuncOp>(createFuseQuantizePass());
       pm.addPass(createCanonicalizerPass());
       pm.addPass(createCSEPass());
       break;
-    case Phase::Planned:
+    case Phase::Planned: {
+      // Nothing may rewrite the IR after planning: the plan names ops and
+      // offsets, and the artifact writer reads it as it is.
+      PlanBuffersPassOptions plan;
+      plan.maxTokens = options.maxTokens;
+      pm.addNestedPass<func::FuncOp>(createPlanBuffersPass(plan));
+      break;
+    }
     case Phase::Codegen:
       error = ("phase '" + stringifyPhase(phase) +
                "' is not available yet; the furthest phase this build "
-               "reaches is 'fp8'")
+               "reaches is 'planned'")
                   .str();
       return failure();
     }
@@ -142,6 +154,15 @@ struct MoecPipelineCLOptions
   Option<bool> fp8Pow2Scales{*this, "fp8-pow2-scales",
                              llvm::cl::desc("power-of-two FP8 scales"),
                              llvm::cl::init(false)};
+  Option<std::string> precision{
+      *this, "precision",
+      llvm::cl::desc("fp8 (lower GEMMs to FP8 in the fp8 phase) or f32 (keep "
+                     "the fused graph's precision)"),
+      llvm::cl::init("fp8")};
+  Option<int64_t> maxTokens{
+      *this, "max-tokens",
+      llvm::cl::desc("token count the planned phase sizes the arena for"),
+      llvm::cl::init(128)};
 
   /// The `PipelineOptions` these command-line options describe.
   PipelineOptions toPipelineOptions() const {
@@ -152,6 +173,8 @@ struct MoecPipelineCLOptions
     options.fp8.keepFirstLayers = fp8KeepFirstLayers;
     options.fp8.keepLastLayers = fp8KeepLastLayers;
     options.fp8.pow2Scales = fp8Pow2Scales;
+    options.lowerToFp8 = precision != "f32";
+    options.maxTokens = maxTokens;
     return options;
   }
 };
@@ -167,6 +190,9 @@ void mlir::moec::registerMoecPipelines() {
         MoecPipelineCLOptions options;
         if (failed(options.parseFromString(text)))
           return failure();
+        if (options.precision != "fp8" && options.precision != "f32")
+          return errorHandler("unknown precision '" + options.precision +
+                              "'; expected fp8 or f32");
         std::optional<Phase> from = parsePhase(options.from);
         std::optional<Phase> to = parsePhase(options.to);
         if (!from || !to)

@@ -39,8 +39,13 @@ struct PipelineOptions {
   /// Fold shared experts as wide as the routed ones into the routed grouped
   /// GEMMs (`--moec-fold-shared-experts`) in the `fused` phase.
   bool foldSharedExperts = false;
+  /// Run the FP8 lowering in the `fp8` phase; when false that phase keeps
+  /// the `fused` graph in its original precision.
+  bool lowerToFp8 = true;
   /// The precision policy of the `fp8` phase (`--moec-lower-to-fp8`).
   LowerToFp8PassOptions fp8;
+  /// The token count the `planned` phase sizes the arena for.
+  int64_t maxTokens = 128;
 };
 
 /// Adds to `pm` the passes that take a module in phase `from` to phase `to`.

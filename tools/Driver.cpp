@@ -1,13 +1,18 @@
 //===- Driver.cpp - The moec compiler driver --------------------*- C++ -*-===//
 //
-// Option parsing, input loading and output writing for `moec`. Output is
+// Option parsing, input loading and output writing for `moec`: IR of one
+// phase with `--compile-to`, otherwise the deployable artifact (the `planned`
+// phase, CPU kernels, weights) and a compile summary on stderr. Output is
 // written through a temporary file and only kept when compilation succeeds,
 // so a failed run never leaves a partial file behind.
 //
 //===----------------------------------------------------------------------===//
 
 #include "tools/Driver.h"
+#include "codegen/ArtifactEmitter.h"
+#include "codegen/cpu/PlannedKernels.h"
 #include "importers/hf/HFImporter.h"
+#include "importers/onnx/OnnxImporter.h"
 #include "tools/InitAll.h"
 
 #include "mlir/IR/AsmState.h"
@@ -16,9 +21,12 @@
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Config/llvm-config.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
@@ -42,7 +50,7 @@ cl::opt<std::string> compileTo(
              "import (the model as read), moe (canonical graph: one moe.moe "
              "per MoE layer), fused, fp8 (FP8 with block scales), planned "
              "(kernels, buffers, launch order), codegen. Without this "
-             "option moec writes a deployable artifact"));
+             "option moec writes a deployable artifact (-o model.moea)"));
 
 cl::opt<std::string> fromPhase(
     "from", cl::cat(moecCategory), cl::value_desc("phase"), cl::init("import"),
@@ -51,12 +59,65 @@ cl::opt<std::string> fromPhase(
 cl::opt<std::string> outputPath(
     "o", cl::cat(moecCategory), cl::value_desc("file"), cl::init("-"),
     cl::desc("Where to write the result ('-' is standard output, the "
-             "default for IR). Written through a temporary file: nothing is "
-             "left behind when compilation fails"));
+             "default for IR; an artifact needs a file). Written through a "
+             "temporary file: nothing is left behind when compilation fails"));
 
 cl::opt<bool>
     verifyEach("verify-each", cl::cat(moecCategory), cl::init(true),
                cl::desc("Verify the IR after every pass (default: on)"));
+
+cl::opt<int64_t> maxTokens(
+    "max-tokens", cl::cat(moecCategory), cl::value_desc("N"), cl::init(128),
+    cl::desc("The most tokens one run of the artifact takes; the activation "
+             "arena is sized for it (default: 128)"));
+
+cl::opt<std::string> targetList(
+    "target", cl::cat(moecCategory), cl::value_desc("list"), cl::init("cpu"),
+    cl::desc("Comma-separated targets to generate code for (default: cpu; "
+             "sm_80, sm_89 and sm_90 are not available yet)"));
+
+cl::opt<std::string> precision(
+    "precision", cl::cat(moecCategory), cl::value_desc("fp8|f32"),
+    cl::init("fp8"),
+    cl::desc("fp8 (default): GEMMs in block-scaled FP8 under the --fp8-* "
+             "policy; f32: skip the FP8 lowering and keep the checkpoint's "
+             "weights (bf16/f32) with f32 activations"));
+
+cl::opt<bool> fp8KeepLmHead(
+    "fp8-keep-lm-head", cl::cat(moecCategory), cl::init(true),
+    cl::desc("Keep the lm_head GEMM in high precision (default: on; "
+             "--fp8-keep-lm-head=false lowers it)"));
+
+cl::opt<bool> fp8KeepAttention(
+    "fp8-keep-attention", cl::cat(moecCategory), cl::init(false),
+    cl::desc("Keep the attention projections in high precision"));
+
+cl::opt<unsigned> fp8KeepFirstLayers(
+    "fp8-keep-first-layers", cl::cat(moecCategory), cl::value_desc("N"),
+    cl::init(0),
+    cl::desc("Keep the GEMMs of the first N decoder layers in high "
+             "precision"));
+
+cl::opt<unsigned> fp8KeepLastLayers(
+    "fp8-keep-last-layers", cl::cat(moecCategory), cl::value_desc("N"),
+    cl::init(0),
+    cl::desc("Keep the GEMMs of the last N decoder layers in high "
+             "precision"));
+
+cl::opt<bool> fp8Pow2Scales(
+    "fp8-pow2-scales", cl::cat(moecCategory), cl::init(false),
+    cl::desc("Round FP8 activation and compile-time weight scales up to "
+             "powers of two"));
+
+cl::opt<bool> foldSharedExperts(
+    "fold-shared-experts", cl::cat(moecCategory), cl::init(false),
+    cl::desc("Fold shared experts as wide as the routed ones into the routed "
+             "grouped GEMMs"));
+
+cl::opt<std::string> testCpuSharedObject(
+    "test-cpu-so", cl::cat(moecCategory), cl::Hidden, cl::value_desc("file"),
+    cl::desc("Tests only: embed this file as the artifact's cpu.so instead "
+             "of building the kernels (the artifact will not run correctly)"));
 
 void printVersion(llvm::raw_ostream &os) {
   os << "moec 0.1.0\n  built with LLVM/MLIR " << LLVM_VERSION_STRING << "\n";
@@ -68,12 +129,140 @@ int fail(const llvm::Twine &message) {
   return 1;
 }
 
+/// `bytes` with a binary unit ("1.5 MiB").
+std::string formatBytes(uint64_t bytes) {
+  const char *units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+  double value = double(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  if (unit == 0)
+    return std::to_string(bytes) + " bytes";
+  return llvm::formatv("{0:F1} {1}", value, units[unit]).str();
+}
+
+/// Parses `--target`: the available targets, or an error message.
+FailureOr<std::vector<std::string>> parseTargets(llvm::StringRef list,
+                                                 std::string &error) {
+  std::vector<std::string> targets;
+  llvm::SmallVector<llvm::StringRef> names;
+  list.split(names, ',', /*MaxSplit=*/-1, /*KeepEmpty=*/false);
+  for (llvm::StringRef name : names) {
+    name = name.trim();
+    if (name == "sm_80" || name == "sm_89" || name == "sm_90" ||
+        name == "sm_90a") {
+      error = ("target '" + name +
+               "' is not available yet; this build generates code for: cpu")
+                  .str();
+      return failure();
+    }
+    if (name != "cpu") {
+      error = ("unknown target '" + name +
+               "'; expected a comma-separated list of cpu, sm_80, sm_89, "
+               "sm_90")
+                  .str();
+      return failure();
+    }
+    if (!llvm::is_contained(targets, name.str()))
+      targets.push_back(name.str());
+  }
+  if (targets.empty()) {
+    error = "--target names no target; expected e.g. --target=cpu";
+    return failure();
+  }
+  return targets;
+}
+
+/// The cpu.so bytes: the kernels built from the planned module, or the
+/// file `testSharedObject` (`--test-cpu-so`) when it is not empty.
+LogicalResult buildSharedObject(ModuleOp module,
+                                const std::string &testSharedObject,
+                                std::string &bytes) {
+  if (testSharedObject.empty())
+    return cpu::buildCpuSharedObject(module, bytes);
+  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> file =
+      llvm::MemoryBuffer::getFile(testSharedObject, /*IsText=*/false,
+                                  /*RequiresNullTerminator=*/false);
+  if (!file) {
+    fail("cannot read '" + testSharedObject +
+         "': " + file.getError().message());
+    return failure();
+  }
+  bytes = (*file)->getBuffer().str();
+  return success();
+}
+
+/// Prints the compile summary of the artifact written to `path` to stderr.
+void printSummary(const ArtifactSummary &s, ModuleOp module,
+                  llvm::StringRef path, llvm::StringRef precisionName,
+                  llvm::ArrayRef<std::string> targets) {
+  llvm::raw_ostream &os = llvm::errs();
+  std::string model = "model";
+  if (auto type = module->getAttrOfType<StringAttr>("moe.model_type"))
+    model = type.str();
+  os << "moec: wrote " << path << " (" << formatBytes(s.fileBytes) << ")\n";
+  os << "  model:     " << model << ", " << precisionName << ", targets "
+     << llvm::join(targets, ",") << ", at most " << s.maxTokens
+     << " tokens per run\n";
+  os << "  kernels:   " << s.steps << " (one per step)\n";
+  os << "  weights:   " << s.weights << " tensors, "
+     << formatBytes(s.weightBytes) << " in the artifact";
+  if (s.checkpointBytes)
+    os << ", " << formatBytes(s.checkpointBytes) << " in the checkpoint ("
+       << llvm::format("%.2f",
+                       double(s.weightBytes) / double(s.checkpointBytes))
+       << "x)";
+  os << "\n";
+  os << "  arena:     " << formatBytes(s.arenaBytes) << "\n";
+  os << "  precision:";
+  for (const std::string &entry : s.precision)
+    os << " " << entry;
+  os << "\n";
+}
+
+/// The pipeline the command line asks for.
+PipelineOptions getPipelineOptions() {
+  PipelineOptions options;
+  options.verifyEach = verifyEach;
+  options.foldSharedExperts = foldSharedExperts;
+  options.lowerToFp8 = precision == "fp8";
+  options.fp8.keepLmHead = fp8KeepLmHead;
+  options.fp8.keepAttention = fp8KeepAttention;
+  options.fp8.keepFirstLayers = fp8KeepFirstLayers;
+  options.fp8.keepLastLayers = fp8KeepLastLayers;
+  options.fp8.pow2Scales = fp8Pow2Scales;
+  options.maxTokens = maxTokens;
+  return options;
+}
+
+/// Builds the kernels of the planned `module` (or takes `testSharedObject`),
+/// writes the artifact to `path` and prints the summary; the exit code.
+int writeArtifactFile(ModuleOp module, const std::string &path,
+                      const std::string &testSharedObject,
+                      llvm::StringRef precisionName,
+                      llvm::ArrayRef<std::string> targets) {
+  std::string so;
+  if (failed(buildSharedObject(module, testSharedObject, so)))
+    return 1;
+  ArtifactOptions options;
+  options.targets = targets;
+  FailureOr<ArtifactSummary> summary = emitArtifact(module, so, path, options);
+  if (failed(summary))
+    return 1;
+  printSummary(*summary, module, path, precisionName, targets);
+  return 0;
+}
+
 /// Reads `path`: a Hugging Face checkpoint folder or a `.mlir` file.
 FailureOr<OwningOpRef<ModuleOp>> importModel(llvm::StringRef path,
                                              llvm::SourceMgr &sourceMgr,
                                              MLIRContext *context) {
   if (llvm::sys::fs::is_directory(path))
     return hf::importHFCheckpoint(path, context);
+  if (path.ends_with(".onnx"))
+    return importOnnxFile(path, context);
   std::string error;
   std::unique_ptr<llvm::MemoryBuffer> input = openInputFile(path, &error);
   if (!input) {
@@ -99,24 +288,45 @@ int mlir::moec::moecMain(int argc, char **argv) {
       "artifact\n\n"
       "The input is a Hugging Face checkpoint folder (config.json + "
       "*.safetensors, sharded\nor not; model types deepseek_v3, mixtral, "
-      "qwen3_moe, qwen2_moe) or a `.mlir` file in\nthe form of any phase "
-      "(see --from).\n\n"
+      "qwen3_moe, qwen2_moe), an ONNX model, or a\n`.mlir` file in the form "
+      "of any phase (see --from).\n\n"
+      "  moec path/to/checkpoint -o model.moea       compile to an artifact "
+      "(run it with moec-run)\n"
       "  moec path/to/checkpoint --compile-to=import   print the imported "
       "graph\n"
       "  moec model.mlir --compile-to=moe      print the canonical graph\n");
+
+  // lld, which builds the kernels' shared object, resets every command-line
+  // option to its default when it parses its own: nothing reads an option
+  // after the pipeline has run.
+  const std::string outputFile = outputPath;
+  const std::string testSharedObject = testCpuSharedObject;
+  const std::string precisionName = precision;
 
   std::optional<Phase> from = parsePhase(fromPhase);
   if (!from)
     return fail("unknown phase '" + fromPhase +
                 "' for --from; expected one of: " + listPhases());
-  if (compileTo.empty())
-    return fail("writing an artifact is not available in this build yet; "
-                "use --compile-to=<phase> (phases: " +
-                listPhases() + ")");
-  std::optional<Phase> to = parsePhase(compileTo);
+  // Without --compile-to, compile through `planned` and write an artifact.
+  bool writeArtifact = compileTo.empty();
+  std::optional<Phase> to = writeArtifact ? std::optional<Phase>(Phase::Planned)
+                                          : parsePhase(compileTo);
   if (!to)
     return fail("unknown phase '" + compileTo +
                 "' for --compile-to; expected one of: " + listPhases());
+  if (writeArtifact && outputFile == "-")
+    return fail("an artifact is written to a file: add -o model.moea (or "
+                "print IR with --compile-to=<phase>)");
+  std::string error;
+  FailureOr<std::vector<std::string>> targets = parseTargets(targetList, error);
+  if (failed(targets))
+    return fail(error);
+  if (precisionName != "fp8" && precisionName != "f32")
+    return fail("unknown precision '" + precisionName +
+                "' for --precision; expected fp8 or f32");
+  if (maxTokens < 1 || maxTokens > (int64_t(1) << 31) - 1)
+    return fail("--max-tokens must be in [1, 2147483647], but got " +
+                llvm::Twine(maxTokens));
 
   DialectRegistry registry;
   registerAllMoecDialects(registry);
@@ -130,24 +340,25 @@ int mlir::moec::moecMain(int argc, char **argv) {
   if (failed(module))
     return 1;
 
-  std::string error;
   PassManager pm(&context);
   pm.enableVerifier(verifyEach);
-  PipelineOptions options;
-  options.verifyEach = verifyEach;
-  if (failed(buildMoecPipeline(pm, options, *from, *to, error)))
+  if (failed(buildMoecPipeline(pm, getPipelineOptions(), *from, *to, error)))
     return fail(error);
   if (failed(pm.run(**module)))
     return 1;
 
+  if (writeArtifact)
+    return writeArtifactFile(**module, outputFile, testSharedObject,
+                             precisionName, *targets);
+
   std::unique_ptr<llvm::ToolOutputFile> output =
-      openOutputFile(outputPath, &error);
+      openOutputFile(outputFile, &error);
   if (!output)
     return fail(error);
   (*module)->print(output->os());
   output->os() << "\n";
   if (output->os().has_error())
-    return fail("cannot write '" + outputPath + "'");
+    return fail("cannot write '" + outputFile + "'");
   output->keep();
   return 0;
 }

@@ -277,12 +277,18 @@ void quantize(ArrayRef<float> src, ArrayRef<int64_t> shape,
   }
 }
 
-/// DeepSeek's YaRN magnitude `0.1 * m * ln(factor) + 1` (1 when `m` is 0 or
-/// the factor does not extend the context).
-double yarnMscale(double factor, double m) {
-  if (m == 0.0 || factor <= 1.0)
-    return 1.0;
-  return 0.1 * m * std::log(factor) + 1.0;
+/// `x` quantized block by block under `scheme` (see `quantize`): the decoded
+/// FP8 data and the f32 scales, as `moe.quantize` and a fused `quantize`
+/// return them.
+SmallVector<InterpTensor> quantizeTensor(const InterpTensor &x,
+                                         BlockScaleAttr scheme) {
+  InterpTensor q, scale;
+  q.shape = x.shape;
+  quantize(x.floats, x.shape, scheme, q.floats, scale.floats, scale.shape);
+  SmallVector<InterpTensor> results;
+  results.push_back(std::move(q));
+  results.push_back(std::move(scale));
+  return results;
 }
 
 /// Decodes the little-endian bytes of checkpoint tensor `info` to f32.
@@ -413,6 +419,10 @@ private:
     return value ? &val(value) : nullptr;
   }
   LogicalResult evaluate(Operation *op, int depth);
+  /// Checks `tensors` against the types of `values` (results of `op`),
+  /// rounds them to their element types and binds them in the frame.
+  LogicalResult store(Operation *op, ResultRange values,
+                      MutableArrayRef<InterpTensor> tensors);
   FailureOr<const hf::Checkpoint *> checkpointFor(Operation *op);
 
   Results evalWeight(moe::WeightOp op);
@@ -555,13 +565,32 @@ LogicalResult Evaluator::evaluate(Operation *op, int depth) {
           });
   if (failed(results))
     return failure();
-  if (results->size() != op->getNumResults())
+  // An op with a fused `quantize` computes its own results as usual. Its FP8
+  // data and scales are added below from the stored high-precision result,
+  // rounded to its type, just as a separate `moe.quantize` would read it.
+  auto fused = dyn_cast<moe::FusedQuantizeOpInterface>(op);
+  BlockScaleAttr scheme = fused ? fused.getQuantizeScheme() : BlockScaleAttr();
+  ResultRange own = op->getResults();
+  if (scheme)
+    own = own.drop_back(2);
+  if (results->size() != own.size())
     return op->emitOpError("moec-interp produced ")
-           << results->size() << " results for " << op->getNumResults();
+           << results->size() << " results for " << own.size();
+  if (failed(store(op, own, *results)))
+    return failure();
+  if (!scheme)
+    return success();
+  SmallVector<InterpTensor> quantized =
+      quantizeTensor(val(fused.getQuantizeSource()), scheme);
+  return store(op, op->getResults().take_back(2), quantized);
+}
+
+LogicalResult Evaluator::store(Operation *op, ResultRange values,
+                               MutableArrayRef<InterpTensor> tensors) {
   // Check every result against its type: this catches shape bugs in the
   // interpreter as well as IR whose dynamic sizes do not fit together.
-  for (auto [index, result, tensor] :
-       llvm::enumerate(op->getResults(), *results)) {
+  for (auto [result, tensor] : llvm::zip_equal(values, tensors)) {
+    unsigned index = result.getResultNumber();
     auto type = dyn_cast<RankedTensorType>(result.getType());
     if (!type)
       return op->emitOpError("result #")
@@ -778,9 +807,9 @@ Results Evaluator::evalRope(moe::RopeOp op) {
     return op.emitOpError("got ")
            << pos.shape[0] << " positions for " << tokens << " tokens";
   RopeScalingAttr scaling = op.getScalingAttr();
-  std::vector<float> invFreq =
-      ropeInverseFrequencies(dim, op.getTheta().convertToDouble(), scaling);
-  float attention = float(ropeCosSinScale(scaling));
+  std::vector<float> invFreq = moe::getRopeInverseFrequencies(
+      dim, op.getTheta().convertToDouble(), scaling);
+  float attention = float(moe::getRopeCosSinScale(scaling));
   int64_t half = dim / 2;
   bool interleaved = op.getInterleaved();
   InterpTensor out = floatTensor(x.shape);
@@ -1232,15 +1261,7 @@ Results Evaluator::evalMoE(moe::MoEOp op) {
 //===----------------------------------------------------------------------===//
 
 Results Evaluator::evalQuantize(moe::QuantizeOp op) {
-  const InterpTensor &x = val(op.getX());
-  InterpTensor q, scale;
-  q.shape = x.shape;
-  quantize(x.floats, x.shape, op.getScheme(), q.floats, scale.floats,
-           scale.shape);
-  SmallVector<InterpTensor> results;
-  results.push_back(std::move(q));
-  results.push_back(std::move(scale));
-  return results;
+  return quantizeTensor(val(op.getX()), op.getScheme());
 }
 
 Results Evaluator::evalDequantize(moe::DequantizeOp op) {
@@ -1356,63 +1377,6 @@ Results Evaluator::evalCall(func::CallOp op, int depth) {
 }
 
 } // namespace
-
-//===----------------------------------------------------------------------===//
-// RoPE frequencies
-//===----------------------------------------------------------------------===//
-
-std::vector<float> mlir::moec::ropeInverseFrequencies(int64_t dim, double theta,
-                                                      RopeScalingAttr scaling) {
-  int64_t half = dim / 2;
-  // transformers: base ** (arange(0, dim, 2).float() / dim), all in f32.
-  std::vector<float> posFreqs(half), invFreq(half);
-  for (int64_t i = 0; i < half; ++i) {
-    float exponent = float(2 * i) / float(dim);
-    posFreqs[i] = float(std::pow(double(float(theta)), double(exponent)));
-    invFreq[i] = 1.0f / posFreqs[i];
-  }
-  if (!scaling)
-    return invFreq;
-  float factor = float(scaling.getFactor().convertToDouble());
-  if (scaling.getKind() == RopeScalingKind::linear) {
-    for (float &f : invFreq)
-      f /= factor;
-    return invFreq;
-  }
-  // YaRN (transformers' _compute_yarn_parameters, truncate = true): the
-  // correction range in dimensions, in double as Python computes it.
-  double orig = double(scaling.getOriginalMaxPositionEmbeddings());
-  auto correctionDim = [&](double rotations) {
-    constexpr double kPi = 3.141592653589793;
-    return double(dim) * std::log(orig / (rotations * 2.0 * kPi)) /
-           (2.0 * std::log(theta));
-  };
-  double low =
-      std::floor(correctionDim(scaling.getBetaFast().convertToDouble()));
-  double high =
-      std::ceil(correctionDim(scaling.getBetaSlow().convertToDouble()));
-  low = std::max(low, 0.0);
-  high = std::min(high, double(dim - 1));
-  if (low == high)
-    high += 0.001;
-  for (int64_t i = 0; i < half; ++i) {
-    float ramp = (float(i) - float(low)) / float(high - low);
-    ramp = std::min(std::max(ramp, 0.0f), 1.0f);
-    float extrapolation = 1.0f - ramp;
-    float interpolated = 1.0f / (factor * posFreqs[i]);
-    invFreq[i] =
-        interpolated * (1.0f - extrapolation) + invFreq[i] * extrapolation;
-  }
-  return invFreq;
-}
-
-double mlir::moec::ropeCosSinScale(RopeScalingAttr scaling) {
-  if (!scaling || scaling.getKind() != RopeScalingKind::yarn)
-    return 1.0;
-  double factor = scaling.getFactor().convertToDouble();
-  return yarnMscale(factor, scaling.getMscale().convertToDouble()) /
-         yarnMscale(factor, scaling.getMscaleAllDim().convertToDouble());
-}
 
 //===----------------------------------------------------------------------===//
 // Entry points
@@ -1561,14 +1525,15 @@ int printRope(func::FuncOp func) {
   if (!rope)
     return fail("no moe.rope in @" + func.getSymName());
   int64_t dim = rope.getX().getType().getShape().back();
-  std::vector<float> freqs = ropeInverseFrequencies(
+  std::vector<float> freqs = moe::getRopeInverseFrequencies(
       dim, rope.getTheta().convertToDouble(), rope.getScalingAttr());
   llvm::outs() << "{\"dim\": " << dim << ", \"inv_freq\": [";
   llvm::interleaveComma(freqs, llvm::outs(), [](float f) {
     llvm::outs() << llvm::format("%.9g", f);
   });
   llvm::outs() << "], \"cos_sin_scale\": "
-               << llvm::format("%.17g", ropeCosSinScale(rope.getScalingAttr()))
+               << llvm::format("%.17g",
+                               moe::getRopeCosSinScale(rope.getScalingAttr()))
                << "}\n";
   return 0;
 }

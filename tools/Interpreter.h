@@ -70,17 +70,6 @@ FailureOr<InterpTensor> runForward(ModuleOp module, llvm::StringRef function,
                                    llvm::ArrayRef<int64_t> positions,
                                    const InterpreterOptions &options);
 
-/// The rotary inverse frequencies `moe.rope` uses for a last dimension of
-/// `dim` channels: `theta^(-2i/dim)` in f32 as transformers computes them,
-/// divided by the factor for `linear` scaling and blended as transformers'
-/// `_compute_yarn_parameters` (truncate = true) for `yarn`.
-std::vector<float> ropeInverseFrequencies(int64_t dim, double theta,
-                                          moe::RopeScalingAttr scaling);
-
-/// The factor cos/sin are multiplied by: `mscale(factor, mscale) /
-/// mscale(factor, mscale_all_dim)` for YaRN, else 1.
-double ropeCosSinScale(moe::RopeScalingAttr scaling);
-
 /// Loads `path`: a checkpoint folder (imported with the Hugging Face
 /// importer) or a `.mlir` file in any phase, whose buffer is added to
 /// `sourceMgr`. Errors are emitted on `context`.

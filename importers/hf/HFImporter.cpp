@@ -135,13 +135,6 @@ llvm::Error checkTensors(const ModelConfig &config,
 // Building the graph
 //===----------------------------------------------------------------------===//
 
-/// DeepSeek's YaRN magnitude correction `0.1 * m * ln(factor) + 1`.
-double yarnMscale(double factor, double m) {
-  if (factor <= 1.0 || m == 0.0)
-    return 1.0;
-  return 0.1 * m * std::log(factor) + 1.0;
-}
-
 class GraphBuilder {
 public:
   GraphBuilder(MLIRContext *context, const ModelConfig &config,
@@ -394,8 +387,8 @@ Value GraphBuilder::mlaAttention(const std::string &prefix, Value x) {
 
   double scale = 1.0 / std::sqrt(double(nope + ropeDim));
   if (config.ropeScaling.kind == RopeScaling::Yarn) {
-    double m =
-        yarnMscale(config.ropeScaling.factor, config.ropeScaling.mscaleAllDim);
+    double m = moe::getYarnMscale(config.ropeScaling.factor,
+                                  config.ropeScaling.mscaleAllDim);
     scale *= m * m;
   }
   Value o = moe::AttentionOp::create(b, loc, act({heads, vDim}), q, k, v,

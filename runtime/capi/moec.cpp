@@ -23,6 +23,8 @@ struct moec_model {
   std::string device;
   // Tokens of the last successful run; 0 before the first.
   int64_t lastTokens = 0;
+  // The model takes i64 token ids: the i32 ids are widened on each run.
+  bool wideTokens = false;
 };
 
 namespace {
@@ -99,14 +101,19 @@ moec_status moec_model_load(const char *path, const char *device,
   if (!artifact.isOk())
     return report(artifact.status());
   const manifest::Manifest &m = (*artifact)->manifest();
-  if (m.inputs_size() < 1 || m.inputs(0).dtype() != manifest::DTYPE_I32 ||
+  // Token ids are i32 in the C API; an artifact whose model takes i64 ids
+  // (ONNX's input_ids) gets them widened in moec_model_run.
+  if (m.inputs_size() < 1 ||
+      (m.inputs(0).dtype() != manifest::DTYPE_I32 &&
+       m.inputs(0).dtype() != manifest::DTYPE_I64) ||
       m.inputs(0).shape_size() != 1 || m.inputs(0).shape(0) != -1)
     return report(makeError(StatusCode::kInvalidArgument, path,
-                            ": the C API needs input 0 to be i32 token ids "
-                            "of shape [T]"));
+                            ": the C API needs input 0 to be i32 or i64 "
+                            "token ids of shape [T]"));
   if (m.outputs_size() < 1)
     return report(
         makeError(StatusCode::kInvalidArgument, path, ": has no outputs"));
+  bool wideTokens = m.inputs(0).dtype() == manifest::DTYPE_I64;
   const manifest::TensorSpec &logits = m.outputs(logitsOutput(m));
   if (logits.dtype() != manifest::DTYPE_F32 || logits.shape_size() != 2 ||
       logits.shape(0) != -1)
@@ -120,6 +127,7 @@ moec_status moec_model_load(const char *path, const char *device,
     return report(executor.status());
   auto result = std::make_unique<moec_model>();
   result->executor = std::move(executor).value();
+  result->wideTokens = wideTokens;
   result->device = "cpu";
   *model = result.release();
   return MOEC_OK;
@@ -135,7 +143,13 @@ moec_status moec_model_run(moec_model *model, const int32_t *tokens,
   if (n < 1 || n > ex.maxTokens())
     return invalid("moec_model_run: token count " + std::to_string(n) +
                    " is not in [1, " + std::to_string(ex.maxTokens()) + "]");
-  Status status = ex.setInput(0, tokens, uint64_t(n) * sizeof(int32_t), n);
+  Status status;
+  if (model->wideTokens) {
+    std::vector<int64_t> wide(tokens, tokens + n);
+    status = ex.setInput(0, wide.data(), uint64_t(n) * sizeof(int64_t), n);
+  } else {
+    status = ex.setInput(0, tokens, uint64_t(n) * sizeof(int32_t), n);
+  }
   if (status.isOk())
     status = ex.run(n);
   if (!status.isOk()) {

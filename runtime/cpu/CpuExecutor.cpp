@@ -1,9 +1,10 @@
 //===- CpuExecutor.cpp - Runs an artifact's steps on the CPU ----*- C++ -*-===//
 //
 // Everything that can fail is done in `create`: the shared object load, the
-// symbol lookups and the arena allocation. `run` only checks the token count
-// and calls the kernels. Inputs are validated before they reach a kernel
-// (token ids against `index_bound`), since kernels index with them.
+// symbol lookups and the arena allocation. `run` only checks the token count,
+// fills the `positions` input unless the caller set it, and calls the
+// kernels. Inputs are validated before they reach a kernel (token ids
+// against `index_bound`), since kernels index with them.
 //
 //===----------------------------------------------------------------------===//
 
@@ -77,6 +78,15 @@ CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
   // Pointers into `params` only once the vector no longer moves.
   for (Step &step : executor->steps_)
     step.args.push_back(step.params.empty() ? nullptr : step.params.data());
+  // A prefill of T tokens sits at positions 0 .. T-1 (docs/artifact.md).
+  for (int i = 0; i < m.inputs_size(); ++i) {
+    const manifest::TensorSpec &in = m.inputs(i);
+    if (in.name() == "positions" && in.shape_size() == 1 && in.shape(0) == -1 &&
+        (in.dtype() == manifest::DTYPE_I32 ||
+         in.dtype() == manifest::DTYPE_I64))
+      executor->positionInputs_.push_back(i);
+  }
+  executor->inputSet_.assign(size_t(m.inputs_size()), false);
   return executor;
 }
 
@@ -144,11 +154,27 @@ Status CpuExecutor::setInput(int index, const void *data, uint64_t bytes,
   }
   if (bytes)
     std::memcpy(view.data, data, bytes);
+  inputSet_[size_t(index)] = true;
   return Status::ok();
 }
 
 Status CpuExecutor::run(int64_t tokens) {
   MOEC_RETURN_IF_ERROR(checkTokens(tokens));
+  for (int index : positionInputs_) {
+    if (inputSet_[size_t(index)])
+      continue;
+    MOEC_ASSIGN_OR_RETURN(TensorView view, tensor(false, index, tokens));
+    bool wide = view.spec->dtype() == manifest::DTYPE_I64;
+    for (int64_t t = 0; t < tokens; ++t) {
+      if (wide) {
+        std::memcpy(view.data + t * 8, &t, 8);
+      } else {
+        int32_t t32 = int32_t(t);
+        std::memcpy(view.data + t * 4, &t32, 4);
+      }
+    }
+  }
+  inputSet_.assign(inputSet_.size(), false);
   for (const Step &step : steps_)
     step.kernel(step.args.data(), tokens);
   return Status::ok();

@@ -53,10 +53,13 @@ public:
 
   /// Copies `tokens` rows of input `index` from `data` into its buffer and
   /// checks integer inputs against their `index_bound`. `bytes` must be
-  /// exactly the input's size at `tokens` tokens.
+  /// exactly the input's size at `tokens` tokens. Inputs are set anew for
+  /// every run: the arena reuses their memory once the steps have read them.
   Status setInput(int index, const void *data, uint64_t bytes, int64_t tokens);
 
-  /// Runs every step in order for `tokens` tokens.
+  /// Runs every step in order for `tokens` tokens. An input named
+  /// `positions` (i32 or i64, shape `[-1]`) that was not set since the last
+  /// run is filled with `0 .. tokens-1` first.
   Status run(int64_t tokens);
 
   /// Input `index` (or output, with `output`) as of the last `setInput` /
@@ -80,6 +83,10 @@ private:
   std::unique_ptr<SharedObject> library_;
   uint8_t *arena_ = nullptr;
   std::vector<Step> steps_;
+  // Inputs named `positions` that `run` fills, and which inputs were set
+  // by `setInput` since the last run.
+  std::vector<int> positionInputs_;
+  std::vector<bool> inputSet_;
 };
 
 } // namespace moec::runtime

@@ -110,7 +110,7 @@ func.func @add_rms_norm_epsilon(%a: tensor<?x64xf32>, %b: tensor<?x64xf32>, %w: 
 // moe.add_rms_norm: both addends and the sum have one type.
 func.func @add_rms_norm_types(%a: tensor<?x64xf32>, %b: tensor<?x64xbf16>, %w: tensor<64xbf16>) {
   // expected-error @+1 {{'moe.add_rms_norm' op failed to verify that all of {lhs, rhs, sum} have same type}}
-  %s, %n = "moe.add_rms_norm"(%a, %b, %w) {epsilon = 1.0e-06 : f64} : (tensor<?x64xf32>, tensor<?x64xbf16>, tensor<64xbf16>) -> (tensor<?x64xf32>, tensor<?x64xf32>)
+  %s, %n = "moe.add_rms_norm"(%a, %b, %w) {epsilon = 1.0e-06 : f64, resultSegmentSizes = array<i32: 1, 1, 0, 0>} : (tensor<?x64xf32>, tensor<?x64xbf16>, tensor<64xbf16>) -> (tensor<?x64xf32>, tensor<?x64xf32>)
   return
 }
 

@@ -52,3 +52,40 @@ func.func @roles() -> tensor<64x64xbf16> {
   %w = moe.weight [#moe.tensor_ref<"model.onnx", "onnx::MatMul_7">] stored tensor<64x64xbf16> {moe.layer = 3 : i64, moe.role = "attn_q"} : tensor<64x64xbf16>
   return %w : tensor<64x64xbf16>
 }
+
+// Fused activation quantization (`--moec-fuse-quantize`): each op that can emit its result
+// quantized per token carries `quantize` and two more results; without it the syntax is unchanged.
+// CHECK-LABEL: func.func @fused_quantize_norms
+func.func @fused_quantize_norms(%x: tensor<?x128xf32>, %a: tensor<?x128xf32>, %w: tensor<128xbf16>, %g: tensor<?x4x128xf32>, %wh: tensor<128xbf16>) -> (tensor<?x128xf32>, tensor<?x1xf32>, tensor<?x128xf32>, tensor<?x128xf8E4M3FN>, tensor<?x4x1xf32>) {
+  // CHECK: %{{.+}}, %{{.+}}, %[[S1:.+]] = moe.rms_norm %{{.+}}, %{{.+}} {epsilon = 9.9999999999999995E-7 : f64, quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>} : tensor<?x128xf32>, tensor<128xbf16> -> tensor<?x128xf32>, tensor<?x128xf8E4M3FN>, tensor<?x1xf32>
+  %n, %nq, %ns = moe.rms_norm %x, %w {epsilon = 1.0e-06 : f64, quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>} : tensor<?x128xf32>, tensor<128xbf16> -> tensor<?x128xf32>, tensor<?x128xf8E4M3FN>, tensor<?x1xf32>
+  // CHECK: %[[SUM:.+]], %{{.+}}, %[[Q2:.+]], %{{.+}} = moe.add_rms_norm %{{.+}}, %{{.+}}, %{{.+}} {epsilon = 9.9999999999999995E-7 : f64, quantize = #moe.block_scale<format = e4m3fn, block = [1, 128], placement = col_major, pow2 = true>} : tensor<?x128xf32>, tensor<128xbf16> -> tensor<?x128xf32>, tensor<?x128xf8E4M3FN>, tensor<?x1xf32>
+  %sum, %m, %mq, %ms = moe.add_rms_norm %x, %a, %w {epsilon = 1.0e-06 : f64, quantize = #moe.block_scale<format = e4m3fn, block = [1, 128], placement = col_major, pow2 = true>} : tensor<?x128xf32>, tensor<128xbf16> -> tensor<?x128xf32>, tensor<?x128xf8E4M3FN>, tensor<?x1xf32>
+  // Per-head norms (rank 3) quantize each head's row.
+  // CHECK: %{{.+}}, %{{.+}}, %[[S3:.+]] = moe.rms_norm %{{.+}}, %{{.+}} {epsilon = 9.9999999999999995E-7 : f64, quantize = #moe.block_scale<format = e5m2, block = [1, 128]>} : tensor<?x4x128xf32>, tensor<128xbf16> -> tensor<?x4x128xf32>, tensor<?x4x128xf8E5M2>, tensor<?x4x1xf32>
+  %h, %hq, %hs = moe.rms_norm %g, %wh {epsilon = 1.0e-06 : f64, quantize = #moe.block_scale<format = e5m2, block = [1, 128]>} : tensor<?x4x128xf32>, tensor<128xbf16> -> tensor<?x4x128xf32>, tensor<?x4x128xf8E5M2>, tensor<?x4x1xf32>
+  // CHECK: return %[[SUM]], %[[S1]], %{{.+}}, %[[Q2]], %[[S3]]
+  return %sum, %ns, %m, %mq, %hs : tensor<?x128xf32>, tensor<?x1xf32>, tensor<?x128xf32>, tensor<?x128xf8E4M3FN>, tensor<?x4x1xf32>
+}
+
+// CHECK-LABEL: func.func @fused_quantize_swiglu
+func.func @fused_quantize_swiglu(%x: tensor<?x128xf32>, %wgu: tensor<512x128xbf16>, %gate: tensor<?x256xf32>, %up: tensor<?x256xf32>, %off: tensor<3xi32>, %we: tensor<2x512x128xbf16>) -> (tensor<?x2xf32>, tensor<?x256xf8E4M3FN>, tensor<?x256xf8E4M3FN>) {
+  // CHECK: %{{.+}}, %{{.+}}, %[[S1:.+]] = moe.matmul %{{.+}}, %{{.+}} {epilogue = #moe.epilogue<silu_mul>, quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>} : tensor<?x128xf32>, tensor<512x128xbf16> -> tensor<?x256xf32>, tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  %h, %hq, %hs = moe.matmul %x, %wgu {epilogue = #moe.epilogue<silu_mul>, quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>} : tensor<?x128xf32>, tensor<512x128xbf16> -> tensor<?x256xf32>, tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  // CHECK: %{{.+}}, %[[Q2:.+]], %{{.+}} = moe.silu_mul %{{.+}}, %{{.+}} {quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>} : tensor<?x256xf32>, tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  %a, %aq, %as = moe.silu_mul %gate, %up {quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>} : tensor<?x256xf32>, tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  // CHECK: %{{.+}}, %[[Q3:.+]], %{{.+}} = moe.grouped_matmul %{{.+}}, %{{.+}}, %{{.+}} {epilogue = #moe.epilogue<silu_mul>, quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>} : tensor<?x128xf32>, tensor<3xi32>, tensor<2x512x128xbf16> -> tensor<?x256xf32>, tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  %e, %eq, %es = moe.grouped_matmul %x, %off, %we {epilogue = #moe.epilogue<silu_mul>, quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>} : tensor<?x128xf32>, tensor<3xi32>, tensor<2x512x128xbf16> -> tensor<?x256xf32>, tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  // CHECK: return %[[S1]], %[[Q2]], %[[Q3]]
+  return %hs, %aq, %eq : tensor<?x2xf32>, tensor<?x256xf8E4M3FN>, tensor<?x256xf8E4M3FN>
+}
+
+// CHECK-LABEL: func.func @fused_quantize_fp8_gemms
+func.func @fused_quantize_fp8_gemms(%xq: tensor<?x128xf8E4M3FN>, %xs: tensor<?x1xf32>, %wq: tensor<512x128xf8E4M3FN>, %ws: tensor<4x1xf32>, %b: tensor<512xbf16>, %off: tensor<3xi32>, %weq: tensor<2x512x128xf8E4M3FN>, %wes: tensor<2x4x1xf32>) -> (tensor<?x256xf8E4M3FN>, tensor<?x2xf32>) {
+  // CHECK: %{{.+}}, %[[Q1:.+]], %{{.+}} = moe.fp8_matmul %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}} bias %{{.+}} {act_scheme = #moe.block_scale<format = e4m3fn, block = [1, 128]>, epilogue = #moe.epilogue<silu_mul>, quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>, weight_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<?x128xf8E4M3FN>, tensor<?x1xf32>, tensor<512x128xf8E4M3FN>, tensor<4x1xf32>, tensor<512xbf16> -> tensor<?x256xf32>, tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  %h, %hq, %hs = moe.fp8_matmul %xq, %xs, %wq, %ws bias %b {act_scheme = #moe.block_scale<format = e4m3fn, block = [1, 128]>, epilogue = #moe.epilogue<silu_mul>, quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>, weight_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<?x128xf8E4M3FN>, tensor<?x1xf32>, tensor<512x128xf8E4M3FN>, tensor<4x1xf32>, tensor<512xbf16> -> tensor<?x256xf32>, tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  // CHECK: %{{.+}}, %{{.+}}, %[[S2:.+]] = moe.fp8_grouped_matmul %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}} {act_scheme = #moe.block_scale<format = e4m3fn, block = [1, 128]>, epilogue = #moe.epilogue<silu_mul>, quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>, weight_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<?x128xf8E4M3FN>, tensor<?x1xf32>, tensor<3xi32>, tensor<2x512x128xf8E4M3FN>, tensor<2x4x1xf32> -> tensor<?x256xf32>, tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  %e, %eq, %es = moe.fp8_grouped_matmul %xq, %xs, %off, %weq, %wes {act_scheme = #moe.block_scale<format = e4m3fn, block = [1, 128]>, epilogue = #moe.epilogue<silu_mul>, quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>, weight_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<?x128xf8E4M3FN>, tensor<?x1xf32>, tensor<3xi32>, tensor<2x512x128xf8E4M3FN>, tensor<2x4x1xf32> -> tensor<?x256xf32>, tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  // CHECK: return %[[Q1]], %[[S2]]
+  return %hq, %es : tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+}

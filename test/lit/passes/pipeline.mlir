@@ -1,14 +1,19 @@
 // The phase pipeline: import→moe removes dead ops and keeps the layer, `fused` decomposes and
-// fuses, `fp8` lowers the GEMMs; phases after fp8 fail clearly.
+// fuses, `fp8` lowers the GEMMs, `planned` numbers the steps and places the activations;
+// `codegen` fails clearly.
 // RUN: moec-opt %s --moec-pipeline="from=import to=moe" | FileCheck %s
 // RUN: moec-opt %s --moec-pipeline="from=import to=fused" | FileCheck %s --check-prefix=FUSED
 // RUN: moec-opt %s --moec-pipeline="from=import to=fp8" | FileCheck %s --check-prefix=FP8
 // RUN: moec-opt %s --moec-pipeline="from=import to=fp8" | moec-opt --moec-pipeline="from=fp8 to=fp8" | FileCheck %s --check-prefix=FP8
 // RUN: moec-opt %s --moec-pipeline="from=import to=fused fold-shared-experts=true" | FileCheck %s --check-prefix=FOLD
 // RUN: moec-opt %s --moec-pipeline="from=import to=fp8 fp8-keep-first-layers=1" | FileCheck %s --check-prefix=KEEP
-// RUN: not moec-opt %s --moec-pipeline="to=planned" 2>&1 | FileCheck %s --check-prefix=LATER
+// RUN: moec-opt %s --moec-pipeline="from=import to=planned max-tokens=8" | FileCheck %s --check-prefix=PLANNED
+// RUN: moec-opt %s --moec-pipeline="from=import to=planned precision=f32" | FileCheck %s --check-prefix=F32
+// RUN: not moec-opt %s --moec-pipeline="to=codegen" 2>&1 | FileCheck %s --check-prefix=LATER
+// RUN: not moec-opt %s --moec-pipeline="to=planned precision=f16" 2>&1 | FileCheck %s --check-prefix=PRECISION
 // RUN: not moec-opt %s --moec-pipeline="to=nowhere" 2>&1 | FileCheck %s --check-prefix=UNKNOWN
-// LATER: phase 'planned' is not available yet; the furthest phase this build reaches is 'fp8'
+// LATER: phase 'codegen' is not available yet; the furthest phase this build reaches is 'planned'
+// PRECISION: unknown precision 'f16'; expected fp8 or f32
 // UNKNOWN: unknown phase 'nowhere'; expected one of: import, moe, fused, fp8, planned, codegen
 
 // CHECK-LABEL: func.func @dead_code
@@ -44,6 +49,7 @@ func.func @dead_code(%x: tensor<?x8xf32>, %w: tensor<8x8xbf16>) -> tensor<?x8xf3
 // FUSED-NOT: moe.silu_mul
 // FUSED-NOT: moe.moe
 // FP8-LABEL: func.func @moe_block
+// FP8: moe.add_rms_norm {{.+}}quantize = #moe.block_scale<format = e4m3fn, block = [1, 128]>}
 // FP8-COUNT-2: moe.fp8_grouped_matmul
 // FP8-COUNT-2: moe.fp8_matmul
 // FP8: %[[LOGITS:.+]] = moe.matmul
@@ -52,6 +58,18 @@ func.func @dead_code(%x: tensor<?x8xf32>, %w: tensor<8x8xbf16>) -> tensor<?x8xf3
 // FOLD: moe.router {{.+}}shared_experts = 1 : i64
 // FOLD-NOT: moe.matmul {{.+}}silu_mul
 // FOLD: moe.combine {{.+}} residual
+// PLANNED-LABEL: func.func @moe_block
+// PLANNED-SAME: attributes {moe.arena_bytes = {{[0-9]+}} : i64, moe.max_tokens = 8 : i64}
+// PLANNED: moe.add_rms_norm {{.+}}moe.step = 0 : i64
+// PLANNED: moe.dispatch {{.+}}moe.rows_per_token = array<i64: 2, 1, 2>, moe.step = 2 : i64
+// PLANNED: moe.concat {{.+}}moe.constant
+// PLANNED: moe.fp8_grouped_matmul {{.+}}moe.step = 4 : i64
+// PLANNED: %[[LOGITS:.+]] = moe.matmul {{.+}}moe.step = 10 : i64
+// PLANNED: return %[[LOGITS]]
+// F32-LABEL: func.func @moe_block
+// F32-NOT: fp8
+// F32: moe.grouped_matmul {{.+}}moe.step =
+// F32: return
 // KEEP-LABEL: func.func @moe_block
 // KEEP-NOT: moe.fp8_
 // KEEP: return

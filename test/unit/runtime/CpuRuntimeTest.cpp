@@ -179,6 +179,48 @@ TEST_F(CpuRuntimeTest, InputsAreValidated) {
   EXPECT_FALSE((*ex)->tensor(true, 1, 1).isOk());
 }
 
+TEST_F(CpuRuntimeTest, PositionsInputIsFilledUnlessSet) {
+  // A `positions` input in a region of its own, past the model's buffers, so
+  // that no kernel writes over it and its contents stay visible after a run.
+  int64_t maxTokens = model.maxTokens;
+  auto ex = load("m.moea", kernelsSo(), [&](manifest::Manifest &m) {
+    manifest::Buffer *b = m.add_buffers();
+    b->set_id(4);
+    b->set_name("positions");
+    b->set_dtype(manifest::DTYPE_I32);
+    b->set_elements_per_token(1);
+    b->set_offset(m.arena_bytes());
+    b->set_bytes(uint64_t(maxTokens) * 4);
+    m.set_arena_bytes(m.arena_bytes() + 64);
+    manifest::TensorSpec *in = m.add_inputs();
+    in->set_name("positions");
+    in->set_dtype(manifest::DTYPE_I32);
+    in->add_shape(-1);
+    in->set_buffer(4);
+  });
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  auto positions = [&](int64_t n) {
+    auto view = (*ex)->tensor(/*output=*/false, 1, n);
+    const int32_t *data = reinterpret_cast<const int32_t *>(view->data);
+    return std::vector<int32_t>(data, data + n);
+  };
+  std::vector<int32_t> tokens = {3, 1, 4, 1, 5};
+  ASSERT_TRUE((*ex)->setInput(0, tokens.data(), 20, 5).isOk());
+  ASSERT_TRUE((*ex)->run(5).isOk());
+  EXPECT_EQ(positions(5), (std::vector<int32_t>{0, 1, 2, 3, 4}));
+  // Set explicitly, they are used as given for that run only.
+  std::vector<int32_t> given = {7, 9, 11};
+  ASSERT_TRUE((*ex)->setInput(0, tokens.data(), 12, 3).isOk());
+  ASSERT_TRUE((*ex)->setInput(1, given.data(), 12, 3).isOk());
+  ASSERT_TRUE((*ex)->run(3).isOk());
+  EXPECT_EQ(positions(3), given);
+  ASSERT_TRUE((*ex)->setInput(0, tokens.data(), 8, 2).isOk());
+  ASSERT_TRUE((*ex)->run(2).isOk());
+  EXPECT_EQ(positions(3), (std::vector<int32_t>{0, 1, 11}));
+  // The logits are still the model's.
+  runAndCheck(**ex, tokens, 1.0f);
+}
+
 TEST_F(CpuRuntimeTest, AbsurdArenaIsRefusedNotWrapped) {
   // Consistent as far as the manifest goes, but rounding 2^64 - 1 up to
   // the arena alignment would wrap to a tiny allocation.

@@ -1,0 +1,625 @@
+//===- ArtifactEmitter.cpp - Planned module to a .moea file -----*- C++ -*-===//
+//
+// Turns the plan of `@forward` into a manifest (buffers from the arena
+// offsets, one weight per constant a step reads, one step per planned op
+// with its operands then its results as arguments) and writes the artifact
+// through the runtime's streaming, atomic `ArtifactWriter`. The runtime's
+// `Status` becomes a diagnostic here, once.
+//
+//===----------------------------------------------------------------------===//
+
+#include "codegen/ArtifactEmitter.h"
+
+#include "codegen/WeightFolder.h"
+#include "dialects/MoEDialect.h"
+#include "passes/Plan.h"
+#include "passes/Roles.h"
+#include "runtime/artifact/ArtifactWriter.h"
+
+#include "llvm/ADT/StringSet.h"
+#include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/MathExtras.h"
+
+using namespace mlir;
+using namespace mlir::moec;
+
+namespace rt = ::moec::runtime;
+namespace mf = ::moec::runtime::manifest;
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// Types and names
+//===----------------------------------------------------------------------===//
+
+/// The manifest dtype of `type`'s elements, or DTYPE_UNSPECIFIED.
+mf::DType toDType(Type type) {
+  Type element = cast<ShapedType>(type).getElementType();
+  if (element.isF32())
+    return mf::DTYPE_F32;
+  if (element.isBF16())
+    return mf::DTYPE_BF16;
+  if (element.isF16())
+    return mf::DTYPE_F16;
+  if (isa<Float8E4M3FNType>(element))
+    return mf::DTYPE_F8E4M3FN;
+  if (isa<Float8E5M2Type>(element))
+    return mf::DTYPE_F8E5M2;
+  if (element.isInteger(32))
+    return mf::DTYPE_I32;
+  if (element.isInteger(64))
+    return mf::DTYPE_I64;
+  if (element.isInteger(8))
+    return mf::DTYPE_I8;
+  return mf::DTYPE_UNSPECIFIED;
+}
+
+/// `names` as one pattern: the name when there is one, else the common
+/// prefix and suffix of the first and last around `*`, cut at dots
+/// (`…experts.*.w1.weight`).
+std::string namePattern(ArrayAttr sources) {
+  StringRef first = cast<moe::TensorRefAttr>(sources[0]).getName();
+  if (sources.size() == 1)
+    return first.str();
+  StringRef last =
+      cast<moe::TensorRefAttr>(sources[sources.size() - 1]).getName();
+  size_t prefix = 0;
+  while (prefix < first.size() && prefix < last.size() &&
+         first[prefix] == last[prefix])
+    ++prefix;
+  size_t suffix = 0;
+  while (suffix < first.size() - prefix && suffix < last.size() - prefix &&
+         first[first.size() - 1 - suffix] == last[last.size() - 1 - suffix])
+    ++suffix;
+  StringRef head = first.take_front(prefix);
+  StringRef tail = first.take_back(suffix);
+  head = head.take_front(head.rfind('.') + 1);
+  size_t dot = tail.find('.');
+  tail = dot == StringRef::npos ? StringRef() : tail.drop_front(dot);
+  return (head + "*" + tail).str();
+}
+
+/// A readable name of the constant `value`: checkpoint names, wrapped in
+/// the ops that built it (`quantize(concat(a, b))`), `.scale` for scales.
+std::string weightName(Value value) {
+  auto result = dyn_cast<OpResult>(value);
+  if (!result)
+    return "argument";
+  Operation *op = result.getOwner();
+  std::string scaleSuffix = result.getResultNumber() == 1 ? ".scale" : "";
+  return llvm::TypeSwitch<Operation *, std::string>(op)
+      .Case([&](moe::WeightOp w) {
+        return namePattern(w.getSources()) + scaleSuffix;
+      })
+      .Case([&](moe::ConcatOp c) {
+        std::string text = "concat(";
+        for (auto [i, input] : llvm::enumerate(c.getInputs()))
+          text += (i ? ", " : "") + weightName(input);
+        return text + ")";
+      })
+      .Case([&](moe::QuantizeOp q) {
+        return "quantize(" + weightName(q.getX()) + ")" + scaleSuffix;
+      })
+      .Case([&](moe::DequantizeOp d) {
+        return "dequantize(" + weightName(d.getX()) + ")";
+      })
+      .Case([&](moe::ReshapeOp r) { return weightName(r.getX()); })
+      .Case(
+          [&](moe::SliceOp s) { return "slice(" + weightName(s.getX()) + ")"; })
+      .Default([](Operation *other) {
+        return other->getName().getStringRef().str();
+      });
+}
+
+//===----------------------------------------------------------------------===//
+// Precision per op class
+//===----------------------------------------------------------------------===//
+
+/// The precision the weights of type `type` give a computation.
+mf::Precision precisionOf(Type type) {
+  Type element = cast<ShapedType>(type).getElementType();
+  if (element.isF32())
+    return mf::PRECISION_F32;
+  if (element.isBF16())
+    return mf::PRECISION_BF16;
+  if (isa<Float8E4M3FNType, Float8E5M2Type>(element))
+    return mf::PRECISION_FP8;
+  return mf::PRECISION_UNSPECIFIED;
+}
+
+/// The op class of a dense GEMM over `weight`, from the role of the
+/// checkpoint tensors behind it.
+std::string gemmClass(Value weight) {
+  SmallVector<moe::WeightOp> sources = getWeightSources(weight);
+  if (sources.empty())
+    return "matmul";
+  switch (getWeightRole(sources.front())) {
+  case Role::embedding:
+  case Role::lm_head:
+    return "lm_head";
+  case Role::mlp_gate:
+  case Role::mlp_up:
+  case Role::mlp_down:
+    return "dense_mlp";
+  case Role::shared_gate:
+  case Role::shared_up:
+  case Role::shared_down:
+    return "shared_expert";
+  case Role::expert_gate:
+  case Role::expert_up:
+  case Role::expert_down:
+    return "expert_matmul";
+  default:
+    return isAttentionRole(getWeightRole(sources.front())) ? "attention_proj"
+                                                           : "matmul";
+  }
+}
+
+/// The op class and precision of a step, if it has one worth reporting.
+std::optional<std::pair<std::string, mf::Precision>>
+classifyPrecision(Operation *op) {
+  using Entry = std::optional<std::pair<std::string, mf::Precision>>;
+  auto of = [](StringRef name, Value weight) -> Entry {
+    return std::make_pair(name.str(), precisionOf(weight.getType()));
+  };
+  return llvm::TypeSwitch<Operation *, Entry>(op)
+      .Case([&](moe::EmbedOp o) { return of("embedding", o.getTable()); })
+      .Case([&](moe::RouterOp o) { return of("router", o.getGate()); })
+      .Case([&](moe::SigmoidGateOp o) {
+        return of("shared_expert_gate", o.getGate());
+      })
+      .Case([&](moe::RmsNormOp o) { return of("norm", o.getWeight()); })
+      .Case([&](moe::AddRmsNormOp o) { return of("norm", o.getWeight()); })
+      .Case([&](moe::AttentionOp) {
+        return std::make_pair(std::string("attention"), mf::PRECISION_F32);
+      })
+      .Case([&](moe::MatmulOp o) { return of(gemmClass(o.getW()), o.getW()); })
+      .Case([&](moe::Fp8MatmulOp o) {
+        return std::make_pair(gemmClass(o.getW()), mf::PRECISION_FP8);
+      })
+      .Case(
+          [&](moe::GroupedMatmulOp o) { return of("expert_matmul", o.getW()); })
+      .Case([&](moe::Fp8GroupedMatmulOp) {
+        return std::make_pair(std::string("expert_matmul"), mf::PRECISION_FP8);
+      })
+      .Case([&](moe::MoEOp o) { return of("expert_matmul", o.getGateProj()); })
+      .Default([](Operation *) -> Entry { return std::nullopt; });
+}
+
+//===----------------------------------------------------------------------===//
+// The manifest
+//===----------------------------------------------------------------------===//
+
+/// Builds an `ArtifactPlan` from a planned function.
+class PlanBuilder {
+public:
+  PlanBuilder(func::FuncOp func, const ArtifactOptions &options)
+      : func(func), options(options) {}
+
+  FailureOr<ArtifactPlan> build();
+
+private:
+  FailureOr<uint32_t> addBuffer(Value value, const std::string &name);
+  FailureOr<uint32_t> addWeight(Value value, Operation *user);
+  LogicalResult addArgument(mf::Step &step, Value operand, Operation *user);
+  void pairScale(Value data, Value scale, ArrayRef<int64_t> block);
+  LogicalResult addInputsAndOutputs();
+
+  func::FuncOp func;
+  const ArtifactOptions &options;
+  int64_t maxTokens = 0;
+  int64_t arenaBytes = 0;
+  ArtifactPlan plan;
+  llvm::DenseMap<Value, uint32_t> bufferIds, weightIds;
+};
+
+FailureOr<uint32_t> PlanBuilder::addBuffer(Value value,
+                                           const std::string &name) {
+  Value root = getBufferRoot(value);
+  if (auto it = bufferIds.find(root); it != bufferIds.end())
+    return it->second;
+  std::optional<int64_t> offset = getBufferOffset(root);
+  auto type = dyn_cast<RankedTensorType>(root.getType());
+  mf::DType dtype = type ? toDType(type) : mf::DTYPE_UNSPECIFIED;
+  int64_t rows = getRowsPerToken(root);
+  std::optional<int64_t> bytes =
+      type ? getPlannedBytes(type, rows, maxTokens) : std::nullopt;
+  Operation *owner = root.getDefiningOp();
+  // Whole-function diagnostics name the function by location only: attached
+  // to the op, they would print all of it.
+  auto diag = [&]() {
+    return owner ? owner->emitOpError()
+                 : emitError(root.getLoc())
+                       << "argument #"
+                       << cast<BlockArgument>(root).getArgNumber() << " ";
+  };
+  if (!offset)
+    return diag() << "has a value without a `moe.buffer` offset; plan the "
+                     "function again (--moec-plan-buffers)";
+  if (dtype == mf::DTYPE_UNSPECIFIED || !bytes)
+    return diag() << "has a value of type " << root.getType()
+                  << ", which the artifact cannot hold";
+  if (*offset < 0 || *offset % kBufferAlignment != 0 ||
+      *offset + *bytes > arenaBytes)
+    return diag() << "has a buffer at offset " << *offset << " of " << *bytes
+                  << " bytes, outside the " << arenaBytes
+                  << "-byte arena; plan the function again";
+
+  uint32_t id = uint32_t(plan.manifest.buffers_size());
+  mf::Buffer *buffer = plan.manifest.add_buffers();
+  buffer->set_id(id);
+  buffer->set_name(name);
+  buffer->set_dtype(dtype);
+  uint64_t elements = 1;
+  for (int64_t d : type.getShape().drop_front(type.isDynamicDim(0) ? 1 : 0))
+    elements *= uint64_t(d);
+  if (type.getRank() > 0 && type.isDynamicDim(0))
+    buffer->set_elements_per_token(elements * uint64_t(rows));
+  else
+    buffer->set_fixed_elements(elements);
+  buffer->set_offset(uint64_t(*offset));
+  buffer->set_bytes(uint64_t(*bytes));
+  bufferIds[root] = id;
+  return id;
+}
+
+FailureOr<uint32_t> PlanBuilder::addWeight(Value value, Operation *user) {
+  if (auto it = weightIds.find(value); it != weightIds.end())
+    return it->second;
+  auto type = cast<RankedTensorType>(value.getType());
+  mf::DType dtype = toDType(type);
+  std::optional<int64_t> elementBytes = getElementBytes(type);
+  if (dtype == mf::DTYPE_UNSPECIFIED || !elementBytes ||
+      !type.hasStaticShape() ||
+      llvm::any_of(type.getShape(), [](int64_t d) { return d <= 0; }))
+    return user->emitOpError("reads a weight of type ")
+           << type << ", which the artifact cannot hold";
+  uint32_t id = uint32_t(plan.manifest.weights_size());
+  mf::Weight *weight = plan.manifest.add_weights();
+  weight->set_id(id);
+  weight->set_name(weightName(value));
+  weight->set_dtype(dtype);
+  for (int64_t d : type.getShape())
+    weight->add_shape(d);
+  uint64_t bytes = uint64_t(type.getNumElements()) * uint64_t(*elementBytes);
+  uint64_t offset = llvm::alignTo(plan.weightsSectionBytes, kBufferAlignment);
+  weight->set_offset(offset);
+  weight->set_bytes(bytes);
+  plan.weightsSectionBytes = offset + bytes;
+  plan.weights.push_back(value);
+  weightIds[value] = id;
+  return id;
+}
+
+LogicalResult PlanBuilder::addArgument(mf::Step &step, Value operand,
+                                       Operation *user) {
+  mf::Argument *arg = step.add_args();
+  if (isPlannedConstant(operand)) {
+    FailureOr<uint32_t> id = addWeight(operand, user);
+    if (failed(id))
+      return failure();
+    arg->set_weight(*id);
+    return success();
+  }
+  auto it = bufferIds.find(getBufferRoot(operand));
+  if (it == bufferIds.end())
+    return user->emitOpError("reads a value that no earlier step or argument "
+                             "defines; plan the function again");
+  arg->set_buffer(it->second);
+  return success();
+}
+
+/// Records that the weight of `data` is block-scaled by the weight of
+/// `scale` (when both are weights of the artifact and it is not yet known).
+void PlanBuilder::pairScale(Value data, Value scale, ArrayRef<int64_t> block) {
+  auto d = weightIds.find(data), s = weightIds.find(scale);
+  if (d == weightIds.end() || s == weightIds.end())
+    return;
+  mf::Weight *weight = plan.manifest.mutable_weights(int(d->second));
+  if (weight->has_scale())
+    return;
+  weight->set_scale(s->second);
+  // Block shapes cover the trailing dimensions only.
+  size_t rank = size_t(weight->shape_size());
+  for (int64_t b : block.take_back(std::min(block.size(), rank)))
+    weight->add_block_shape(b);
+}
+
+LogicalResult PlanBuilder::addInputsAndOutputs() {
+  for (BlockArgument arg : func.getArguments()) {
+    auto name =
+        func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "moe.name");
+    mf::TensorSpec *input = plan.manifest.add_inputs();
+    input->set_name(name ? name.str()
+                         : "input" + std::to_string(arg.getArgNumber()));
+    auto type = cast<RankedTensorType>(arg.getType());
+    input->set_dtype(toDType(type));
+    for (int64_t d : type.getShape())
+      input->add_shape(ShapedType::isDynamic(d) ? -1 : d);
+    input->set_buffer(bufferIds.lookup(arg));
+    // Token ids index the embedding table: the runtime checks them first.
+    for (Operation *user : arg.getUsers())
+      if (auto embed = dyn_cast<moe::EmbedOp>(user))
+        if (embed.getIds() == arg)
+          input->set_index_bound(
+              cast<RankedTensorType>(embed.getTable().getType()).getDimSize(0));
+  }
+  auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
+  for (auto [index, value] : llvm::enumerate(ret.getOperands())) {
+    if (isPlannedConstant(value) || !bufferIds.count(getBufferRoot(value)))
+      return ret.emitOpError("returns a value that is not computed at run "
+                             "time: result #")
+             << index;
+    mf::TensorSpec *output = plan.manifest.add_outputs();
+    output->set_name(index == 0 ? "logits" : "output" + std::to_string(index));
+    auto type = cast<RankedTensorType>(value.getType());
+    if (getRowsPerToken(value) != 1)
+      return ret.emitOpError("returns rows in expert order: result #") << index;
+    output->set_dtype(toDType(type));
+    for (int64_t d : type.getShape())
+      output->add_shape(ShapedType::isDynamic(d) ? -1 : d);
+    output->set_buffer(bufferIds.lookup(getBufferRoot(value)));
+  }
+  return success();
+}
+
+FailureOr<ArtifactPlan> PlanBuilder::build() {
+  if (!isPlanned(func))
+    return emitError(func.getLoc(), "function @")
+           << func.getSymName()
+           << " is not planned: run --moec-plan-buffers first (moec "
+              "--compile-to=planned)";
+  if (!func.getBody().hasOneBlock())
+    return emitError(func.getLoc(), "function @")
+           << func.getSymName() << " has more than one block";
+  maxTokens = func->getAttrOfType<IntegerAttr>(kMaxTokensAttrName).getInt();
+  arenaBytes = func->getAttrOfType<IntegerAttr>(kArenaBytesAttrName).getInt();
+  mf::Manifest &m = plan.manifest;
+  ModuleOp module = func->getParentOfType<ModuleOp>();
+  m.set_compiler_version(options.compilerVersion);
+  if (auto type = module ? module->getAttrOfType<StringAttr>("moe.model_type")
+                         : StringAttr())
+    m.set_model_type(type.str());
+  if (auto dir = module ? module->getAttrOfType<StringAttr>("moe.checkpoint")
+                        : StringAttr())
+    m.set_source(options.checkpointDir.empty() ? dir.str()
+                                               : options.checkpointDir);
+  m.set_max_tokens(maxTokens);
+  m.set_arena_bytes(uint64_t(arenaBytes));
+  for (const std::string &target : options.targets)
+    m.add_targets(target);
+
+  for (BlockArgument arg : func.getArguments()) {
+    auto name =
+        func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "moe.name");
+    if (failed(
+            addBuffer(arg, name ? name.str()
+                                : "arg" + std::to_string(arg.getArgNumber()))))
+      return failure();
+  }
+
+  // Steps in `moe.step` order, which is program order.
+  std::vector<std::pair<std::string, mf::Precision>> precision;
+  int64_t expected = 0;
+  for (Operation &op : func.getBody().front()) {
+    std::optional<int64_t> index = getStepIndex(&op);
+    if (!index)
+      continue;
+    if (*index != expected)
+      return op.emitOpError("has `moe.step = ")
+             << *index << "`, but step " << expected
+             << " comes next; plan the function again";
+    ++expected;
+    mf::Step *step = m.add_steps();
+    step->set_kernel(getStepKernelName(*index));
+    step->set_op(op.getName().getStringRef().str());
+    // The contract with the kernel builder: operands, then results.
+    for (Value operand : op.getOperands())
+      if (failed(addArgument(*step, operand, &op)))
+        return failure();
+    std::string base =
+        "s" + std::to_string(*index) + "." + op.getName().stripDialect().str();
+    for (OpResult result : op.getResults()) {
+      std::string name =
+          op.getNumResults() == 1
+              ? base
+              : base + "#" + std::to_string(result.getResultNumber());
+      FailureOr<uint32_t> id = addBuffer(result, name);
+      if (failed(id))
+        return failure();
+      step->add_args()->set_buffer(*id);
+    }
+    if (auto entry = classifyPrecision(&op);
+        entry && entry->second != mf::PRECISION_UNSPECIFIED &&
+        !llvm::is_contained(precision, *entry))
+      precision.push_back(*entry);
+  }
+  for (auto &[opClass, p] : precision) {
+    mf::PrecisionEntry *entry = m.add_precision();
+    entry->set_op_class(opClass);
+    entry->set_precision(p);
+  }
+
+  // Block scales: from the GEMMs that read FP8 weights, and from the ops
+  // that produce FP8 data together with its scales.
+  func.walk([&](Operation *op) {
+    if (auto mm = dyn_cast<moe::Fp8MatmulOp>(op))
+      pairScale(mm.getW(), mm.getWScale(), mm.getWeightScheme().getBlock());
+    else if (auto gmm = dyn_cast<moe::Fp8GroupedMatmulOp>(op))
+      pairScale(gmm.getW(), gmm.getWScale(), gmm.getWeightScheme().getBlock());
+    else if (auto w = dyn_cast<moe::WeightOp>(op); w && w.getScale())
+      pairScale(w.getResult(), w.getScale(), w.getScheme().getBlock());
+    else if (auto q = dyn_cast<moe::QuantizeOp>(op))
+      pairScale(q.getResult(), q.getScale(), q.getScheme().getBlock());
+  });
+  if (failed(addInputsAndOutputs()))
+    return failure();
+  return std::move(plan);
+}
+
+/// The message of a runtime `Status` as an `llvm::Error`.
+llvm::Error toError(const rt::Status &status) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                 status.toString());
+}
+
+/// Bytes of the distinct checkpoint tensors `func`'s weights read, as the
+/// IR declares them stored (the reader checks each against the file).
+uint64_t checkpointBytes(func::FuncOp func) {
+  llvm::StringSet<> seen;
+  uint64_t total = 0;
+  auto count = [&](ArrayAttr refs, ArrayRef<int64_t> shape, Type element) {
+    uint64_t bytes = uint64_t(element.getIntOrFloatBitWidth() / 8);
+    for (int64_t d : shape)
+      bytes *= uint64_t(d);
+    for (Attribute attr : refs) {
+      auto ref = cast<moe::TensorRefAttr>(attr);
+      if (seen.insert((ref.getFile() + "/" + ref.getName()).str()).second)
+        total += bytes;
+    }
+  };
+  func.walk([&](moe::WeightOp w) {
+    RankedTensorType stored = w.getStoredType();
+    count(w.getSources(), stored.getShape(), stored.getElementType());
+    if (std::optional<ArrayAttr> scales = w.getScaleSources())
+      count(*scales, w.getStoredSchemeAttr().getScaleShape(stored.getShape()),
+            Float32Type::get(w.getContext()));
+  });
+  return total;
+}
+
+} // namespace
+
+std::string mlir::moec::getStepKernelName(int64_t index) {
+  return (kStepKernelPrefix + llvm::Twine(index)).str();
+}
+
+FailureOr<ArtifactPlan>
+mlir::moec::buildArtifactPlan(func::FuncOp func,
+                              const ArtifactOptions &options) {
+  return PlanBuilder(func, options).build();
+}
+
+//===----------------------------------------------------------------------===//
+// Writing
+//===----------------------------------------------------------------------===//
+
+FailureOr<ArtifactSummary>
+mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
+                         llvm::StringRef path, const ArtifactOptions &options) {
+  auto func = module.lookupSymbol<func::FuncOp>(options.function);
+  if (!func)
+    return emitError(module.getLoc(), "the module has no function @")
+           << options.function;
+  FailureOr<ArtifactPlan> plan = buildArtifactPlan(func, options);
+  if (failed(plan))
+    return failure();
+  mf::Manifest &m = plan->manifest;
+
+  std::string dir = options.checkpointDir;
+  if (auto attr = module->getAttrOfType<StringAttr>("moe.checkpoint");
+      dir.empty() && attr)
+    dir = attr.str();
+  if (dir.empty() && !plan->weights.empty())
+    return emitError(module.getLoc(),
+                     "the module needs a checkpoint folder for its weights, "
+                     "but has no `moe.checkpoint` attribute");
+  std::unique_ptr<WeightSource> source;
+  if (!plan->weights.empty()) {
+    llvm::Expected<std::unique_ptr<WeightSource>> opened =
+        openWeightSource(dir, func);
+    if (!opened)
+      return emitError(module.getLoc(), "cannot open checkpoint: ")
+             << llvm::toString(opened.takeError());
+    source = std::move(*opened);
+  }
+  m.set_source_weight_bytes(checkpointBytes(func));
+
+  // The runtime refuses an inconsistent manifest; find out before writing.
+  rt::ManifestContext context;
+  context.weightsSectionSize = plan->weightsSectionBytes;
+  context.sectionNames = {"manifest", "cpu.so", "weights"};
+  if (rt::StatusOr<rt::ManifestIndex> index = rt::verifyManifest(m, context);
+      !index.isOk())
+    return emitError(func.getLoc(),
+                     "internal error: the manifest is inconsistent: ")
+           << index.status().toString();
+
+  auto fail = [&](llvm::Error error) {
+    return emitError(module.getLoc(), "cannot write '")
+           << path << "': " << llvm::toString(std::move(error));
+  };
+  rt::StatusOr<std::unique_ptr<rt::ArtifactWriter>> writer =
+      rt::ArtifactWriter::create(path.str());
+  if (!writer.isOk())
+    return fail(toError(writer.status()));
+  rt::Status status = (*writer)->addSection(
+      rt::SectionSpec::forKind(rt::SectionKind::kCpuSharedObject),
+      cpuSharedObject.data(), cpuSharedObject.size());
+  if (!status.isOk())
+    return fail(toError(status));
+
+  // One weight at a time, each at its offset, zero padding between them.
+  // A weight that cannot be evaluated reports itself on its op; the writer
+  // then drops the temp file.
+  bool evaluationFailed = false;
+  std::unique_ptr<WeightFolder> folder;
+  if (source)
+    folder = std::make_unique<WeightFolder>(*source);
+  status = (*writer)->addStreamedSection(
+      rt::SectionSpec::forKind(rt::SectionKind::kWeights),
+      [&](const rt::ArtifactWriter::ChunkSink &sink) -> rt::Status {
+        static const uint8_t zeros[kBufferAlignment] = {};
+        uint64_t position = 0;
+        for (auto [index, value] : llvm::enumerate(plan->weights)) {
+          const mf::Weight &weight = m.weights(int(index));
+          MOEC_RETURN_IF_ERROR(sink(zeros, weight.offset() - position));
+          uint64_t written = 0;
+          rt::Status sinkStatus;
+          LogicalResult streamed =
+              folder->stream(value, [&](ArrayRef<uint8_t> bytes) {
+                sinkStatus = sink(bytes.data(), bytes.size());
+                written += bytes.size();
+                return success(sinkStatus.isOk());
+              });
+          if (!sinkStatus.isOk())
+            return sinkStatus;
+          if (failed(streamed) || written != weight.bytes()) {
+            if (succeeded(streamed))
+              value.getDefiningOp()->emitOpError("folded to ")
+                  << written << " bytes, expected " << weight.bytes();
+            evaluationFailed = true;
+            return rt::Status(rt::StatusCode::kInternal,
+                              "weight '" + weight.name() +
+                                  "' could not be evaluated");
+          }
+          position = weight.offset() + weight.bytes();
+        }
+        return rt::Status::ok();
+      });
+  if (!status.isOk()) {
+    if (evaluationFailed)
+      return emitError(module.getLoc(), "nothing was written to '")
+             << path << "'";
+    return fail(toError(status));
+  }
+  status = (*writer)->addManifest(m);
+  if (status.isOk())
+    status = (*writer)->commit();
+  if (!status.isOk())
+    return fail(toError(status));
+
+  ArtifactSummary summary;
+  summary.steps = m.steps_size();
+  summary.weights = m.weights_size();
+  for (const mf::Weight &w : m.weights())
+    summary.weightBytes += w.bytes();
+  summary.checkpointBytes = m.source_weight_bytes();
+  summary.arenaBytes = m.arena_bytes();
+  summary.maxTokens = m.max_tokens();
+  summary.fileBytes = (*writer)->bytesWritten();
+  for (const mf::PrecisionEntry &p : m.precision())
+    summary.precision.push_back(p.op_class() + "=" +
+                                rt::precisionName(p.precision()));
+  return summary;
+}

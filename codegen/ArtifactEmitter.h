@@ -1,0 +1,90 @@
+//===- ArtifactEmitter.h - Planned module to a .moea file -------*- C++ -*-===//
+//
+// Writes the deployable artifact (docs/artifact.md) of a module in the
+// `planned` phase: the manifest (inputs, outputs, the arena's buffers, the
+// weights and the launch steps of `@forward`), the CPU shared object it is
+// given, and the weights section, streamed from the checkpoint one weight at
+// a time through their transforms. The file appears only when all of it was
+// written.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_CODEGEN_ARTIFACTEMITTER_H
+#define MOEC_CODEGEN_ARTIFACTEMITTER_H
+
+#include "runtime/artifact/Manifest.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/Value.h"
+#include "mlir/Support/LLVM.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mlir::moec {
+
+/// What goes into an artifact besides the module.
+struct ArtifactOptions {
+  /// `compiler_version` of the manifest.
+  std::string compilerVersion = "moec 0.1.0";
+  /// The targets the file carries code for (only "cpu" so far).
+  std::vector<std::string> targets = {"cpu"};
+  /// The function to emit.
+  std::string function = "forward";
+  /// The checkpoint folder; when empty, the module's `moe.checkpoint`
+  /// attribute names it.
+  std::string checkpointDir;
+};
+
+/// The manifest of a planned function and the constant value behind each
+/// of its weights (`weights[i]` is manifest weight id `i`).
+struct ArtifactPlan {
+  /// Complete but for `source_weight_bytes`, which needs the checkpoint.
+  ::moec::runtime::manifest::Manifest manifest;
+  /// The value each manifest weight holds.
+  std::vector<Value> weights;
+  /// Bytes of the `weights` section.
+  uint64_t weightsSectionBytes = 0;
+};
+
+/// Figures for the compile summary.
+struct ArtifactSummary {
+  /// Launch steps, one kernel each.
+  int64_t steps = 0;
+  /// Weights in the artifact, and their bytes.
+  int64_t weights = 0;
+  uint64_t weightBytes = 0;
+  /// Bytes of the checkpoint tensors the model reads.
+  uint64_t checkpointBytes = 0;
+  /// Arena size and the token count it is sized for.
+  uint64_t arenaBytes = 0;
+  int64_t maxTokens = 0;
+  /// Size of the written file.
+  uint64_t fileBytes = 0;
+  /// "op_class=precision" for each entry of the manifest.
+  std::vector<std::string> precision;
+};
+
+/// The name of step `index`'s kernel: `moec_step_<index>`.
+std::string getStepKernelName(int64_t index);
+
+/// Builds the manifest of `func`, which must be planned
+/// (`--moec-plan-buffers`). Reads no weights. Emits a diagnostic and fails
+/// for IR the artifact cannot describe.
+FailureOr<ArtifactPlan> buildArtifactPlan(func::FuncOp func,
+                                          const ArtifactOptions &options);
+
+/// Writes the artifact of the planned `module` to `path` with
+/// `cpuSharedObject` as its `cpu.so` section. On failure a diagnostic says
+/// why and `path` is left as it was (an existing file survives).
+FailureOr<ArtifactSummary> emitArtifact(ModuleOp module,
+                                        llvm::StringRef cpuSharedObject,
+                                        llvm::StringRef path,
+                                        const ArtifactOptions &options);
+
+} // namespace mlir::moec
+
+#endif // MOEC_CODEGEN_ARTIFACTEMITTER_H

@@ -1,0 +1,1489 @@
+//===- PlannedKernels.cpp - Planned moe steps to CPU kernels ----*- C++ -*-===//
+//
+// One kernel per planned step, written in scf/arith/math/memref on byte
+// buffers: every argument arrives as `memref<?xBxi8>` (B = bytes per token)
+// or `memref<Nxi8>` and is viewed with `memref.view` as the typed, possibly
+// row-offset memrefs the op needs. GEMM-shaped work calls the tiled GEMM of
+// `Kernels.h`; everything else mirrors `tools/Interpreter.cpp` loop by loop.
+//
+//===----------------------------------------------------------------------===//
+
+#include "codegen/cpu/PlannedKernels.h"
+
+#include "codegen/cpu/Kernels.h"
+#include "codegen/cpu/ObjectEmitter.h"
+#include "dialects/MoEDialect.h"
+#include "passes/Plan.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+#include <cmath>
+#include <functional>
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::moec;
+using namespace mlir::moec::cpu;
+using mlir::moe::BlockScaleAttr;
+using mlir::moe::Epilogue;
+
+namespace {
+
+/// Bytes of the scratch buffer a kernel may use for GEMM outputs that an
+/// epilogue narrows (the rows are processed in chunks that fit).
+constexpr int64_t kScratchBytes = 256 * 1024;
+
+/// One kernel argument: the byte buffer of a tensor value.
+struct Buffer {
+  /// The whole buffer as `memref<?xi8>`.
+  Value bytes;
+  /// The tensor type it holds.
+  RankedTensorType type;
+  /// Rows of the leading `?` per token.
+  int64_t rowsPerToken = 1;
+};
+
+/// Builds the body of one step kernel.
+class StepEmitter {
+public:
+  StepEmitter(ModuleOp kernels, Operation *op, int64_t step,
+              const CpuKernelOptions &kernelOptions,
+              llvm::StringMap<func::FuncOp> &gemms)
+      : kernels(kernels), op(op), step(step), kernelOptions(kernelOptions),
+        gemms(gemms), b(op->getContext()), loc(op->getLoc()) {}
+
+  LogicalResult emit();
+
+private:
+  //===--------------------------------------------------------------------===//
+  // Small builders
+  //===--------------------------------------------------------------------===//
+
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value f32(double v) {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(float(v)));
+  }
+  Value i32(int64_t v) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(int32_t(v)));
+  }
+  Value add(Value a, Value c) { return arith::AddIOp::create(b, loc, a, c); }
+  Value sub(Value a, Value c) { return arith::SubIOp::create(b, loc, a, c); }
+  Value mul(Value a, Value c) { return arith::MulIOp::create(b, loc, a, c); }
+  Value divu(Value a, Value c) { return arith::DivUIOp::create(b, loc, a, c); }
+  Value minu(Value a, Value c) { return arith::MinUIOp::create(b, loc, a, c); }
+  Value addf(Value a, Value c) { return arith::AddFOp::create(b, loc, a, c); }
+  Value subf(Value a, Value c) { return arith::SubFOp::create(b, loc, a, c); }
+  Value mulf(Value a, Value c) { return arith::MulFOp::create(b, loc, a, c); }
+  Value divf(Value a, Value c) { return arith::DivFOp::create(b, loc, a, c); }
+  Value select(Value c, Value t, Value f) {
+    return arith::SelectOp::create(b, loc, c, t, f);
+  }
+  Value cmpi(arith::CmpIPredicate p, Value a, Value c) {
+    return arith::CmpIOp::create(b, loc, p, a, c);
+  }
+  Value cmpf(arith::CmpFPredicate p, Value a, Value c) {
+    return arith::CmpFOp::create(b, loc, p, a, c);
+  }
+  Value toIndex(Value v) {
+    if (v.getType().isIndex())
+      return v;
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+  }
+  Value toI32(Value v) {
+    return arith::IndexCastOp::create(b, loc, b.getI32Type(), v);
+  }
+  Value isNaN(Value v) { return cmpf(arith::CmpFPredicate::UNO, v, v); }
+  Value exp(Value v) { return math::ExpOp::create(b, loc, v); }
+  /// `x / (1 + exp(-x))`, the interpreter's SiLU.
+  Value silu(Value x) {
+    return divf(x, addf(f32(1.0), exp(arith::NegFOp::create(b, loc, x))));
+  }
+  Value sigmoid(Value x) {
+    return divf(f32(1.0),
+                addf(f32(1.0), exp(arith::NegFOp::create(b, loc, x))));
+  }
+
+  /// `for iv in [lb, ub) step s { body(iv) }`.
+  void loop(Value lb, Value ub, Value s, llvm::function_ref<void(Value)> body) {
+    auto forOp = scf::ForOp::create(b, loc, lb, ub, s);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(forOp.getBody()->getTerminator());
+    body(forOp.getInductionVar());
+  }
+  void loop(Value lb, Value ub, llvm::function_ref<void(Value)> body) {
+    loop(lb, ub, idx(1), body);
+  }
+  /// A loop carrying `init`; `body(iv, carried)` returns the next values.
+  SmallVector<Value>
+  loopCarry(Value lb, Value ub, ValueRange init,
+            llvm::function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    auto forOp = scf::ForOp::create(b, loc, lb, ub, idx(1), init);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToEnd(forOp.getBody());
+      SmallVector<Value> next =
+          body(forOp.getInductionVar(), forOp.getRegionIterArgs());
+      scf::YieldOp::create(b, loc, next);
+    }
+    return SmallVector<Value>(forOp.getResults());
+  }
+
+  //===--------------------------------------------------------------------===//
+  // Buffers and element access
+  //===--------------------------------------------------------------------===//
+
+  /// Rows of the leading dimension of `buf`.
+  Value leadingRows(const Buffer &buf) {
+    if (buf.type.getRank() == 0)
+      return idx(1);
+    if (!buf.type.isDynamicDim(0))
+      return idx(buf.type.getDimSize(0));
+    return mul(tokens, idx(buf.rowsPerToken));
+  }
+  /// Elements per leading row (product of the other dimensions).
+  int64_t rowElements(const Buffer &buf) {
+    int64_t n = 1;
+    for (int64_t d : buf.type.getShape().drop_front(
+             std::min<int64_t>(1, buf.type.getRank())))
+      n *= d;
+    return n;
+  }
+  Value numElements(const Buffer &buf) {
+    return mul(leadingRows(buf), idx(rowElements(buf)));
+  }
+  int64_t elementBytes(Type type) {
+    return (type.getIntOrFloatBitWidth() + 7) / 8;
+  }
+  /// `buf` from element `offset` on, as `memref<shape x elt>` (`?` entries of
+  /// `shape` take `dynSizes`).
+  Value view(const Buffer &buf, Value offset, ArrayRef<int64_t> shape,
+             ValueRange dynSizes, Type elt = {}) {
+    if (!elt)
+      elt = buf.type.getElementType();
+    Value shift = mul(offset, idx(elementBytes(elt)));
+    return memref::ViewOp::create(b, loc, MemRefType::get(shape, elt),
+                                  buf.bytes, shift, dynSizes);
+  }
+  /// The whole of `buf` as a flat `memref<?xelt>`.
+  Value flat(const Buffer &buf) {
+    return view(buf, idx(0), {ShapedType::kDynamic}, {numElements(buf)});
+  }
+
+  /// Loads element `i` of the flat `memref` as f32 (f32, bf16, FP8 E4M3FN
+  /// and integers widen exactly; integer code only).
+  Value loadF(Value memref, Value i) {
+    Value raw = memref::LoadOp::create(b, loc, memref, ValueRange{i});
+    return widen(raw);
+  }
+  Value widen(Value raw) {
+    Type type = raw.getType();
+    if (type.isF32())
+      return raw;
+    if (type.isBF16()) {
+      Value bits = arith::BitcastOp::create(b, loc, b.getI16Type(), raw);
+      Value wide = arith::ExtUIOp::create(b, loc, b.getI32Type(), bits);
+      Value shifted = arith::ShLIOp::create(b, loc, wide, i32(16));
+      return arith::BitcastOp::create(b, loc, b.getF32Type(), shifted);
+    }
+    if (isa<Float8E4M3FNType>(type))
+      return decodeE4M3FN(raw);
+    // The only other float types the emitter lets through are f16 (extf).
+    return arith::ExtFOp::create(b, loc, b.getF32Type(), raw);
+  }
+  /// E4M3FN to f32, exactly (normals rebias, subnormals are `m · 2⁻⁹`).
+  Value decodeE4M3FN(Value raw) {
+    Value byte = arith::BitcastOp::create(b, loc, b.getI8Type(), raw);
+    Value bits = arith::ExtUIOp::create(b, loc, b.getI32Type(), byte);
+    Value magnitude = arith::AndIOp::create(b, loc, bits, i32(0x7f));
+    Value normal = arith::BitcastOp::create(
+        b, loc, b.getF32Type(),
+        add(arith::ShLIOp::create(b, loc, magnitude, i32(20)), i32(120 << 23)));
+    Value subnormal =
+        mulf(arith::SIToFPOp::create(b, loc, b.getF32Type(), magnitude),
+             f32(1.0 / 512.0));
+    Value value = select(cmpi(arith::CmpIPredicate::ult, magnitude, i32(8)),
+                         subnormal, normal);
+    value = select(cmpi(arith::CmpIPredicate::eq, magnitude, i32(0x7f)),
+                   f32(std::numeric_limits<double>::quiet_NaN()), value);
+    Value sign = arith::ShLIOp::create(
+        b, loc, arith::AndIOp::create(b, loc, bits, i32(0x80)), i32(24));
+    return arith::BitcastOp::create(
+        b, loc, b.getF32Type(),
+        arith::OrIOp::create(
+            b, loc, arith::BitcastOp::create(b, loc, b.getI32Type(), value),
+            sign));
+  }
+  /// f32 to the E4M3FN code (`runtime/fp8` `floatToE4M3FN`: round to
+  /// nearest even, saturate to ±448, NaN stays NaN), as an i32.
+  Value encodeE4M3FN(Value x) {
+    Value bits = arith::BitcastOp::create(b, loc, b.getI32Type(), x);
+    Value sign = arith::AndIOp::create(
+        b, loc, arith::ShRUIOp::create(b, loc, bits, i32(24)), i32(0x80));
+    Value abs = arith::AndIOp::create(b, loc, bits, i32(0x7fffffff));
+    Value exponent = arith::ShRUIOp::create(b, loc, abs, i32(23));
+    // Normal targets: drop 20 mantissa bits after rebiasing (127 → 7).
+    Value normal = shiftRightRNE(sub(abs, i32(120 << 23)), i32(20));
+    // Subnormal targets: quanta of 2⁻⁹ of the full significand.
+    Value isF32Normal = cmpi(arith::CmpIPredicate::ne, exponent, i32(0));
+    Value m =
+        select(isF32Normal,
+               arith::OrIOp::create(
+                   b, loc, arith::AndIOp::create(b, loc, abs, i32(0x7fffff)),
+                   i32(0x800000)),
+               abs);
+    Value e = select(isF32Normal, exponent, i32(1));
+    Value shift = sub(i32(141), e);
+    Value clamped = arith::MinSIOp::create(
+        b, loc, arith::MaxSIOp::create(b, loc, shift, i32(1)), i32(25));
+    Value subnormal = select(cmpi(arith::CmpIPredicate::sgt, shift, i32(25)),
+                             i32(0), shiftRightRNE(m, clamped));
+    Value code = select(cmpi(arith::CmpIPredicate::uge, exponent, i32(121)),
+                        normal, subnormal);
+    code = select(cmpi(arith::CmpIPredicate::uge, abs, i32(0x43E00000)),
+                  i32(0x7e), code);
+    code = select(cmpi(arith::CmpIPredicate::ugt, abs, i32(0x7f800000)),
+                  i32(0x7f), code);
+    return arith::OrIOp::create(b, loc, code, sign);
+  }
+  Value shiftRightRNE(Value v, Value shift) {
+    Value kept = arith::ShRUIOp::create(b, loc, v, shift);
+    Value one = i32(1);
+    Value mask = sub(arith::ShLIOp::create(b, loc, one, shift), one);
+    Value rest = arith::AndIOp::create(b, loc, v, mask);
+    Value half = arith::ShLIOp::create(b, loc, one, sub(shift, one));
+    Value keptOdd = cmpi(arith::CmpIPredicate::ne,
+                         arith::AndIOp::create(b, loc, kept, one), i32(0));
+    Value up = arith::OrIOp::create(
+        b, loc, cmpi(arith::CmpIPredicate::ugt, rest, half),
+        arith::AndIOp::create(
+            b, loc, cmpi(arith::CmpIPredicate::eq, rest, half), keptOdd));
+    return add(kept, arith::ExtUIOp::create(b, loc, b.getI32Type(), up));
+  }
+
+  /// Stores the f32 `value` as element `i` of the flat `memref`, rounded
+  /// to its element type.
+  void storeF(Value value, Value memref, Value i) {
+    Type elt = cast<MemRefType>(memref.getType()).getElementType();
+    if (isa<Float8E4M3FNType>(elt)) {
+      Value code =
+          arith::TruncIOp::create(b, loc, b.getI8Type(), encodeE4M3FN(value));
+      value = arith::BitcastOp::create(b, loc, elt, code);
+    } else if (!elt.isF32()) {
+      value = arith::TruncFOp::create(b, loc, elt, value);
+    }
+    memref::StoreOp::create(b, loc, value, memref, ValueRange{i});
+  }
+  /// Loads element `i` of an integer `memref` as an index.
+  Value loadIndex(Value memref, Value i) {
+    return toIndex(memref::LoadOp::create(b, loc, memref, ValueRange{i}));
+  }
+
+  //===--------------------------------------------------------------------===//
+  // Shared pieces
+  //===--------------------------------------------------------------------===//
+
+  LogicalResult fail(const Twine &why) {
+    return op->emitOpError("cannot be compiled for the cpu target (step ")
+           << step << "): " << why;
+  }
+
+  /// Checks that `type` is one the loads and stores handle.
+  LogicalResult checkFloat(Value value, StringRef what) {
+    Type elt = getElementTypeOrSelf(value.getType());
+    if (elt.isF32() || elt.isBF16() || isa<Float8E4M3FNType>(elt))
+      return success();
+    return fail(Twine("unsupported element type of `") + what + "`");
+  }
+
+  /// `moe.quantize` semantics (`runtime/fp8` `quantizeBlocks`): `src`
+  /// (`batches` matrices of `rows` x `cols`, flat) into the FP8 codes `dst`
+  /// and the row-major block scales `scales`.
+  LogicalResult quantize(Value src, Value dst, Value scales, Value batches,
+                         Value rows, int64_t cols, BlockScaleAttr scheme) {
+    if (scheme.getFormat() != moe::Fp8Format::e4m3fn)
+      return fail("only e4m3fn quantization is supported");
+    if (scheme.getPlacement() != moe::ScalePlacement::row_major)
+      return fail("only row-major block scales are supported");
+    ArrayRef<int64_t> block = scheme.getBlock();
+    int64_t br = block[0], bc = block[1];
+    int64_t blockCols = (cols + bc - 1) / bc;
+    Value blockRows = divu(add(rows, idx(br - 1)), idx(br));
+    bool pow2 = scheme.getPow2();
+    loop(idx(0), batches, [&](Value bIdx) {
+      Value base = mul(bIdx, mul(rows, idx(cols)));
+      Value scaleBase = mul(bIdx, mul(blockRows, idx(blockCols)));
+      loop(idx(0), blockRows, [&](Value rb) {
+        Value r0 = mul(rb, idx(br));
+        Value r1 = minu(rows, add(r0, idx(br)));
+        for (int64_t cb = 0; cb < blockCols; ++cb) {
+          int64_t c0 = cb * bc, c1 = std::min(cols, c0 + bc);
+          // The amax of the finite magnitudes is an integer max of bits.
+          Value amaxBits = loopCarry(
+              r0, r1, ValueRange{i32(0)},
+              [&](Value r, ValueRange acc) -> SmallVector<Value> {
+                Value rowBase = add(base, mul(r, idx(cols)));
+                return loopCarry(
+                    idx(c0), idx(c1), acc,
+                    [&](Value c, ValueRange inner) -> SmallVector<Value> {
+                      Value x = loadF(src, add(rowBase, c));
+                      Value abs = arith::AndIOp::create(
+                          b, loc,
+                          arith::BitcastOp::create(b, loc, b.getI32Type(), x),
+                          i32(0x7fffffff));
+                      Value finite = select(
+                          cmpi(arith::CmpIPredicate::ult, abs, i32(0x7f800000)),
+                          abs, i32(0));
+                      return {arith::MaxUIOp::create(b, loc, inner[0], finite)};
+                    });
+              })[0];
+          Value amax =
+              arith::BitcastOp::create(b, loc, b.getF32Type(), amaxBits);
+          amax = select(cmpf(arith::CmpFPredicate::OLT, amax, f32(1e-4)),
+                        f32(1e-4), amax);
+          Value scale = divf(amax, f32(448.0));
+          if (pow2) {
+            // scale = 1.m · 2^E: 2^(E+1) unless m == 0 (frexp/ldexp).
+            Value bits =
+                arith::BitcastOp::create(b, loc, b.getI32Type(), scale);
+            Value mantissa = arith::AndIOp::create(b, loc, bits, i32(0x7fffff));
+            Value up = arith::ShLIOp::create(
+                b, loc,
+                add(arith::ShRUIOp::create(b, loc, bits, i32(23)), i32(1)),
+                i32(23));
+            bits = select(cmpi(arith::CmpIPredicate::eq, mantissa, i32(0)),
+                          bits, up);
+            scale = arith::BitcastOp::create(b, loc, b.getF32Type(), bits);
+          }
+          memref::StoreOp::create(
+              b, loc, scale, scales,
+              ValueRange{
+                  add(scaleBase, add(mul(rb, idx(blockCols)), idx(cb)))});
+          loop(r0, r1, [&](Value r) {
+            Value rowBase = add(base, mul(r, idx(cols)));
+            loop(idx(c0), idx(c1), [&](Value c) {
+              Value i = add(rowBase, c);
+              storeF(divf(loadF(src, i), scale), dst, i);
+            });
+          });
+        }
+      });
+    });
+    return success();
+  }
+
+  /// The fused quantization of `result` into the op's extra results, when
+  /// the op carries a `quantize` scheme.
+  LogicalResult fusedQuantize(const Buffer &result) {
+    auto fused = dyn_cast<moe::FusedQuantizeOpInterface>(op);
+    if (!fused || !fused.getQuantizeScheme())
+      return success();
+    const Buffer &q = bufferOf(fused.getQuantizedResult());
+    const Buffer &s = bufferOf(fused.getQuantizedScaleResult());
+    return quantizeBuffer(result, q, s, fused.getQuantizeScheme());
+  }
+  LogicalResult quantizeBuffer(const Buffer &x, const Buffer &q,
+                               const Buffer &s, BlockScaleAttr scheme) {
+    auto [batches, rows, cols] = matrixOf(x);
+    return quantize(flat(x), flat(q), flat(s), batches, rows, cols, scheme);
+  }
+  /// The `[batches, rows, cols]` matrices block scaling works on.
+  std::tuple<Value, Value, int64_t> matrixOf(const Buffer &x) {
+    int64_t rank = x.type.getRank();
+    if (rank == 0)
+      return {idx(1), idx(1), 1};
+    if (rank == 1)
+      return {idx(1), idx(1),
+              x.type.getDimSize(0) == ShapedType::kDynamic
+                  ? int64_t(-1)
+                  : x.type.getDimSize(0)};
+    int64_t cols = x.type.getShape().back();
+    Value rows = rank == 2 ? leadingRows(x) : idx(x.type.getShape()[rank - 2]);
+    Value batches = idx(1);
+    if (rank > 2) {
+      batches = leadingRows(x);
+      for (int64_t d : x.type.getShape().slice(1, rank - 3))
+        batches = mul(batches, idx(d));
+    }
+    return {batches, rows, cols};
+  }
+
+  /// The GEMM helper for `spec` (built once per module).
+  FailureOr<func::FuncOp> gemm(GemmElementType weight, GemmElementType act,
+                               int64_t n, int64_t k, int64_t block) {
+    std::string name = "moec_gemm_w" + std::to_string(int(weight)) + "_a" +
+                       std::to_string(int(act)) + "_" + std::to_string(n) +
+                       "x" + std::to_string(k) + "_b" + std::to_string(block);
+    if (auto it = gemms.find(name); it != gemms.end())
+      return it->second;
+    GemmKernelSpec spec;
+    spec.name = name;
+    spec.n = n;
+    spec.k = k;
+    spec.weightType = weight;
+    spec.activationType = act;
+    spec.scaleBlock = block;
+    FailureOr<func::FuncOp> fn = buildGemmKernel(kernels, spec, kernelOptions);
+    if (failed(fn))
+      return fail("the GEMM kernel builder rejected N = " + Twine(n) +
+                  ", K = " + Twine(k));
+    fn->setPrivate();
+    gemms[name] = *fn;
+    return *fn;
+  }
+
+  /// What a GEMM-shaped op multiplies.
+  struct GemmOperands {
+    const Buffer *x, *xScale = nullptr, *w, *wScale = nullptr;
+    const Buffer *bias = nullptr;
+    int64_t n, k, block = 128;
+    GemmElementType weightType, actType = GemmElementType::F32;
+    Epilogue epilogue;
+    /// Elements (and scale elements) of one expert's weights.
+    int64_t expertWeights = 0, expertScales = 0;
+  };
+
+  LogicalResult weightType(const Buffer &w, GemmElementType &type) {
+    Type elt = w.type.getElementType();
+    if (elt.isF32())
+      type = GemmElementType::F32;
+    else if (elt.isBF16())
+      type = GemmElementType::BF16;
+    else if (isa<Float8E4M3FNType>(elt))
+      type = GemmElementType::F8E4M3FN;
+    else
+      return fail("unsupported weight element type");
+    return success();
+  }
+
+  /// Rows `[rowStart, rowStart + rowCount)` of `x` times expert `expert`'s
+  /// weights into the same rows of `out`, with bias and epilogue.
+  LogicalResult gemmRows(const GemmOperands &g, Value rowStart, Value rowCount,
+                         Value expert, const Buffer &out) {
+    FailureOr<func::FuncOp> fn =
+        gemm(g.weightType, g.actType, g.n, g.k, g.block);
+    if (failed(fn))
+      return failure();
+    int64_t kb = (g.k + g.block - 1) / g.block;
+    Value wView = view(*g.w, mul(expert, idx(g.expertWeights)), {g.n, g.k}, {});
+    Value wsView;
+    if (g.wScale)
+      wsView = view(*g.wScale, mul(expert, idx(g.expertScales)),
+                    {(g.n + g.block - 1) / g.block, kb}, {});
+    auto call = [&](Value start, Value count, Value y) {
+      SmallVector<Value> args;
+      args.push_back(view(*g.x, mul(start, idx(g.k)),
+                          {ShapedType::kDynamic, g.k}, {count}));
+      if (g.xScale)
+        args.push_back(view(*g.xScale, mul(start, idx(kb)),
+                            {ShapedType::kDynamic, kb}, {count}));
+      args.push_back(wView);
+      if (wsView)
+        args.push_back(wsView);
+      args.push_back(y);
+      func::CallOp::create(b, loc, *fn, args);
+    };
+    auto addBias = [&](Value y, Value count) {
+      if (!g.bias)
+        return;
+      Value bias = flat(*g.bias);
+      Value yFlat = memref::CollapseShapeOp::create(
+          b, loc, y, SmallVector<ReassociationIndices>{{0, 1}});
+      loop(idx(0), count, [&](Value r) {
+        loop(idx(0), idx(g.n), [&](Value j) {
+          Value i = add(mul(r, idx(g.n)), j);
+          storeF(addf(loadF(yFlat, i), loadF(bias, j)), yFlat, i);
+        });
+      });
+    };
+    if (g.epilogue == Epilogue::none) {
+      Value y = view(out, mul(rowStart, idx(g.n)), {ShapedType::kDynamic, g.n},
+                     {rowCount}, b.getF32Type());
+      call(rowStart, rowCount, y);
+      addBias(y, rowCount);
+      return success();
+    }
+    // silu_mul: the full product goes through the scratch buffer in chunks
+    // of rows, then `silu(gate) * up` narrows it into `out`.
+    int64_t chunk = std::max<int64_t>(1, kScratchBytes / (4 * g.n));
+    int64_t half = g.n / 2;
+    Value outFlat = flat(out);
+    Value end = add(rowStart, rowCount);
+    loop(rowStart, end, idx(chunk), [&](Value r0) {
+      Value count = minu(idx(chunk), sub(end, r0));
+      Value y = memref::ViewOp::create(
+          b, loc, MemRefType::get({ShapedType::kDynamic, g.n}, b.getF32Type()),
+          scratch(), idx(0), ValueRange{count});
+      call(r0, count, y);
+      addBias(y, count);
+      loop(idx(0), count, [&](Value r) {
+        loop(idx(0), idx(half), [&](Value j) {
+          Value gate = memref::LoadOp::create(b, loc, y, ValueRange{r, j});
+          Value up = memref::LoadOp::create(b, loc, y,
+                                            ValueRange{r, add(j, idx(half))});
+          storeF(mulf(silu(gate), up), outFlat,
+                 add(mul(add(r0, r), idx(half)), j));
+        });
+      });
+    });
+    return success();
+  }
+
+  /// A grouped GEMM: per expert `e`, rows `[offsets[e], offsets[e+1])`.
+  LogicalResult groupedGemm(const GemmOperands &g, const Buffer &offsets,
+                            const Buffer &out) {
+    // Rows outside every expert's range stay zero, as in the interpreter.
+    Value outFlat = flat(out);
+    loop(idx(0), numElements(out),
+         [&](Value i) { storeF(f32(0.0), outFlat, i); });
+    Value offs = flat(offsets);
+    int64_t experts = offsets.type.getDimSize(0) - 1;
+    Value rows = leadingRows(*g.x);
+    LogicalResult result = success();
+    loop(idx(0), idx(experts), [&](Value e) {
+      Value begin = minu(loadIndex(offs, e), rows);
+      Value end = minu(loadIndex(offs, add(e, idx(1))), rows);
+      Value count = select(cmpi(arith::CmpIPredicate::ugt, end, begin),
+                           sub(end, begin), idx(0));
+      if (failed(gemmRows(g, begin, count, e, out)))
+        result = failure();
+    });
+    return result;
+  }
+
+  /// The scratch buffer at the kernel's entry.
+  Value scratch() {
+    if (!scratchBuffer) {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(entry);
+      scratchBuffer = memref::AllocaOp::create(
+          b, loc, MemRefType::get({kScratchBytes}, b.getI8Type()),
+          b.getI64IntegerAttr(64));
+      scratchBuffer = memref::CastOp::create(
+          b, loc, MemRefType::get({ShapedType::kDynamic}, b.getI8Type()),
+          scratchBuffer);
+    }
+    return scratchBuffer;
+  }
+
+  const Buffer &bufferOf(Value v) { return buffers.find(v)->second; }
+
+  //===--------------------------------------------------------------------===//
+  // Ops
+  //===--------------------------------------------------------------------===//
+
+  LogicalResult emitOp();
+  LogicalResult emitEmbed(moe::EmbedOp op);
+  LogicalResult emitMatmul(moe::MatmulOp op);
+  LogicalResult emitFp8Matmul(moe::Fp8MatmulOp op);
+  LogicalResult emitGroupedMatmul(moe::GroupedMatmulOp op);
+  LogicalResult emitFp8GroupedMatmul(moe::Fp8GroupedMatmulOp op);
+  LogicalResult emitElementwise(Value lhs, Value rhs, Value result,
+                                llvm::function_ref<Value(Value, Value)> fn);
+  LogicalResult emitRmsNorm(Value x, Value weight, Value result, double eps);
+  LogicalResult emitRope(moe::RopeOp op);
+  LogicalResult emitAttention(moe::AttentionOp op);
+  LogicalResult emitSlice(moe::SliceOp op);
+  LogicalResult emitConcat(moe::ConcatOp op);
+  LogicalResult emitExpand(moe::ExpandOp op);
+  LogicalResult emitRouter(moe::RouterOp op);
+  LogicalResult emitDispatch(moe::DispatchOp op);
+  LogicalResult emitCombine(moe::CombineOp op);
+  LogicalResult emitSigmoidGate(moe::SigmoidGateOp op);
+  LogicalResult emitDequantize(moe::DequantizeOp op);
+  LogicalResult checkScheme(BlockScaleAttr act, BlockScaleAttr weight,
+                            int64_t &block);
+
+  ModuleOp kernels;
+  Operation *op;
+  int64_t step;
+  const CpuKernelOptions &kernelOptions;
+  llvm::StringMap<func::FuncOp> &gemms;
+  OpBuilder b;
+  Location loc;
+  Block *entry = nullptr;
+  Value tokens;
+  Value scratchBuffer;
+  llvm::DenseMap<Value, Buffer> buffers;
+};
+
+LogicalResult StepEmitter::emit() {
+  // Arguments: operands then results, each as bytes.
+  SmallVector<Value> values(op->getOperands());
+  values.append(op->result_begin(), op->result_end());
+  SmallVector<Type> argTypes;
+  for (Value v : values) {
+    auto type = dyn_cast<RankedTensorType>(v.getType());
+    if (!type)
+      return fail("expected ranked tensor operands and results");
+    if (!type.getElementType().isIntOrFloat())
+      return fail("expected integer or float elements");
+    for (int64_t i = 1; i < type.getRank(); ++i)
+      if (type.isDynamicDim(i))
+        return fail("only the leading dimension may be dynamic");
+    int64_t bytes = (type.getElementTypeBitWidth() + 7) / 8;
+    for (int64_t i = type.getRank() > 0 && type.isDynamicDim(0) ? 1 : 0;
+         i < type.getRank(); ++i)
+      bytes *= type.getDimSize(i);
+    if (type.getRank() > 0 && type.isDynamicDim(0))
+      argTypes.push_back(MemRefType::get(
+          {ShapedType::kDynamic, bytes * getRowsPerToken(v)}, b.getI8Type()));
+    else
+      argTypes.push_back(MemRefType::get({bytes}, b.getI8Type()));
+  }
+  b.setInsertionPointToEnd(kernels.getBody());
+  std::string name = (kStepKernelPrefix + Twine(step)).str();
+  auto fn = func::FuncOp::create(b, loc, name,
+                                 b.getFunctionType(argTypes, TypeRange{}));
+  entry = fn.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  for (auto [i, v] : llvm::enumerate(values)) {
+    Value arg = entry->getArgument(i);
+    auto type = cast<MemRefType>(arg.getType());
+    Value bytes;
+    if (type.isDynamicDim(0)) {
+      if (!tokens)
+        tokens = memref::DimOp::create(b, loc, arg, 0);
+      bytes = memref::CollapseShapeOp::create(
+          b, loc, arg, SmallVector<ReassociationIndices>{{0, 1}});
+    } else {
+      bytes = memref::CastOp::create(
+          b, loc, MemRefType::get({ShapedType::kDynamic}, b.getI8Type()), arg);
+    }
+    buffers[v] =
+        Buffer{bytes, cast<RankedTensorType>(v.getType()), getRowsPerToken(v)};
+  }
+  if (!tokens)
+    tokens = idx(0);
+  if (failed(emitOp())) {
+    fn.erase();
+    return failure();
+  }
+  func::ReturnOp::create(b, loc);
+  return success();
+}
+
+LogicalResult StepEmitter::emitOp() {
+  return llvm::TypeSwitch<Operation *, LogicalResult>(op)
+      .Case([&](moe::EmbedOp o) { return emitEmbed(o); })
+      .Case([&](moe::MatmulOp o) { return emitMatmul(o); })
+      .Case([&](moe::Fp8MatmulOp o) { return emitFp8Matmul(o); })
+      .Case([&](moe::GroupedMatmulOp o) { return emitGroupedMatmul(o); })
+      .Case([&](moe::Fp8GroupedMatmulOp o) { return emitFp8GroupedMatmul(o); })
+      .Case([&](moe::AddOp o) {
+        return emitElementwise(o.getLhs(), o.getRhs(), o.getResult(),
+                               [&](Value x, Value y) { return addf(x, y); });
+      })
+      .Case([&](moe::MulOp o) {
+        return emitElementwise(o.getLhs(), o.getRhs(), o.getResult(),
+                               [&](Value x, Value y) { return mulf(x, y); });
+      })
+      .Case([&](moe::SiluMulOp o) {
+        if (failed(emitElementwise(
+                o.getGate(), o.getUp(), o.getResult(),
+                [&](Value g, Value u) { return mulf(silu(g), u); })))
+          return failure();
+        return fusedQuantize(bufferOf(o.getResult()));
+      })
+      .Case([&](moe::RmsNormOp o) {
+        if (failed(emitRmsNorm(o.getX(), o.getWeight(), o.getResult(),
+                               o.getEpsilon().convertToDouble())))
+          return failure();
+        return fusedQuantize(bufferOf(o.getResult()));
+      })
+      .Case([&](moe::AddRmsNormOp o) {
+        if (failed(
+                emitElementwise(o.getLhs(), o.getRhs(), o.getSum(),
+                                [&](Value x, Value y) { return addf(x, y); })))
+          return failure();
+        // The norm reads the sum back, rounded to its element type.
+        if (failed(emitRmsNorm(o.getSum(), o.getWeight(), o.getResult(),
+                               o.getEpsilon().convertToDouble())))
+          return failure();
+        return fusedQuantize(bufferOf(o.getResult()));
+      })
+      .Case([&](moe::RopeOp o) { return emitRope(o); })
+      .Case([&](moe::AttentionOp o) { return emitAttention(o); })
+      .Case([&](moe::SliceOp o) { return emitSlice(o); })
+      .Case([&](moe::ConcatOp o) { return emitConcat(o); })
+      .Case([&](moe::ExpandOp o) { return emitExpand(o); })
+      .Case([&](moe::RouterOp o) { return emitRouter(o); })
+      .Case([&](moe::DispatchOp o) { return emitDispatch(o); })
+      .Case([&](moe::CombineOp o) { return emitCombine(o); })
+      .Case([&](moe::SigmoidGateOp o) { return emitSigmoidGate(o); })
+      .Case([&](moe::QuantizeOp o) {
+        return quantizeBuffer(bufferOf(o.getX()), bufferOf(o.getResult()),
+                              bufferOf(o.getScale()), o.getScheme());
+      })
+      .Case([&](moe::DequantizeOp o) { return emitDequantize(o); })
+      .Default(
+          [&](Operation *) { return fail("the op has no cpu kernel (yet)"); });
+}
+
+//===----------------------------------------------------------------------===//
+// moe.embed
+//===----------------------------------------------------------------------===//
+
+LogicalResult StepEmitter::emitEmbed(moe::EmbedOp o) {
+  if (failed(checkFloat(o.getTable(), "table")) ||
+      failed(checkFloat(o.getResult(), "result")))
+    return failure();
+  const Buffer &table = bufferOf(o.getTable());
+  const Buffer &ids = bufferOf(o.getIds());
+  const Buffer &out = bufferOf(o.getResult());
+  int64_t vocab = table.type.getDimSize(0), hidden = table.type.getDimSize(1);
+  Value tableFlat = flat(table), idsFlat = flat(ids), outFlat = flat(out);
+  loop(idx(0), leadingRows(out), [&](Value t) {
+    // Ids outside the table give a zero row instead of reading out of bounds.
+    Value id = loadIndex(idsFlat, t);
+    Value valid = cmpi(arith::CmpIPredicate::ult, id, idx(vocab));
+    Value row = select(valid, id, idx(0));
+    loop(idx(0), idx(hidden), [&](Value h) {
+      Value v = loadF(tableFlat, add(mul(row, idx(hidden)), h));
+      storeF(select(valid, v, f32(0.0)), outFlat, add(mul(t, idx(hidden)), h));
+    });
+  });
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// GEMMs
+//===----------------------------------------------------------------------===//
+
+LogicalResult StepEmitter::checkScheme(BlockScaleAttr act,
+                                       BlockScaleAttr weight, int64_t &block) {
+  for (BlockScaleAttr s : {act, weight})
+    if (s.getFormat() != moe::Fp8Format::e4m3fn ||
+        s.getPlacement() != moe::ScalePlacement::row_major)
+      return fail("only e4m3fn with row-major scales is supported");
+  block = weight.getBlock()[1];
+  if (act.getBlock()[0] != 1 || act.getBlock()[1] != block ||
+      weight.getBlock()[0] != block || block % kernelOptions.lanes != 0)
+    return fail("expected activation blocks [1, B] and weight blocks [B, B] "
+                "with B a multiple of the vector width");
+  return success();
+}
+
+LogicalResult StepEmitter::emitMatmul(moe::MatmulOp o) {
+  if (!getElementTypeOrSelf(o.getX().getType()).isF32() ||
+      !o.getType().getElementType().isF32())
+    return fail("expected f32 activations");
+  GemmOperands g{};
+  g.x = &bufferOf(o.getX());
+  g.w = &bufferOf(o.getW());
+  if (o.getBias()) {
+    if (failed(checkFloat(o.getBias(), "bias")))
+      return failure();
+    g.bias = &bufferOf(o.getBias());
+  }
+  if (failed(weightType(*g.w, g.weightType)) ||
+      g.weightType == GemmElementType::F8E4M3FN)
+    return fail("expected f32 or bf16 weights");
+  g.n = g.w->type.getDimSize(0);
+  g.k = g.w->type.getDimSize(1);
+  g.epilogue = o.getEpilogue();
+  const Buffer &out = bufferOf(o.getResult());
+  if (failed(gemmRows(g, idx(0), leadingRows(*g.x), idx(0), out)))
+    return failure();
+  return fusedQuantize(out);
+}
+
+LogicalResult StepEmitter::emitFp8Matmul(moe::Fp8MatmulOp o) {
+  if (!o.getType().getElementType().isF32())
+    return fail("expected an f32 result");
+  GemmOperands g{};
+  if (failed(checkScheme(o.getActScheme(), o.getWeightScheme(), g.block)))
+    return failure();
+  g.x = &bufferOf(o.getX());
+  g.xScale = &bufferOf(o.getXScale());
+  g.w = &bufferOf(o.getW());
+  g.wScale = &bufferOf(o.getWScale());
+  if (!isa<Float8E4M3FNType>(g.x->type.getElementType()) ||
+      !isa<Float8E4M3FNType>(g.w->type.getElementType()))
+    return fail("expected e4m3fn operands");
+  if (o.getBias()) {
+    if (failed(checkFloat(o.getBias(), "bias")))
+      return failure();
+    g.bias = &bufferOf(o.getBias());
+  }
+  g.weightType = g.actType = GemmElementType::F8E4M3FN;
+  g.n = g.w->type.getDimSize(0);
+  g.k = g.w->type.getDimSize(1);
+  g.epilogue = o.getEpilogue();
+  const Buffer &out = bufferOf(o.getResult());
+  if (failed(gemmRows(g, idx(0), leadingRows(*g.x), idx(0), out)))
+    return failure();
+  return fusedQuantize(out);
+}
+
+LogicalResult StepEmitter::emitGroupedMatmul(moe::GroupedMatmulOp o) {
+  if (!getElementTypeOrSelf(o.getRows().getType()).isF32() ||
+      !o.getType().getElementType().isF32())
+    return fail("expected f32 activations");
+  GemmOperands g{};
+  g.x = &bufferOf(o.getRows());
+  g.w = &bufferOf(o.getW());
+  if (failed(weightType(*g.w, g.weightType)) ||
+      g.weightType == GemmElementType::F8E4M3FN)
+    return fail("expected f32 or bf16 weights");
+  g.n = g.w->type.getDimSize(1);
+  g.k = g.w->type.getDimSize(2);
+  g.expertWeights = g.n * g.k;
+  g.epilogue = o.getEpilogue();
+  const Buffer &out = bufferOf(o.getResult());
+  if (failed(groupedGemm(g, bufferOf(o.getOffsets()), out)))
+    return failure();
+  return fusedQuantize(out);
+}
+
+LogicalResult StepEmitter::emitFp8GroupedMatmul(moe::Fp8GroupedMatmulOp o) {
+  if (!o.getType().getElementType().isF32())
+    return fail("expected an f32 result");
+  GemmOperands g{};
+  if (failed(checkScheme(o.getActScheme(), o.getWeightScheme(), g.block)))
+    return failure();
+  g.x = &bufferOf(o.getRows());
+  g.xScale = &bufferOf(o.getRowsScale());
+  g.w = &bufferOf(o.getW());
+  g.wScale = &bufferOf(o.getWScale());
+  if (!isa<Float8E4M3FNType>(g.x->type.getElementType()) ||
+      !isa<Float8E4M3FNType>(g.w->type.getElementType()))
+    return fail("expected e4m3fn operands");
+  g.weightType = g.actType = GemmElementType::F8E4M3FN;
+  g.n = g.w->type.getDimSize(1);
+  g.k = g.w->type.getDimSize(2);
+  g.expertWeights = g.n * g.k;
+  g.expertScales =
+      ((g.n + g.block - 1) / g.block) * ((g.k + g.block - 1) / g.block);
+  if (g.wScale->type.getNumElements() !=
+      g.expertScales * g.w->type.getDimSize(0))
+    return fail("unexpected weight scale shape");
+  g.epilogue = o.getEpilogue();
+  const Buffer &out = bufferOf(o.getResult());
+  if (failed(groupedGemm(g, bufferOf(o.getOffsets()), out)))
+    return failure();
+  return fusedQuantize(out);
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise, norms
+//===----------------------------------------------------------------------===//
+
+LogicalResult
+StepEmitter::emitElementwise(Value lhs, Value rhs, Value result,
+                             llvm::function_ref<Value(Value, Value)> fn) {
+  if (failed(checkFloat(lhs, "lhs")) || failed(checkFloat(rhs, "rhs")) ||
+      failed(checkFloat(result, "result")))
+    return failure();
+  Value a = flat(bufferOf(lhs)), c = flat(bufferOf(rhs));
+  const Buffer &out = bufferOf(result);
+  Value o = flat(out);
+  loop(idx(0), numElements(out),
+       [&](Value i) { storeF(fn(loadF(a, i), loadF(c, i)), o, i); });
+  return success();
+}
+
+LogicalResult StepEmitter::emitRmsNorm(Value xValue, Value weight, Value result,
+                                       double eps) {
+  if (failed(checkFloat(xValue, "x")) || failed(checkFloat(weight, "weight")) ||
+      failed(checkFloat(result, "result")))
+    return failure();
+  const Buffer &x = bufferOf(xValue), &out = bufferOf(result);
+  int64_t dim = x.type.getShape().back();
+  Value xf = flat(x), wf = flat(bufferOf(weight)), of = flat(out);
+  Value rows = divu(numElements(x), idx(dim));
+  loop(idx(0), rows, [&](Value r) {
+    Value base = mul(r, idx(dim));
+    Value sum = loopCarry(idx(0), idx(dim), ValueRange{f32(0.0)},
+                          [&](Value i, ValueRange acc) -> SmallVector<Value> {
+                            Value v = loadF(xf, add(base, i));
+                            return {addf(acc[0], mulf(v, v))};
+                          })[0];
+    Value inv =
+        divf(f32(1.0),
+             math::SqrtOp::create(
+                 b, loc, addf(divf(sum, f32(double(dim))), f32(float(eps)))));
+    loop(idx(0), idx(dim), [&](Value i) {
+      Value v = loadF(xf, add(base, i));
+      storeF(mulf(loadF(wf, i), mulf(v, inv)), of, add(base, i));
+    });
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitSigmoidGate(moe::SigmoidGateOp o) {
+  const Buffer &x = bufferOf(o.getX()), &y = bufferOf(o.getY());
+  const Buffer &out = bufferOf(o.getResult());
+  int64_t hidden = x.type.getDimSize(1), width = y.type.getDimSize(1);
+  Value xf = flat(x), gf = flat(bufferOf(o.getGate())), yf = flat(y),
+        of = flat(out);
+  loop(idx(0), leadingRows(out), [&](Value t) {
+    Value base = mul(t, idx(hidden));
+    Value logit = loopCarry(
+        idx(0), idx(hidden), ValueRange{f32(0.0)},
+        [&](Value i, ValueRange acc) -> SmallVector<Value> {
+          return {addf(acc[0], mulf(loadF(xf, add(base, i)), loadF(gf, i)))};
+        })[0];
+    Value g = sigmoid(logit);
+    loop(idx(0), idx(width), [&](Value j) {
+      Value i = add(mul(t, idx(width)), j);
+      storeF(mulf(g, loadF(yf, i)), of, i);
+    });
+  });
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// moe.rope
+//===----------------------------------------------------------------------===//
+
+LogicalResult StepEmitter::emitRope(moe::RopeOp o) {
+  const Buffer &x = bufferOf(o.getX()), &out = bufferOf(o.getResult());
+  if (x.type.getRank() != 3)
+    return fail("expected `x` of rank 3");
+  int64_t heads = x.type.getDimSize(1), dim = x.type.getDimSize(2);
+  int64_t half = dim / 2;
+  std::vector<float> invFreq = moe::getRopeInverseFrequencies(
+      dim, o.getTheta().convertToDouble(), o.getScalingAttr());
+  float attention = float(moe::getRopeCosSinScale(o.getScalingAttr()));
+  // The frequency table is a constant of the shared object.
+  auto tableType =
+      MemRefType::get({std::max<int64_t>(half, 1)}, b.getF32Type());
+  std::string global = (kStepKernelPrefix + Twine(step) + ".inv_freq").str();
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(kernels.getBody());
+    invFreq.resize(std::max<int64_t>(half, 1));
+    auto init = DenseElementsAttr::get(
+        RankedTensorType::get(tableType.getShape(), b.getF32Type()),
+        ArrayRef<float>(invFreq));
+    memref::GlobalOp::create(b, loc, global, b.getStringAttr("private"),
+                             tableType, init, /*constant=*/true,
+                             /*alignment=*/IntegerAttr());
+  }
+  Value table = memref::GetGlobalOp::create(b, loc, tableType, global);
+  Value xf = flat(x), of = flat(out), pf = flat(bufferOf(o.getPositions()));
+  bool interleaved = o.getInterleaved();
+  loop(idx(0), leadingRows(x), [&](Value t) {
+    Value p = arith::SIToFPOp::create(
+        b, loc, b.getF32Type(),
+        memref::LoadOp::create(b, loc, pf, ValueRange{t}));
+    loop(idx(0), idx(half), [&](Value i) {
+      Value angle =
+          mulf(memref::LoadOp::create(b, loc, table, ValueRange{i}), p);
+      Value cosv = mulf(math::CosOp::create(b, loc, angle), f32(attention));
+      Value sinv = mulf(math::SinOp::create(b, loc, angle), f32(attention));
+      Value ia = interleaved ? mul(i, idx(2)) : i;
+      Value ib = interleaved ? add(mul(i, idx(2)), idx(1)) : add(i, idx(half));
+      loop(idx(0), idx(heads), [&](Value h) {
+        Value base = mul(add(mul(t, idx(heads)), h), idx(dim));
+        Value x1 = loadF(xf, add(base, ia)), x2 = loadF(xf, add(base, ib));
+        storeF(subf(mulf(x1, cosv), mulf(x2, sinv)), of, add(base, ia));
+        storeF(addf(mulf(x2, cosv), mulf(x1, sinv)), of, add(base, ib));
+      });
+    });
+    // An odd last channel is left as is.
+    if (dim % 2) {
+      loop(idx(0), idx(heads), [&](Value h) {
+        Value i = add(mul(add(mul(t, idx(heads)), h), idx(dim)), idx(dim - 1));
+        storeF(loadF(xf, i), of, i);
+      });
+    }
+  });
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// moe.attention
+//===----------------------------------------------------------------------===//
+
+LogicalResult StepEmitter::emitAttention(moe::AttentionOp o) {
+  const Buffer &q = bufferOf(o.getQ()), &k = bufferOf(o.getK()),
+               &v = bufferOf(o.getV()), &out = bufferOf(o.getResult());
+  int64_t heads = q.type.getDimSize(1), dqk = q.type.getDimSize(2);
+  int64_t kvHeads = k.type.getDimSize(1), dv = v.type.getDimSize(2);
+  if (kvHeads <= 0 || heads % kvHeads)
+    return fail("expected query heads to be a multiple of key/value heads");
+  int64_t group = heads / kvHeads;
+  Value qf = flat(q), kf = flat(k), vf = flat(v), of = flat(out);
+  Value n = leadingRows(q);
+  Value scores;
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointAfterValue(tokens);
+    scores = memref::AllocaOp::create(
+        b, loc, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
+        ValueRange{add(tokens, idx(1))});
+  }
+  Value scale = f32(o.getScale().convertToDouble());
+  bool causal = o.getCausal();
+  loop(idx(0), n, [&](Value t) {
+    Value keys = causal ? add(t, idx(1)) : n;
+    loop(idx(0), idx(heads), [&](Value h) {
+      Value kvh = divu(h, idx(group));
+      Value qBase = mul(add(mul(t, idx(heads)), h), idx(dqk));
+      Value max = loopCarry(
+          idx(0), keys,
+          ValueRange{f32(-std::numeric_limits<double>::infinity())},
+          [&](Value s, ValueRange acc) -> SmallVector<Value> {
+            Value kBase = mul(add(mul(s, idx(kvHeads)), kvh), idx(dqk));
+            Value dot =
+                loopCarry(idx(0), idx(dqk), ValueRange{f32(0.0)},
+                          [&](Value d, ValueRange a) -> SmallVector<Value> {
+                            return {addf(a[0], mulf(loadF(qf, add(qBase, d)),
+                                                    loadF(kf, add(kBase, d))))};
+                          })[0];
+            Value sc = mulf(dot, scale);
+            memref::StoreOp::create(b, loc, sc, scores, ValueRange{s});
+            // std::max(max, sc): keeps `max` unless it is less than `sc`.
+            return {select(cmpf(arith::CmpFPredicate::OLT, acc[0], sc), sc,
+                           acc[0])};
+          })[0];
+      Value sum = loopCarry(
+          idx(0), keys, ValueRange{f32(0.0)},
+          [&](Value s, ValueRange acc) -> SmallVector<Value> {
+            Value e = exp(subf(
+                memref::LoadOp::create(b, loc, scores, ValueRange{s}), max));
+            memref::StoreOp::create(b, loc, e, scores, ValueRange{s});
+            return {addf(acc[0], e)};
+          })[0];
+      Value oBase = mul(add(mul(t, idx(heads)), h), idx(dv));
+      loop(idx(0), idx(dv), [&](Value d) {
+        Value acc = loopCarry(
+            idx(0), keys, ValueRange{f32(0.0)},
+            [&](Value s, ValueRange a) -> SmallVector<Value> {
+              Value p = divf(
+                  memref::LoadOp::create(b, loc, scores, ValueRange{s}), sum);
+              Value vBase = mul(add(mul(s, idx(kvHeads)), kvh), idx(dv));
+              return {addf(a[0], mulf(p, loadF(vf, add(vBase, d))))};
+            })[0];
+        storeF(acc, of, add(oBase, d));
+      });
+    });
+  });
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Shape ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult StepEmitter::emitSlice(moe::SliceOp o) {
+  const Buffer &x = bufferOf(o.getX()), &out = bufferOf(o.getResult());
+  int64_t inner = x.type.getShape().back(), size = out.type.getShape().back();
+  int64_t offset = int64_t(o.getOffset());
+  Value xf = flat(x), of = flat(out);
+  Value rows = divu(numElements(x), idx(inner));
+  loop(idx(0), rows, [&](Value r) {
+    loop(idx(0), idx(size), [&](Value c) {
+      storeF(loadF(xf, add(mul(r, idx(inner)), add(c, idx(offset)))), of,
+             add(mul(r, idx(size)), c));
+    });
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitConcat(moe::ConcatOp o) {
+  const Buffer &out = bufferOf(o.getResult());
+  int64_t axis = o.getConcatDim();
+  if (axis == 0 && out.type.isDynamicDim(0))
+    return fail("cannot concatenate along the token dimension");
+  ArrayRef<int64_t> shape = out.type.getShape();
+  // Each input contributes `size[axis] * inner` contiguous elements per index
+  // of the dimensions before `axis`.
+  Value outer = idx(1);
+  for (int64_t i = 0; i < axis; ++i)
+    outer = mul(outer, i == 0 ? leadingRows(out) : idx(shape[i]));
+  int64_t inner = 1;
+  for (int64_t d : shape.drop_front(axis + 1))
+    inner *= d;
+  int64_t outChunk = shape[axis] * inner, offset = 0;
+  Value of = flat(out);
+  for (Value input : o.getInputs()) {
+    const Buffer &in = bufferOf(input);
+    int64_t chunk = in.type.getShape()[axis] * inner;
+    Value inf = flat(in);
+    loop(idx(0), outer, [&](Value r) {
+      loop(idx(0), idx(chunk), [&](Value c) {
+        storeF(loadF(inf, add(mul(r, idx(chunk)), c)), of,
+               add(mul(r, idx(outChunk)), add(c, idx(offset))));
+      });
+    });
+    offset += chunk;
+  }
+  return success();
+}
+
+LogicalResult StepEmitter::emitExpand(moe::ExpandOp o) {
+  const Buffer &x = bufferOf(o.getX()), &out = bufferOf(o.getResult());
+  int64_t rank = out.type.getRank();
+  Value xf = flat(x), of = flat(out);
+  // A loop nest over the result; size-1 dimensions of `x` read index 0.
+  std::function<void(int64_t, Value, Value)> nest = [&](int64_t d, Value src,
+                                                        Value dst) {
+    if (d == rank) {
+      storeF(loadF(xf, src), of, dst);
+      return;
+    }
+    Value size = d == 0 ? leadingRows(out) : idx(out.type.getDimSize(d));
+    bool broadcast = d > 0 && x.type.getDimSize(d) == 1;
+    Value xSize = d == 0 ? leadingRows(x) : idx(x.type.getDimSize(d));
+    loop(idx(0), size, [&](Value i) {
+      nest(d + 1, add(mul(src, xSize), broadcast ? idx(0) : i),
+           add(mul(dst, size), i));
+    });
+  };
+  if (!out.type.isDynamicDim(0) && x.type.getDimSize(0) == 1 &&
+      out.type.getDimSize(0) != 1)
+    return fail("cannot broadcast the leading dimension");
+  nest(0, idx(0), idx(0));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Routing and experts
+//===----------------------------------------------------------------------===//
+
+LogicalResult StepEmitter::emitRouter(moe::RouterOp o) {
+  const Buffer &x = bufferOf(o.getX()), &gate = bufferOf(o.getGate());
+  moe::RoutingAttr routing = o.getRouting();
+  int64_t hidden = x.type.getDimSize(1), experts = gate.type.getDimSize(0);
+  int64_t k = routing.getK(), shared = int64_t(o.getSharedExperts());
+  int64_t slots = k + shared;
+  int64_t groups = routing.getNGroup(), keepGroups = routing.getTopkGroup();
+  if (k > experts || groups <= 0 || experts % groups ||
+      (groups > 1 && experts / groups < 2) || keepGroups > groups)
+    return fail("unsupported routing shape");
+  int64_t perGroup = experts / groups;
+  bool softmax = routing.getScoring() == moe::ScoringFunc::softmax;
+  bool top2 = routing.getGroupScore() == moe::GroupScore::top2_sum;
+  float scaling = float(routing.getRoutedScalingFactor().convertToDouble());
+  Value xf = flat(x), gf = flat(gate);
+  Value biasF = o.getBias() ? flat(bufferOf(o.getBias())) : Value();
+  Value wf = flat(bufferOf(o.getWeights())),
+        indf = flat(bufferOf(o.getIndices()));
+  auto f32Buf = [&](int64_t n) {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(entry);
+    return memref::AllocaOp::create(b, loc,
+                                    MemRefType::get({n}, b.getF32Type()));
+  };
+  Value scores = f32Buf(experts), selection = f32Buf(experts);
+  Value groupScores = f32Buf(std::max<int64_t>(groups, 1));
+  Value chosen;
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(entry);
+    chosen = memref::AllocaOp::create(
+        b, loc, MemRefType::get({std::max(experts, k)}, b.getIndexType()));
+  }
+  Value ninf = f32(-std::numeric_limits<double>::infinity());
+  auto ld = [&](Value m, Value i) {
+    return memref::LoadOp::create(b, loc, m, ValueRange{i}).getResult();
+  };
+  auto st = [&](Value v, Value m, Value i) {
+    memref::StoreOp::create(b, loc, v, m, ValueRange{i});
+  };
+  // Rank order: higher first, NaN last, ties to the lower index. Scanning
+  // ascending, a candidate replaces the best only if it ranks strictly
+  // before it.
+  auto beats = [&](Value cand, Value best) {
+    Value candOk = arith::XOrIOp::create(
+        b, loc, isNaN(cand),
+        arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
+    return arith::AndIOp::create(
+        b, loc, candOk,
+        arith::OrIOp::create(b, loc, isNaN(best),
+                             cmpf(arith::CmpFPredicate::OGT, cand, best)));
+  };
+  // The best entry of `values[begin, end)` not yet marked in `taken`
+  // (1.0 marks), as (index, value).
+  auto argBest = [&](Value values, Value begin, Value end,
+                     Value taken) -> SmallVector<Value> {
+    return loopCarry(
+        begin, end, ValueRange{idx(-1), f32(0.0)},
+        [&](Value e, ValueRange acc) -> SmallVector<Value> {
+          Value v = ld(values, e);
+          Value free = cmpf(arith::CmpFPredicate::OEQ, ld(taken, e), f32(0.0));
+          Value none = cmpi(arith::CmpIPredicate::eq, acc[0], idx(-1));
+          Value better = arith::AndIOp::create(
+              b, loc, free,
+              arith::OrIOp::create(b, loc, none, beats(v, acc[1])));
+          return {select(better, e, acc[0]), select(better, v, acc[1])};
+        });
+  };
+  Value taken = f32Buf(experts);
+  Value groupTaken = f32Buf(std::max<int64_t>(groups, 1));
+  loop(idx(0), leadingRows(x), [&](Value t) {
+    Value base = mul(t, idx(hidden));
+    // §3.1-2: f32 logits in k order, then scores.
+    loop(idx(0), idx(experts), [&](Value e) {
+      Value gBase = mul(e, idx(hidden));
+      Value logit =
+          loopCarry(idx(0), idx(hidden), ValueRange{f32(0.0)},
+                    [&](Value i, ValueRange a) -> SmallVector<Value> {
+                      return {addf(a[0], mulf(loadF(xf, add(base, i)),
+                                              loadF(gf, add(gBase, i))))};
+                    })[0];
+      st(logit, scores, e);
+    });
+    if (softmax) {
+      Value max = loopCarry(
+          idx(0), idx(experts), ValueRange{ninf},
+          [&](Value e, ValueRange a) -> SmallVector<Value> {
+            Value l = ld(scores, e);
+            return {select(cmpf(arith::CmpFPredicate::OLT, a[0], l), l, a[0])};
+          })[0];
+      Value sum = loopCarry(idx(0), idx(experts), ValueRange{f32(0.0)},
+                            [&](Value e, ValueRange a) -> SmallVector<Value> {
+                              Value s = exp(subf(ld(scores, e), max));
+                              st(s, scores, e);
+                              return {addf(a[0], s)};
+                            })[0];
+      loop(idx(0), idx(experts),
+           [&](Value e) { st(divf(ld(scores, e), sum), scores, e); });
+    } else {
+      loop(idx(0), idx(experts),
+           [&](Value e) { st(sigmoid(ld(scores, e)), scores, e); });
+    }
+    // §3.3: the bias only steers selection.
+    loop(idx(0), idx(experts), [&](Value e) {
+      Value s = ld(scores, e);
+      if (biasF)
+        s = addf(s, loadF(biasF, e));
+      st(s, selection, e);
+      st(f32(0.0), taken, e);
+    });
+    // §3.4: keep the best `topk_group` groups, mask the rest with -inf.
+    if (groups > 1) {
+      loop(idx(0), idx(groups), [&](Value g) {
+        Value begin = mul(g, idx(perGroup)), end = add(begin, idx(perGroup));
+        SmallVector<Value> first = argBest(selection, begin, end, taken);
+        st(f32(1.0), taken, first[0]);
+        SmallVector<Value> second = argBest(selection, begin, end, taken);
+        st(f32(0.0), taken, first[0]);
+        st(top2 ? addf(first[1], second[1]) : first[1], groupScores, g);
+        st(f32(0.0), groupTaken, g);
+      });
+      loop(idx(0), idx(keepGroups), [&](Value) {
+        SmallVector<Value> best =
+            argBest(groupScores, idx(0), idx(groups), groupTaken);
+        st(f32(1.0), groupTaken, best[0]);
+      });
+      loop(idx(0), idx(groups), [&](Value g) {
+        Value masked =
+            cmpf(arith::CmpFPredicate::OEQ, ld(groupTaken, g), f32(0.0));
+        loop(mul(g, idx(perGroup)), mul(add(g, idx(1)), idx(perGroup)),
+             [&](Value e) {
+               st(select(masked, ninf, ld(selection, e)), selection, e);
+             });
+      });
+    }
+    // §3.5-6: top-k, then the unbiased scores, renormalised and scaled.
+    loop(idx(0), idx(k), [&](Value j) {
+      SmallVector<Value> best = argBest(selection, idx(0), idx(experts), taken);
+      st(f32(1.0), taken, best[0]);
+      st(best[0], chosen, j);
+    });
+    Value sum = loopCarry(idx(0), idx(k), ValueRange{f32(0.0)},
+                          [&](Value j, ValueRange a) -> SmallVector<Value> {
+                            return {addf(a[0], ld(scores, ld(chosen, j)))};
+                          })[0];
+    Value outBase = mul(t, idx(slots));
+    loop(idx(0), idx(k), [&](Value j) {
+      Value e = ld(chosen, j);
+      Value w = ld(scores, e);
+      if (routing.getNormTopkProb())
+        w = divf(w, addf(sum, f32(1e-20)));
+      st(mulf(w, f32(scaling)), wf, add(outBase, j));
+      st(toI32(e), indf, add(outBase, j));
+    });
+    // Folded shared experts: indices E..E+m-1 with weight 1.
+    for (int64_t j = k; j < slots; ++j) {
+      st(f32(1.0), wf, add(outBase, idx(j)));
+      st(i32(experts + (j - k)), indf, add(outBase, idx(j)));
+    }
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitDispatch(moe::DispatchOp o) {
+  const Buffer &x = bufferOf(o.getX()), &indices = bufferOf(o.getIndices());
+  const Buffer &rows = bufferOf(o.getRows()),
+               &offsets = bufferOf(o.getOffsets()),
+               &positions = bufferOf(o.getPositions());
+  int64_t hidden = x.type.getDimSize(1), k = indices.type.getDimSize(1);
+  int64_t experts = offsets.type.getDimSize(0) - 1;
+  Value xf = flat(x), idxf = flat(indices), rf = flat(rows), of = flat(offsets),
+        pf = flat(positions);
+  Value next;
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(entry);
+    next = memref::AllocaOp::create(
+        b, loc,
+        MemRefType::get({std::max<int64_t>(experts, 1)}, b.getIndexType()));
+  }
+  Value pairs = mul(leadingRows(x), idx(k));
+  // Out-of-range experts are clamped, so that nothing is written out of
+  // bounds (the router never produces them).
+  auto expertOf = [&](Value i) {
+    Value e = memref::LoadOp::create(b, loc, idxf, ValueRange{i});
+    Value ei = arith::IndexCastOp::create(b, loc, b.getIndexType(), e);
+    Value inRange = cmpi(arith::CmpIPredicate::ult, ei, idx(experts));
+    return select(inRange, ei, idx(experts - 1));
+  };
+  loop(idx(0), idx(experts), [&](Value e) {
+    memref::StoreOp::create(b, loc, idx(0), next, ValueRange{e});
+  });
+  loop(idx(0), pairs, [&](Value i) {
+    Value e = expertOf(i);
+    Value c = memref::LoadOp::create(b, loc, next, ValueRange{e});
+    memref::StoreOp::create(b, loc, add(c, idx(1)), next, ValueRange{e});
+  });
+  // Offsets are the prefix sums; `next` becomes each expert's next row.
+  Value total = loopCarry(
+      idx(0), idx(experts), ValueRange{idx(0)},
+      [&](Value e, ValueRange a) -> SmallVector<Value> {
+        Value c = memref::LoadOp::create(b, loc, next, ValueRange{e});
+        memref::StoreOp::create(b, loc, toI32(a[0]), of, ValueRange{e});
+        memref::StoreOp::create(b, loc, a[0], next, ValueRange{e});
+        return {add(a[0], c)};
+      })[0];
+  memref::StoreOp::create(b, loc, toI32(total), of, ValueRange{idx(experts)});
+  // Stable in token order: (token, slot) pairs token-major.
+  loop(idx(0), pairs, [&](Value i) {
+    Value e = expertOf(i);
+    Value row = memref::LoadOp::create(b, loc, next, ValueRange{e});
+    memref::StoreOp::create(b, loc, add(row, idx(1)), next, ValueRange{e});
+    memref::StoreOp::create(b, loc, toI32(row), pf, ValueRange{i});
+    Value src = mul(divu(i, idx(k)), idx(hidden));
+    Value dst = mul(row, idx(hidden));
+    loop(idx(0), idx(hidden),
+         [&](Value h) { storeF(loadF(xf, add(src, h)), rf, add(dst, h)); });
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitCombine(moe::CombineOp o) {
+  const Buffer &rows = bufferOf(o.getRows()),
+               &positions = bufferOf(o.getPositions()),
+               &weights = bufferOf(o.getWeights()),
+               &out = bufferOf(o.getResult());
+  int64_t k = weights.type.getDimSize(1), hidden = rows.type.getDimSize(1);
+  Value rf = flat(rows), pf = flat(positions), wf = flat(weights),
+        of = flat(out);
+  Value residual = o.getResidual() ? flat(bufferOf(o.getResidual())) : Value();
+  Value rowCount = leadingRows(rows);
+  loop(idx(0), leadingRows(out), [&](Value t) {
+    loop(idx(0), idx(hidden), [&](Value h) {
+      // Slot order from zero, then the residual, as the interpreter sums.
+      Value acc = loopCarry(
+          idx(0), idx(k), ValueRange{f32(0.0)},
+          [&](Value j, ValueRange a) -> SmallVector<Value> {
+            Value slot = add(mul(t, idx(k)), j);
+            Value row = loadIndex(pf, slot);
+            Value valid = cmpi(arith::CmpIPredicate::ult, row, rowCount);
+            row = select(valid, row, idx(0));
+            Value v =
+                mulf(loadF(wf, slot), loadF(rf, add(mul(row, idx(hidden)), h)));
+            return {addf(a[0], select(valid, v, f32(0.0)))};
+          })[0];
+      Value i = add(mul(t, idx(hidden)), h);
+      if (residual)
+        acc = addf(acc, loadF(residual, i));
+      storeF(acc, of, i);
+    });
+  });
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// moe.dequantize
+//===----------------------------------------------------------------------===//
+
+LogicalResult StepEmitter::emitDequantize(moe::DequantizeOp o) {
+  const Buffer &x = bufferOf(o.getX()), &out = bufferOf(o.getResult());
+  BlockScaleAttr scheme = o.getScheme();
+  if (scheme.getPlacement() != moe::ScalePlacement::row_major)
+    return fail("only row-major block scales are supported");
+  auto [batches, rows, cols] = matrixOf(x);
+  if (cols < 0)
+    return fail("cannot dequantize a 1-d dynamic tensor");
+  int64_t br = scheme.getBlock()[0], bc = scheme.getBlock()[1];
+  int64_t blockCols = (cols + bc - 1) / bc;
+  Value blockRows = divu(add(rows, idx(br - 1)), idx(br));
+  Value xf = flat(x), sf = flat(bufferOf(o.getScale())), of = flat(out);
+  loop(idx(0), batches, [&](Value bi) {
+    loop(idx(0), rows, [&](Value r) {
+      Value scaleRow =
+          mul(add(mul(bi, blockRows), divu(r, idx(br))), idx(blockCols));
+      loop(idx(0), idx(cols), [&](Value c) {
+        Value i = add(mul(add(mul(bi, rows), r), idx(cols)), c);
+        Value s = loadF(sf, add(scaleRow, divu(c, idx(bc))));
+        storeF(mulf(loadF(xf, i), s), of, i);
+      });
+    });
+  });
+  return success();
+}
+
+/// The planned function of `module`: `@forward`, else its only function.
+func::FuncOp plannedFunction(ModuleOp module) {
+  if (auto forward = module.lookupSymbol<func::FuncOp>("forward"))
+    return forward;
+  auto funcs = module.getOps<func::FuncOp>();
+  if (std::distance(funcs.begin(), funcs.end()) == 1)
+    return *funcs.begin();
+  return {};
+}
+
+} // namespace
+
+FailureOr<OwningOpRef<ModuleOp>>
+mlir::moec::cpu::buildPlannedKernels(ModuleOp planned,
+                                     const CpuTargetOptions &options) {
+  MLIRContext *ctx = planned.getContext();
+  loadCpuKernelDialects(*ctx);
+  func::FuncOp func = plannedFunction(planned);
+  if (!func)
+    return planned.emitError("expected a `forward` function to compile");
+  CpuKernelOptions kernelOptions =
+      CpuKernelOptions::forTarget(getCpuTargetInfo(options));
+  OpBuilder builder(ctx);
+  OwningOpRef<ModuleOp> kernels = ModuleOp::create(planned.getLoc());
+  llvm::StringMap<func::FuncOp> gemms;
+  llvm::DenseSet<int64_t> seen;
+  for (Operation &op : func.getBody().front()) {
+    std::optional<int64_t> step = getStepIndex(&op);
+    if (!step)
+      continue;
+    if (!seen.insert(*step).second)
+      return op.emitOpError("repeats step ") << *step;
+    StepEmitter emitter(*kernels, &op, *step, kernelOptions, gemms);
+    if (failed(emitter.emit()))
+      return failure();
+  }
+  return kernels;
+}
+
+LogicalResult
+mlir::moec::cpu::buildCpuSharedObject(ModuleOp planned, std::string &soBytes,
+                                      const CpuTargetOptions &options) {
+  FailureOr<OwningOpRef<ModuleOp>> kernels =
+      buildPlannedKernels(planned, options);
+  if (failed(kernels))
+    return failure();
+  FailureOr<std::string> bytes = emitSharedObject(**kernels, options);
+  if (failed(bytes))
+    return failure();
+  soBytes = std::move(*bytes);
+  return success();
+}

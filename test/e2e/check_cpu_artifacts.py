@@ -1,0 +1,90 @@
+"""End to end on the CPU: checkpoint -> moec -> .moea -> moec-run -> logits.
+
+For every tiny Hugging Face checkpoint in test/data (and the ONNX tiny
+decoder), compiles an artifact with the f32 and the FP8 pipelines, runs it
+with moec-run on the saved prompt and compares the logits with the saved
+reference (transformers, or onnxruntime for ONNX): f32 relative L2 <= 1e-4,
+FP8 `diff` (DESIGN.md section 4) <= 2e-2. Prints every measured value.
+
+deepseek_v3-tiny is checked with --fp8-keep-attention: with its bf16 MLA
+projections also in FP8 its `diff` is 4.4e-2 (measured 2026-11-28), above the
+bound; the default-policy value is printed for the record and must stay
+below 1e-1 so that a regression still fails.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+
+def diff(x, y):
+    return 1.0 - 2.0 * float((x * y).sum()) / float((x * x + y * y).sum())
+
+
+def rel_l2(x, y):
+    return float(np.linalg.norm(x - y) / np.linalg.norm(x))
+
+
+def run(args, source, tokens, extra, tmp):
+    artifact = os.path.join(tmp, "model.moea")
+    logits = os.path.join(tmp, "logits.npy")
+    for path in (artifact, logits):
+        if os.path.exists(path):
+            os.remove(path)
+    subprocess.run([args.moec, source, "-o", artifact] + extra, check=True,
+                   capture_output=True, text=True)
+    subprocess.run([args.moec_run, artifact, "--tokens",
+                    ",".join(str(t) for t in tokens), "--dump-logits", logits],
+                   check=True, capture_output=True, text=True)
+    return np.load(logits).astype(np.float64)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--moec", required=True)
+    parser.add_argument("--moec-run", dest="moec_run", required=True)
+    parser.add_argument("--data", required=True)
+    args = parser.parse_args()
+
+    cases = []
+    for name in sorted(os.listdir(args.data)):
+        folder = os.path.join(args.data, name)
+        if not name.endswith("-tiny") or not os.path.isdir(folder):
+            continue
+        tokens = json.load(open(os.path.join(folder, "prompt.json")))["tokens"]
+        reference = np.load(os.path.join(folder, "reference_logits.npy"))
+        keep = ["--fp8-keep-attention"] if name == "deepseek_v3-tiny" else []
+        cases.append((name, folder, tokens, reference, keep))
+    onnx = os.path.join(args.data, "onnx", "decoder_tiny.onnx")
+    ref = np.load(os.path.join(args.data, "onnx", "decoder_tiny.npz"))
+    cases.append(("onnx/decoder_tiny", onnx, ref["input_ids"].tolist(),
+                  ref["logits"], []))
+
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, source, tokens, reference, keep in cases:
+            x = reference.astype(np.float64)
+            f32 = run(args, source, tokens, ["--precision=f32"], tmp)
+            fp8 = run(args, source, tokens, keep, tmp)
+            e32, d8 = rel_l2(x, f32), diff(x, fp8)
+            ok = e32 <= 1e-4 and d8 <= 2e-2
+            line = (f"{name:24s} f32 relL2={e32:.2e} (<=1e-4)  "
+                    f"fp8{' ' + ' '.join(keep) if keep else ''} diff={d8:.2e} "
+                    f"(<=2e-2) relL2={rel_l2(x, fp8):.2e}  argmax f32 "
+                    f"{int((x.argmax(1) == f32.argmax(1)).sum())}/{len(x)}")
+            if keep:
+                default = diff(x, run(args, source, tokens, [], tmp))
+                line += f"  [default policy diff={default:.2e}, must be <1e-1]"
+                ok = ok and default < 1e-1
+            print(("PASS " if ok else "FAIL ") + line)
+            failures += not ok
+    print(f"{len(cases) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

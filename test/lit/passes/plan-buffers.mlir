@@ -1,0 +1,107 @@
+// --moec-plan-buffers marks weight expressions constant, numbers the steps and places every
+// activation in one arena (64-byte aligned, sized for max-tokens, reused across disjoint lifetimes).
+// RUN: moec-opt %s --split-input-file --moec-plan-buffers="max-tokens=4" | FileCheck %s
+// RUN: moec-opt %s --split-input-file --moec-plan-buffers="max-tokens=4" | moec-opt --split-input-file --moec-plan-buffers="max-tokens=4" | FileCheck %s
+// RUN: moec-opt %s --split-input-file --moec-plan-buffers="max-tokens=3" | FileCheck %s --check-prefix=ODD
+
+// A chain: each [?, 16] f32 value takes 4 x 16 x 4 = 256 bytes. %a and %b overlap (step 1
+// reads %a and writes %b), %a and %c do not (nothing reads %a after step 1), so %c reuses %a's
+// place; %x dies after step 0, so %b takes its place.
+// CHECK-LABEL: func.func @reuse
+// CHECK-SAME: (%[[X:.+]]: tensor<?x16xf32> {moe.buffer = 0 : i64})
+// CHECK-SAME: attributes {moe.arena_bytes = 512 : i64, moe.max_tokens = 4 : i64}
+// CHECK: %[[A:.+]] = moe.add %[[X]], %[[X]] {moe.buffer = 256 : i64, moe.step = 0 : i64}
+// CHECK: %[[B:.+]] = moe.add %[[A]], %[[A]] {moe.buffer = 0 : i64, moe.step = 1 : i64}
+// CHECK: %[[C:.+]] = moe.add %[[B]], %[[B]] {moe.buffer = 256 : i64, moe.step = 2 : i64}
+// CHECK: return %[[C]]
+// ODD-LABEL: func.func @reuse
+// ODD-SAME: (%{{.+}}: tensor<?x16xf32> {moe.buffer = 0 : i64})
+// ODD-SAME: attributes {moe.arena_bytes = 384 : i64, moe.max_tokens = 3 : i64}
+// ODD: moe.add {{.+}} {moe.buffer = 192 : i64, moe.step = 0 : i64}
+func.func @reuse(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
+  %a = moe.add %x, %x : tensor<?x16xf32>
+  %b = moe.add %a, %a : tensor<?x16xf32>
+  %c = moe.add %b, %b : tensor<?x16xf32>
+  return %c : tensor<?x16xf32>
+}
+
+// -----
+
+// A reshape is no step: it names its operand's buffer, and a use through it keeps that buffer
+// alive, so %b (defined while %a is still read through %r) gets a place of its own, and %c may
+// not overwrite %x, which step 2 reads too.
+// CHECK-LABEL: func.func @alias
+// CHECK-SAME: (%[[X:.+]]: tensor<?x16xf32> {moe.buffer = 0 : i64})
+// CHECK-SAME: attributes {moe.arena_bytes = 1024 : i64, moe.max_tokens = 4 : i64}
+// CHECK: %[[A:.+]] = moe.add %[[X]], %[[X]] {moe.buffer = 256 : i64, moe.step = 0 : i64}
+// CHECK: %[[R:.+]] = moe.reshape %[[A]] {moe.buffer = 256 : i64} : tensor<?x16xf32> -> tensor<?x4x4xf32>
+// CHECK-NOT: moe.step
+// CHECK: %[[B:.+]] = moe.mul %[[X]], %[[X]] {moe.buffer = 512 : i64, moe.step = 1 : i64}
+// CHECK: %[[R2:.+]] = moe.reshape %[[R]] {moe.buffer = 256 : i64} : tensor<?x4x4xf32> -> tensor<?x16xf32>
+// CHECK: %[[C:.+]] = moe.add %[[B]], %[[R2]] {moe.buffer = 768 : i64, moe.step = 2 : i64}
+// CHECK: %[[D:.+]] = moe.add %[[C]], %[[X]] {moe.buffer = 256 : i64, moe.step = 3 : i64}
+// CHECK: return %[[D]]
+func.func @alias(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
+  %a = moe.add %x, %x : tensor<?x16xf32>
+  %r = moe.reshape %a : tensor<?x16xf32> -> tensor<?x4x4xf32>
+  %b = moe.mul %x, %x : tensor<?x16xf32>
+  %r2 = moe.reshape %r : tensor<?x4x4xf32> -> tensor<?x16xf32>
+  %c = moe.add %b, %r2 : tensor<?x16xf32>
+  %d = moe.add %c, %x : tensor<?x16xf32>
+  return %d : tensor<?x16xf32>
+}
+
+// -----
+
+// Weights and everything computed from weights alone are constants: no step, no buffer. The
+// GEMM that reads them is step 0; its [?, 64] f32 result takes 1 KiB.
+// CHECK-LABEL: func.func @constants
+// CHECK-SAME: attributes {moe.arena_bytes = 1280 : i64, moe.max_tokens = 4 : i64}
+// CHECK: %[[G:.+]] = moe.weight {{.+}} {moe.constant} : tensor<32x16xbf16>
+// CHECK: %[[U:.+]] = moe.weight {{.+}} {moe.constant} : tensor<32x16xbf16>
+// CHECK: %[[GU:.+]] = moe.concat %[[G]], %[[U]] {dim = 0 : i64, moe.constant}
+// CHECK: %[[Q:.+]], %[[S:.+]] = moe.quantize %[[GU]] {moe.constant, scheme =
+// CHECK: %[[W:.+]] = moe.dequantize %[[Q]], %[[S]] {moe.constant, scheme =
+// CHECK: %[[Y:.+]] = moe.matmul %{{.+}}, %[[W]] {moe.buffer = 256 : i64, moe.step = 0 : i64}
+// CHECK: return %[[Y]]
+func.func @constants(%x: tensor<?x16xf32>) -> tensor<?x64xf32> {
+  %g = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.gate_proj.weight">] stored tensor<32x16xbf16> : tensor<32x16xbf16>
+  %u = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.up_proj.weight">] stored tensor<32x16xbf16> : tensor<32x16xbf16>
+  %gu = moe.concat %g, %u {dim = 0 : i64} : tensor<32x16xbf16>, tensor<32x16xbf16> -> tensor<64x16xbf16>
+  %q, %s = moe.quantize %gu {scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<64x16xbf16> -> tensor<64x16xf8E4M3FN>, tensor<1x1xf32>
+  %w = moe.dequantize %q, %s {scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<64x16xf8E4M3FN>, tensor<1x1xf32> -> tensor<64x16xf32>
+  %y = moe.matmul %x, %w : tensor<?x16xf32>, tensor<64x16xf32> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// moe.dispatch emits k = 2 rows per token: its rows and positions, and the grouped GEMM over
+// them, are sized for 2 x max-tokens rows (2 x 4 x 16 x 4 = 512 bytes); the offsets [9] are
+// not per token (64 bytes); the combine is back to one row per token.
+// CHECK-LABEL: func.func @dispatch
+// CHECK-SAME: (%[[X:.+]]: tensor<?x16xf32> {moe.buffer = 0 : i64})
+// CHECK: moe.router {{.+}} {moe.buffers = array<i64: 256, 320>, moe.step = 0 : i64
+// CHECK: moe.dispatch {{.+}} {moe.buffers = array<i64: 384, 896, 960>, moe.rows_per_token = array<i64: 2, 1, 2>, moe.step = 1 : i64}
+// CHECK: moe.grouped_matmul {{.+}} {moe.buffer = 1024 : i64, moe.rows_per_token = 2 : i64, moe.step = 2 : i64}
+// CHECK: moe.combine
+// CHECK-NOT: moe.rows_per_token
+// CHECK-SAME: moe.step = 3 : i64
+func.func @dispatch(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
+  %gate = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.gate.weight">] stored tensor<8x16xbf16> : tensor<8x16xbf16>
+  %w = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.0.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.1.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.2.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.3.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.4.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.5.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.6.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.7.down_proj.weight">] stored tensor<16x16xbf16> {transforms = [#moe.stack]} : tensor<8x16x16xbf16>
+  %weights, %indices = moe.router %x, %gate {routing = #moe.routing<scoring = softmax, k = 2, norm_topk_prob = true>} : tensor<?x16xf32>, tensor<8x16xbf16> -> tensor<?x2xf32>, tensor<?x2xi32>
+  %rows, %offsets, %positions = moe.dispatch %x, %indices : tensor<?x16xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<9xi32>, tensor<?xi32>
+  %y = moe.grouped_matmul %rows, %offsets, %w : tensor<?x16xf32>, tensor<9xi32>, tensor<8x16x16xbf16> -> tensor<?x16xf32>
+  %out = moe.combine %y, %positions, %weights : tensor<?x16xf32>, tensor<?xi32>, tensor<?x2xf32> -> tensor<?x16xf32>
+  return %out : tensor<?x16xf32>
+}
+
+// -----
+
+// Errors: ops and types the arena cannot hold, and absurd token counts.
+// RUN: moec-opt %S/Inputs/plan-buffers-invalid.mlir --moec-plan-buffers --split-input-file --verify-diagnostics
+// RUN: not moec-opt %s --split-input-file --moec-plan-buffers="max-tokens=0" 2>&1 | FileCheck %s --check-prefix=ZERO
+// RUN: not moec-opt %s --split-input-file --moec-plan-buffers="max-tokens=4611686018427387904" 2>&1 | FileCheck %s --check-prefix=HUGE
+// ZERO: error: 'func.func' op expected `max-tokens` >= 1, but got 0
+// HUGE: error: argument #0 cannot be planned: 'tensor<?x16xf32>' at 4611686018427387904 tokens does not fit in 2^62 bytes
