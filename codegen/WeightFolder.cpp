@@ -367,6 +367,15 @@ bool WeightFolder::isSliced(Value value) {
                  .Case([&](moe::DequantizeOp d) {
                    return isSliced(d.getX()) && isSliced(d.getScale());
                  })
+                 // Row-major reshapes that keep the leading dimension keep
+                 // each leading index's bytes together; slices cut the last
+                 // dimension only.
+                 .Case([&](moe::ReshapeOp r) {
+                   auto in = cast<RankedTensorType>(r.getX().getType());
+                   return in.getDimSize(0) == r.getType().getDimSize(0) &&
+                          isSliced(r.getX());
+                 })
+                 .Case([&](moe::SliceOp c) { return isSliced(c.getX()); })
                  .Default([](Operation *) { return false; });
   }
   sliced[value] = result;
@@ -464,8 +473,8 @@ WeightFolder::Results WeightFolder::evaluate(Operation *op,
           .Case<moe::QuantizeOp>([&](auto) { return evalQuantize(op, slice); })
           .Case<moe::DequantizeOp>(
               [&](auto) { return evalDequantize(op, slice); })
-          .Case<moe::ReshapeOp>([&](auto) { return evalReshape(op); })
-          .Case<moe::SliceOp>([&](auto) { return evalSlice(op); })
+          .Case<moe::ReshapeOp>([&](auto) { return evalReshape(op, slice); })
+          .Case<moe::SliceOp>([&](auto) { return evalSlice(op, slice); })
           .Default([&](Operation *) -> Results {
             return op->emitOpError(
                 "cannot be folded into the artifact's weights: the artifact "
@@ -644,21 +653,22 @@ WeightFolder::evalDequantize(Operation *op, std::optional<int64_t> slice) {
   return results;
 }
 
-WeightFolder::Results WeightFolder::evalReshape(Operation *op) {
+WeightFolder::Results WeightFolder::evalReshape(Operation *op,
+                                                std::optional<int64_t> slice) {
   auto reshape = cast<moe::ReshapeOp>(op);
-  FailureOr<HostTensor> x = getWhole(reshape.getX());
+  FailureOr<HostTensor> x = getOperand(reshape.getX(), slice);
   if (failed(x))
     return failure();
-  x->shape.assign(reshape.getType().getShape().begin(),
-                  reshape.getType().getShape().end());
+  x->shape = expectedShape(reshape.getResult(), slice);
   SmallVector<HostTensor, 2> results;
   results.push_back(std::move(*x));
   return results;
 }
 
-WeightFolder::Results WeightFolder::evalSlice(Operation *op) {
+WeightFolder::Results WeightFolder::evalSlice(Operation *op,
+                                              std::optional<int64_t> slice) {
   auto s = cast<moe::SliceOp>(op);
-  FailureOr<HostTensor> x = getWhole(s.getX());
+  FailureOr<HostTensor> x = getOperand(s.getX(), slice);
   if (failed(x))
     return failure();
   int64_t size = elementBytes(x->elementType);

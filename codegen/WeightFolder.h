@@ -72,7 +72,8 @@ public:
   /// The number of slices `value` is produced in: its leading dimension
   /// when it is a stacked expert weight, or an op that works expert by
   /// expert on such weights (concat along a later dimension, quantize,
-  /// dequantize); otherwise 1.
+  /// dequantize, a reshape keeping the leading dimension, a slice);
+  /// otherwise 1.
   int64_t getNumSlices(Value value);
 
   /// Slice `index` of `value` along its leading dimension (without that
@@ -96,8 +97,8 @@ private:
   Results evalConcat(Operation *op, std::optional<int64_t> slice);
   Results evalQuantize(Operation *op, std::optional<int64_t> slice);
   Results evalDequantize(Operation *op, std::optional<int64_t> slice);
-  Results evalReshape(Operation *op);
-  Results evalSlice(Operation *op);
+  Results evalReshape(Operation *op, std::optional<int64_t> slice);
+  Results evalSlice(Operation *op, std::optional<int64_t> slice);
   FailureOr<HostTensor> getOperand(Value value, std::optional<int64_t> slice);
 
   WeightSource &source;

@@ -8,8 +8,10 @@
 // The rewrite goes through `moe.dequantize`, the form in which importers
 // already present FP8 checkpoint weights: a high-precision weight first gets
 // a quantized twin (`#moe.quantize` transform) behind a `moe.dequantize`,
-// dequantization is hoisted above weight concatenation, and a GEMM whose
-// weight is a `moe.dequantize` takes its FP8 data and scales directly.
+// dequantization is hoisted above weight concatenation (weights that cannot
+// be quantized piece by piece, and reshapes and slices of weights, get a
+// `moe.quantize` instead), and a GEMM whose weight is a `moe.dequantize`
+// takes its FP8 data and scales directly.
 //
 //===----------------------------------------------------------------------===//
 
@@ -225,10 +227,38 @@ struct HoistDequantizeAboveConcat : OpRewritePattern<moe::ConcatOp> {
   }
 };
 
+/// Quantizes the high-precision weight expression `op` computes as a whole
+/// for the lowered GEMMs that read it: a `moe.quantize` behind a
+/// `moe.dequantize`, which the artifact writer folds since its operand is all
+/// weights.
+LogicalResult quantizeWholeWeight(PatternRewriter &rewriter, Operation *op,
+                                  const Fp8Lowering &lowering) {
+  Value result = op->getResult(0);
+  SmallVector<OpOperand *> uses;
+  for (OpOperand &use : result.getUses())
+    if (lowering.isLoweredGemmWeight(use))
+      uses.push_back(&use);
+  if (uses.empty())
+    return rewriter.notifyMatchFailure(op, "no lowered GEMM reads it");
+
+  moe::BlockScaleAttr scheme = lowering.getWeightScheme();
+  auto type = cast<RankedTensorType>(result.getType());
+  rewriter.setInsertionPointAfter(op);
+  auto quantized = moe::QuantizeOp::create(
+      rewriter, op->getLoc(),
+      RankedTensorType::get(type.getShape(), scheme.getElementType()),
+      RankedTensorType::get(scheme.getScaleShape(type.getShape()),
+                            rewriter.getF32Type()),
+      result, scheme);
+  replaceUses(rewriter, uses,
+              dequantize(rewriter, op->getLoc(), type, quantized.getResult(),
+                         quantized.getScale(), scheme));
+  return success();
+}
+
 /// A concatenation of high-precision weights that cannot be quantized piece
-/// by piece (a split point inside a 128-row block) is quantized as a whole by
-/// a `moe.quantize`, which the artifact writer folds since its operand is
-/// all weights.
+/// by piece (a split point inside a 128-row block, or pieces that are not
+/// plain `moe.weight`s) is quantized as a whole.
 struct QuantizeConcatenatedWeight : Fp8Pattern<moe::ConcatOp> {
   using Fp8Pattern::Fp8Pattern;
 
@@ -241,26 +271,28 @@ struct QuantizeConcatenatedWeight : Fp8Pattern<moe::ConcatOp> {
           return static_cast<bool>(input.getDefiningOp<moe::DequantizeOp>());
         }))
       return rewriter.notifyMatchFailure(op, "not high-precision weights");
-    SmallVector<OpOperand *> uses;
-    for (OpOperand &use : op.getResult().getUses())
-      if (lowering->isLoweredGemmWeight(use))
-        uses.push_back(&use);
-    if (uses.empty())
-      return rewriter.notifyMatchFailure(op, "no lowered GEMM reads it");
+    return quantizeWholeWeight(rewriter, op, *lowering);
+  }
+};
 
-    moe::BlockScaleAttr scheme = lowering->getWeightScheme();
+//===----------------------------------------------------------------------===//
+// moe.reshape, moe.slice
+//===----------------------------------------------------------------------===//
+
+/// A reshape or slice of high-precision weights read by a lowered GEMM (the
+/// ONNX importer's de-interleaved SwiGLU gate and up) is quantized as a
+/// whole: its block scales follow the new layout, not the stored one.
+template <typename OpTy> struct QuantizeWeightView : Fp8Pattern<OpTy> {
+  using Fp8Pattern<OpTy>::Fp8Pattern;
+
+  LogicalResult matchAndRewrite(OpTy op,
+                                PatternRewriter &rewriter) const override {
     auto type = cast<RankedTensorType>(op.getType());
-    rewriter.setInsertionPointAfter(op);
-    auto quantized = moe::QuantizeOp::create(
-        rewriter, op.getLoc(),
-        RankedTensorType::get(type.getShape(), scheme.getElementType()),
-        RankedTensorType::get(scheme.getScaleShape(type.getShape()),
-                              rewriter.getF32Type()),
-        op.getResult(), scheme);
-    replaceUses(rewriter, uses,
-                dequantize(rewriter, op.getLoc(), type, quantized.getResult(),
-                           quantized.getScale(), scheme));
-    return success();
+    auto elementType = dyn_cast<FloatType>(type.getElementType());
+    if (type.getRank() < 2 || !elementType || elementType.getWidth() <= 8 ||
+        !isWeightExpr(op.getResult()))
+      return rewriter.notifyMatchFailure(op, "not high-precision weights");
+    return quantizeWholeWeight(rewriter, op, *this->lowering);
   }
 };
 
@@ -386,6 +418,8 @@ void mlir::moec::populateLowerToFp8Patterns(RewritePatternSet &patterns,
   MLIRContext *context = patterns.getContext();
   auto lowering = std::make_shared<Fp8Lowering>(context, policy);
   patterns.add<HoistDequantizeAboveConcat>(context);
-  patterns.add<QuantizeWeight, QuantizeConcatenatedWeight, LowerMatmul,
-               LowerGroupedMatmul>(context, lowering);
+  patterns
+      .add<QuantizeWeight, QuantizeConcatenatedWeight,
+           QuantizeWeightView<moe::ReshapeOp>, QuantizeWeightView<moe::SliceOp>,
+           LowerMatmul, LowerGroupedMatmul>(context, lowering);
 }

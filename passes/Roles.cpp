@@ -184,7 +184,10 @@ SmallVector<moe::WeightOp> mlir::moec::getWeightSources(Value w) {
       if (!llvm::is_contained(sources, weight))
         sources.push_back(weight);
     } else if (isa_and_nonnull<moe::ConcatOp, moe::DequantizeOp,
-                               moe::QuantizeOp>(def)) {
+                               moe::QuantizeOp, moe::ReshapeOp, moe::SliceOp>(
+                   def)) {
+      // Layout ops of weights (the ONNX importer's de-interleaving of fused
+      // SwiGLU weights) are folded by the artifact writer like the others.
       llvm::append_range(worklist, def->getOperands());
     } else {
       return {};

@@ -88,7 +88,8 @@ std::optional<int64_t> getWeightLayer(moe::WeightOp weight);
 LogicalResult verifyRoleAttrs(moe::WeightOp weight);
 
 /// The `moe.weight` ops a GEMM's weight operand `w` is computed from, looking
-/// through `moe.concat`, `moe.dequantize` and `moe.quantize`. Empty when `w`
+/// through `moe.concat`, `moe.dequantize`, `moe.quantize`, `moe.reshape` and
+/// `moe.slice`. Empty when `w`
 /// depends on anything else (a function argument, an activation).
 llvm::SmallVector<moe::WeightOp> getWeightSources(Value w);
 

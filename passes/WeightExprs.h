@@ -2,8 +2,8 @@
 //
 // Helpers shared by the passes that build new weights out of checkpoint
 // weights: a weight expression is a `moe.weight` or a `moe.concat` /
-// `moe.dequantize` / `moe.quantize` of weight expressions, which the artifact
-// writer folds at compile time.
+// `moe.dequantize` / `moe.quantize` / `moe.reshape` / `moe.slice` of weight
+// expressions, which the artifact writer folds at compile time.
 //
 //===----------------------------------------------------------------------===//
 

@@ -115,3 +115,26 @@ func.func @argument_weights_left_alone(%x: tensor<?x64xf32>, %wg: tensor<96x64xb
   %h = moe.silu_mul %g, %u : tensor<?x96xf32>
   return %h : tensor<?x96xf32>
 }
+
+// Interleaved SwiGLU weights (the ONNX importer's reshape + slice of one stacked weight) are
+// weights: the gate and up slices are concatenated along N like any other.
+// CHECK-LABEL: func.func @reshape_slice
+// CHECK-SAME: (%[[ROWS:.+]]: tensor<?x64xf32>, %[[OFF:.+]]: tensor<3xi32>)
+func.func @reshape_slice(%rows: tensor<?x64xf32>, %off: tensor<3xi32>) -> tensor<?x32xf32> {
+  // CHECK: %[[W:.+]] = moe.weight {{.+}}"mlp.fc1"{{.+}} : tensor<2x64x64xf32>
+  // CHECK: %[[R:.+]] = moe.reshape %[[W]] : tensor<2x64x64xf32> -> tensor<2x32x128xf32>
+  // CHECK: %[[G:.+]] = moe.slice %[[R]] {offset = 0 : i64} : tensor<2x32x128xf32> -> tensor<2x32x64xf32>
+  // CHECK: %[[U:.+]] = moe.slice %[[R]] {offset = 64 : i64} : tensor<2x32x128xf32> -> tensor<2x32x64xf32>
+  // CHECK: %[[C:.+]] = moe.concat %[[G]], %[[U]] {dim = 1 : i64} : tensor<2x32x64xf32>, tensor<2x32x64xf32> -> tensor<2x64x64xf32>
+  // CHECK: %[[Y:.+]] = moe.grouped_matmul %[[ROWS]], %[[OFF]], %[[C]] {epilogue = #moe.epilogue<silu_mul>} : tensor<?x64xf32>, tensor<3xi32>, tensor<2x64x64xf32> -> tensor<?x32xf32>
+  // CHECK-NOT: moe.silu_mul
+  // CHECK: return %[[Y]]
+  %w = moe.weight [#moe.tensor_ref<"model.onnx", "mlp.fc1">] stored tensor<2x64x64xf32> : tensor<2x64x64xf32>
+  %r = moe.reshape %w : tensor<2x64x64xf32> -> tensor<2x32x128xf32>
+  %wg = moe.slice %r {offset = 0 : i64} : tensor<2x32x128xf32> -> tensor<2x32x64xf32>
+  %wu = moe.slice %r {offset = 64 : i64} : tensor<2x32x128xf32> -> tensor<2x32x64xf32>
+  %g = moe.grouped_matmul %rows, %off, %wg : tensor<?x64xf32>, tensor<3xi32>, tensor<2x32x64xf32> -> tensor<?x32xf32>
+  %u = moe.grouped_matmul %rows, %off, %wu : tensor<?x64xf32>, tensor<3xi32>, tensor<2x32x64xf32> -> tensor<?x32xf32>
+  %h = moe.silu_mul %g, %u : tensor<?x32xf32>
+  return %h : tensor<?x32xf32>
+}

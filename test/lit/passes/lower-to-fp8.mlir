@@ -167,3 +167,31 @@ func.func @kept(%x: tensor<?x128xf32>, %arg: tensor<8x128xbf16>) -> (tensor<?x8x
   %d = moe.matmul %x, %arg : tensor<?x128xf32>, tensor<8x128xbf16> -> tensor<?x8xf32>
   return %a, %b, %c, %d : tensor<?x8xf32>, tensor<?x1xf32>, tensor<?x8xf32>, tensor<?x8xf32>
 }
+
+// Interleaved SwiGLU weights (the ONNX importer's reshape + slice of one stacked weight) are
+// weights too: each slice read by a GEMM is quantized as a whole, in its sliced layout.
+// CHECK-LABEL: func.func @reshape_slice
+// CHECK-SAME: (%[[ROWS:.+]]: tensor<?x128xf32>, %[[OFF:.+]]: tensor<3xi32>)
+// CHECK: %[[RQ:.+]], %[[RS:.+]] = moe.quantize %[[ROWS]] {scheme = #moe.block_scale<format = e4m3fn, block = [1, 128]>}
+// CHECK: %[[W:.+]] = moe.weight {{.+}} : tensor<2x256x128xf32>
+// CHECK-NOT: #moe.quantize
+// CHECK: %[[R:.+]] = moe.reshape %[[W]] : tensor<2x256x128xf32> -> tensor<2x128x256xf32>
+// CHECK: %[[G:.+]] = moe.slice %[[R]] {offset = 0 : i64}
+// CHECK: %[[GQ:.+]], %[[GS:.+]] = moe.quantize %[[G]] {scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<2x128x128xf32> -> tensor<2x128x128xf8E4M3FN>, tensor<2x1x1xf32>
+// CHECK: %[[U:.+]] = moe.slice %[[R]] {offset = 128 : i64}
+// CHECK: %[[UQ:.+]], %[[US:.+]] = moe.quantize %[[U]] {scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<2x128x128xf32> -> tensor<2x128x128xf8E4M3FN>, tensor<2x1x1xf32>
+// CHECK: %[[GY:.+]] = moe.fp8_grouped_matmul %[[RQ]], %[[RS]], %[[OFF]], %[[GQ]], %[[GS]]
+// CHECK: %[[UY:.+]] = moe.fp8_grouped_matmul %[[RQ]], %[[RS]], %[[OFF]], %[[UQ]], %[[US]]
+// CHECK-NOT: moe.grouped_matmul
+// CHECK-NOT: moe.dequantize
+// CHECK: moe.silu_mul %[[GY]], %[[UY]]
+func.func @reshape_slice(%rows: tensor<?x128xf32>, %off: tensor<3xi32>) -> tensor<?x128xf32> {
+  %w = moe.weight [#moe.tensor_ref<"model.onnx", "mlp.fc1">] stored tensor<2x256x128xf32> {moe.layer = 1 : i64, moe.role = "expert_gate"} : tensor<2x256x128xf32>
+  %r = moe.reshape %w : tensor<2x256x128xf32> -> tensor<2x128x256xf32>
+  %wg = moe.slice %r {offset = 0 : i64} : tensor<2x128x256xf32> -> tensor<2x128x128xf32>
+  %wu = moe.slice %r {offset = 128 : i64} : tensor<2x128x256xf32> -> tensor<2x128x128xf32>
+  %g = moe.grouped_matmul %rows, %off, %wg : tensor<?x128xf32>, tensor<3xi32>, tensor<2x128x128xf32> -> tensor<?x128xf32>
+  %u = moe.grouped_matmul %rows, %off, %wu : tensor<?x128xf32>, tensor<3xi32>, tensor<2x128x128xf32> -> tensor<?x128xf32>
+  %h = moe.silu_mul %g, %u : tensor<?x128xf32>
+  return %h : tensor<?x128xf32>
+}
