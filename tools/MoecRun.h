@@ -1,8 +1,9 @@
 //===- MoecRun.h - The moec-run command line --------------------*- C++ -*-===//
 //
-// `moec-run`: load an artifact through the C API, run it on token ids,
-// print the top tokens per position and timing, optionally dump the logits
-// as .npy, or print the manifest summary. Links only the runtime.
+// `moec-run`: load an artifact through the C API, run it on token ids (or
+// on inputs read from .npy files), print the top tokens per position (or
+// the output shapes) and timing, optionally dump the logits or output 0 as
+// .npy, or print the manifest summary. Links only the runtime.
 //
 //===----------------------------------------------------------------------===//
 

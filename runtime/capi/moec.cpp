@@ -15,6 +15,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 using namespace moec::runtime;
 
@@ -25,6 +26,11 @@ struct moec_model {
   int64_t lastTokens = 0;
   // The model takes i64 token ids: the i32 ids are widened on each run.
   bool wideTokens = false;
+  // Why the model does not fit `moec_model_run` / `moec_model_logits`
+  // (empty when it does); reported when they are called.
+  std::string tokensError, logitsError;
+  // The resolved shape of each output as last returned by moec_model_output.
+  std::vector<std::vector<int64_t>> outputShapes;
 };
 
 namespace {
@@ -80,6 +86,37 @@ int logitsOutput(const manifest::Manifest &m) {
   return 0;
 }
 
+// The manifest's dtype numbers are the C API's (moec.h promises it).
+static_assert(int(MOEC_DTYPE_F32) == manifest::DTYPE_F32 &&
+                  int(MOEC_DTYPE_BF16) == manifest::DTYPE_BF16 &&
+                  int(MOEC_DTYPE_F16) == manifest::DTYPE_F16 &&
+                  int(MOEC_DTYPE_F8E4M3FN) == manifest::DTYPE_F8E4M3FN &&
+                  int(MOEC_DTYPE_F8E5M2) == manifest::DTYPE_F8E5M2 &&
+                  int(MOEC_DTYPE_I32) == manifest::DTYPE_I32 &&
+                  int(MOEC_DTYPE_I64) == manifest::DTYPE_I64 &&
+                  int(MOEC_DTYPE_I8) == manifest::DTYPE_I8 &&
+                  int(MOEC_DTYPE_U8) == manifest::DTYPE_U8,
+              "moec_dtype must match manifest::DType");
+
+// The inputs (or outputs) of `model`'s manifest.
+const google::protobuf::RepeatedPtrField<manifest::TensorSpec> &
+tensorList(const moec_model &model, bool outputs) {
+  const manifest::Manifest &m = model.executor->artifact().manifest();
+  return outputs ? m.outputs() : m.inputs();
+}
+
+// Checks that `index` names an input (or output) of `model`.
+Status checkIndex(const moec_model &model, bool outputs, int64_t index,
+                  const char *function) {
+  int size = tensorList(model, outputs).size();
+  if (index < 0 || index >= size)
+    return Status(StatusCode::kInvalidArgument,
+                  strCat(function, ": index ", index, " is not in [0, ", size,
+                         ") (the model has ", size,
+                         outputs ? " outputs)" : " inputs)"));
+  return Status::ok();
+}
+
 } // namespace
 
 extern "C" {
@@ -101,25 +138,28 @@ moec_status moec_model_load(const char *path, const char *device,
   if (!artifact.isOk())
     return report(artifact.status());
   const manifest::Manifest &m = (*artifact)->manifest();
+  if (m.outputs_size() < 1)
+    return report(
+        makeError(StatusCode::kInvalidArgument, path, ": has no outputs"));
   // Token ids are i32 in the C API; an artifact whose model takes i64 ids
-  // (ONNX's input_ids) gets them widened in moec_model_run.
+  // (ONNX's input_ids) gets them widened in moec_model_run. Models that do
+  // not fit the token calls still load for the generic ones.
+  std::string tokensError, logitsError;
   if (m.inputs_size() < 1 ||
       (m.inputs(0).dtype() != manifest::DTYPE_I32 &&
        m.inputs(0).dtype() != manifest::DTYPE_I64) ||
       m.inputs(0).shape_size() != 1 || m.inputs(0).shape(0) != -1)
-    return report(makeError(StatusCode::kInvalidArgument, path,
-                            ": the C API needs input 0 to be i32 or i64 "
-                            "token ids of shape [T]"));
-  if (m.outputs_size() < 1)
-    return report(
-        makeError(StatusCode::kInvalidArgument, path, ": has no outputs"));
-  bool wideTokens = m.inputs(0).dtype() == manifest::DTYPE_I64;
+    tokensError = strCat(path, ": the C API needs input 0 to be i32 or i64 "
+                               "token ids of shape [T] (use "
+                               "moec_model_set_input)");
+  bool wideTokens =
+      m.inputs_size() > 0 && m.inputs(0).dtype() == manifest::DTYPE_I64;
   const manifest::TensorSpec &logits = m.outputs(logitsOutput(m));
   if (logits.dtype() != manifest::DTYPE_F32 || logits.shape_size() != 2 ||
       logits.shape(0) != -1)
-    return report(makeError(StatusCode::kInvalidArgument, path, ": output '",
-                            logits.name(),
-                            "' is not f32 logits of shape [T, vocab]"));
+    logitsError = strCat(path, ": output '", logits.name(),
+                         "' is not f32 logits of shape [T, vocab] (use "
+                         "moec_model_output)");
 
   StatusOr<std::unique_ptr<CpuExecutor>> executor = CpuExecutor::create(
       std::shared_ptr<const Artifact>(std::move(artifact).value().release()));
@@ -128,6 +168,9 @@ moec_status moec_model_load(const char *path, const char *device,
   auto result = std::make_unique<moec_model>();
   result->executor = std::move(executor).value();
   result->wideTokens = wideTokens;
+  result->tokensError = std::move(tokensError);
+  result->logitsError = std::move(logitsError);
+  result->outputShapes.resize(size_t(m.outputs_size()));
   result->device = "cpu";
   *model = result.release();
   return MOEC_OK;
@@ -139,6 +182,8 @@ moec_status moec_model_run(moec_model *model, const int32_t *tokens,
     return invalid("moec_model_run: `model` is null");
   if (!tokens && n > 0)
     return invalid("moec_model_run: `tokens` is null");
+  if (!model->tokensError.empty())
+    return invalid(model->tokensError);
   CpuExecutor &ex = *model->executor;
   if (n < 1 || n > ex.maxTokens())
     return invalid("moec_model_run: token count " + std::to_string(n) +
@@ -164,6 +209,8 @@ moec_status moec_model_logits(const moec_model *model, const float **data,
                               int64_t *rows, int64_t *cols) {
   if (!model || !data || !rows || !cols)
     return invalid("moec_model_logits: null argument");
+  if (!model->logitsError.empty())
+    return invalid(model->logitsError);
   if (model->lastTokens == 0)
     return invalid("moec_model_logits: the model has not run successfully");
   CpuExecutor &ex = *model->executor;
@@ -174,6 +221,88 @@ moec_status moec_model_logits(const moec_model *model, const float **data,
   *data = reinterpret_cast<const float *>(view->data);
   *rows = view->shape[0];
   *cols = view->shape[1];
+  return MOEC_OK;
+}
+
+int64_t moec_model_tensor_count(const moec_model *model, int outputs) {
+  return model ? tensorList(*model, outputs != 0).size() : 0;
+}
+
+moec_status moec_model_tensor_info(const moec_model *model, int outputs,
+                                   int64_t index, const char **name,
+                                   moec_dtype *dtype, const int64_t **shape,
+                                   int64_t *rank) {
+  if (!model || !name || !dtype || !shape || !rank)
+    return invalid("moec_model_tensor_info: null argument");
+  if (Status s =
+          checkIndex(*model, outputs != 0, index, "moec_model_tensor_info");
+      !s.isOk())
+    return report(s);
+  const manifest::TensorSpec &spec =
+      tensorList(*model, outputs != 0)[int(index)];
+  *name = spec.name().c_str();
+  *dtype = moec_dtype(spec.dtype());
+  *shape = spec.shape().data();
+  *rank = spec.shape_size();
+  return MOEC_OK;
+}
+
+moec_status moec_model_set_input(moec_model *model, int64_t index,
+                                 moec_dtype dtype, const void *data,
+                                 int64_t bytes, int64_t tokens) {
+  if (!model)
+    return invalid("moec_model_set_input: `model` is null");
+  if (Status s = checkIndex(*model, false, index, "moec_model_set_input");
+      !s.isOk())
+    return report(s);
+  const manifest::TensorSpec &spec = tensorList(*model, false)[int(index)];
+  if (int(dtype) != int(spec.dtype()))
+    return invalid(strCat("moec_model_set_input: input '", spec.name(), "' is ",
+                          dtypeName(spec.dtype()), ", but got ",
+                          dtypeName(static_cast<manifest::DType>(dtype)),
+                          " data (moec_dtype ", int(dtype), ")"));
+  if (bytes < 0)
+    return invalid(strCat("moec_model_set_input: negative byte count ", bytes));
+  // The arena may reuse an input's memory for outputs, and outputs read now
+  // would no longer match the last run's inputs: they are invalid until the
+  // next run.
+  model->lastTokens = 0;
+  return report(
+      model->executor->setInput(int(index), data, uint64_t(bytes), tokens)
+          .withPrefix("moec_model_set_input"));
+}
+
+moec_status moec_model_run_tokens(moec_model *model, int64_t tokens) {
+  if (!model)
+    return invalid("moec_model_run_tokens: `model` is null");
+  model->lastTokens = 0;
+  Status status = model->executor->run(tokens);
+  if (!status.isOk())
+    return report(status.withPrefix("moec_model_run_tokens"));
+  model->lastTokens = tokens;
+  return MOEC_OK;
+}
+
+moec_status moec_model_output(moec_model *model, int64_t index,
+                              const void **data, moec_dtype *dtype,
+                              const int64_t **shape, int64_t *rank) {
+  if (!model || !data || !dtype || !shape || !rank)
+    return invalid("moec_model_output: null argument");
+  if (Status s = checkIndex(*model, true, index, "moec_model_output");
+      !s.isOk())
+    return report(s);
+  if (model->lastTokens == 0)
+    return invalid("moec_model_output: the model has not run successfully");
+  StatusOr<TensorView> view =
+      model->executor->tensor(true, int(index), model->lastTokens);
+  if (!view.isOk())
+    return report(view.status());
+  std::vector<int64_t> &stored = model->outputShapes[size_t(index)];
+  stored = view->shape;
+  *data = view->data;
+  *dtype = moec_dtype(view->spec->dtype());
+  *shape = stored.data();
+  *rank = int64_t(stored.size());
   return MOEC_OK;
 }
 

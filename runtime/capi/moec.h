@@ -1,9 +1,11 @@
 /*===- moec.h - C API of the moec runtime --------------------------*- C -*-===*
  *
- * Load a compiled `.moea` artifact, run it on token ids, read its logits.
- * Every function returns a `moec_status`; on failure `moec_last_error()`
- * holds the message (per thread). A model is not thread-safe: use one
- * model per thread or serialise calls. Pure C89-compatible declarations.
+ * Load a compiled `.moea` artifact, run it on token ids and read its logits,
+ * or set any input, run, and read any output (the generic calls, for models
+ * such as an MoE block whose input is an f32 activation). Every function
+ *returns a `moec_status`; on failure `moec_last_error()` holds the message (per
+ *thread). A model is not thread-safe: use one model per thread or serialise
+ *calls. Pure C89-compatible declarations.
  *
  *===----------------------------------------------------------------------===*/
 
@@ -36,22 +38,73 @@ typedef enum moec_status {
   MOEC_INTERNAL = 8
 } moec_status;
 
+/** Element type of an input or output. Values are stable and equal the
+ *  manifest's `DType` numbers (docs/artifact.md section 3). */
+typedef enum moec_dtype {
+  MOEC_DTYPE_F32 = 1,
+  MOEC_DTYPE_BF16 = 2,
+  MOEC_DTYPE_F16 = 3,
+  MOEC_DTYPE_F8E4M3FN = 4,
+  MOEC_DTYPE_F8E5M2 = 5,
+  MOEC_DTYPE_I32 = 6,
+  MOEC_DTYPE_I64 = 7,
+  MOEC_DTYPE_I8 = 8,
+  MOEC_DTYPE_U8 = 9
+} moec_dtype;
+
 /** A loaded model bound to one device. */
 typedef struct moec_model moec_model;
 
 /** Loads and verifies the artifact at `path` for `device`: "cpu", "cuda"
  *  or "auto" (CUDA when available, else CPU; NULL means "auto"). On success
- *  stores a new model in `*model`, else leaves it NULL. */
+ *  stores a new model in `*model`, else leaves it NULL. Any valid artifact
+ *  loads; whether it fits the token calls (`moec_model_run`,
+ *  `moec_model_logits`) is checked when they are called. */
 moec_status moec_model_load(const char *path, const char *device,
                             moec_model **model);
 
-/** Runs the model on `n` token ids (1 <= n <= max tokens). */
+/** Runs the model on `n` token ids (1 <= n <= max tokens). Needs input 0 to
+ *  be i32 or i64 token ids of shape [T]. */
 moec_status moec_model_run(moec_model *model, const int32_t *tokens, int64_t n);
 
 /** The logits of the last run: `*rows` (the tokens of that run) x `*cols`
- *  (the vocabulary) row-major floats, valid until the next run or free. */
+ *  (the vocabulary) row-major floats, valid until the next run or free.
+ *  Needs an output named "logits" (else output 0) of f32 [T, vocab]. */
 moec_status moec_model_logits(const moec_model *model, const float **data,
                               int64_t *rows, int64_t *cols);
+
+/** The number of inputs (`outputs` 0) or outputs (`outputs` 1) of `model`;
+ *  0 for a NULL model. */
+int64_t moec_model_tensor_count(const moec_model *model, int outputs);
+
+/** Describes input (`outputs` 0) or output (`outputs` 1) `index`: its
+ *  `*name`, `*dtype` and `*rank` dims at `*shape`, where -1 (only as dim 0)
+ *  is the token dimension. The pointers stay valid until free. */
+moec_status moec_model_tensor_info(const moec_model *model, int outputs,
+                                   int64_t index, const char **name,
+                                   moec_dtype *dtype, const int64_t **shape,
+                                   int64_t *rank);
+
+/** Copies input `index` for a run of `tokens` tokens from `data`: `bytes`
+ *  must be exactly the input's size at `tokens` tokens, `dtype` its element
+ *  type, and integer ids must be within the input's bound. Set every input
+ *  (an input named "positions" excepted, which defaults to 0 .. T-1) before
+ *  each `moec_model_run_tokens`. Invalidates the outputs of the last run. */
+moec_status moec_model_set_input(moec_model *model, int64_t index,
+                                 moec_dtype dtype, const void *data,
+                                 int64_t bytes, int64_t tokens);
+
+/** Runs the model for `tokens` tokens (1 <= tokens <= max tokens) on the
+ *  inputs given by `moec_model_set_input`. */
+moec_status moec_model_run_tokens(moec_model *model, int64_t tokens);
+
+/** Output `index` of the last successful run (of either kind): `*data`
+ *  (row-major, valid until the next run or free), `*dtype`, and `*rank`
+ *  dims at `*shape` with the token dimension resolved (valid until the next
+ *  call of this function for `index`, or free). */
+moec_status moec_model_output(moec_model *model, int64_t index,
+                              const void **data, moec_dtype *dtype,
+                              const int64_t **shape, int64_t *rank);
 
 /** The device the model runs on ("cpu" or "cuda"). */
 const char *moec_model_device(const moec_model *model);

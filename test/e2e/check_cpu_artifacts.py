@@ -4,7 +4,10 @@ For every tiny Hugging Face checkpoint in test/data (and the ONNX tiny
 decoder), compiles an artifact with the f32 and the FP8 pipelines, runs it
 with moec-run on the saved prompt and compares the logits with the saved
 reference (transformers, or onnxruntime for ONNX): f32 relative L2 <= 1e-4,
-FP8 `diff` (DESIGN.md section 4) <= 2e-2. Prints every measured value.
+FP8 `diff` (DESIGN.md section 4) <= 2e-2. The ONNX MoE-block models, whose
+input is an f32 activation, run the same way with `moec-run --input` on the
+`.npz` input `x` and are compared on output `y` (onnxruntime, or the numpy
+reference for qmoe_fp8_deepseek). Prints every measured value.
 
 deepseek_v3-tiny is checked with --fp8-keep-attention: with its bf16 MLA
 projections also in FP8 its `diff` is 4.4e-2 (measured 2026-11-28), above the
@@ -14,6 +17,7 @@ below 1e-1 so that a regression still fails.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,17 +33,37 @@ def rel_l2(x, y):
     return float(np.linalg.norm(x - y) / np.linalg.norm(x))
 
 
+def input_name(args, artifact):
+    """The name of the artifact's first input, from `moec-run --info`."""
+    info = subprocess.run([args.moec_run, artifact, "--info"], check=True,
+                          capture_output=True, text=True).stdout
+    match = re.search(r"^inputs:\n\s+(\S+):", info, re.MULTILINE)
+    if not match:
+        raise RuntimeError(f"no inputs in moec-run --info:\n{info}")
+    return match.group(1)
+
+
 def run(args, source, tokens, extra, tmp):
+    """Compiles `source` with `extra` flags and runs it on `tokens` (a list
+    of token ids, or an f32 activation array fed with --input); returns
+    output 0 as float64."""
     artifact = os.path.join(tmp, "model.moea")
     logits = os.path.join(tmp, "logits.npy")
-    for path in (artifact, logits):
+    inputs = os.path.join(tmp, "input.npy")
+    for path in (artifact, logits, inputs):
         if os.path.exists(path):
             os.remove(path)
     subprocess.run([args.moec, source, "-o", artifact] + extra, check=True,
                    capture_output=True, text=True)
-    subprocess.run([args.moec_run, artifact, "--tokens",
-                    ",".join(str(t) for t in tokens), "--dump-logits", logits],
-                   check=True, capture_output=True, text=True)
+    if isinstance(tokens, np.ndarray):
+        np.save(inputs, tokens)
+        feed = ["--input", f"{input_name(args, artifact)}={inputs}",
+                "--dump-output", logits]
+    else:
+        feed = ["--tokens", ",".join(str(t) for t in tokens),
+                "--dump-logits", logits]
+    subprocess.run([args.moec_run, artifact] + feed, check=True,
+                   capture_output=True, text=True)
     return np.load(logits).astype(np.float64)
 
 
@@ -63,6 +87,13 @@ def main():
     ref = np.load(os.path.join(args.data, "onnx", "decoder_tiny.npz"))
     cases.append(("onnx/decoder_tiny", onnx, ref["input_ids"].tolist(),
                   ref["logits"], []))
+    for block in ("moe_contrib", "moe_std_softmax", "moe_std_sigmoid",
+                  "qmoe_fp8_deepseek"):
+        ref = np.load(os.path.join(args.data, "onnx", block + ".npz"))
+        cases.append((f"onnx/{block}",
+                      os.path.join(args.data, "onnx", block + ".onnx"),
+                      np.ascontiguousarray(ref["x"], dtype=np.float32),
+                      ref["y"], []))
 
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:

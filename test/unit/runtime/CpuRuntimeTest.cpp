@@ -330,7 +330,7 @@ TEST_F(CpuRuntimeTest, CApiReportsErrors) {
   moec_model_free(m);
 }
 
-TEST_F(CpuRuntimeTest, CApiRefusesModelsWithoutTokenInputOrLogits) {
+TEST_F(CpuRuntimeTest, CApiTokenCallsRefuseModelsWithoutLogits) {
   std::string path = dir.file("m.moea");
   ASSERT_TRUE(model
                   .write(path, kernelsSo(),
@@ -340,10 +340,158 @@ TEST_F(CpuRuntimeTest, CApiRefusesModelsWithoutTokenInputOrLogits) {
                            m.mutable_buffers(3)->set_dtype(manifest::DTYPE_I32);
                          })
                   .isOk());
+  // Such a model loads for the generic calls; the token calls say why they
+  // do not fit it.
   moec_model *m = nullptr;
-  EXPECT_EQ(moec_model_load(path.c_str(), "cpu", &m), MOEC_INVALID_ARGUMENT);
+  ASSERT_EQ(moec_model_load(path.c_str(), "cpu", &m), MOEC_OK)
+      << moec_last_error();
+  int32_t tokens[2] = {1, 2};
+  ASSERT_EQ(moec_model_run(m, tokens, 2), MOEC_OK) << moec_last_error();
+  const float *logits = nullptr;
+  int64_t rows = 0, cols = 0;
+  EXPECT_EQ(moec_model_logits(m, &logits, &rows, &cols), MOEC_INVALID_ARGUMENT);
   EXPECT_EQ(std::string(moec_last_error()),
-            path + ": output 'hidden' is not f32 logits of shape [T, vocab]");
+            path + ": output 'hidden' is not f32 logits of shape [T, vocab] "
+                   "(use moec_model_output)");
+  const void *data = nullptr;
+  moec_dtype dtype = MOEC_DTYPE_F32;
+  const int64_t *shape = nullptr;
+  int64_t rank = 0;
+  ASSERT_EQ(moec_model_output(m, 0, &data, &dtype, &shape, &rank), MOEC_OK)
+      << moec_last_error();
+  EXPECT_EQ(dtype, MOEC_DTYPE_I32);
+  EXPECT_EQ(std::vector<int64_t>(shape, shape + rank),
+            (std::vector<int64_t>{2, 37}));
+  moec_model_free(m);
+}
+
+TEST_F(CpuRuntimeTest, CApiGenericCallsSetInputsAndReadOutputs) {
+  std::string path = dir.file("m.moea");
+  ASSERT_TRUE(model.write(path, kernelsSo()).isOk());
+  moec_model *m = nullptr;
+  ASSERT_EQ(moec_model_load(path.c_str(), "cpu", &m), MOEC_OK)
+      << moec_last_error();
+  ASSERT_EQ(moec_model_tensor_count(m, 0), 1);
+  ASSERT_EQ(moec_model_tensor_count(m, 1), 1);
+  EXPECT_EQ(moec_model_tensor_count(nullptr, 0), 0);
+  const char *name = nullptr;
+  moec_dtype dtype = MOEC_DTYPE_U8;
+  const int64_t *shape = nullptr;
+  int64_t rank = 0;
+  ASSERT_EQ(moec_model_tensor_info(m, 0, 0, &name, &dtype, &shape, &rank),
+            MOEC_OK);
+  EXPECT_STREQ(name, "tokens");
+  EXPECT_EQ(dtype, MOEC_DTYPE_I32);
+  EXPECT_EQ(std::vector<int64_t>(shape, shape + rank),
+            (std::vector<int64_t>{-1}));
+  ASSERT_EQ(moec_model_tensor_info(m, 1, 0, &name, &dtype, &shape, &rank),
+            MOEC_OK);
+  EXPECT_STREQ(name, "logits");
+  EXPECT_EQ(dtype, MOEC_DTYPE_F32);
+  EXPECT_EQ(std::vector<int64_t>(shape, shape + rank),
+            (std::vector<int64_t>{-1, 37}));
+
+  // Two runs with different token counts: each output matches the
+  // reference and has the token dimension resolved.
+  std::mt19937 rng(5);
+  for (size_t n : {6u, 3u}) {
+    std::vector<int32_t> tokens = randomTokens(rng, n, model.vocab);
+    ASSERT_EQ(moec_model_set_input(m, 0, MOEC_DTYPE_I32, tokens.data(),
+                                   int64_t(n * 4), int64_t(n)),
+              MOEC_OK)
+        << moec_last_error();
+    ASSERT_EQ(moec_model_run_tokens(m, int64_t(n)), MOEC_OK)
+        << moec_last_error();
+    const void *data = nullptr;
+    ASSERT_EQ(moec_model_output(m, 0, &data, &dtype, &shape, &rank), MOEC_OK)
+        << moec_last_error();
+    EXPECT_EQ(dtype, MOEC_DTYPE_F32);
+    EXPECT_EQ(std::vector<int64_t>(shape, shape + rank),
+              (std::vector<int64_t>{int64_t(n), 37}));
+    expectClose(static_cast<const float *>(data), model.reference(tokens),
+                "generic C API, T = " + std::to_string(n));
+  }
+  moec_model_free(m);
+}
+
+TEST_F(CpuRuntimeTest, CApiGenericCallsReportErrors) {
+  std::string path = dir.file("m.moea");
+  ASSERT_TRUE(model.write(path, kernelsSo()).isOk());
+  moec_model *m = nullptr;
+  ASSERT_EQ(moec_model_load(path.c_str(), "cpu", &m), MOEC_OK)
+      << moec_last_error();
+  int32_t tokens[4] = {1, 2, 3, 4};
+  const void *data = nullptr;
+  moec_dtype dtype;
+  const int64_t *shape = nullptr;
+  int64_t rank = 0;
+  const char *name = nullptr;
+
+  // Bad index.
+  for (int64_t index : {int64_t(1), int64_t(-1)}) {
+    EXPECT_EQ(moec_model_set_input(m, index, MOEC_DTYPE_I32, tokens, 16, 4),
+              MOEC_INVALID_ARGUMENT);
+    EXPECT_EQ(std::string(moec_last_error()),
+              "moec_model_set_input: index " + std::to_string(index) +
+                  " is not in [0, 1) (the model has 1 inputs)");
+  }
+  EXPECT_EQ(moec_model_tensor_info(m, 1, 2, &name, &dtype, &shape, &rank),
+            MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(), "moec_model_tensor_info: index 2 is not in "
+                                  "[0, 1) (the model has 1 outputs)");
+
+  // Wrong byte count, for the token count given.
+  EXPECT_EQ(moec_model_set_input(m, 0, MOEC_DTYPE_I32, tokens, 15, 4),
+            MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(), "moec_model_set_input: input 'tokens': got "
+                                  "15 bytes, expected 16 for 4 tokens");
+  EXPECT_EQ(moec_model_set_input(m, 0, MOEC_DTYPE_I32, tokens, 16, 3),
+            MOEC_INVALID_ARGUMENT);
+  EXPECT_EQ(moec_model_set_input(m, 0, MOEC_DTYPE_I32, tokens, -4, 4),
+            MOEC_INVALID_ARGUMENT);
+
+  // Wrong dtype: i64 data (same bytes for 2 tokens) and f32 for i32 ids.
+  EXPECT_EQ(moec_model_set_input(m, 0, MOEC_DTYPE_I64, tokens, 16, 2),
+            MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(), "moec_model_set_input: input 'tokens' is "
+                                  "i32, but got i64 data (moec_dtype 7)");
+  EXPECT_EQ(moec_model_set_input(m, 0, MOEC_DTYPE_F32, tokens, 16, 4),
+            MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(), "moec_model_set_input: input 'tokens' is "
+                                  "i32, but got f32 data (moec_dtype 1)");
+
+  // Token count, null pointers, ids out of range, output before a run.
+  EXPECT_EQ(moec_model_set_input(m, 0, MOEC_DTYPE_I32, nullptr, 16, 4),
+            MOEC_INVALID_ARGUMENT);
+  tokens[2] = 37;
+  EXPECT_EQ(moec_model_set_input(m, 0, MOEC_DTYPE_I32, tokens, 16, 4),
+            MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(), "moec_model_set_input: input 'tokens': "
+                                  "element 2 is 37, outside [0, 37)");
+  EXPECT_EQ(moec_model_run_tokens(m, 9), MOEC_INVALID_ARGUMENT);
+  EXPECT_EQ(std::string(moec_last_error()),
+            "moec_model_run_tokens: " + path +
+                ": token count 9 is not in [1, 8]");
+  EXPECT_EQ(moec_model_run_tokens(nullptr, 1), MOEC_INVALID_ARGUMENT);
+  EXPECT_EQ(moec_model_output(m, 0, &data, &dtype, &shape, &rank),
+            MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(),
+               "moec_model_output: the model has not run successfully");
+  EXPECT_EQ(moec_model_output(m, 0, nullptr, &dtype, &shape, &rank),
+            MOEC_INVALID_ARGUMENT);
+  tokens[2] = 3;
+  ASSERT_EQ(moec_model_set_input(m, 0, MOEC_DTYPE_I32, tokens, 16, 4), MOEC_OK);
+  ASSERT_EQ(moec_model_run_tokens(m, 4), MOEC_OK);
+  EXPECT_EQ(moec_model_output(m, 1, &data, &dtype, &shape, &rank),
+            MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(), "moec_model_output: index 1 is not in "
+                                  "[0, 1) (the model has 1 outputs)");
+  // A failed set invalidates the last run's outputs.
+  EXPECT_EQ(moec_model_set_input(m, 0, MOEC_DTYPE_I32, tokens, 15, 4),
+            MOEC_INVALID_ARGUMENT);
+  EXPECT_EQ(moec_model_output(m, 0, &data, &dtype, &shape, &rank),
+            MOEC_INVALID_ARGUMENT);
+  moec_model_free(m);
 }
 
 } // namespace

@@ -5,8 +5,9 @@ Writes the test model (real cpu.so from TestKernels.cpp) with
 runtime-test-driver, runs moec-run on it, and checks: the dumped .npy logits
 against numpy ((embed[tokens] + bias) @ head.T in float32, max relative error
 <= 1e-5), the printed top-k ids against numpy's ordering (ties to the lower
-id), --repeat timing, --info, --help, --device handling, and that bad input
-gives the documented exit codes (1 runtime error, 2 usage error).
+id), --input/--dump-output against --tokens, --repeat timing, --info,
+--help, --device handling, and that bad input gives the documented exit
+codes (1 runtime error, 2 usage error).
 
 Usage: check_moec_run.py --driver runtime-test-driver --moec-run moec-run
 """
@@ -76,6 +77,32 @@ def main():
         print(f"moec-run: {len(tokens)} tokens, logits match numpy "
               f"(max relative error {err:.2e}), top-3 ids match")
 
+        # --input: the same ids from an int32 .npy, output 0 dumped as is.
+        ids = os.path.join(tmp, "ids.npy")
+        np.save(ids, np.array(tokens, np.int32))
+        dumped = os.path.join(tmp, "output.npy")
+        out = run([mr, model, "--input", f"tokens={ids}", "--dump-output",
+                   dumped], 0).stdout
+        if "output 0: 'logits' float32 [8, 37]" not in out:
+            fail(f"--input: no output line:\n{out}")
+        if not np.array_equal(np.load(dumped), got):
+            fail("--input tokens=ids.npy: output 0 differs from --tokens")
+        np.save(ids, np.array(tokens, np.int64))
+        err = run([mr, model, "--input", f"tokens={ids}"], 1).stderr
+        if "is int64, but input 'tokens' is int32" not in err:
+            fail(f"--input with int64 ids: {err}")
+        np.save(ids, np.array([tokens], np.int32))
+        err = run([mr, model, "--input", f"tokens={ids}"], 1).stderr
+        if "has shape [1, 8], but input 'tokens' has shape [T]" not in err:
+            fail(f"--input with a 2-d array: {err}")
+        err = run([mr, model, "--input", f"x={ids}"], 1).stderr
+        if "the model has no input 'x' (its inputs: 'tokens')" not in err:
+            fail(f"--input with an unknown name: {err}")
+        run([mr, model, "--input", f"tokens={ids}", "--tokens", "1"], 2)
+        run([mr, model, "--input", "tokens"], 2)
+        print("moec-run: --input and --dump-output match --tokens, bad .npy "
+              "files are refused")
+
         out = run([mr, model, "--tokens=7", "--top=0"], 0).stdout
         if "on cpu" not in out or "position" in out:
             fail(f"--device auto / --top 0:\n{out}")
@@ -88,7 +115,8 @@ def main():
                 fail(f"--info lacks {needle!r}:\n{out}")
         help_text = run([mr, "--help"], 0).stdout
         for flag in ["--tokens", "--device", "--top", "--repeat",
-                     "--dump-logits", "--info", "--help"]:
+                     "--dump-logits", "--dump-output", "--input", "--info",
+                     "--help"]:
             if flag not in help_text:
                 fail(f"--help does not explain {flag}")
 
