@@ -625,10 +625,11 @@ WeightFolder::evalDequantize(Operation *op, std::optional<int64_t> slice) {
   if (failed(scale))
     return failure();
   Type element = d.getType().getElementType();
-  if (!isHostFloat(x->elementType) || !isHostFloat(element))
+  moe::BlockScaleAttr scheme = d.getScheme();
+  bool codes = scheme.isInteger() && x->elementType.isInteger(8);
+  if ((!codes && !isHostFloat(x->elementType)) || !isHostFloat(element))
     return op->emitOpError("cannot dequantize ")
            << x->elementType << " to " << element;
-  moe::BlockScaleAttr scheme = d.getScheme();
   MatrixView m = matrixView(x->shape);
   int64_t br = scheme.getBlock()[0], bc = scheme.getBlock()[1];
   int64_t blockRows = (m.rows + br - 1) / br,
@@ -637,7 +638,16 @@ WeightFolder::evalDequantize(Operation *op, std::optional<int64_t> slice) {
     return op->emitOpError("got ")
            << scale->bytes.size() << " bytes of scales for data of shape "
            << formatShape(x->shape);
-  std::vector<float> values = decode(*x);
+  std::vector<float> values;
+  if (codes) {
+    // `u8` codes: unsigned bytes less the zero point, exact in f32.
+    float zeroPoint = float(scheme.getZeroPoint());
+    values.reserve(x->bytes.size());
+    for (uint8_t byte : x->bytes)
+      values.push_back(float(byte) - zeroPoint);
+  } else {
+    values = decode(*x);
+  }
   std::vector<float> scales = decode(*scale);
   for (int64_t b = 0; b < m.batches; ++b)
     for (int64_t r = 0; r < m.rows; ++r)

@@ -44,9 +44,10 @@ def MoE_RopeScalingKind : I32EnumAttr<"RopeScalingKind",
   let genSpecializedAttr = 0;
 }
 
-def MoE_Fp8Format : I32EnumAttr<"Fp8Format", "an 8-bit float format", [
+def MoE_Fp8Format : I32EnumAttr<"Fp8Format", "an 8-bit element format", [
       I32EnumAttrCase<"e4m3fn", 0>,
-      I32EnumAttrCase<"e5m2", 1>
+      I32EnumAttrCase<"e5m2", 1>,
+      I32EnumAttrCase<"u8", 2>
     ]> {
   let cppNamespace = "::mlir::moe";
   let genSpecializedAttr = 0;
@@ -181,18 +182,25 @@ def MoE_RopeScalingAttr : MoE_Attr<"RopeScaling", "rope_scaling"> {
 //===----------------------------------------------------------------------===//
 
 def MoE_BlockScaleAttr : MoE_Attr<"BlockScale", "block_scale"> {
-  let summary = "an FP8 format with one f32 scale per block";
+  let summary = "an 8-bit format with one f32 scale per block";
   let description = [{
     DeepSeek-V3's fine-grained scaling: the data is `format` and each
     `block[0] x block[1]` tile of the last two dimensions has one f32 scale,
-    `dequant = q * scale` (edge blocks are partial). Weights use 128x128
-    blocks; activations use 1x128 (per token per 128 channels). `placement`
-    is the memory order of the scale tensor; `pow2` restricts scales to powers
-    of two.
+    `dequant = (q - zero_point) * scale` (edge blocks are partial). Weights
+    use 128x128 blocks; activations use 1x128 (per token per 128 channels).
+    `placement` is the memory order of the scale tensor; `pow2` restricts
+    scales to powers of two.
+
+    The FP8 formats (`e4m3fn`, `e5m2`) have `zero_point` 0. `u8` is the
+    integer variant: unsigned 8-bit codes held in a signless `i8` tensor with
+    a `zero_point` in [0, 255], as onnxruntime's 8-bit `QMoE` weights (zero
+    point 128, one scale per row: `block = [1, K]`). Only `moe.weight` and
+    `moe.dequantize` take `u8`; the FP8 GEMMs and `moe.quantize` do not.
 
     ```mlir
     #moe.block_scale<format = e4m3fn, block = [128, 128]>
     #moe.block_scale<format = e4m3fn, block = [1, 128], placement = col_major>
+    #moe.block_scale<format = u8, block = [1, 4096], zero_point = 128>
     ```
   }];
   let parameters = (ins
@@ -200,11 +208,22 @@ def MoE_BlockScaleAttr : MoE_Attr<"BlockScale", "block_scale"> {
     MoE_BlockShapeParameter:$block,
     DefaultValuedParameter<"::mlir::moe::ScalePlacement",
                            "::mlir::moe::ScalePlacement::row_major">:$placement,
-    DefaultValuedParameter<"bool", "false">:$pow2
+    DefaultValuedParameter<"bool", "false">:$pow2,
+    DefaultValuedParameter<"int64_t", "0">:$zero_point
   );
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
+  let builders = [
+    AttrBuilder<(ins "::mlir::moe::Fp8Format":$format,
+                     "::llvm::ArrayRef<int64_t>":$block,
+                     "::mlir::moe::ScalePlacement":$placement,
+                     "bool":$pow2), [{
+      return $_get($_ctxt, format, block, placement, pow2, 0);
+    }]>
+  ];
   let extraClassDeclaration = [{
+    /// Whether the data is integer codes (`u8`) rather than FP8.
+    bool isInteger() const { return getFormat() == ::mlir::moe::Fp8Format::u8; }
     /// The MLIR element type of the quantized data.
     ::mlir::Type getElementType() const;
     /// The shape of the scale tensor for data of shape `shape`: the leading

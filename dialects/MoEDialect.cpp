@@ -158,7 +158,15 @@ double mlir::moe::getRopeCosSinScale(RopeScalingAttr scaling) {
 LogicalResult
 BlockScaleAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                        Fp8Format format, ArrayRef<int64_t> block,
-                       ScalePlacement placement, bool pow2) {
+                       ScalePlacement placement, bool pow2, int64_t zeroPoint) {
+  if (format == Fp8Format::u8 && (zeroPoint < 0 || zeroPoint > 255))
+    return emitError() << "expected `zero_point` in [0, 255] for format u8, "
+                          "but got "
+                       << zeroPoint;
+  if (format != Fp8Format::u8 && zeroPoint != 0)
+    return emitError() << "expected `zero_point` = 0 for FP8 format "
+                       << stringifyFp8Format(format) << ", but got "
+                       << zeroPoint;
   if (block.size() != 2)
     return emitError() << "expected a 2-d `block`, but got a " << block.size()
                        << "-d one";
@@ -170,8 +178,15 @@ BlockScaleAttr::verify(function_ref<InFlightDiagnostic()> emitError,
 
 Type BlockScaleAttr::getElementType() const {
   Builder b(getContext());
-  return getFormat() == Fp8Format::e4m3fn ? Type(b.getType<Float8E4M3FNType>())
-                                          : Type(b.getType<Float8E5M2Type>());
+  switch (getFormat()) {
+  case Fp8Format::e4m3fn:
+    return b.getType<Float8E4M3FNType>();
+  case Fp8Format::e5m2:
+    return b.getType<Float8E5M2Type>();
+  case Fp8Format::u8:
+    return b.getIntegerType(8);
+  }
+  llvm_unreachable("unknown Fp8Format");
 }
 
 SmallVector<int64_t>

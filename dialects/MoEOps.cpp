@@ -225,7 +225,9 @@ LogicalResult WeightOp::verify() {
   BlockScaleAttr storedScheme = getStoredSchemeAttr();
   bool storedFp8 =
       isa<Float8E4M3FNType, Float8E5M2Type>(stored.getElementType());
-  if (storedFp8 != static_cast<bool>(storedScheme))
+  // FP8 data always has a scheme; `u8` codes are `i8` data with one.
+  bool storedInteger = storedScheme && storedScheme.isInteger();
+  if (storedFp8 != static_cast<bool>(storedScheme) && !storedInteger)
     return emitOpError("expected `stored_scheme` exactly when `stored_type` "
                        "has an FP8 element type");
   if (storedScheme && failed(checkElementType(*this, "stored_type", stored,
@@ -273,6 +275,9 @@ LogicalResult WeightOp::verify() {
       return emitOpError("expected `#moe.quantize` only on an unquantized "
                          "weight");
     scheme = cast<QuantizeTransformAttr>(transform).getScheme();
+    if (scheme.isInteger())
+      return emitOpError("expected an FP8 scheme in `#moe.quantize`, but got ")
+             << scheme;
     block.assign(scheme.getBlock().begin(), scheme.getBlock().end());
     elementType = scheme.getElementType();
   }

@@ -19,6 +19,8 @@ def MoE_IndexTensor : RankedTensorOf<[I32, I64]>;
 def MoE_I32Tensor : RankedTensorOf<[I32]>;
 def MoE_F32Tensor : RankedTensorOf<[F32]>;
 def MoE_Fp8Tensor : RankedTensorOf<[F8E4M3FN, F8E5M2]>;
+/// FP8 or `u8` codes in signless `i8` (`#moe.block_scale<format = u8>`).
+def MoE_QuantizedTensor : RankedTensorOf<[F8E4M3FN, F8E5M2, I8]>;
 
 //===----------------------------------------------------------------------===//
 // Fused activation quantization
@@ -669,14 +671,20 @@ def MoE_QuantizeOp : MoE_Op<"quantize"> {
 }
 
 def MoE_DequantizeOp : MoE_Op<"dequantize"> {
-  let summary = "FP8 with block scales back to a wider float";
+  let summary = "FP8 or 8-bit integer codes with block scales back to a wider float";
   let description = [{
+    `result = (x - zero_point) * scale` per block of `scheme`; `u8` codes are
+    read as unsigned bytes of the signless `i8` data.
+
     ```mlir
     %x = moe.dequantize %q, %s {scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>}
         : tensor<256x128xf8E4M3FN>, tensor<2x1xf32> -> tensor<256x128xf32>
+    %y = moe.dequantize %c, %r {scheme = #moe.block_scale<format = u8, block = [1, 128], zero_point = 128>}
+        : tensor<256x128xi8>, tensor<256x1xf32> -> tensor<256x128xf32>
     ```
   }];
-  let arguments = (ins MoE_Fp8Tensor:$x, MoE_F32Tensor:$scale,
+  let arguments = (ins MoE_QuantizedTensor:$x,
+                       MoE_F32Tensor:$scale,
                        MoE_BlockScaleAttr:$scheme);
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{

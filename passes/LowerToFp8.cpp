@@ -332,6 +332,9 @@ FailureOr<moe::DequantizeOp> matchFp8Weight(GemmOp op,
   auto dequant = op.getW().template getDefiningOp<moe::DequantizeOp>();
   if (!dequant)
     return rewriter.notifyMatchFailure(op, "the weight is not FP8 yet");
+  if (dequant.getScheme().isInteger())
+    return rewriter.notifyMatchFailure(
+        op, "the weight is 8-bit integer codes, which no FP8 GEMM reads");
   if (!lowering.lowers(op.getW()))
     return rewriter.notifyMatchFailure(
         op, "the policy keeps this GEMM in high precision, or its weight is "

@@ -1276,14 +1276,19 @@ Results Evaluator::evalDequantize(moe::DequantizeOp op) {
   int64_t br = scheme.getBlock()[0], bc = scheme.getBlock()[1];
   int64_t blockRows = (m.rows + br - 1) / br,
           blockCols = (m.cols + bc - 1) / bc;
+  // `u8` codes are the unsigned bytes of the `i8` data, however the loader
+  // decoded them; FP8 values are used as they are.
+  bool codes = scheme.isInteger();
+  float zeroPoint = float(scheme.getZeroPoint());
   InterpTensor out = floatTensor(x.shape);
   for (int64_t b = 0; b < m.batches; ++b)
     for (int64_t r = 0; r < m.rows; ++r)
       for (int64_t c = 0; c < m.cols; ++c) {
         int64_t i = (b * m.rows + r) * m.cols + c;
+        int64_t code = x.ints.empty() ? int64_t(x.floats[i]) : x.ints[i];
+        float q = codes ? float(uint8_t(code)) - zeroPoint : x.floats[i];
         out.floats[i] =
-            x.floats[i] *
-            scale.floats[(b * blockRows + r / br) * blockCols + c / bc];
+            q * scale.floats[(b * blockRows + r / br) * blockCols + c / bc];
       }
   return single(std::move(out));
 }

@@ -4,9 +4,9 @@
 // standard-op block (router MatMul, Softmax or Sigmoid, optional correction
 // bias and group limit, TopK, optional renormalisation and scaling, a dense
 // [T, E] routing matrix, every expert, weighted sum), onnxruntime's
-// `com.microsoft.MoE`, and `com.microsoft.QMoE` with FP8 weights and the
-// DeepSeek routing computed in the graph. Then folds a routed scaling factor
-// and a shared expert into the raised op.
+// `com.microsoft.MoE`, and `com.microsoft.QMoE` with FP8 or 8-bit integer
+// weights and the DeepSeek routing computed in the graph. Then folds a routed
+// scaling factor and a shared expert into the raised op.
 //
 //===----------------------------------------------------------------------===//
 
@@ -809,14 +809,22 @@ struct RaiseQMoE : OnnxNodePattern {
   LogicalResult rewriteNode(NodeOp node, PatternRewriter &rewriter,
                             std::string &why) const override {
     std::string quant = getStringAttr(node, "quant_type", "int");
-    if (quant != "fp8") {
+    int64_t bits = getIntAttr(node, "expert_weight_bits", 4);
+    int64_t block = getIntAttr(node, "block_size", 0);
+    bool integer = quant == "int";
+    if (!integer && quant != "fp8") {
       why = "quant_type '" + quant +
-            "' (integer or FP4 weights) has no moe equivalent: the moe "
-            "dialect dequantizes only FP8 block-scaled weights";
+            "' (FP4 weights) has no moe equivalent: the moe dialect "
+            "dequantizes only FP8 and 8-bit integer weights";
       return failure();
     }
-    int64_t block = getIntAttr(node, "block_size", 0);
-    if (block <= 0 || getIntAttr(node, "expert_weight_bits", 4) != 8) {
+    if (bits != 8) {
+      why = llvm::formatv("expert_weight_bits {0} has no moe equivalent: the "
+                          "moe dialect dequantizes only 8-bit weights",
+                          bits);
+      return failure();
+    }
+    if (!integer && block <= 0) {
       why = "FP8 QMoE without a positive block_size (per-expert global "
             "scales) has no moe equivalent";
       return failure();
@@ -852,10 +860,9 @@ struct RaiseQMoE : OnnxNodePattern {
     }
 
     Type activation = getRanked(router.x).getElementType();
-    auto scheme = moe::BlockScaleAttr::get(
-        rewriter.getContext(), moe::Fp8Format::e4m3fn, {block, block},
-        moe::ScalePlacement::row_major, false);
     std::string file = modelFileName(node);
+    // FP8 weights have square blocks. 8-bit integer weights are uint8 with
+    // zero point 128 and one scale per row, or per block_size of a row.
     auto dequantized =
         [&](unsigned dataIndex, StringRef name,
             std::optional<ExpertWeight> &weight) -> LogicalResult {
@@ -865,23 +872,43 @@ struct RaiseQMoE : OnnxNodePattern {
       onnx_ir::InitializerOp dataInit = getInitializer(data);
       onnx_ir::InitializerOp scaleInit =
           getInitializer(node.getInputOrNull(dataIndex + 1));
-      RankedTensorType dataType =
+      RankedTensorType storedType =
           dataInit ? getRanked(dataInit.getResult()) : RankedTensorType();
-      if (!dataType || !scaleInit || dataType.getRank() != 3 ||
-          !isa<Float8E4M3FNType>(dataType.getElementType())) {
-        why = (name + " is not a 3-d float8e4m3fn initializer with a scales "
-                      "initializer")
+      Type element = storedType ? storedType.getElementType() : Type();
+      bool fits = integer ? element && element.isUnsignedInteger(8)
+                          : isa_and_nonnull<Float8E4M3FNType>(element);
+      if (!storedType || !scaleInit || storedType.getRank() != 3 || !fits) {
+        why = (name + " is not a 3-d " + (integer ? "uint8" : "float8e4m3fn") +
+               " initializer with a scales initializer")
                   .str();
         return failure();
       }
-      auto scaleType = RankedTensorType::get(
-          scheme.getScaleShape(dataType.getShape()), rewriter.getF32Type());
-      if (scaleInit.getType() != scaleType) {
+      ArrayRef<int64_t> shape = storedType.getShape();
+      auto scheme =
+          integer
+              ? moe::BlockScaleAttr::get(
+                    rewriter.getContext(), moe::Fp8Format::u8,
+                    {1, block > 0 ? block : shape[2]},
+                    moe::ScalePlacement::row_major, false, /*zeroPoint=*/128)
+              : moe::BlockScaleAttr::get(rewriter.getContext(),
+                                         moe::Fp8Format::e4m3fn, {block, block},
+                                         moe::ScalePlacement::row_major, false);
+      // The moe data is signless `i8` of the same bytes.
+      auto dataType = RankedTensorType::get(shape, scheme.getElementType());
+      auto scaleType = RankedTensorType::get(scheme.getScaleShape(shape),
+                                             rewriter.getF32Type());
+      // Per-row scales are stored [E, N], the moe scales [E, N, 1].
+      auto storedScaleType =
+          integer && block <= 0
+              ? RankedTensorType::get(scaleType.getShape().drop_back(),
+                                      rewriter.getF32Type())
+              : scaleType;
+      if (scaleInit.getType() != storedScaleType) {
         why = llvm::formatv("{0} scales must be {1} for block_size {2}", name,
-                            scaleType, block);
+                            storedScaleType, block);
         return failure();
       }
-      auto resultType = RankedTensorType::get(dataType.getShape(), activation);
+      auto resultType = RankedTensorType::get(shape, activation);
       weight = ExpertWeight{
           resultType, [=](PatternRewriter &rewriter, Location loc) mutable {
             auto ref = [&](onnx_ir::InitializerOp init) {

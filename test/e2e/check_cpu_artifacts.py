@@ -88,7 +88,7 @@ def main():
     cases.append(("onnx/decoder_tiny", onnx, ref["input_ids"].tolist(),
                   ref["logits"], []))
     for block in ("moe_contrib", "moe_std_softmax", "moe_std_sigmoid",
-                  "qmoe_fp8_deepseek"):
+                  "qmoe_fp8_deepseek", "qmoe_int8_deepseek"):
         ref = np.load(os.path.join(args.data, "onnx", block + ".npz"))
         cases.append((f"onnx/{block}",
                       os.path.join(args.data, "onnx", block + ".onnx"),

@@ -162,3 +162,28 @@ func.func @sigmoid_gate_result(%x: tensor<?x64xf32>, %g: tensor<1x64xbf16>, %y: 
   %r = "moe.sigmoid_gate"(%x, %g, %y) : (tensor<?x64xf32>, tensor<1x64xbf16>, tensor<?x32xf32>) -> tensor<?x32xbf16>
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// #moe.block_scale with `format = u8` and `zero_point`
+//===----------------------------------------------------------------------===//
+
+// #moe.block_scale: a u8 zero point lies in [0, 255].
+// expected-error @+1 {{expected `zero_point` in [0, 255] for format u8, but got 256}}
+#scheme = #moe.block_scale<format = u8, block = [1, 128], zero_point = 256>
+
+// -----
+
+// #moe.block_scale: FP8 formats have no zero point.
+// expected-error @+1 {{expected `zero_point` = 0 for FP8 format e4m3fn, but got 3}}
+#scheme = #moe.block_scale<format = e4m3fn, block = [128, 128], zero_point = 3>
+
+// -----
+
+// moe.weight: `#moe.quantize` quantizes to FP8 only, not to u8 codes.
+func.func @weight_quantize_u8() {
+  // expected-error @+1 {{'moe.weight' op expected an FP8 scheme in `#moe.quantize`, but got #moe.block_scale<format = u8, block = [1, 128], zero_point = 128>}}
+  %0:2 = moe.weight [#moe.tensor_ref<"m.safetensors", "w">] stored tensor<64x128xbf16> {transforms = [#moe.quantize<#moe.block_scale<format = u8, block = [1, 128], zero_point = 128>>]} : tensor<64x128xi8>, tensor<64x1xf32>
+  return
+}

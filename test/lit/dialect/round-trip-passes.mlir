@@ -89,3 +89,14 @@ func.func @fused_quantize_fp8_gemms(%xq: tensor<?x128xf8E4M3FN>, %xs: tensor<?x1
   // CHECK: return %[[Q1]], %[[S2]]
   return %hq, %es : tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
 }
+
+// u8 codes in signless i8 with a zero point: the stored weight and its
+// dequantization to f32 (onnxruntime's 8-bit QMoE, one scale per row).
+// CHECK-LABEL: func.func @dequantize_u8
+func.func @dequantize_u8() -> tensor<4x64x128xf32> {
+  // CHECK: %[[Q:.+]], %[[S:.+]] = moe.weight [#moe.tensor_ref<"m.onnx", "fc1">] stored tensor<4x64x128xi8> scales [#moe.tensor_ref<"m.onnx", "fc1.scales">] {stored_scheme = #moe.block_scale<format = u8, block = [1, 128], zero_point = 128>} : tensor<4x64x128xi8>, tensor<4x64x1xf32>
+  %q, %s = moe.weight [#moe.tensor_ref<"m.onnx", "fc1">] stored tensor<4x64x128xi8> scales [#moe.tensor_ref<"m.onnx", "fc1.scales">] {stored_scheme = #moe.block_scale<format = u8, block = [1, 128], zero_point = 128>} : tensor<4x64x128xi8>, tensor<4x64x1xf32>
+  // CHECK: moe.dequantize %[[Q]], %[[S]] {scheme = #moe.block_scale<format = u8, block = [1, 128], zero_point = 128>} : tensor<4x64x128xi8>, tensor<4x64x1xf32> -> tensor<4x64x128xf32>
+  %w = moe.dequantize %q, %s {scheme = #moe.block_scale<format = u8, block = [1, 128], zero_point = 128>} : tensor<4x64x128xi8>, tensor<4x64x1xf32> -> tensor<4x64x128xf32>
+  return %w : tensor<4x64x128xf32>
+}

@@ -390,6 +390,30 @@ func.func @qmoe_int4(%x: tensor<?x8xf32>) -> tensor<?x8xf32> {
 
 // -----
 
+// QMoE with 8-bit integer weights: uint8 codes with zero point 128 and one
+// scale per row become i8 `moe.weight`s dequantized with a u8 block scale.
+// CHECK-LABEL: func.func @qmoe_int8
+// CHECK: %[[Q1:.+]], %[[S1:.+]] = moe.weight [#moe.tensor_ref<"model.onnx", "fc1">] stored tensor<4x4x8xi8> scales [#moe.tensor_ref<"model.onnx", "fc1.scales">] {stored_scheme = #moe.block_scale<format = u8, block = [1, 8], zero_point = 128>} : tensor<4x4x8xi8>, tensor<4x4x1xf32>
+// CHECK-NEXT: %[[FC1:.+]] = moe.dequantize %[[Q1]], %[[S1]] {scheme = #moe.block_scale<format = u8, block = [1, 8], zero_point = 128>} : tensor<4x4x8xi8>, tensor<4x4x1xf32> -> tensor<4x4x8xf32>
+// CHECK: %[[ROWS:.+]] = moe.reshape %[[FC1]]
+// CHECK: %[[Q2:.+]], %[[S2:.+]] = moe.weight [#moe.tensor_ref<"model.onnx", "fc2">] stored tensor<4x8x2xi8> scales [#moe.tensor_ref<"model.onnx", "fc2.scales">] {stored_scheme = #moe.block_scale<format = u8, block = [1, 2], zero_point = 128>} : tensor<4x8x2xi8>, tensor<4x8x1xf32>
+// CHECK-NEXT: %[[FC2:.+]] = moe.dequantize %[[Q2]], %[[S2]]
+// CHECK: moe.moe %{{.+}} router %{{.+}} experts %{{.+}}, %{{.+}}, %[[FC2]] {routing = #moe.routing<scoring = softmax, k = 2>}
+// CHECK-NOT: onnx.node "QMoE"
+func.func @qmoe_int8(%x: tensor<?x8xf32>) -> tensor<?x8xf32> {
+  %none = onnx.none : none
+  %gate = onnx.initializer "gate" : tensor<8x4xf32>
+  %fc1 = onnx.initializer "fc1" : tensor<4x4x8xui8>
+  %fc1s = onnx.initializer "fc1.scales" : tensor<4x4xf32>
+  %fc2 = onnx.initializer "fc2" : tensor<4x8x2xui8>
+  %fc2s = onnx.initializer "fc2.scales" : tensor<4x8xf32>
+  %logits = onnx.node "MatMul"(%x, %gate) {opset = 21 : i64} : (tensor<?x8xf32>, tensor<8x4xf32>) -> tensor<?x4xf32>
+  %y = onnx.node "QMoE"(%x, %logits, %fc1, %fc1s, %none, %fc2, %fc2s) {domain = "com.microsoft", opset = 1 : i64, node_attributes = {activation_type = "swiglu", swiglu_fusion = 1 : i64, k = 2 : i64, expert_weight_bits = 8 : i64}} : (tensor<?x8xf32>, tensor<?x4xf32>, tensor<4x4x8xui8>, tensor<4x4xf32>, none, tensor<4x8x2xui8>, tensor<4x8xf32>) -> tensor<?x8xf32>
+  return %y : tensor<?x8xf32>
+}
+
+// -----
+
 // A dense SwiGLU MLP: silu(gate) * up is moe.silu_mul; the MatMuls stay for
 // the op-by-op legalisation.
 // CHECK-LABEL: func.func @swiglu
