@@ -585,6 +585,11 @@ private:
   LogicalResult emitFp8Matmul(moe::Fp8MatmulOp op);
   LogicalResult emitGroupedMatmul(moe::GroupedMatmulOp op);
   LogicalResult emitFp8GroupedMatmul(moe::Fp8GroupedMatmulOp op);
+  /// Fills the FP8 operands of `g` (e4m3fn data with their block scales)
+  /// shared by the dense and the grouped FP8 GEMM.
+  LogicalResult setFp8Operands(GemmOperands &g, Value x, Value xScale, Value w,
+                               Value wScale, BlockScaleAttr act,
+                               BlockScaleAttr weight);
   LogicalResult emitElementwise(Value lhs, Value rhs, Value result,
                                 llvm::function_ref<Value(Value, Value)> fn);
   LogicalResult emitRmsNorm(Value x, Value weight, Value result, double eps);
@@ -795,25 +800,35 @@ LogicalResult StepEmitter::emitMatmul(moe::MatmulOp o) {
   return fusedQuantize(out);
 }
 
+LogicalResult StepEmitter::setFp8Operands(GemmOperands &g, Value x,
+                                          Value xScale, Value w, Value wScale,
+                                          BlockScaleAttr act,
+                                          BlockScaleAttr weight) {
+  if (failed(checkScheme(act, weight, g.block)))
+    return failure();
+  g.x = &bufferOf(x);
+  g.xScale = &bufferOf(xScale);
+  g.w = &bufferOf(w);
+  g.wScale = &bufferOf(wScale);
+  if (!isa<Float8E4M3FNType>(g.x->type.getElementType()) ||
+      !isa<Float8E4M3FNType>(g.w->type.getElementType()))
+    return fail("expected e4m3fn operands");
+  g.weightType = g.actType = GemmElementType::F8E4M3FN;
+  return success();
+}
+
 LogicalResult StepEmitter::emitFp8Matmul(moe::Fp8MatmulOp o) {
   if (!o.getType().getElementType().isF32())
     return fail("expected an f32 result");
   GemmOperands g{};
-  if (failed(checkScheme(o.getActScheme(), o.getWeightScheme(), g.block)))
+  if (failed(setFp8Operands(g, o.getX(), o.getXScale(), o.getW(), o.getWScale(),
+                            o.getActScheme(), o.getWeightScheme())))
     return failure();
-  g.x = &bufferOf(o.getX());
-  g.xScale = &bufferOf(o.getXScale());
-  g.w = &bufferOf(o.getW());
-  g.wScale = &bufferOf(o.getWScale());
-  if (!isa<Float8E4M3FNType>(g.x->type.getElementType()) ||
-      !isa<Float8E4M3FNType>(g.w->type.getElementType()))
-    return fail("expected e4m3fn operands");
   if (o.getBias()) {
     if (failed(checkFloat(o.getBias(), "bias")))
       return failure();
     g.bias = &bufferOf(o.getBias());
   }
-  g.weightType = g.actType = GemmElementType::F8E4M3FN;
   g.n = g.w->type.getDimSize(0);
   g.k = g.w->type.getDimSize(1);
   g.epilogue = o.getEpilogue();
@@ -847,16 +862,10 @@ LogicalResult StepEmitter::emitFp8GroupedMatmul(moe::Fp8GroupedMatmulOp o) {
   if (!o.getType().getElementType().isF32())
     return fail("expected an f32 result");
   GemmOperands g{};
-  if (failed(checkScheme(o.getActScheme(), o.getWeightScheme(), g.block)))
+  if (failed(setFp8Operands(g, o.getRows(), o.getRowsScale(), o.getW(),
+                            o.getWScale(), o.getActScheme(),
+                            o.getWeightScheme())))
     return failure();
-  g.x = &bufferOf(o.getRows());
-  g.xScale = &bufferOf(o.getRowsScale());
-  g.w = &bufferOf(o.getW());
-  g.wScale = &bufferOf(o.getWScale());
-  if (!isa<Float8E4M3FNType>(g.x->type.getElementType()) ||
-      !isa<Float8E4M3FNType>(g.w->type.getElementType()))
-    return fail("expected e4m3fn operands");
-  g.weightType = g.actType = GemmElementType::F8E4M3FN;
   g.n = g.w->type.getDimSize(1);
   g.k = g.w->type.getDimSize(2);
   g.expertWeights = g.n * g.k;
