@@ -46,8 +46,9 @@ options:
                        as the manifest says); repeat for every input but
                        `positions` (which defaults to 0 .. T-1); replaces
                        --tokens
-  --device DEV         cpu, cuda or auto (default auto: CUDA when available,
-                       else the CPU; CUDA is not available in this build)
+  --device DEV         cpu, cuda or auto (default auto: CUDA when the
+                       artifact carries CUDA code and a device is usable,
+                       else the CPU)
   --top K              tokens to print per position (default 5; 0 prints none)
   --repeat N           run N times and report the median, min and max run
                        time (default 1)
@@ -58,7 +59,8 @@ options:
                        and shape with the token dimension resolved
   --info               print the artifact's manifest summary: versions,
                        model, targets, inputs, outputs, buffers, weight
-                       bytes, precision per op class, steps and sections;
+                       bytes, precision per op class, CUDA code and
+                       launches, steps and sections;
                        runs too when --tokens or --input is also given
   -h, --help           show this help
 

@@ -1,8 +1,11 @@
 //===- Nvrtc.h - Compiling CUDA C++ with NVRTC ------------------*- C++ -*-===//
 //
 // The compile step of the CUDA target: emitted CUDA C++ text in, PTX or a
-// cubin out. libnvrtc is loaded with dlopen on first use, so a machine without
-// the CUDA toolkit gets an "unavailable" error instead of a link failure.
+// cubin out. libnvrtc is loaded with dlopen on first use (by the runtime's
+// loader, runtime/nvrtc/Nvrtc.h, whose options `--std=c++17
+// --gpu-architecture=<arch> -default-device` the runtime JIT uses too), so a
+// machine without the CUDA toolkit gets an "unavailable" error instead of a
+// link failure.
 //
 //===----------------------------------------------------------------------===//
 

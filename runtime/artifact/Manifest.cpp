@@ -136,10 +136,9 @@ bool isCIdentifier(const std::string &s) {
   return true;
 }
 
-// "cpu" or "sm_<NN>[a]".
-bool isTargetName(const std::string &t) {
-  if (t == "cpu")
-    return true;
+} // namespace
+
+bool isCudaTarget(const std::string &t) {
   if (t.size() < 4 || t.compare(0, 3, "sm_") != 0)
     return false;
   std::string arch = t.substr(3);
@@ -149,6 +148,32 @@ bool isTargetName(const std::string &t) {
     return false;
   return std::all_of(arch.begin(), arch.end(),
                      [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool hasCudaTarget(const Manifest &m) {
+  return std::any_of(m.targets().begin(), m.targets().end(),
+                     [](const std::string &t) { return isCudaTarget(t); });
+}
+
+uint64_t weightsExtent(const Manifest &m) {
+  uint64_t extent = 0;
+  for (const Weight &w : m.weights())
+    extent = std::max(extent, w.offset() + w.bytes());
+  return extent;
+}
+
+int64_t gridExtentAt(const GridExtent &g, int64_t tokens) {
+  int64_t product = tokens * g.per_token();
+  int64_t extent =
+      product / g.divisor() + (product % g.divisor() != 0) + g.constant();
+  return std::max<int64_t>(extent, 1);
+}
+
+namespace {
+
+// "cpu" or "sm_<NN>[a]".
+bool isTargetName(const std::string &t) {
+  return t == "cpu" || isCudaTarget(t);
 }
 
 // Checks a dtype value: known to this runtime and not unspecified.
@@ -229,7 +254,10 @@ elementCount(const std::string &where,
 
 Status checkWeights(const Manifest &m, const ManifestContext &ctx,
                     ManifestIndex &index) {
-  if (m.weights_size() > 0 && !ctx.weightsSectionSize)
+  // Benchmark artifacts carry no weight bytes: the runtime fills them, so
+  // only the layout (alignment, no overflow) is checked.
+  bool filled = m.weights_device_filled();
+  if (m.weights_size() > 0 && !ctx.weightsSectionSize && !filled)
     return corrupt(strCat("the manifest lists ", m.weights_size(),
                           " weights but the file has no 'weights' section"));
   uint64_t sectionSize = ctx.weightsSectionSize.value_or(0);
@@ -252,10 +280,12 @@ Status checkWeights(const Manifest &m, const ManifestContext &ctx,
       return corrupt(strCat(where, ": offset ", w.offset(),
                             " is not a multiple of ",
                             kManifestOffsetAlignment));
-    if (addOverflows(w.offset(), w.bytes(), end) || end > sectionSize)
-      return corrupt(strCat(where, ": offset ", w.offset(), " + ", w.bytes(),
-                            " bytes exceeds the weights section (", sectionSize,
-                            " bytes)"));
+    if (addOverflows(w.offset(), w.bytes(), end) || end > kMaxDeviceBytes ||
+        (!filled && end > sectionSize))
+      return corrupt(strCat(
+          where, ": offset ", w.offset(), " + ", w.bytes(), " bytes exceeds ",
+          filled ? strCat("the limit ", kMaxDeviceBytes)
+                 : strCat("the weights section (", sectionSize, " bytes)")));
   }
   // Scales, once every id is known.
   for (int i = 0; i < m.weights_size(); ++i) {
@@ -362,7 +392,75 @@ Status checkTensors(const Manifest &m, const ManifestIndex &index,
 /// Most arguments and integer parameters one step may have.
 constexpr int kMaxStepOperands = 4096;
 
+// Checks one axis of a launch grid: the extent at max_tokens (the largest,
+// since every term is non-negative) must fit the axis' limit.
+Status checkGridExtent(const std::string &where, const GridExtent &g,
+                       int64_t maxTokens, int64_t limit) {
+  if (g.per_token() < 0 || g.divisor() < 1 || g.constant() < 0)
+    return corrupt(strCat(where, ": per_token ", g.per_token(), ", divisor ",
+                          g.divisor(), ", constant ", g.constant(),
+                          " (expected per_token >= 0, divisor >= 1, "
+                          "constant >= 0)"));
+  int64_t product = 0, extent = 0;
+  if (__builtin_mul_overflow(maxTokens, g.per_token(), &product) ||
+      __builtin_add_overflow(product / g.divisor() +
+                                 (product % g.divisor() != 0),
+                             g.constant(), &extent) ||
+      extent > limit)
+    return corrupt(strCat(where, ": extent at max_tokens ", maxTokens,
+                          " exceeds the CUDA limit ", limit));
+  return Status::ok();
+}
+
+// Checks the CUDA launches of step `s` (docs/artifact.md, "CUDA kernel ABI").
+Status checkLaunches(const Manifest &m, const std::string &stepWhere,
+                     const Step &s, bool cudaTargets) {
+  if (cudaTargets && s.cuda_size() == 0)
+    return corrupt(strCat(stepWhere,
+                          ": has no CUDA launches, but the manifest targets a "
+                          "GPU"));
+  if (s.cuda_size() > kMaxCudaLaunchesPerStep)
+    return corrupt(strCat(stepWhere, ": ", s.cuda_size(),
+                          " CUDA launches, at most ", kMaxCudaLaunchesPerStep,
+                          " allowed"));
+  static const char *const kAxis[3] = {"x", "y", "z"};
+  static const int64_t kGridLimit[3] = {kMaxCudaGridX, kMaxCudaGridYZ,
+                                        kMaxCudaGridYZ};
+  for (int l = 0; l < s.cuda_size(); ++l) {
+    const CudaLaunch &launch = s.cuda(l);
+    std::string where =
+        strCat(stepWhere, ": cuda[", l, "] (", quoted(launch.kernel()), ")");
+    if (!isCIdentifier(launch.kernel()))
+      return corrupt(strCat(where, ": kernel is not a C identifier"));
+    if (launch.grid_size() != 3 || launch.block_size() != 3)
+      return corrupt(strCat(where, ": has ", launch.grid_size(), " grid and ",
+                            launch.block_size(),
+                            " block extents, expected 3 each"));
+    uint64_t threads = 1;
+    for (int d = 0; d < 3; ++d) {
+      MOEC_RETURN_IF_ERROR(checkGridExtent(strCat(where, ": grid ", kAxis[d]),
+                                           launch.grid(d), m.max_tokens(),
+                                           kGridLimit[d]));
+      uint32_t b = launch.block(d);
+      if (b < 1 || b > kMaxCudaBlockThreads)
+        return corrupt(strCat(where, ": block ", kAxis[d], " is ", b,
+                              ", expected 1..", kMaxCudaBlockThreads));
+      threads *= b;
+    }
+    if (threads > kMaxCudaBlockThreads)
+      return corrupt(strCat(where, ": block ", launch.block(0), "x",
+                            launch.block(1), "x", launch.block(2), " has ",
+                            threads, " threads, at most ", kMaxCudaBlockThreads,
+                            " allowed"));
+    if (launch.shared_bytes() > kMaxCudaSharedBytes)
+      return corrupt(strCat(where, ": shared_bytes ", launch.shared_bytes(),
+                            " exceeds ", kMaxCudaSharedBytes));
+  }
+  return Status::ok();
+}
+
 Status checkSteps(const Manifest &m, const ManifestIndex &index) {
+  bool cudaTargets = hasCudaTarget(m);
   for (int i = 0; i < m.steps_size(); ++i) {
     const Step &s = m.steps(i);
     std::string where = strCat("steps[", i, "] (", quoted(s.kernel()), ")");
@@ -389,7 +487,11 @@ Status checkSteps(const Manifest &m, const ManifestIndex &index) {
                               " is neither a buffer nor a weight"));
       }
     }
+    MOEC_RETURN_IF_ERROR(checkLaunches(m, where, s, cudaTargets));
   }
+  if (m.cuda_workspace_bytes() > kMaxDeviceBytes)
+    return corrupt(strCat("cuda_workspace_bytes ", m.cuda_workspace_bytes(),
+                          " exceeds the limit ", kMaxDeviceBytes));
   return Status::ok();
 }
 
@@ -435,8 +537,8 @@ StatusOr<ManifestIndex> verifyManifest(const Manifest &m,
   MOEC_RETURN_IF_ERROR(checkWeights(m, ctx, index));
   MOEC_RETURN_IF_ERROR(checkTensors(m, index, /*inputs=*/true));
   MOEC_RETURN_IF_ERROR(checkTensors(m, index, /*inputs=*/false));
-  MOEC_RETURN_IF_ERROR(checkSteps(m, index));
   MOEC_RETURN_IF_ERROR(checkTargets(m, ctx));
+  MOEC_RETURN_IF_ERROR(checkSteps(m, index));
   return index;
 }
 

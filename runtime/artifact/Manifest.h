@@ -54,12 +54,41 @@ constexpr uint64_t kManifestOffsetAlignment = 64;
 /// Largest `max_tokens` a manifest may declare.
 constexpr int64_t kMaxTokensLimit = (int64_t(1) << 31) - 1;
 
+/// Largest device allocation (weights extent, workspace) a manifest may ask
+/// for (256 TiB): beyond it the manifest is wrong.
+constexpr uint64_t kMaxDeviceBytes = uint64_t(1) << 48;
+/// Most CUDA launches one step may have.
+constexpr int kMaxCudaLaunchesPerStep = 64;
+/// Most threads per CUDA block (and per block axis).
+constexpr uint32_t kMaxCudaBlockThreads = 1024;
+/// Largest dynamic shared memory per block a launch may ask for (227 KiB,
+/// the sm_90 opt-in maximum).
+constexpr uint32_t kMaxCudaSharedBytes = 227 * 1024;
+/// Largest grid extent along x, and along y or z.
+constexpr int64_t kMaxCudaGridX = (int64_t(1) << 31) - 1;
+constexpr int64_t kMaxCudaGridYZ = 65535;
+
 /// Checks `manifest` for internal consistency and against `context`
 /// (docs/artifact.md, "Manifest consistency"). On failure the status is
 /// `kCorrupt` and its message names the field (e.g. "buffers[3] (id 7,
 /// 'x'): offset 128 + 4096 bytes exceeds arena_bytes 2048").
 StatusOr<ManifestIndex> verifyManifest(const manifest::Manifest &manifest,
                                        const ManifestContext &context);
+
+/// True for a CUDA target name, "sm_<NN>[a]".
+bool isCudaTarget(const std::string &target);
+
+/// True when `manifest` lists any CUDA target.
+bool hasCudaTarget(const manifest::Manifest &manifest);
+
+/// The end of the last weight (max of offset + bytes): the size of the
+/// device (or host-filled) weights region. Valid after `verifyManifest`.
+uint64_t weightsExtent(const manifest::Manifest &manifest);
+
+/// One grid axis for `tokens` tokens: max(ceil(tokens * per_token /
+/// divisor) + constant, 1). Cannot overflow after `verifyManifest` for
+/// tokens <= max_tokens.
+int64_t gridExtentAt(const manifest::GridExtent &extent, int64_t tokens);
 
 /// Bytes of buffer `buffer` that hold data when `tokens` tokens are run
 /// (after `verifyManifest`, this cannot overflow for tokens <= max_tokens).

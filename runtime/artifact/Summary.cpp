@@ -57,7 +57,24 @@ std::string Artifact::summary() const {
      << bytesString(weightBytes);
   if (m.source_weight_bytes())
     os << " (checkpoint " << bytesString(m.source_weight_bytes()) << ")";
+  if (m.weights_device_filled())
+    os << ", not stored: filled by the runtime from seed "
+       << m.weights_fill_seed();
   os << "\n";
+
+  // CUDA: the code sections and the launches.
+  int launches = 0;
+  for (const manifest::Step &s : m.steps())
+    launches += s.cuda_size();
+  std::string code;
+  for (const SectionInfo &s : sections_)
+    if (s.name == "kernels.cu" || s.name.rfind("cubin.", 0) == 0)
+      code += (code.empty() ? "" : ", ") + s.name + " (" + bytesString(s.size) +
+              ")";
+  if (launches || !code.empty())
+    os << "cuda:      " << launches << " launches in " << m.steps_size()
+       << " steps, workspace " << bytesString(m.cuda_workspace_bytes())
+       << ", code " << (code.empty() ? std::string("(none)") : code) << "\n";
 
   auto tensors = [&](const char *title, const auto &list) {
     os << title << "\n";
@@ -101,6 +118,25 @@ std::string Artifact::summary() const {
     if (!s.op().empty())
       os << "  // " << s.op();
     os << "\n";
+    for (const manifest::CudaLaunch &l : s.cuda()) {
+      os << "       cuda " << l.kernel() << " grid [";
+      for (int d = 0; d < l.grid_size(); ++d) {
+        const manifest::GridExtent &g = l.grid(d);
+        os << (d ? ", " : "");
+        if (g.per_token())
+          os << "ceil(T*" << g.per_token() << "/" << g.divisor() << ")"
+             << (g.constant() ? "+" : "");
+        if (g.constant() || !g.per_token())
+          os << g.constant();
+      }
+      os << "] block [";
+      for (int d = 0; d < l.block_size(); ++d)
+        os << (d ? ", " : "") << l.block(d);
+      os << "]";
+      if (l.shared_bytes())
+        os << " shared " << l.shared_bytes();
+      os << "\n";
+    }
   }
 
   os << "sections:\n";

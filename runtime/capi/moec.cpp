@@ -1,9 +1,9 @@
 //===- moec.cpp - C API of the moec runtime ---------------------*- C++ -*-===//
 //
-// The C functions of moec.h over `Artifact` and `CpuExecutor`: device
-// selection ("auto" falls back to the CPU while CUDA is unavailable),
-// argument checks, and the translation of `Status` into `moec_status` plus
-// the thread-local last-error string.
+// The C functions of moec.h over `Artifact` and an `Executor`: device
+// selection ("auto" takes CUDA when a device is usable and the artifact
+// carries CUDA code, else the CPU), argument checks, and the translation of
+// `Status` into `moec_status` plus the thread-local last-error string.
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,6 +11,7 @@
 
 #include "runtime/artifact/Artifact.h"
 #include "runtime/cpu/CpuExecutor.h"
+#include "runtime/cuda/CudaExecutor.h"
 
 #include <cstring>
 #include <memory>
@@ -20,8 +21,7 @@
 using namespace moec::runtime;
 
 struct moec_model {
-  std::unique_ptr<CpuExecutor> executor;
-  std::string device;
+  std::unique_ptr<Executor> executor;
   // Tokens of the last successful run; 0 before the first.
   int64_t lastTokens = 0;
   // The model takes i64 token ids: the i32 ids are widened on each run.
@@ -71,11 +71,39 @@ moec_status invalid(const std::string &message) {
   return report(Status(StatusCode::kInvalidArgument, message));
 }
 
-// The CUDA path is not built yet; this is what "cuda" answers until it is.
-Status cudaUnavailable() {
-  return Status(StatusCode::kUnavailable,
-                "device 'cuda' is unavailable: this runtime has no CUDA "
-                "support yet (use --device cpu or auto)");
+// Binds `artifact` to `device` ("cpu", "cuda" or "auto"). "auto" uses CUDA
+// when the artifact carries CUDA code and a device is usable, and falls
+// back to the CPU only when CUDA is unavailable (any other CUDA failure is
+// reported, not hidden).
+StatusOr<std::unique_ptr<Executor>>
+createExecutor(std::shared_ptr<const Artifact> artifact,
+               const std::string &device) {
+  std::string cudaWhy;
+  if (device == "cuda" || (device == "auto" && hasCudaCode(*artifact))) {
+    StatusOr<std::unique_ptr<CudaExecutor>> cuda =
+        CudaExecutor::create(artifact);
+    if (cuda.isOk())
+      return std::unique_ptr<Executor>(std::move(cuda).value());
+    if (device == "cuda")
+      return Status(cuda.status().code(),
+                    cuda.status().code() == StatusCode::kUnavailable
+                        ? strCat("device 'cuda' is unavailable: ",
+                                 cuda.status().message(),
+                                 " (use --device cpu or auto)")
+                        : strCat("device 'cuda': ", cuda.status().message()));
+    if (cuda.status().code() != StatusCode::kUnavailable)
+      return cuda.status();
+    cudaWhy = cuda.status().message();
+  }
+  StatusOr<std::unique_ptr<CpuExecutor>> cpu = CpuExecutor::create(artifact);
+  if (!cpu.isOk()) {
+    if (!cudaWhy.empty())
+      return Status(cpu.status().code(),
+                    strCat("no usable device: cuda: ", cudaWhy,
+                           "; cpu: ", cpu.status().message()));
+    return cpu.status();
+  }
+  return std::unique_ptr<Executor>(std::move(cpu).value());
 }
 
 // The output that holds logits: the one named "logits", else the first.
@@ -131,8 +159,6 @@ moec_status moec_model_load(const char *path, const char *device,
   std::string dev = device ? device : "auto";
   if (dev != "cpu" && dev != "cuda" && dev != "auto")
     return invalid("unknown device '" + dev + "' (expected cpu, cuda or auto)");
-  if (dev == "cuda")
-    return report(cudaUnavailable());
 
   StatusOr<std::unique_ptr<Artifact>> artifact = Artifact::open(path);
   if (!artifact.isOk())
@@ -161,8 +187,9 @@ moec_status moec_model_load(const char *path, const char *device,
                          "' is not f32 logits of shape [T, vocab] (use "
                          "moec_model_output)");
 
-  StatusOr<std::unique_ptr<CpuExecutor>> executor = CpuExecutor::create(
-      std::shared_ptr<const Artifact>(std::move(artifact).value().release()));
+  StatusOr<std::unique_ptr<Executor>> executor = createExecutor(
+      std::shared_ptr<const Artifact>(std::move(artifact).value().release()),
+      dev);
   if (!executor.isOk())
     return report(executor.status());
   auto result = std::make_unique<moec_model>();
@@ -171,7 +198,6 @@ moec_status moec_model_load(const char *path, const char *device,
   result->tokensError = std::move(tokensError);
   result->logitsError = std::move(logitsError);
   result->outputShapes.resize(size_t(m.outputs_size()));
-  result->device = "cpu";
   *model = result.release();
   return MOEC_OK;
 }
@@ -184,7 +210,7 @@ moec_status moec_model_run(moec_model *model, const int32_t *tokens,
     return invalid("moec_model_run: `tokens` is null");
   if (!model->tokensError.empty())
     return invalid(model->tokensError);
-  CpuExecutor &ex = *model->executor;
+  Executor &ex = *model->executor;
   if (n < 1 || n > ex.maxTokens())
     return invalid("moec_model_run: token count " + std::to_string(n) +
                    " is not in [1, " + std::to_string(ex.maxTokens()) + "]");
@@ -213,7 +239,7 @@ moec_status moec_model_logits(const moec_model *model, const float **data,
     return invalid(model->logitsError);
   if (model->lastTokens == 0)
     return invalid("moec_model_logits: the model has not run successfully");
-  CpuExecutor &ex = *model->executor;
+  Executor &ex = *model->executor;
   StatusOr<TensorView> view = ex.tensor(
       true, logitsOutput(ex.artifact().manifest()), model->lastTokens);
   if (!view.isOk())
@@ -307,7 +333,7 @@ moec_status moec_model_output(moec_model *model, int64_t index,
 }
 
 const char *moec_model_device(const moec_model *model) {
-  return model ? model->device.c_str() : "";
+  return model ? model->executor->device() : "";
 }
 
 int64_t moec_model_max_tokens(const moec_model *model) {

@@ -56,7 +56,9 @@ typedef enum moec_dtype {
 typedef struct moec_model moec_model;
 
 /** Loads and verifies the artifact at `path` for `device`: "cpu", "cuda"
- *  or "auto" (CUDA when available, else CPU; NULL means "auto"). On success
+ *  or "auto" (NULL means "auto": CUDA when the artifact carries CUDA code
+ *  and a device is usable, else the CPU; CUDA failures other than
+ *  "unavailable" are reported, not hidden by the fallback). On success
  *  stores a new model in `*model`, else leaves it NULL. Any valid artifact
  *  loads; whether it fits the token calls (`moec_model_run`,
  *  `moec_model_logits`) is checked when they are called. */

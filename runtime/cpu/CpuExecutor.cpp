@@ -10,6 +10,8 @@
 
 #include "runtime/cpu/CpuExecutor.h"
 
+#include "runtime/executor/WeightFill.h"
+
 #include <cstdlib>
 #include <cstring>
 
@@ -30,7 +32,7 @@ CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
     return makeError(StatusCode::kUnavailable, path,
                      ": has no code for the cpu target (no 'cpu.so' section)");
 
-  std::unique_ptr<CpuExecutor> executor(new CpuExecutor());
+  std::unique_ptr<CpuExecutor> executor(new CpuExecutor(artifact));
   ByteSpan bytes = artifact->sectionData(*so);
   StatusOr<std::unique_ptr<SharedObject>> library =
       SharedObject::loadFromMemory("cpu.so", bytes.data, bytes.size);
@@ -55,8 +57,21 @@ CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
     return makeError(StatusCode::kOutOfMemory, path, ": cannot allocate the ",
                      arenaBytes, "-byte arena");
   std::memset(executor->arena_, 0, rounded);
-  executor->artifact_ = std::move(artifact);
-  const Artifact &a = *executor->artifact_;
+
+  // A benchmark artifact's weights are generated, not read.
+  if (m.weights_device_filled()) {
+    uint64_t extent = weightsExtent(m);
+    size_t size = size_t((extent + kArenaAlignment - 1) / kArenaAlignment *
+                         kArenaAlignment);
+    executor->filledWeights_ = static_cast<uint8_t *>(
+        std::aligned_alloc(kArenaAlignment, size ? size : kArenaAlignment));
+    if (!executor->filledWeights_)
+      return makeError(StatusCode::kOutOfMemory, path, ": cannot allocate the ",
+                       extent, " bytes of filled weights");
+    std::memset(executor->filledWeights_, 0, size);
+    for (const manifest::Weight &w : m.weights())
+      fillWeightOnHost(m, w, executor->filledWeights_ + w.offset());
+  }
 
   for (int i = 0; i < m.steps_size(); ++i) {
     const manifest::Step &s = m.steps(i);
@@ -68,9 +83,12 @@ CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
     for (const manifest::Argument &arg : s.args()) {
       if (arg.ref_case() == manifest::Argument::kBuffer)
         step.args.push_back(executor->bufferData(arg.buffer()));
+      else if (executor->filledWeights_)
+        step.args.push_back(executor->filledWeights_ +
+                            artifact->findWeight(arg.weight())->offset());
       else
         step.args.push_back(
-            const_cast<uint8_t *>(a.weightData(arg.weight()).data));
+            const_cast<uint8_t *>(artifact->weightData(arg.weight()).data));
     }
     step.params.assign(s.params().begin(), s.params().end());
     executor->steps_.push_back(std::move(step));
@@ -78,44 +96,24 @@ CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
   // Pointers into `params` only once the vector no longer moves.
   for (Step &step : executor->steps_)
     step.args.push_back(step.params.empty() ? nullptr : step.params.data());
-  // A prefill of T tokens sits at positions 0 .. T-1 (docs/artifact.md).
-  for (int i = 0; i < m.inputs_size(); ++i) {
-    const manifest::TensorSpec &in = m.inputs(i);
-    if (in.name() == "positions" && in.shape_size() == 1 && in.shape(0) == -1 &&
-        (in.dtype() == manifest::DTYPE_I32 ||
-         in.dtype() == manifest::DTYPE_I64))
-      executor->positionInputs_.push_back(i);
-  }
-  executor->inputSet_.assign(size_t(m.inputs_size()), false);
   return executor;
 }
 
-CpuExecutor::~CpuExecutor() { std::free(arena_); }
+CpuExecutor::~CpuExecutor() {
+  std::free(arena_);
+  std::free(filledWeights_);
+}
 
 uint8_t *CpuExecutor::bufferData(uint32_t id) const {
   const manifest::Buffer *b = artifact_->findBuffer(id);
   return b ? arena_ + b->offset() : nullptr;
 }
 
-Status CpuExecutor::checkTokens(int64_t tokens) const {
-  if (tokens < 1 || tokens > maxTokens())
-    return makeError(StatusCode::kInvalidArgument, artifact_->path(),
-                     ": token count ", tokens, " is not in [1, ", maxTokens(),
-                     "]");
-  return Status::ok();
-}
-
 StatusOr<TensorView> CpuExecutor::tensor(bool output, int index,
                                          int64_t tokens) {
   MOEC_RETURN_IF_ERROR(checkTokens(tokens));
-  const manifest::Manifest &m = artifact_->manifest();
-  const auto &list = output ? m.outputs() : m.inputs();
-  if (index < 0 || index >= list.size())
-    return makeError(StatusCode::kInvalidArgument, artifact_->path(), ": has ",
-                     list.size(), output ? " outputs" : " inputs", ", no #",
-                     index);
   TensorView view;
-  view.spec = &list[index];
+  MOEC_ASSIGN_OR_RETURN(view.spec, findTensor(output, index));
   const manifest::Buffer *b = artifact_->findBuffer(view.spec->buffer());
   view.data = arena_ + b->offset();
   for (int64_t d : view.spec->shape())
@@ -126,34 +124,10 @@ StatusOr<TensorView> CpuExecutor::tensor(bool output, int index,
 
 Status CpuExecutor::setInput(int index, const void *data, uint64_t bytes,
                              int64_t tokens) {
-  MOEC_ASSIGN_OR_RETURN(TensorView view, tensor(false, index, tokens));
-  const manifest::TensorSpec &spec = *view.spec;
-  if (bytes != view.bytes)
-    return makeError(StatusCode::kInvalidArgument, "input '", spec.name(),
-                     "': got ", bytes, " bytes, expected ", view.bytes, " for ",
-                     tokens, " tokens");
-  if (bytes > 0 && !data)
-    return makeError(StatusCode::kInvalidArgument, "input '", spec.name(),
-                     "': null data");
-  if (int64_t bound = spec.index_bound()) {
-    uint64_t size = dtypeSize(spec.dtype());
-    for (uint64_t i = 0; i < bytes / size; ++i) {
-      int64_t v;
-      if (spec.dtype() == manifest::DTYPE_I32) {
-        int32_t v32;
-        std::memcpy(&v32, static_cast<const uint8_t *>(data) + i * 4, 4);
-        v = v32;
-      } else {
-        std::memcpy(&v, static_cast<const uint8_t *>(data) + i * 8, 8);
-      }
-      if (v < 0 || v >= bound)
-        return makeError(StatusCode::kInvalidArgument, "input '", spec.name(),
-                         "': element ", i, " is ", v, ", outside [0, ", bound,
-                         ")");
-    }
-  }
+  MOEC_RETURN_IF_ERROR(checkInput(index, data, bytes, tokens));
   if (bytes)
-    std::memcpy(view.data, data, bytes);
+    std::memcpy(bufferData(artifact_->manifest().inputs(index).buffer()), data,
+                bytes);
   inputSet_[size_t(index)] = true;
   return Status::ok();
 }
@@ -164,15 +138,7 @@ Status CpuExecutor::run(int64_t tokens) {
     if (inputSet_[size_t(index)])
       continue;
     MOEC_ASSIGN_OR_RETURN(TensorView view, tensor(false, index, tokens));
-    bool wide = view.spec->dtype() == manifest::DTYPE_I64;
-    for (int64_t t = 0; t < tokens; ++t) {
-      if (wide) {
-        std::memcpy(view.data + t * 8, &t, 8);
-      } else {
-        int32_t t32 = int32_t(t);
-        std::memcpy(view.data + t * 4, &t32, 4);
-      }
-    }
+    writePositions(*view.spec, view.data, tokens);
   }
   inputSet_.assign(inputSet_.size(), false);
   for (const Step &step : steps_)

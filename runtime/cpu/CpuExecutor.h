@@ -13,6 +13,7 @@
 #include "runtime/artifact/Artifact.h"
 #include "runtime/cpu/KernelAbi.h"
 #include "runtime/cpu/SharedObject.h"
+#include "runtime/executor/Executor.h"
 #include "runtime/support/Status.h"
 
 #include <cstdint>
@@ -21,50 +22,31 @@
 
 namespace moec::runtime {
 
-/// A view of one model input or output after a run.
-struct TensorView {
-  /// The manifest's description of the tensor.
-  const manifest::TensorSpec *spec = nullptr;
-  /// First byte of the data (inside the arena).
-  uint8_t *data = nullptr;
-  /// The shape with the token dimension resolved to the current count.
-  std::vector<int64_t> shape;
-  /// Bytes of data: product of `shape` times the element size.
-  uint64_t bytes = 0;
-};
-
 /// Executes one artifact on the CPU. Not thread-safe: one run at a time.
-class CpuExecutor {
+class CpuExecutor final : public Executor {
 public:
   /// Loads `artifact`'s shared object and prepares every step. Fails with a
-  /// message naming the symbol when a step's kernel is missing.
+  /// message naming the symbol when a step's kernel is missing. Weights of
+  /// a benchmark artifact (`weights_device_filled`) are filled in host
+  /// memory with the values the CUDA executor gives them.
   static StatusOr<std::unique_ptr<CpuExecutor>>
   create(std::shared_ptr<const Artifact> artifact);
 
   /// Frees the arena and closes the shared object.
-  ~CpuExecutor();
-  CpuExecutor(const CpuExecutor &) = delete;
-  CpuExecutor &operator=(const CpuExecutor &) = delete;
+  ~CpuExecutor() override;
 
-  /// The artifact this executor runs.
-  const Artifact &artifact() const { return *artifact_; }
-  /// The largest token count a run accepts.
-  int64_t maxTokens() const { return artifact_->manifest().max_tokens(); }
+  /// "cpu".
+  const char *device() const override { return "cpu"; }
 
-  /// Copies `tokens` rows of input `index` from `data` into its buffer and
-  /// checks integer inputs against their `index_bound`. `bytes` must be
-  /// exactly the input's size at `tokens` tokens. Inputs are set anew for
-  /// every run: the arena reuses their memory once the steps have read them.
-  Status setInput(int index, const void *data, uint64_t bytes, int64_t tokens);
+  /// Copies the input into its arena buffer (see `Executor::setInput`).
+  Status setInput(int index, const void *data, uint64_t bytes,
+                  int64_t tokens) override;
 
-  /// Runs every step in order for `tokens` tokens. An input named
-  /// `positions` (i32 or i64, shape `[-1]`) that was not set since the last
-  /// run is filled with `0 .. tokens-1` first.
-  Status run(int64_t tokens);
+  /// Calls every step's kernel in order (see `Executor::run`).
+  Status run(int64_t tokens) override;
 
-  /// Input `index` (or output, with `output`) as of the last `setInput` /
-  /// `run` with `tokens` tokens.
-  StatusOr<TensorView> tensor(bool output, int index, int64_t tokens);
+  /// A view into the arena (see `Executor::tensor`).
+  StatusOr<TensorView> tensor(bool output, int index, int64_t tokens) override;
 
   /// The arena address of buffer `id` (nullptr when there is no such id).
   uint8_t *bufferData(uint32_t id) const;
@@ -76,17 +58,14 @@ private:
     std::vector<int64_t> params;
   };
 
-  CpuExecutor() = default;
-  Status checkTokens(int64_t tokens) const;
+  explicit CpuExecutor(std::shared_ptr<const Artifact> artifact)
+      : Executor(std::move(artifact)) {}
 
-  std::shared_ptr<const Artifact> artifact_;
   std::unique_ptr<SharedObject> library_;
   uint8_t *arena_ = nullptr;
+  // Host copy of filled weights (benchmark artifacts only).
+  uint8_t *filledWeights_ = nullptr;
   std::vector<Step> steps_;
-  // Inputs named `positions` that `run` fills, and which inputs were set
-  // by `setInput` since the last run.
-  std::vector<int> positionInputs_;
-  std::vector<bool> inputSet_;
 };
 
 } // namespace moec::runtime

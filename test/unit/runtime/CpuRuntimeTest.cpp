@@ -290,9 +290,9 @@ TEST_F(CpuRuntimeTest, CApiReportsErrors) {
   moec_model *m = reinterpret_cast<moec_model *>(0x1);
   EXPECT_EQ(moec_model_load(path.c_str(), "cuda", &m), MOEC_UNAVAILABLE);
   EXPECT_EQ(m, nullptr);
-  EXPECT_STREQ(moec_last_error(),
-               "device 'cuda' is unavailable: this runtime has no CUDA "
-               "support yet (use --device cpu or auto)");
+  EXPECT_EQ(std::string(moec_last_error()),
+            "device 'cuda' is unavailable: " + path +
+                ": has no CUDA code (targets: cpu) (use --device cpu or auto)");
   EXPECT_EQ(moec_model_load(path.c_str(), "tpu", &m), MOEC_INVALID_ARGUMENT);
   EXPECT_STREQ(moec_last_error(),
                "unknown device 'tpu' (expected cpu, cuda or auto)");

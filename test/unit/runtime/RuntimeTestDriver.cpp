@@ -4,7 +4,9 @@
 // file (compared with zlib and hashlib by check_format.py);
 // `runtime-test-driver write-test-model OUT.moea WEIGHTS_DIR` writes the
 // TestModel artifact with the real test kernels and its weights as raw f32
-// files (embed.f32, bias.f32, head.f32) for check_moec_run.py.
+// files (embed.f32, bias.f32, head.f32) for check_moec_run.py;
+// `runtime-test-driver write-cuda-models DIR` writes the CUDA test models
+// for check_gpu_check.py.
 //
 //===----------------------------------------------------------------------===//
 
@@ -52,6 +54,33 @@ int writeTestModel(const std::string &out, const std::string &weightsDir) {
   return 0;
 }
 
+// Writes DIR/model.moea (cpu.so + real kernels.cu, stored weights, raw
+// weights beside it) and DIR/bench.moea (the same with device-filled
+// weights) for check_gpu_check.py.
+int writeCudaModels(const std::string &dir) {
+  TestModel model = TestModel::random(2025);
+  model.enableJitCuda();
+  std::vector<uint8_t> so = readFile(MOEC_TEST_KERNELS_SO);
+  Status s = model.write(dir + "/model.moea", so);
+  if (s.isOk())
+    s = model.write(dir + "/bench.moea", so, [](manifest::Manifest &m) {
+      m.set_weights_device_filled(true);
+      m.set_weights_fill_seed(7);
+    });
+  if (!s.isOk()) {
+    std::fprintf(stderr, "runtime-test-driver: %s\n", s.toString().c_str());
+    return 1;
+  }
+  if (!writeFloats(dir + "/embed.f32", model.embed) ||
+      !writeFloats(dir + "/bias.f32", model.bias) ||
+      !writeFloats(dir + "/head.f32", model.head))
+    return 1;
+  std::printf("vocab %lld hidden %lld max_tokens %lld\n",
+              (long long)model.vocab, (long long)model.hidden,
+              (long long)model.maxTokens);
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -59,7 +88,10 @@ int main(int argc, char **argv) {
     return hashFiles(argc, argv);
   if (argc == 4 && std::strcmp(argv[1], "write-test-model") == 0)
     return writeTestModel(argv[2], argv[3]);
+  if (argc == 3 && std::strcmp(argv[1], "write-cuda-models") == 0)
+    return writeCudaModels(argv[2]);
   std::fprintf(stderr, "usage: runtime-test-driver hash FILE... | "
-                       "write-test-model OUT.moea WEIGHTS_DIR\n");
+                       "write-test-model OUT.moea WEIGHTS_DIR | "
+                       "write-cuda-models DIR\n");
   return 2;
 }

@@ -10,6 +10,7 @@
 
 #include "runtime/artifact/Format.h"
 #include <algorithm>
+#include <array>
 
 #include <cstdlib>
 #include <cstring>
@@ -221,6 +222,8 @@ Status
 TestModel::write(const std::string &path, const std::vector<uint8_t> &cpuSo,
                  const std::function<void(manifest::Manifest &)> &edit) const {
   manifest::Manifest m = manifest();
+  if (!cudaArch.empty())
+    addCudaLaunches(m, cudaArch);
   if (edit)
     edit(m);
   MOEC_ASSIGN_OR_RETURN(std::unique_ptr<ArtifactWriter> writer,
@@ -229,6 +232,8 @@ TestModel::write(const std::string &path, const std::vector<uint8_t> &cpuSo,
   MOEC_RETURN_IF_ERROR(
       writer->addSection(SectionSpec::forKind(SectionKind::kCpuSharedObject),
                          cpuSo.data(), cpuSo.size()));
+  for (const auto &[spec, bytes] : extraSections)
+    MOEC_RETURN_IF_ERROR(writer->addSection(spec, bytes.data(), bytes.size()));
   std::vector<uint8_t> weights = weightsSection();
   MOEC_RETURN_IF_ERROR(writer->addStreamedSection(
       SectionSpec::forKind(SectionKind::kWeights),
@@ -241,6 +246,84 @@ TestModel::write(const std::string &path, const std::vector<uint8_t> &cpuSo,
         return Status::ok();
       }));
   return writer->commit();
+}
+
+void TestModel::addCudaLaunches(manifest::Manifest &m,
+                                const std::string &arch) {
+  using namespace manifest;
+  m.add_targets(arch);
+  m.set_cuda_workspace_bytes(uint64_t(m.max_tokens()) * 37 * 4);
+  auto launch = [](Step *s, const char *kernel,
+                   std::array<std::array<int64_t, 3>, 3> grid, uint32_t block) {
+    CudaLaunch *l = s->add_cuda();
+    l->set_kernel(kernel);
+    for (const auto &g : grid) {
+      GridExtent *e = l->add_grid();
+      e->set_per_token(g[0]);
+      e->set_divisor(g[1]);
+      e->set_constant(g[2]);
+    }
+    l->add_block(block);
+    l->add_block(1);
+    l->add_block(1);
+  };
+  const std::array<int64_t, 3> one = {0, 1, 1};
+  launch(m.mutable_steps(0), "moec_test_cuda_embed", {{{1, 1, 0}, one, one}},
+         32);
+  launch(m.mutable_steps(1), "moec_test_cuda_add", {{{16, 64, 0}, one, one}},
+         64);
+  launch(m.mutable_steps(2), "moec_test_cuda_logits", {{{1, 1, 0}, one, one}},
+         32);
+  launch(m.mutable_steps(2), "moec_test_cuda_copy_out",
+         {{{37, 64, 0}, one, one}}, 64);
+}
+
+void TestModel::enableFakeCuda(const std::string &kernelsSo,
+                               const std::string &arch) {
+  cudaArch = arch;
+  extraSections.emplace_back(
+      SectionSpec::forKind(SectionKind::kCubin, "cubin." + arch),
+      "MOECFAKECUBIN " + kernelsSo + "\n");
+}
+
+void TestModel::enableJitCuda(const std::string &arch) {
+  cudaArch = arch;
+  extraSections.emplace_back(SectionSpec::forKind(SectionKind::kKernelsCu),
+                             cudaSource());
+}
+
+std::string TestModel::cudaSource() {
+  return R"cuda(// The runtime test model (TestCudaKernels.cpp) in CUDA: hidden 16,
+// vocabulary 37. Params: step pointers, workspace, tokens.
+extern "C" __global__ void moec_test_cuda_embed(const int *ids,
+    const float *table, float *x, void *, long long tokens) {
+  long long r = blockIdx.x;
+  if (r >= tokens) return;
+  for (int j = threadIdx.x; j < 16; j += blockDim.x)
+    x[r * 16 + j] = table[ids[r] * 16 + j];
+}
+extern "C" __global__ void moec_test_cuda_add(const float *x,
+    const float *bias, float *y, void *, long long tokens) {
+  long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i < tokens * 16) y[i] = x[i] + bias[i % 16];
+}
+extern "C" __global__ void moec_test_cuda_logits(const float *y,
+    const float *head, float *, float *workspace, long long tokens) {
+  long long t = blockIdx.x;
+  if (t >= tokens) return;
+  for (int o = threadIdx.x; o < 37; o += blockDim.x) {
+    float acc = 0.0f;
+    for (int j = 0; j < 16; ++j)
+      acc += y[t * 16 + j] * head[o * 16 + j];
+    workspace[t * 37 + o] = acc;
+  }
+}
+extern "C" __global__ void moec_test_cuda_copy_out(const float *,
+    const float *, float *logits, const float *workspace, long long tokens) {
+  long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i < tokens * 37) logits[i] = workspace[i];
+}
+)cuda";
 }
 
 std::vector<float> TestModel::reference(const std::vector<int32_t> &tokens,

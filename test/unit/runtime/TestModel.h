@@ -56,12 +56,32 @@ struct TestModel {
   std::vector<float> embed; // [vocab, hidden]
   std::vector<float> bias;  // [hidden]
   std::vector<float> head;  // [vocab, hidden]
+  /// Sections `write` adds besides the manifest, cpu.so and weights (e.g.
+  /// kernels.cu and cubins for CUDA tests).
+  std::vector<std::pair<SectionSpec, std::string>> extraSections;
 
   /// Random weights in [-1, 1) from `seed`.
   static TestModel random(uint32_t seed);
 
   /// The manifest: 4 buffers, 3 weights, 3 steps, target cpu.
   manifest::Manifest manifest() const;
+
+  /// Adds CUDA to `m` for the kernels of TestCudaKernels.cpp: target
+  /// `arch`, one or two launches per step, a workspace for the logits.
+  static void addCudaLaunches(manifest::Manifest &m,
+                              const std::string &arch = "sm_89");
+  /// Makes `write` add CUDA launches (`addCudaLaunches`) and a fake cubin
+  /// for `arch` naming the host kernels `kernelsSo` (FakeCudaDriver.cpp).
+  void enableFakeCuda(const std::string &kernelsSo,
+                      const std::string &arch = "sm_89");
+  /// Makes `write` add CUDA launches and a `kernels.cu` with real CUDA
+  /// versions of TestCudaKernels.cpp (`cudaSource`), JIT-compiled by the
+  /// runtime on a GPU.
+  void enableJitCuda(const std::string &arch = "sm_89");
+  /// The CUDA C++ of the test model's kernels (the CUDA kernel ABI).
+  static std::string cudaSource();
+  /// Whether `write` adds CUDA launches, and for which arch.
+  std::string cudaArch;
   /// The bytes of the weights section (weights at 64-byte aligned offsets).
   std::vector<uint8_t> weightsSection() const;
 

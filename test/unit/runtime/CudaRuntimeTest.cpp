@@ -1,0 +1,645 @@
+//===- CudaRuntimeTest.cpp - The CUDA executor without a GPU ----*- C++ -*-===//
+//
+// The CUDA path as far as it runs on a machine without a GPU: the driver
+// table against a missing library and the toolkit's stub (unavailable, with
+// the reason), the C API falling back to the CPU, and the whole executor on
+// FakeCudaDriver.cpp (a host-memory driver): code selection per arch,
+// kernels resolved up front, the kernel ABI (the test model's logits are
+// exact), grids, workspace, sticky errors, resource release, the JIT path
+// through the kernel cache, and device-filled weights equal to the CPU's.
+// Also the deterministic weight fill itself.
+//
+//===----------------------------------------------------------------------===//
+
+#include "TestModel.h"
+
+#include "runtime/capi/moec.h"
+#include "runtime/cpu/CpuExecutor.h"
+#include "runtime/cuda/CudaExecutor.h"
+#include "runtime/executor/WeightFill.h"
+#include "runtime/nvrtc/Nvrtc.h"
+#include "tools/GpuCheck.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <dlfcn.h>
+#include <sys/stat.h>
+
+#ifdef MOEC_HAVE_CUDA_H
+#include <cuda.h>
+#include <type_traits>
+#endif
+
+using namespace moec::runtime;
+using namespace moec::runtime::test;
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// The driver table against cuda.h (compile time, where the toolkit is)
+//===----------------------------------------------------------------------===//
+
+#ifdef MOEC_HAVE_CUDA_H
+// Enums (CUresult, attributes) are compared as the int the table uses.
+template <typename T, bool = std::is_enum_v<T>> struct Norm { using type = T; };
+template <typename T> struct Norm<T, true> {
+  using type = std::make_signed_t<std::underlying_type_t<T>>;
+};
+template <typename F> struct NormFn;
+template <typename R, typename... A> struct NormFn<R (*)(A...)> {
+  using type = typename Norm<R>::type (*)(typename Norm<A>::type...);
+};
+#define MOEC_CHECK_SIGNATURE(member, api)                                      \
+  static_assert(std::is_same_v<NormFn<decltype(CudaDriver::member)>::type,     \
+                               NormFn<decltype(&api)>::type>,                  \
+                #api " differs from CudaDriver::" #member)
+MOEC_CHECK_SIGNATURE(init, cuInit);
+MOEC_CHECK_SIGNATURE(driverGetVersion, cuDriverGetVersion);
+MOEC_CHECK_SIGNATURE(getErrorName, cuGetErrorName);
+MOEC_CHECK_SIGNATURE(getErrorString, cuGetErrorString);
+MOEC_CHECK_SIGNATURE(deviceGetCount, cuDeviceGetCount);
+MOEC_CHECK_SIGNATURE(deviceGet, cuDeviceGet);
+MOEC_CHECK_SIGNATURE(deviceGetName, cuDeviceGetName);
+MOEC_CHECK_SIGNATURE(deviceGetAttribute, cuDeviceGetAttribute);
+MOEC_CHECK_SIGNATURE(deviceTotalMem, cuDeviceTotalMem);
+MOEC_CHECK_SIGNATURE(devicePrimaryCtxRetain, cuDevicePrimaryCtxRetain);
+MOEC_CHECK_SIGNATURE(devicePrimaryCtxRelease, cuDevicePrimaryCtxRelease);
+MOEC_CHECK_SIGNATURE(ctxPushCurrent, cuCtxPushCurrent);
+MOEC_CHECK_SIGNATURE(ctxPopCurrent, cuCtxPopCurrent);
+MOEC_CHECK_SIGNATURE(moduleLoadData, cuModuleLoadData);
+MOEC_CHECK_SIGNATURE(moduleUnload, cuModuleUnload);
+MOEC_CHECK_SIGNATURE(moduleGetFunction, cuModuleGetFunction);
+MOEC_CHECK_SIGNATURE(funcGetAttribute, cuFuncGetAttribute);
+MOEC_CHECK_SIGNATURE(funcSetAttribute, cuFuncSetAttribute);
+MOEC_CHECK_SIGNATURE(memAlloc, cuMemAlloc);
+MOEC_CHECK_SIGNATURE(memFree, cuMemFree);
+MOEC_CHECK_SIGNATURE(memGetInfo, cuMemGetInfo);
+MOEC_CHECK_SIGNATURE(memcpyHtoDAsync, cuMemcpyHtoDAsync);
+MOEC_CHECK_SIGNATURE(memcpyDtoHAsync, cuMemcpyDtoHAsync);
+MOEC_CHECK_SIGNATURE(memsetD8Async, cuMemsetD8Async);
+MOEC_CHECK_SIGNATURE(streamCreate, cuStreamCreate);
+MOEC_CHECK_SIGNATURE(streamDestroy, cuStreamDestroy);
+MOEC_CHECK_SIGNATURE(streamSynchronize, cuStreamSynchronize);
+MOEC_CHECK_SIGNATURE(launchKernel, cuLaunchKernel);
+MOEC_CHECK_SIGNATURE(eventCreate, cuEventCreate);
+MOEC_CHECK_SIGNATURE(eventDestroy, cuEventDestroy);
+MOEC_CHECK_SIGNATURE(eventRecord, cuEventRecord);
+MOEC_CHECK_SIGNATURE(eventElapsedTime, cuEventElapsedTime);
+static_assert(cu::kErrorOutOfMemory == CUDA_ERROR_OUT_OF_MEMORY);
+static_assert(cu::kErrorStubLibrary == CUDA_ERROR_STUB_LIBRARY);
+static_assert(cu::kErrorNoDevice == CUDA_ERROR_NO_DEVICE);
+static_assert(cu::kErrorNotFound == CUDA_ERROR_NOT_FOUND);
+static_assert(cu::kDeviceAttrMultiprocessorCount ==
+              CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
+static_assert(cu::kDeviceAttrComputeCapabilityMajor ==
+              CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+static_assert(cu::kDeviceAttrComputeCapabilityMinor ==
+              CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+static_assert(cu::kDeviceAttrMaxSharedMemoryPerBlockOptin ==
+              CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+static_assert(cu::kFuncAttrMaxThreadsPerBlock ==
+              CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK);
+static_assert(cu::kFuncAttrMaxDynamicSharedSizeBytes ==
+              CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
+static_assert(cu::kStreamNonBlocking == CU_STREAM_NON_BLOCKING);
+static_assert(std::is_same_v<cu::DevicePtr, CUdeviceptr>);
+static_assert(std::is_same_v<cu::Context, CUcontext>);
+#endif
+
+TEST(CudaDriver, ArchForComputeCapability) {
+  EXPECT_EQ(cudaArchFor(8, 0), "sm_80");
+  EXPECT_EQ(cudaArchFor(8, 9), "sm_89");
+  EXPECT_EQ(cudaArchFor(9, 0), "sm_90a");
+  EXPECT_EQ(cudaArchFor(10, 0), "sm_100");
+}
+
+TEST(CudaDriver, MissingLibraryIsUnavailable) {
+  auto d = CudaDriver::load("libmoec-no-such-driver.so.1");
+  ASSERT_FALSE(d.isOk());
+  EXPECT_EQ(d.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(d.status().message().rfind("CUDA unavailable: "
+                                       "libmoec-no-such-driver.so.1: cannot "
+                                       "load the CUDA driver (",
+                                       0),
+            0u)
+      << d.status().message();
+}
+
+TEST(CudaDriver, StubLibraryIsUnavailable) {
+  const char *stub = "/usr/local/cuda/lib64/stubs/libcuda.so";
+  struct stat st;
+  if (stat(stub, &st) != 0)
+    GTEST_SKIP() << "no CUDA toolkit stub at " << stub;
+  // Every symbol the table needs resolves in CUDA's own libcuda; only
+  // cuInit then refuses.
+  auto d = CudaDriver::load(stub);
+  ASSERT_FALSE(d.isOk());
+  EXPECT_EQ(d.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(d.status().message().find("cuInit failed: CUDA_ERROR_STUB_LIBRARY"),
+            std::string::npos)
+      << d.status().message();
+  EXPECT_NE(d.status().message().find("the CUDA toolkit's stub library"),
+            std::string::npos);
+}
+
+//===----------------------------------------------------------------------===//
+// The fake driver
+//===----------------------------------------------------------------------===//
+
+const CudaDriver &fake() {
+  static const CudaDriver *driver = [] {
+    auto d = CudaDriver::load(MOEC_FAKE_CUDA_SO);
+    if (!d.isOk()) {
+      ADD_FAILURE() << d.status().toString();
+      std::abort();
+    }
+    return std::move(d).value().release();
+  }();
+  return *driver;
+}
+
+template <typename Fn> Fn fakeControl(const char *name) {
+  void *symbol = dlsym(fake().handle, name);
+  if (!symbol)
+    std::abort();
+  return reinterpret_cast<Fn>(symbol);
+}
+void fakeFail(const char *call, int after, int code) {
+  fakeControl<void (*)(const char *, int, int)>("moecFakeFail")(call, after,
+                                                                code);
+}
+void fakeReset() { fakeControl<void (*)()>("moecFakeReset")(); }
+int fakeCounter(const char *name) { return fakeControl<int (*)()>(name)(); }
+
+class FakeCudaTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    fakeReset();
+    fakeControl<void (*)(int)>("moecFakeSetMaxThreads")(1024);
+    model.enableFakeCuda(MOEC_TEST_CUDA_KERNELS_SO);
+    options.driver = &fake();
+    options.cache.directory = dir.file("cache");
+  }
+  void TearDown() override {
+    fakeReset();
+    unsetenv("MOEC_FAKE_CUDA_CC");
+    // Nothing leaks, whatever the test did.
+    EXPECT_EQ(fakeCounter("moecFakeAllocations"), 0);
+    EXPECT_EQ(fakeCounter("moecFakeRetainedContexts"), 0);
+    EXPECT_EQ(fakeCounter("moecFakeContextDepth"), 0);
+    std::string rm = "rm -rf '" + dir.file("cache") + "'";
+    if (std::system(rm.c_str()) != 0)
+      ADD_FAILURE() << rm;
+  }
+  std::shared_ptr<const Artifact>
+  write(const std::function<void(manifest::Manifest &)> &edit = {}) {
+    std::string path = dir.file("m.moea");
+    Status s = model.write(path, readFile(MOEC_TEST_KERNELS_SO), edit);
+    EXPECT_TRUE(s.isOk()) << s.toString();
+    auto a = Artifact::open(path);
+    EXPECT_TRUE(a.isOk()) << a.status().toString();
+    return a.isOk()
+               ? std::shared_ptr<const Artifact>(std::move(a).value().release())
+               : nullptr;
+  }
+  // Runs `tokens` and returns the logits (empty on failure, with the
+  // failure recorded).
+  std::vector<float> logits(Executor &ex, const std::vector<int32_t> &tokens) {
+    int64_t n = int64_t(tokens.size());
+    Status s = ex.setInput(0, tokens.data(), uint64_t(n) * 4, n);
+    if (s.isOk())
+      s = ex.run(n);
+    if (!s.isOk()) {
+      ADD_FAILURE() << s.toString();
+      return {};
+    }
+    auto view = ex.tensor(true, 0, n);
+    if (!view.isOk()) {
+      ADD_FAILURE() << view.status().toString();
+      return {};
+    }
+    const float *p = reinterpret_cast<const float *>(view->data);
+    return std::vector<float>(p, p + view->bytes / 4);
+  }
+
+  TempDir dir;
+  TestModel model = TestModel::random(77);
+  CudaOptions options;
+};
+
+TEST_F(FakeCudaTest, RunsTheTestModelExactly) {
+  auto artifact = write();
+  auto ex = CudaExecutor::create(artifact, options);
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  EXPECT_STREQ((*ex)->device(), "cuda");
+  EXPECT_EQ((*ex)->arch(), "sm_89");
+  EXPECT_EQ((*ex)->description(),
+            "moec fake GPU (sm_89, 4 SMs, 1 GiB), code: cubin.sm_89");
+  for (std::vector<int32_t> tokens :
+       {std::vector<int32_t>{5}, {1, 2, 3}, {36, 0, 7, 7, 12, 3, 9, 1}}) {
+    int before = fakeCounter("moecFakeLaunches");
+    EXPECT_EQ(logits(**ex, tokens), model.reference(tokens));
+    EXPECT_EQ(fakeCounter("moecFakeLaunches") - before, 4);
+  }
+  // Inputs are checked before they reach the device.
+  std::vector<int32_t> bad = {1, 99};
+  Status s = (*ex)->setInput(0, bad.data(), 8, 2);
+  EXPECT_EQ(s.message(), "input 'tokens': element 1 is 99, outside [0, 37)");
+  EXPECT_FALSE((*ex)->failed());
+  EXPECT_EQ((*ex)->run(9).code(), StatusCode::kInvalidArgument);
+  // Outputs exist only for the last run's token count.
+  EXPECT_EQ((*ex)->tensor(true, 0, 3).status().message(),
+            artifact->path() +
+                ": output 'logits' for 3 tokens: the last run had 8 tokens");
+}
+
+TEST_F(FakeCudaTest, NoCodeForTheDeviceArchIsUnavailable) {
+  setenv("MOEC_FAKE_CUDA_CC", "9.0", 1);
+  auto ex = CudaExecutor::create(write(), options);
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_EQ(ex.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(ex.status().message(),
+            dir.file("m.moea") + ": no CUDA code for this device (sm_90a): "
+                                 "the artifact has cubin.sm_89 and no "
+                                 "kernels.cu");
+}
+
+TEST_F(FakeCudaTest, ArtifactWithoutCudaCodeIsUnavailable) {
+  TestModel cpuOnly = TestModel::random(1);
+  std::string path = dir.file("cpu.moea");
+  ASSERT_TRUE(cpuOnly.write(path, readFile(MOEC_TEST_KERNELS_SO)).isOk());
+  auto ex = CudaExecutor::create(
+      std::shared_ptr<const Artifact>(Artifact::open(path).value().release()),
+      options);
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_EQ(ex.status().message(), path + ": has no CUDA code (targets: cpu)");
+}
+
+TEST_F(FakeCudaTest, MissingKernelNamesStepAndKernel) {
+  auto ex =
+      CudaExecutor::create(write([](manifest::Manifest &m) {
+                             m.mutable_steps(1)->mutable_cuda(0)->set_kernel(
+                                 "moec_test_cuda_missing");
+                           }),
+                           options);
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_EQ(ex.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(ex.status().message(), dir.file("m.moea") +
+                                       ": step 1 (moe.add), launch 0: kernel "
+                                       "'moec_test_cuda_missing' is not in "
+                                       "cubin.sm_89");
+}
+
+TEST_F(FakeCudaTest, BlockLargerThanTheKernelAllowsIsRefused) {
+  fakeControl<void (*)(int)>("moecFakeSetMaxThreads")(32);
+  auto ex = CudaExecutor::create(write(), options);
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_EQ(ex.status().message(),
+            dir.file("m.moea") + ": step 1 (moe.add), launch 0: kernel "
+                                 "'moec_test_cuda_add' is launched with 64 "
+                                 "threads per block, but allows at most 32 "
+                                 "on sm_89");
+}
+
+TEST_F(FakeCudaTest, LargeSharedMemoryIsOptedIn) {
+  auto ex = CudaExecutor::create(
+      write([](manifest::Manifest &m) {
+        m.mutable_steps(2)->mutable_cuda(0)->set_shared_bytes(100000);
+      }),
+      options);
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  auto optIn = fakeControl<int (*)(const char *)>("moecFakeSharedOptIn");
+  EXPECT_EQ(optIn("moec_test_cuda_logits"), 100000);
+  EXPECT_EQ(logits(**ex, {1, 2}), model.reference({1, 2}));
+}
+
+TEST_F(FakeCudaTest, FailedLaunchIsStickyAndNamed) {
+  auto ex = CudaExecutor::create(write(), options);
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  EXPECT_EQ(logits(**ex, {1, 2}), model.reference({1, 2}));
+  fakeFail("cuLaunchKernel", 2, 700);
+  std::vector<int32_t> tokens = {3, 4, 5};
+  ASSERT_TRUE((*ex)->setInput(0, tokens.data(), 12, 3).isOk());
+  Status s = (*ex)->run(3);
+  ASSERT_FALSE(s.isOk());
+  EXPECT_EQ(s.message().rfind(
+                dir.file("m.moea") +
+                    ": CUDA: cuLaunchKernel failed at step 2 (launch 0, "
+                    "kernel 'moec_test_cuda_logits'): "
+                    "CUDA_ERROR_ILLEGAL_ADDRESS (an illegal memory access "
+                    "was encountered) [CudaExecutor.cpp:",
+                0),
+            0u)
+      << s.message();
+  EXPECT_TRUE((*ex)->failed());
+  // Every later call says so, naming the first failure.
+  const std::string later = "the CUDA executor failed earlier and cannot be "
+                            "used any more; first failure: " +
+                            s.message();
+  EXPECT_EQ((*ex)->run(3).message(), later);
+  EXPECT_EQ((*ex)->setInput(0, tokens.data(), 12, 3).message(), later);
+  EXPECT_EQ((*ex)->tensor(true, 0, 3).status().message(), later);
+  EXPECT_EQ((*ex)->timeLaunches(3, 0, 1).status().message(), later);
+}
+
+TEST_F(FakeCudaTest, FaultAtTheSynchronisationSuggestsSyncSteps) {
+  auto ex = CudaExecutor::create(write(), options);
+  ASSERT_TRUE(ex.isOk());
+  fakeFail("cuStreamSynchronize", 0, 700);
+  std::vector<int32_t> tokens = {3};
+  ASSERT_TRUE((*ex)->setInput(0, tokens.data(), 4, 1).isOk());
+  Status s = (*ex)->run(1);
+  EXPECT_NE(s.message().find("cuStreamSynchronize failed: "
+                             "CUDA_ERROR_ILLEGAL_ADDRESS"),
+            std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("(a kernel of this run failed; "
+                             "CudaOptions::syncEachStep / gpu-check "
+                             "--sync-steps names the step)"),
+            std::string::npos);
+  EXPECT_EQ((*ex)->failure().message(), s.message());
+}
+
+TEST_F(FakeCudaTest, SyncEachStepNamesTheFaultingStep) {
+  options.syncEachStep = true;
+  auto ex = CudaExecutor::create(write(), options);
+  ASSERT_TRUE(ex.isOk());
+  fakeFail("cuStreamSynchronize", 1, 700);
+  std::vector<int32_t> tokens = {3};
+  ASSERT_TRUE((*ex)->setInput(0, tokens.data(), 4, 1).isOk());
+  Status s = (*ex)->run(1);
+  EXPECT_NE(s.message().find("cuStreamSynchronize failed at step 1: "
+                             "CUDA_ERROR_ILLEGAL_ADDRESS"),
+            std::string::npos)
+      << s.message();
+}
+
+TEST_F(FakeCudaTest, OutOfDeviceMemoryAtLoadReleasesEverything) {
+  fakeFail("cuMemAlloc", 1, 2);
+  auto ex = CudaExecutor::create(write(), options);
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_EQ(ex.status().code(), StatusCode::kOutOfMemory);
+  EXPECT_NE(ex.status().message().find(
+                "allocating the 1184-byte workspace: " + dir.file("m.moea") +
+                ": CUDA: cuMemAlloc failed: CUDA_ERROR_OUT_OF_MEMORY (out of "
+                "memory)"),
+            std::string::npos)
+      << ex.status().message();
+}
+
+TEST_F(FakeCudaTest, TimesLaunchesAlone) {
+  auto ex = CudaExecutor::create(write(), options);
+  ASSERT_TRUE(ex.isOk());
+  std::vector<int32_t> tokens = {3, 1, 4, 1, 5};
+  ASSERT_TRUE((*ex)->setInput(0, tokens.data(), 20, 5).isOk());
+  int before = fakeCounter("moecFakeLaunches");
+  auto ms = (*ex)->timeLaunches(5, 2, 3);
+  ASSERT_TRUE(ms.isOk()) << ms.status().toString();
+  EXPECT_EQ(ms->size(), 3u);
+  for (float t : *ms)
+    EXPECT_GE(t, 0.0f);
+  EXPECT_EQ(fakeCounter("moecFakeLaunches") - before, 5 * 4);
+  // An input not set for that count is refused.
+  EXPECT_EQ((*ex)->timeLaunches(4, 0, 1).status().message(),
+            dir.file("m.moea") + ": input 'tokens' was not set for 4 tokens");
+  // A normal run still works afterwards.
+  EXPECT_EQ(logits(**ex, tokens), model.reference(tokens));
+}
+
+TEST_F(FakeCudaTest, JitCompilesKernelsCuThroughTheCache) {
+  if (!Nvrtc::get().isOk())
+    GTEST_SKIP() << Nvrtc::get().status().message();
+  // No cubin; kernels.cu holds CUDA stand-ins that NVRTC compiles, and the
+  // fake runs the host kernels of the same names.
+  model.extraSections.clear();
+  model.extraSections.emplace_back(
+      SectionSpec::forKind(SectionKind::kKernelsCu),
+      "extern \"C\" __global__ void moec_test_cuda_embed(int *, float *, "
+      "float *, void *, long long) {}\n"
+      "extern \"C\" __global__ void moec_test_cuda_add(float *, float *, "
+      "float *, void *, long long) {}\n"
+      "extern \"C\" __global__ void moec_test_cuda_logits(float *, float *, "
+      "float *, void *, long long) {}\n"
+      "extern \"C\" __global__ void moec_test_cuda_copy_out(float *, float *, "
+      "float *, void *, long long) {}\n");
+  setenv("MOEC_FAKE_CUDA_KERNELS", MOEC_TEST_CUDA_KERNELS_SO, 1);
+  auto artifact = write();
+  {
+    auto ex = CudaExecutor::create(artifact, options);
+    ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+    EXPECT_EQ((*ex)->description(), "moec fake GPU (sm_89, 4 SMs, 1 GiB), "
+                                    "code: kernels.cu JIT for sm_89 "
+                                    "(compiled, cached)");
+    EXPECT_EQ(logits(**ex, {2, 3}), model.reference({2, 3}));
+  }
+  auto again = CudaExecutor::create(artifact, options);
+  ASSERT_TRUE(again.isOk());
+  EXPECT_NE((*again)->description().find("(cache hit)"), std::string::npos);
+  unsetenv("MOEC_FAKE_CUDA_KERNELS");
+}
+
+TEST_F(FakeCudaTest, DeviceFilledWeightsMatchTheCpu) {
+  if (!Nvrtc::get().isOk())
+    GTEST_SKIP() << Nvrtc::get().status().message();
+  auto artifact = write([](manifest::Manifest &m) {
+    m.set_weights_device_filled(true);
+    m.set_weights_fill_seed(1234);
+  });
+  auto cpu = CpuExecutor::create(artifact);
+  ASSERT_TRUE(cpu.isOk()) << cpu.status().toString();
+  auto gpu = CudaExecutor::create(artifact, options);
+  ASSERT_TRUE(gpu.isOk()) << gpu.status().toString();
+  std::vector<int32_t> tokens = {0, 5, 36, 2};
+  std::vector<float> a = logits(**cpu, tokens), b = logits(**gpu, tokens);
+  EXPECT_EQ(a, b);
+  // Not the stored weights, and not degenerate.
+  EXPECT_NE(a, model.reference(tokens));
+  float sumSq = 0;
+  for (float v : a) {
+    ASSERT_TRUE(std::isfinite(v));
+    sumSq += v * v;
+  }
+  EXPECT_GT(sumSq, 0.0f);
+}
+
+//===----------------------------------------------------------------------===//
+// The C API on this machine's real driver
+//===----------------------------------------------------------------------===//
+
+TEST(CudaCApi, AutoFallsBackToTheCpuWhenCudaIsUnavailable) {
+  if (cudaDeviceAvailable().isOk())
+    GTEST_SKIP() << "a CUDA device is usable here";
+  TempDir dir;
+  TestModel model = TestModel::random(3);
+  model.enableFakeCuda(MOEC_TEST_CUDA_KERNELS_SO);
+  std::string path = dir.file("m.moea");
+  ASSERT_TRUE(model.write(path, readFile(MOEC_TEST_KERNELS_SO)).isOk());
+  moec_model *m = nullptr;
+  ASSERT_EQ(moec_model_load(path.c_str(), "auto", &m), MOEC_OK)
+      << moec_last_error();
+  EXPECT_STREQ(moec_model_device(m), "cpu");
+  std::vector<int32_t> tokens = {4, 5};
+  ASSERT_EQ(moec_model_run(m, tokens.data(), 2), MOEC_OK);
+  moec_model_free(m);
+  ASSERT_EQ(moec_model_load(path.c_str(), nullptr, &m), MOEC_OK);
+  EXPECT_STREQ(moec_model_device(m), "cpu");
+  moec_model_free(m);
+
+  EXPECT_EQ(moec_model_load(path.c_str(), "cuda", &m), MOEC_UNAVAILABLE);
+  EXPECT_EQ(m, nullptr);
+  std::string error = moec_last_error();
+  EXPECT_EQ(error.rfind("device 'cuda' is unavailable: CUDA unavailable: ", 0),
+            0u)
+      << error;
+  EXPECT_NE(error.find("(use --device cpu or auto)"), std::string::npos);
+  // Direct creation says the same.
+  auto ex = CudaExecutor::create(
+      std::shared_ptr<const Artifact>(Artifact::open(path).value().release()));
+  EXPECT_EQ(ex.status().code(), StatusCode::kUnavailable);
+}
+
+//===----------------------------------------------------------------------===//
+// The weight fill
+//===----------------------------------------------------------------------===//
+
+std::vector<uint8_t> fill(FillKind kind, uint64_t count, uint64_t seed,
+                          uint32_t id, size_t elementSize) {
+  std::vector<uint8_t> out(size_t(count) * elementSize, 0xEE);
+  fillElementsOnHost(out.data(), count, seed, id, kind);
+  return out;
+}
+
+TEST(WeightFill, IsDeterministicPerSeedAndId) {
+  auto a = fill(FillKind::kF32, 1000, 7, 3, 4);
+  EXPECT_EQ(a, fill(FillKind::kF32, 1000, 7, 3, 4));
+  EXPECT_NE(a, fill(FillKind::kF32, 1000, 8, 3, 4));
+  EXPECT_NE(a, fill(FillKind::kF32, 1000, 7, 4, 4));
+  // Element i does not depend on the count.
+  auto shorter = fill(FillKind::kF32, 10, 7, 3, 4);
+  EXPECT_TRUE(std::equal(shorter.begin(), shorter.end(), a.begin()));
+}
+
+TEST(WeightFill, ValuesHaveTheDocumentedRanges) {
+  const int n = 20000;
+  auto f = fill(FillKind::kF32, n, 1, 1, 4);
+  double sum = 0, maxAbs = 0;
+  for (int i = 0; i < n; ++i) {
+    float v;
+    std::memcpy(&v, &f[size_t(i) * 4], 4);
+    ASSERT_TRUE(v >= -0.05f && v < 0.05f) << v;
+    sum += v;
+    maxAbs = std::max(maxAbs, double(std::fabs(v)));
+  }
+  EXPECT_LT(std::fabs(sum / n), 0.002);
+  EXPECT_GT(maxAbs, 0.049);
+
+  auto s = fill(FillKind::kScale, n, 1, 2, 4);
+  for (int i = 0; i < n; ++i) {
+    float v;
+    std::memcpy(&v, &s[size_t(i) * 4], 4);
+    ASSERT_TRUE(v >= 0.5f / 256 && v <= 1.5f / 256) << v;
+  }
+
+  auto b = fill(FillKind::kBf16, n, 1, 3, 2);
+  for (int i = 0; i < n; ++i) {
+    uint32_t bits = uint32_t(b[size_t(i) * 2] | b[size_t(i) * 2 + 1] << 8)
+                    << 16;
+    float v;
+    std::memcpy(&v, &bits, 4);
+    ASSERT_TRUE(std::fabs(v) <= 0.0502f) << v;
+  }
+
+  // e4m3: finite (0x7f / 0xff are NaN), 0.125 <= |x| <= 15, both signs,
+  // every exponent of the range used.
+  auto e = fill(FillKind::kE4m3, n, 1, 4, 1);
+  int negative = 0, exponents = 0;
+  for (uint8_t byte : e) {
+    int exponent = (byte >> 3) & 15, mantissa = byte & 7;
+    ASSERT_NE(byte & 0x7f, 0x7f);
+    double v = std::ldexp(1.0 + mantissa / 8.0, exponent - 7);
+    ASSERT_TRUE(v >= 0.125 && v <= 15.0) << int(byte);
+    negative += byte >> 7;
+    exponents |= 1 << exponent;
+  }
+  EXPECT_GT(negative, n / 3);
+  EXPECT_LT(negative, 2 * n / 3);
+  EXPECT_EQ(exponents, 0x7f0); // exponents 4 .. 10
+
+  auto z = fill(FillKind::kZero, 64, 1, 5, 1);
+  EXPECT_EQ(z, std::vector<uint8_t>(64, 0));
+}
+
+TEST(WeightFill, KindsFollowDtypeAndScaleRole) {
+  manifest::Manifest m;
+  manifest::Weight *w = m.add_weights();
+  w->set_id(1);
+  w->set_dtype(manifest::DTYPE_F8E4M3FN);
+  w->set_scale(2);
+  manifest::Weight *s = m.add_weights();
+  s->set_id(2);
+  s->set_dtype(manifest::DTYPE_F32);
+  manifest::Weight *g = m.add_weights();
+  g->set_id(3);
+  g->set_dtype(manifest::DTYPE_BF16);
+  manifest::Weight *i = m.add_weights();
+  i->set_id(4);
+  i->set_dtype(manifest::DTYPE_I32);
+  i->set_bytes(16);
+  EXPECT_EQ(fillKindFor(m, m.weights(0)), FillKind::kE4m3);
+  EXPECT_EQ(fillKindFor(m, m.weights(1)), FillKind::kScale);
+  EXPECT_EQ(fillKindFor(m, m.weights(2)), FillKind::kBf16);
+  EXPECT_EQ(fillKindFor(m, m.weights(3)), FillKind::kZero);
+  EXPECT_EQ(fillElementCount(m.weights(3), FillKind::kZero), 16u);
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// gpu-check's work estimate
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+TEST(GpuCheckWork, GroupedGemmRowsComeFromTopK) {
+  manifest::Manifest m;
+  auto *x = m.add_buffers(); // dispatched rows: top-2 of K = 16
+  x->set_id(1);
+  x->set_dtype(manifest::DTYPE_F32);
+  x->set_elements_per_token(2 * 16);
+  auto *y = m.add_buffers();
+  y->set_id(2);
+  y->set_dtype(manifest::DTYPE_F32);
+  y->set_elements_per_token(2 * 8);
+  auto *w = m.add_weights(); // [E = 4, N = 8, K = 16] e4m3, scaled
+  w->set_id(10);
+  w->set_dtype(manifest::DTYPE_F8E4M3FN);
+  for (int64_t d : {4, 8, 16})
+    w->add_shape(d);
+  w->set_bytes(4 * 8 * 16);
+  w->set_scale(11);
+  auto *s = m.add_weights();
+  s->set_id(11);
+  s->set_dtype(manifest::DTYPE_F32);
+  for (int64_t d : {4, 1, 1})
+    s->add_shape(d);
+  s->set_bytes(16);
+  auto *step = m.add_steps();
+  step->set_op("moe.fp8_grouped_matmul");
+  step->add_args()->set_buffer(1);
+  step->add_args()->set_weight(10);
+  step->add_args()->set_weight(11);
+  step->add_args()->set_buffer(2);
+
+  // T = 3: 6 rows, all 4 experts touched.
+  WorkEstimate e = estimateWork(m, 3);
+  EXPECT_EQ(e.flops, 2.0 * 6 * 8 * 16);
+  EXPECT_EQ(e.bytes, 512.0 + 16 + 3 * 32 * 4 + 3 * 16 * 4);
+  // T = 1: 2 rows touch at most 2 of the 4 experts.
+  e = estimateWork(m, 1);
+  EXPECT_EQ(e.flops, 2.0 * 2 * 8 * 16);
+  EXPECT_EQ(e.bytes, (512.0 + 16) / 2 + 32 * 4 + 16 * 4);
+}
+
+} // namespace
