@@ -51,6 +51,9 @@ mf::DType toDType(Type type) {
     return mf::DTYPE_I64;
   if (element.isInteger(8))
     return mf::DTYPE_I8;
+  // Booleans are one byte, 0 or 1.
+  if (element.isInteger(1))
+    return mf::DTYPE_U8;
   return mf::DTYPE_UNSPECIFIED;
 }
 
@@ -388,6 +391,14 @@ FailureOr<ArtifactPlan> PlanBuilder::build() {
   m.set_arena_bytes(uint64_t(arenaBytes));
   for (const std::string &target : options.targets)
     m.add_targets(target);
+  if (const cuda::CudaProgram *program = options.cudaProgram) {
+    m.set_cuda_workspace_bytes(program->workspaceBytes);
+    m.set_nvrtc_version(options.nvrtcVersion);
+  }
+  if (options.deviceFillSeed) {
+    m.set_weights_device_filled(true);
+    m.set_weights_fill_seed(*options.deviceFillSeed);
+  }
 
   for (BlockArgument arg : func.getArguments()) {
     auto name =
@@ -412,6 +423,25 @@ FailureOr<ArtifactPlan> PlanBuilder::build() {
     ++expected;
     mf::Step *step = m.add_steps();
     step->set_kernel(getStepKernelName(*index));
+    if (const cuda::CudaProgram *program = options.cudaProgram) {
+      if (size_t(*index) >= program->launches.size() ||
+          program->launches[*index].empty())
+        return op.emitError("internal error: step ")
+               << *index << " has no CUDA launches";
+      for (const cuda::CudaLaunch &launch : program->launches[*index]) {
+        mf::CudaLaunch *l = step->add_cuda();
+        l->set_kernel(launch.kernel);
+        for (const cuda::GridExtent &g : launch.grid) {
+          mf::GridExtent *e = l->add_grid();
+          e->set_per_token(g.perToken);
+          e->set_divisor(g.divisor);
+          e->set_constant(g.constant);
+        }
+        for (unsigned b : launch.block)
+          l->add_block(b);
+        l->set_shared_bytes(launch.sharedBytes);
+      }
+    }
     step->set_op(op.getName().getStringRef().str());
     // The contract with the kernel builder: operands, then results.
     for (Value operand : op.getOperands())
@@ -520,12 +550,14 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
   if (auto attr = module->getAttrOfType<StringAttr>("moe.checkpoint");
       dir.empty() && attr)
     dir = attr.str();
-  if (dir.empty() && !plan->weights.empty())
+  // Benchmark artifacts carry no weight bytes, so nothing is read.
+  bool storeWeights = !options.deviceFillSeed && !plan->weights.empty();
+  if (dir.empty() && storeWeights)
     return emitError(module.getLoc(),
                      "the module needs a checkpoint folder for its weights, "
                      "but has no `moe.checkpoint` attribute");
   std::unique_ptr<WeightSource> source;
-  if (!plan->weights.empty()) {
+  if (storeWeights) {
     llvm::Expected<std::unique_ptr<WeightSource>> opened =
         openWeightSource(dir, func);
     if (!opened)
@@ -537,8 +569,19 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
 
   // The runtime refuses an inconsistent manifest; find out before writing.
   rt::ManifestContext context;
-  context.weightsSectionSize = plan->weightsSectionBytes;
-  context.sectionNames = {"manifest", "cpu.so", "weights"};
+  bool cpu = llvm::is_contained(options.targets, "cpu");
+  bool weightsSection = !options.deviceFillSeed;
+  if (weightsSection)
+    context.weightsSectionSize = plan->weightsSectionBytes;
+  context.sectionNames = {"manifest"};
+  if (cpu)
+    context.sectionNames.push_back("cpu.so");
+  if (weightsSection)
+    context.sectionNames.push_back("weights");
+  if (options.cudaProgram)
+    context.sectionNames.push_back("kernels.cu");
+  for (const auto &[arch, cubin] : options.cubins)
+    context.sectionNames.push_back("cubin." + arch);
   if (rt::StatusOr<rt::ManifestIndex> index = rt::verifyManifest(m, context);
       !index.isOk())
     return emitError(func.getLoc(),
@@ -553,9 +596,20 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
       rt::ArtifactWriter::create(path.str());
   if (!writer.isOk())
     return fail(toError(writer.status()));
-  rt::Status status = (*writer)->addSection(
-      rt::SectionSpec::forKind(rt::SectionKind::kCpuSharedObject),
-      cpuSharedObject.data(), cpuSharedObject.size());
+  rt::Status status;
+  if (cpu)
+    status = (*writer)->addSection(
+        rt::SectionSpec::forKind(rt::SectionKind::kCpuSharedObject),
+        cpuSharedObject.data(), cpuSharedObject.size());
+  if (status.isOk() && options.cudaProgram)
+    status = (*writer)->addSection(
+        rt::SectionSpec::forKind(rt::SectionKind::kKernelsCu),
+        options.cudaProgram->source.data(), options.cudaProgram->source.size());
+  for (const auto &[arch, cubin] : options.cubins)
+    if (status.isOk())
+      status = (*writer)->addSection(
+          rt::SectionSpec::forKind(rt::SectionKind::kCubin, "cubin." + arch),
+          cubin.data(), cubin.size());
   if (!status.isOk())
     return fail(toError(status));
 
@@ -566,37 +620,38 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
   std::unique_ptr<WeightFolder> folder;
   if (source)
     folder = std::make_unique<WeightFolder>(*source);
-  status = (*writer)->addStreamedSection(
-      rt::SectionSpec::forKind(rt::SectionKind::kWeights),
-      [&](const rt::ArtifactWriter::ChunkSink &sink) -> rt::Status {
-        static const uint8_t zeros[kBufferAlignment] = {};
-        uint64_t position = 0;
-        for (auto [index, value] : llvm::enumerate(plan->weights)) {
-          const mf::Weight &weight = m.weights(int(index));
-          MOEC_RETURN_IF_ERROR(sink(zeros, weight.offset() - position));
-          uint64_t written = 0;
-          rt::Status sinkStatus;
-          LogicalResult streamed =
-              folder->stream(value, [&](ArrayRef<uint8_t> bytes) {
-                sinkStatus = sink(bytes.data(), bytes.size());
-                written += bytes.size();
-                return success(sinkStatus.isOk());
-              });
-          if (!sinkStatus.isOk())
-            return sinkStatus;
-          if (failed(streamed) || written != weight.bytes()) {
-            if (succeeded(streamed))
-              value.getDefiningOp()->emitOpError("folded to ")
-                  << written << " bytes, expected " << weight.bytes();
-            evaluationFailed = true;
-            return rt::Status(rt::StatusCode::kInternal,
-                              "weight '" + weight.name() +
-                                  "' could not be evaluated");
+  if (weightsSection)
+    status = (*writer)->addStreamedSection(
+        rt::SectionSpec::forKind(rt::SectionKind::kWeights),
+        [&](const rt::ArtifactWriter::ChunkSink &sink) -> rt::Status {
+          static const uint8_t zeros[kBufferAlignment] = {};
+          uint64_t position = 0;
+          for (auto [index, value] : llvm::enumerate(plan->weights)) {
+            const mf::Weight &weight = m.weights(int(index));
+            MOEC_RETURN_IF_ERROR(sink(zeros, weight.offset() - position));
+            uint64_t written = 0;
+            rt::Status sinkStatus;
+            LogicalResult streamed =
+                folder->stream(value, [&](ArrayRef<uint8_t> bytes) {
+                  sinkStatus = sink(bytes.data(), bytes.size());
+                  written += bytes.size();
+                  return success(sinkStatus.isOk());
+                });
+            if (!sinkStatus.isOk())
+              return sinkStatus;
+            if (failed(streamed) || written != weight.bytes()) {
+              if (succeeded(streamed))
+                value.getDefiningOp()->emitOpError("folded to ")
+                    << written << " bytes, expected " << weight.bytes();
+              evaluationFailed = true;
+              return rt::Status(rt::StatusCode::kInternal,
+                                "weight '" + weight.name() +
+                                    "' could not be evaluated");
+            }
+            position = weight.offset() + weight.bytes();
           }
-          position = weight.offset() + weight.bytes();
-        }
-        return rt::Status::ok();
-      });
+          return rt::Status::ok();
+        });
   if (!status.isOk()) {
     if (evaluationFailed)
       return emitError(module.getLoc(), "nothing was written to '")

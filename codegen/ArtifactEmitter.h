@@ -12,6 +12,7 @@
 #ifndef MOEC_CODEGEN_ARTIFACTEMITTER_H
 #define MOEC_CODEGEN_ARTIFACTEMITTER_H
 
+#include "codegen/cuda/CudaProgram.h"
 #include "runtime/artifact/Manifest.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -21,6 +22,7 @@
 #include "llvm/ADT/StringRef.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,8 +32,19 @@ namespace mlir::moec {
 struct ArtifactOptions {
   /// `compiler_version` of the manifest.
   std::string compilerVersion = "moec 0.1.0";
-  /// The targets the file carries code for (only "cpu" so far).
+  /// The targets the file carries code for: "cpu" and the NVRTC
+  /// architectures of CUDA targets ("sm_80", "sm_89", "sm_90a").
   std::vector<std::string> targets = {"cpu"};
+  /// The CUDA program (needed when `targets` names a CUDA target): its
+  /// launches go into the steps, its source into `kernels.cu`.
+  const cuda::CudaProgram *cudaProgram = nullptr;
+  /// (NVRTC architecture, cubin) pairs, one `cubin.<arch>` section each.
+  std::vector<std::pair<std::string, std::string>> cubins;
+  /// The manifest's `nvrtc_version` ("12.8"), when there is CUDA code.
+  std::string nvrtcVersion;
+  /// Benchmark artifacts: store no weight data; the runtime fills every
+  /// weight on the device from this seed (`weights_device_filled`).
+  std::optional<uint64_t> deviceFillSeed;
   /// The function to emit.
   std::string function = "forward";
   /// The checkpoint folder; when empty, the module's `moe.checkpoint`
@@ -78,7 +91,8 @@ FailureOr<ArtifactPlan> buildArtifactPlan(func::FuncOp func,
                                           const ArtifactOptions &options);
 
 /// Writes the artifact of the planned `module` to `path` with
-/// `cpuSharedObject` as its `cpu.so` section. On failure a diagnostic says
+/// `cpuSharedObject` as its `cpu.so` section (when `options.targets` has
+/// "cpu") and the CUDA code of `options`. On failure a diagnostic says
 /// why and `path` is left as it was (an existing file survives).
 FailureOr<ArtifactSummary> emitArtifact(ModuleOp module,
                                         llvm::StringRef cpuSharedObject,

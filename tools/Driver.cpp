@@ -11,8 +11,11 @@
 #include "tools/Driver.h"
 #include "codegen/ArtifactEmitter.h"
 #include "codegen/cpu/PlannedKernels.h"
+#include "codegen/cuda/CudaProgram.h"
+#include "codegen/cuda/Nvrtc.h"
 #include "importers/hf/HFImporter.h"
 #include "importers/onnx/OnnxImporter.h"
+#include "runtime/nvrtc/Nvrtc.h"
 #include "tools/InitAll.h"
 
 #include "mlir/IR/AsmState.h"
@@ -73,8 +76,15 @@ cl::opt<int64_t> maxTokens(
 
 cl::opt<std::string> targetList(
     "target", cl::cat(moecCategory), cl::value_desc("list"), cl::init("cpu"),
-    cl::desc("Comma-separated targets to generate code for (default: cpu; "
-             "sm_80, sm_89 and sm_90 are not available yet)"));
+    cl::desc("Comma-separated targets to generate code for: cpu, sm_80 "
+             "(Ampere: bf16 tensor cores, FP8 weights decoded in-kernel), "
+             "sm_89 (Ada: FP8 mma.sync), sm_90 (Hopper: compiled as sm_90a). "
+             "CUDA targets need libnvrtc at compile time (default: cpu)"));
+
+cl::opt<bool> emitPtx(
+    "emit-ptx", cl::cat(moecCategory), cl::init(false),
+    cl::desc("With --compile-to=codegen: print the PTX NVRTC makes for each "
+             "CUDA target instead of the CUDA C++ source"));
 
 cl::opt<std::string> precision(
     "precision", cl::cat(moecCategory), cl::value_desc("fp8|f32"),
@@ -114,6 +124,14 @@ cl::opt<bool> foldSharedExperts(
     cl::desc("Fold shared experts as wide as the routed ones into the routed "
              "grouped GEMMs"));
 
+cl::opt<uint64_t> benchDeviceWeights(
+    "bench-device-weights", cl::cat(moecCategory), cl::value_desc("seed"),
+    cl::desc("Benchmark artifacts only: store no weight data; the runtime "
+             "fills every weight on the GPU from this seed (random FP8 codes "
+             "and scales). The checkpoint's tensors are never read, so the "
+             "artifact computes nothing meaningful; it times a model whose "
+             "weights are too large to ship"));
+
 cl::opt<std::string> testCpuSharedObject(
     "test-cpu-so", cl::cat(moecCategory), cl::Hidden, cl::value_desc("file"),
     cl::desc("Tests only: embed this file as the artifact's cpu.so instead "
@@ -151,19 +169,19 @@ FailureOr<std::vector<std::string>> parseTargets(llvm::StringRef list,
   list.split(names, ',', /*MaxSplit=*/-1, /*KeepEmpty=*/false);
   for (llvm::StringRef name : names) {
     name = name.trim();
-    if (name == "sm_80" || name == "sm_89" || name == "sm_90" ||
-        name == "sm_90a") {
-      error = ("target '" + name +
-               "' is not available yet; this build generates code for: cpu")
-                  .str();
-      return failure();
-    }
+    if (name == "sm_90a")
+      name = "sm_90";
     if (name != "cpu") {
-      error = ("unknown target '" + name +
-               "'; expected a comma-separated list of cpu, sm_80, sm_89, "
-               "sm_90")
-                  .str();
-      return failure();
+      llvm::Expected<const cuda::TargetInfo &> target =
+          cuda::lookupCudaTarget(name);
+      if (!target) {
+        error = ("unknown target '" + name +
+                 "'; expected a comma-separated "
+                 "list of cpu, sm_80, sm_89, sm_90")
+                    .str();
+        llvm::consumeError(target.takeError());
+        return failure();
+      }
     }
     if (!llvm::is_contained(targets, name.str()))
       targets.push_back(name.str());
@@ -237,21 +255,56 @@ PipelineOptions getPipelineOptions() {
   return options;
 }
 
-/// Builds the kernels of the planned `module` (or takes `testSharedObject`),
-/// writes the artifact to `path` and prints the summary; the exit code.
+/// The CUDA targets among `targets`, in registry order.
+std::vector<const cuda::TargetInfo *>
+cudaTargetsOf(llvm::ArrayRef<std::string> targets) {
+  std::vector<const cuda::TargetInfo *> cudaTargets;
+  for (const cuda::TargetInfo &target : cuda::getCudaTargets())
+    if (llvm::is_contained(targets, target.name.str()))
+      cudaTargets.push_back(&target);
+  return cudaTargets;
+}
+
+/// Builds the code of `targets` for the planned `module` (the cpu.so, or
+/// `testSharedObject`; the CUDA program and a cubin per CUDA target), writes
+/// the artifact to `path` with its weights (none with `fillSeed`) and prints
+/// the summary; the exit code.
 int writeArtifactFile(ModuleOp module, const std::string &path,
                       const std::string &testSharedObject,
                       llvm::StringRef precisionName,
-                      llvm::ArrayRef<std::string> targets) {
-  std::string so;
-  if (failed(buildSharedObject(module, testSharedObject, so)))
-    return 1;
+                      llvm::ArrayRef<std::string> targets,
+                      std::optional<uint64_t> fillSeed) {
   ArtifactOptions options;
-  options.targets = targets;
+  std::string so;
+  if (llvm::is_contained(targets, "cpu")) {
+    if (failed(buildSharedObject(module, testSharedObject, so)))
+      return 1;
+    options.targets.assign({"cpu"});
+  } else {
+    options.targets.clear();
+  }
+  std::vector<const cuda::TargetInfo *> cudaTargets = cudaTargetsOf(targets);
+  FailureOr<cuda::CudaProgram> program = failure();
+  if (!cudaTargets.empty()) {
+    program = cuda::buildCudaProgram(module);
+    if (failed(program))
+      return 1;
+    llvm::Expected<std::vector<std::pair<std::string, std::string>>> cubins =
+        cuda::compileCudaProgram(*program, cudaTargets);
+    if (!cubins)
+      return fail(llvm::toString(cubins.takeError()));
+    options.cubins = std::move(*cubins);
+    options.cudaProgram = &*program;
+    if (auto nvrtc = ::moec::runtime::Nvrtc::get(); nvrtc.isOk())
+      options.nvrtcVersion = (*nvrtc)->version();
+    for (const cuda::TargetInfo *target : cudaTargets)
+      options.targets.push_back(target->gpuArchitecture.str());
+  }
+  options.deviceFillSeed = fillSeed;
   FailureOr<ArtifactSummary> summary = emitArtifact(module, so, path, options);
   if (failed(summary))
     return 1;
-  printSummary(*summary, module, path, precisionName, targets);
+  printSummary(*summary, module, path, precisionName, options.targets);
   return 0;
 }
 
@@ -274,6 +327,48 @@ FailureOr<OwningOpRef<ModuleOp>> importModel(llvm::StringRef path,
   if (!module)
     return failure();
   return module;
+}
+
+/// `--compile-to=codegen`: prints each target's code for the planned
+/// `module`: for `cpu` the kernel module before its lowering to LLVM, and
+/// the CUDA translation unit with its launches (or, with `--emit-ptx`, the
+/// PTX of each CUDA target).
+LogicalResult printCodegen(ModuleOp module, llvm::ArrayRef<std::string> targets,
+                           bool ptx, llvm::raw_ostream &os) {
+  if (llvm::is_contained(targets, "cpu") && !ptx) {
+    FailureOr<OwningOpRef<ModuleOp>> kernels = cpu::buildPlannedKernels(module);
+    if (failed(kernels))
+      return failure();
+    os << "// ---- target cpu ----\n";
+    (*kernels)->print(os);
+    os << "\n";
+  }
+  std::vector<const cuda::TargetInfo *> cudaTargets = cudaTargetsOf(targets);
+  if (cudaTargets.empty()) {
+    if (ptx)
+      return fail("--emit-ptx needs a CUDA target (e.g. --target=sm_89)"),
+             failure();
+    return success();
+  }
+  FailureOr<cuda::CudaProgram> program = cuda::buildCudaProgram(module);
+  if (failed(program))
+    return failure();
+  if (!ptx) {
+    os << "// ---- target cuda (";
+    llvm::interleave(
+        cudaTargets, os,
+        [&](const cuda::TargetInfo *t) { os << t->gpuArchitecture; }, ", ");
+    os << ") ----\n" << cuda::describeLaunches(*program) << program->source;
+    return success();
+  }
+  for (const cuda::TargetInfo *target : cudaTargets) {
+    llvm::Expected<std::string> text =
+        cuda::compileToPtx(program->source, "kernels.cu", *target);
+    if (!text)
+      return fail(llvm::toString(text.takeError())), failure();
+    os << "// ---- ptx " << target->gpuArchitecture << " ----\n" << *text;
+  }
+  return success();
 }
 
 } // namespace
@@ -321,6 +416,11 @@ int mlir::moec::moecMain(int argc, char **argv) {
   FailureOr<std::vector<std::string>> targets = parseTargets(targetList, error);
   if (failed(targets))
     return fail(error);
+  if (benchDeviceWeights.getNumOccurrences() &&
+      (llvm::is_contained(*targets, "cpu") || cudaTargetsOf(*targets).empty()))
+    return fail("--bench-device-weights makes artifacts whose weights only "
+                "exist on the GPU: use CUDA targets only (e.g. "
+                "--target=sm_90)");
   if (precisionName != "fp8" && precisionName != "f32")
     return fail("unknown precision '" + precisionName +
                 "' for --precision; expected fp8 or f32");
@@ -349,14 +449,22 @@ int mlir::moec::moecMain(int argc, char **argv) {
 
   if (writeArtifact)
     return writeArtifactFile(**module, outputFile, testSharedObject,
-                             precisionName, *targets);
+                             precisionName, *targets,
+                             benchDeviceWeights.getNumOccurrences()
+                                 ? std::optional<uint64_t>(benchDeviceWeights)
+                                 : std::nullopt);
 
   std::unique_ptr<llvm::ToolOutputFile> output =
       openOutputFile(outputFile, &error);
   if (!output)
     return fail(error);
-  (*module)->print(output->os());
-  output->os() << "\n";
+  if (*to == Phase::Codegen) {
+    if (failed(printCodegen(**module, *targets, emitPtx, output->os())))
+      return 1;
+  } else {
+    (*module)->print(output->os());
+    output->os() << "\n";
+  }
   if (output->os().has_error())
     return fail("cannot write '" + outputFile + "'");
   output->keep();

@@ -1,17 +1,28 @@
-//===- GemmEmitter.h - CUDA C++ for the block-scaled FP8 GEMM ---*- C++ -*-===//
+//===- GemmEmitter.h - CUDA C++ for the GEMM steps --------------*- C++ -*-===//
 //
-// Emits the CUDA C++ text of one block-scaled FP8 GEMM kernel
-// `y[T,N] f32 = x[T,K] · w[N,K]ᵀ`, instantiated with compile-time `N` and `K`
-// and 128-wide scale blocks, choosing the tensor-core path from the target's
-// `TargetInfo`. Compiling the text is a separate step (Nvrtc.h).
+// The CUDA kernels of `moe.matmul`, `moe.fp8_matmul`, `moe.grouped_matmul`
+// and `moe.fp8_grouped_matmul` (docs/cuda.md, "The GEMM kernels"). Two
+// kernel templates, shared as `CudaLibrary` text:
+//
+// - `moec_f32_gemm`: f32 activations times f32 or bf16 weights, a tiled
+//   SIMT kernel with f32 FMA (f32-level accuracy on every target).
+// - `moec_fp8_gemm`: block-scaled e4m3 times e4m3, f32 accumulation
+//   promoted once per scale block; `wgmma` on sm_90a, e4m3 `mma.sync` on
+//   sm_89, e4m3 decoded to bf16 and bf16 `mma.sync` on sm_80, selected by
+//   `#if` in one source with one launch shape.
+//
+// Both handle the dense and the grouped (expert-contiguous rows) forms, a
+// bias, and the `silu_mul` epilogue. Fused quantization is a second launch
+// (`appendFusedQuantize`).
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef MOEC_CODEGEN_CUDA_GEMMEMITTER_H
 #define MOEC_CODEGEN_CUDA_GEMMEMITTER_H
 
-#include "codegen/cuda/TargetInfo.h"
+#include "codegen/cuda/CudaStep.h"
 
+#include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
 
@@ -20,36 +31,67 @@
 
 namespace mlir::moec::cuda {
 
-/// The shape of one block-scaled GEMM.
-struct Fp8GemmShape {
-  /// Output features (rows of `w`); a multiple of 8.
+/// What one GEMM kernel instantiation computes.
+struct GemmConfig {
+  /// Block-scaled e4m3 operands (`moec_fp8_gemm`); otherwise f32
+  /// activations (`moec_f32_gemm`).
+  bool fp8 = false;
+  /// Weight rows (output features before the epilogue) and reduction size.
   int64_t n = 0;
-  /// Reduction size; a multiple of the scale block.
   int64_t k = 0;
-  /// Scale block along `N` and `K` (DeepSeek-V3's 128).
-  int64_t block = 128;
+  /// Experts of a grouped GEMM (weights `[E, N, K]`, rows grouped by an
+  /// `offsets` operand `[E + 1]`); 0 for a dense GEMM.
+  int64_t experts = 0;
+  /// `silu(y[:, :N/2]) * y[:, N/2:]`: the result has N/2 columns.
+  bool siluMul = false;
+  /// FP8 scale block along K (activations `[1, B]`, weights `[B, B]`).
+  int64_t scaleBlock = 128;
+  /// FP8 operands through the SIMT kernel (`moec_simt_gemm`), decoded to
+  /// f32 on load: for scale blocks that are not a multiple of 64 or K not a
+  /// multiple of 16, which the tensor-core kernel does not tile.
+  bool fp8Simt = false;
+  /// f32 path: the C element type of the weights (`float`, `moec_bf16`).
+  std::string weightCType = "float";
+  /// The C element type of the bias, empty without a bias.
+  std::string biasCType;
 };
 
-/// An emitted kernel and how to launch it.
-struct EmittedKernel {
-  /// The `extern "C"` entry point in `source`.
-  std::string name;
-  /// One CUDA C++ translation unit, no includes.
-  std::string source;
-  /// Threads per block (one warp).
-  unsigned blockThreads = 32;
-  /// Grid: `ceil(T / tileRows)` blocks along y, `n / tileCols` along x.
-  unsigned tileRows = 16;
-  unsigned tileCols = 8;
+/// The launch geometry of a GEMM kernel for `config`.
+struct GemmGeometry {
+  /// Threads per block.
+  unsigned threads = 0;
+  /// Output rows per block (row tiles along grid y).
+  int64_t tileRows = 0;
+  /// Output columns per block (after the epilogue; grid x).
+  int64_t tileCols = 0;
+  /// Blocks along x: `ceil(outputColumns / tileCols)`.
+  int64_t columnTiles = 0;
 };
 
-/// Emits `kernelName` computing `y = x · wᵀ` for e4m3 `x` [T, K] with f32
-/// scales [T, K/block] and e4m3 `w` [N, K] with f32 scales
-/// [ceil(N/block), K/block], for `target`. Errors on shapes the kernel does
-/// not tile.
-llvm::Expected<EmittedKernel> emitFp8BlockScaledGemm(llvm::StringRef kernelName,
-                                                     const Fp8GemmShape &shape,
-                                                     const TargetInfo &target);
+/// Checks that the kernels support `config`; the error says why not.
+llvm::Error checkGemmConfig(const GemmConfig &config);
+
+/// The launch geometry of `config` (which must pass `checkGemmConfig`).
+GemmGeometry getGemmGeometry(const GemmConfig &config);
+
+/// The libraries the kernel of `config` needs, in order.
+llvm::SmallVector<CudaLibrary> getGemmLibraries(const GemmConfig &config);
+
+/// The call of the kernel template for `config`: a C++ statement using the
+/// given argument expressions (`offsets`, `xScale`, `wScale`, `bias` may be
+/// empty where the config has none; `rows` is a `long long` expression).
+std::string emitGemmCall(const GemmConfig &config, llvm::StringRef x,
+                         llvm::StringRef xScale, llvm::StringRef offsets,
+                         llvm::StringRef w, llvm::StringRef wScale,
+                         llvm::StringRef bias, llvm::StringRef y,
+                         llvm::StringRef rows);
+
+/// A whole translation unit (prelude, libraries, one `extern "C"` kernel
+/// `name`) for `config`, for tests: parameters `(x, xScale, offsets, w,
+/// wScale, bias, y, long long rows)` with the types of `config` (unused
+/// ones are `const void *`).
+llvm::Expected<std::string> emitStandaloneGemm(llvm::StringRef name,
+                                               const GemmConfig &config);
 
 } // namespace mlir::moec::cuda
 

@@ -1,0 +1,182 @@
+//===- CudaStep.h - One planned step as CUDA C++ ----------------*- C++ -*-===//
+//
+// The contract between the CUDA program builder (CudaProgram.h) and the
+// per-op emitters: what a step's emitter is given (`StepContext`) and what it
+// returns (`CudaStep`: kernel text plus how to launch it).
+//
+// Every kernel of step `i` is an `extern "C" __global__` function named
+// `moec_step_<i>` or `moec_step_<i>_<suffix>` whose parameters are, in
+// order: one pointer per operand, then one per result (the op's order, which
+// is the manifest's `Step.args` order), then `void *workspace`, then
+// `long long tokens` (docs/artifact.md, "CUDA kernel ABI"). Launch shapes do
+// not depend on the GPU: one source serves every CUDA target, and a kernel
+// that needs a different instruction path per architecture selects it with
+// the guards of `TargetInfo` (docs/cuda.md).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_CODEGEN_CUDA_CUDASTEP_H
+#define MOEC_CODEGEN_CUDA_CUDASTEP_H
+
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/Operation.h"
+#include "mlir/Support/LLVM.h"
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+namespace mlir::moec::cuda {
+
+/// One axis of a launch grid as a function of the run's token count `T`:
+/// `max(ceil(T * perToken / divisor) + constant, 1)`.
+struct GridExtent {
+  int64_t perToken = 0;
+  int64_t divisor = 1;
+  int64_t constant = 1;
+
+  /// A grid extent that does not depend on `T`.
+  static GridExtent fixed(int64_t n) { return {0, 1, n}; }
+  /// `ceil(T * perToken / divisor)`.
+  static GridExtent tokens(int64_t perToken, int64_t divisor = 1) {
+    return {perToken, divisor, 0};
+  }
+  /// The extent at `tokens` tokens.
+  int64_t at(int64_t tokens) const;
+};
+
+/// One kernel launch of a step.
+struct CudaLaunch {
+  /// The `extern "C" __global__` symbol.
+  std::string kernel;
+  /// Grid extents along x, y, z.
+  std::array<GridExtent, 3> grid = {GridExtent::fixed(1), GridExtent::fixed(1),
+                                    GridExtent::fixed(1)};
+  /// Threads per block along x, y, z.
+  std::array<unsigned, 3> block = {1, 1, 1};
+  /// Dynamic shared memory per block, in bytes.
+  unsigned sharedBytes = 0;
+};
+
+/// A piece of CUDA C++ that several steps share (templates, device
+/// functions). The program holds each `key` once, before the first step
+/// that needs it; equal keys must have equal text.
+struct CudaLibrary {
+  llvm::StringRef key;
+  llvm::StringRef text;
+};
+
+/// What one planned step becomes.
+struct CudaStep {
+  /// Libraries the source needs, in dependency order (the prelude is always
+  /// there and need not be listed).
+  llvm::SmallVector<CudaLibrary> libraries;
+  /// CUDA C++ defining the kernels of `launches`: usually one small
+  /// `extern "C"` wrapper per kernel instantiating a library template with
+  /// the step's shapes as compile-time constants.
+  std::string source;
+  /// The launches, run in this order.
+  llvm::SmallVector<CudaLaunch> launches;
+  /// Device scratch the step needs at `max_tokens` (undefined on entry; the
+  /// step initialises what it reads).
+  uint64_t workspaceBytes = 0;
+};
+
+/// One kernel parameter: an operand or a result of the step's op.
+struct StepArg {
+  /// The SSA value.
+  Value value;
+  /// Its type; only the leading dimension may be dynamic (the token rows).
+  RankedTensorType type;
+  /// Rows per token of a value with a dynamic leading dimension (1 unless
+  /// the plan says otherwise, e.g. `k` after `moe.dispatch`).
+  int64_t rowsPerToken = 1;
+  /// A result (writable) rather than an operand.
+  bool isResult = false;
+  /// A planned constant: a weight in the artifact's weights section.
+  bool isWeight = false;
+  /// The parameter's name in the kernel: `a<i>`.
+  std::string name;
+
+  /// The element type in C: `float`, `unsigned short` (bf16 bits),
+  /// `unsigned char` (FP8 codes), `int`, `long long`, ...
+  llvm::StringRef elementCType() const;
+  /// The parameter declaration, e.g. `const float *__restrict__ a0`.
+  std::string declaration() const;
+  /// Elements per leading row: the product of the trailing dimensions.
+  int64_t rowElements() const;
+  /// Whether the leading dimension is the (dynamic) token dimension.
+  bool isPerToken() const;
+};
+
+/// What an emitter knows about the step it emits.
+struct StepContext {
+  /// The planned op (`moe.step = <step>`).
+  Operation *op = nullptr;
+  /// The step index.
+  int64_t step = 0;
+  /// The arena's token capacity (`moe.max_tokens`).
+  int64_t maxTokens = 0;
+  /// `moec_step_<step>`.
+  std::string kernelName;
+  /// The op's operands, then its results.
+  llvm::SmallVector<StepArg> args;
+
+  /// Builds the context of `op` (a planned step of a function planned for
+  /// `maxTokens` tokens).
+  static FailureOr<StepContext> create(Operation *op, int64_t maxTokens);
+
+  /// The parameter for `value` (an operand or a result of `op`).
+  const StepArg &arg(Value value) const;
+  /// `kernelName` or `kernelName_<suffix>`.
+  std::string kernel(llvm::StringRef suffix = "") const;
+  /// The full parameter list of every kernel of the step:
+  /// `const float *__restrict__ a0, ..., void *workspace, long long tokens`.
+  std::string parameterList() const;
+  /// Emits `cannot emit CUDA for step <i>: <message>` on the op.
+  InFlightDiagnostic fail(const llvm::Twine &message) const;
+};
+
+//===----------------------------------------------------------------------===//
+// Emitters
+//===----------------------------------------------------------------------===//
+
+/// Emits `ctx.op` by dispatching on its kind to the functions below; fails
+/// with a diagnostic naming the op for anything without a CUDA kernel.
+FailureOr<CudaStep> emitCudaStep(const StepContext &ctx);
+
+/// `moe.embed`, `moe.add`, `moe.mul`, `moe.silu_mul`, `moe.slice`,
+/// `moe.concat`, `moe.expand`, `moe.quantize`, `moe.dequantize`,
+/// `moe.sigmoid_gate` (ElementwiseEmitter.cpp).
+FailureOr<CudaStep> emitElementwiseStep(const StepContext &ctx);
+/// `moe.rms_norm`, `moe.add_rms_norm`, `moe.rope` (NormEmitter.cpp).
+FailureOr<CudaStep> emitNormStep(const StepContext &ctx);
+/// `moe.router`, `moe.dispatch`, `moe.combine` (RoutingEmitter.cpp).
+FailureOr<CudaStep> emitRoutingStep(const StepContext &ctx);
+/// `moe.attention` (AttentionEmitter.cpp).
+FailureOr<CudaStep> emitAttentionStep(const StepContext &ctx);
+/// `moe.matmul`, `moe.fp8_matmul`, `moe.grouped_matmul`,
+/// `moe.fp8_grouped_matmul` (GemmEmitter.cpp).
+FailureOr<CudaStep> emitGemmStep(const StepContext &ctx);
+
+/// For an op with fused quantization (`moe::FusedQuantizeOpInterface` with
+/// a scheme), appends the launch that quantizes its high-precision result
+/// into the FP8 data and scale results, per token per block of channels,
+/// with the arithmetic of `runtime/fp8`'s `quantizeBlocks`. Does nothing for
+/// ops without a fused scheme.
+LogicalResult appendFusedQuantize(const StepContext &ctx, CudaStep &step);
+
+/// The launch and source that quantize `x` (f32 `[rows, cols]`) into `q`
+/// (e4m3 codes) and `scale` (f32 `[rows, ceil(cols / block)]`) in blocks of
+/// `[1, block]`: one warp per block, kernel `ctx.kernel(suffix)`.
+void appendQuantizeRows(const StepContext &ctx, CudaStep &step,
+                        const StepArg &x, const StepArg &q,
+                        const StepArg &scale, int64_t block, bool pow2,
+                        llvm::StringRef suffix);
+
+} // namespace mlir::moec::cuda
+
+#endif // MOEC_CODEGEN_CUDA_CUDASTEP_H

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds, on this machine, everything a GPU machine needs to run the GPU tests
+# and the GPU benchmark of docs/runtime-cuda.md with no compiler there:
+#
+#   OUT/bin/gpu-check, OUT/bin/moec-run  the runtime only (no MLIR/LLVM)
+#   OUT/lib/                             shared libraries a CUDA image may lack
+#                                        (libprotobuf and what it needs)
+#   OUT/models/                          every test model, f32 and FP8, for the
+#                                        CPU and TARGETS, with tokens + references
+#   OUT/bench/                           one DeepSeek-V3 MoE layer (hidden 7168,
+#                                        256 experts, top-8, expert 2048, 1 shared)
+#                                        and its routed experts alone, weights
+#                                        filled on the GPU, 1/16/128/4096 tokens
+#   OUT/run.sh                           the one command to run there
+#
+# usage: scripts/gpu-bundle.sh [OUT] (default: out/gpu); TARGETS (default
+# sm_90) picks the CUDA targets. Then carry OUT and run `OUT/run.sh`, which
+# writes its logs and tables under $OUT (the device tool's output folder) or
+# OUT/logs.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${1:-$root/out/gpu}"
+targets="${TARGETS:-sm_90}"
+build="$root/build"
+venv="$root/.venv"
+
+"$root/scripts/setup.sh" >/dev/null
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
+cmake --build "$build" -j "$(nproc)" --target moec moec-run gpu-check
+
+rm -rf "$out"
+mkdir -p "$out/bin" "$out/lib" "$out/bench"
+cp "$build/tools/gpu-check" "$build/tools/moec-run" "$out/bin/"
+# The runtime links libprotobuf from Debian; carry it and what it pulls in
+# beyond glibc and libstdc++ (a CUDA image has those, newer).
+ldd "$out/bin/gpu-check" "$out/bin/moec-run" | awk '/=> \// {print $3}' |
+  sort -u | grep -Ev '/(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so' |
+  while read -r lib; do cp -L "$lib" "$out/lib/"; done
+
+"$venv/bin/python" "$root/test/e2e/check_cuda_artifacts.py" \
+  --moec "$build/tools/moec" --data "$root/test/data" --targets "$targets" \
+  --out "$out/models"
+
+"$venv/bin/python" "$root/bench/gpu/make_moe_layer.py" "$out/bench/mlir"
+for name in dsv3_moe_layer dsv3_routed_experts; do
+  "$build/tools/moec" "$out/bench/mlir/$name.mlir" --target="$targets" \
+    --max-tokens=4096 --bench-device-weights=1 -o "$out/bench/$name.moea"
+  printf '1\n16\n128\n4096\n' > "$out/bench/$name.bench.txt"
+done
+rm -rf "$out/bench/mlir"
+
+cat > "$out/run.sh" <<'RUN'
+#!/usr/bin/env bash
+# GPU checks (every model: CPU vs GPU on random inputs, GPU vs the saved
+# references) and the benchmark; logs and tables under $OUT or ./logs.
+here="$(cd "$(dirname "$0")" && pwd)"
+logs="${OUT:-$here/logs}"
+mkdir -p "$logs"
+export LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export MOEC_CACHE_DIR="${MOEC_CACHE_DIR:-$logs/kernel-cache}"
+nvidia-smi > "$logs/nvidia-smi.txt" 2>&1 || true
+# Exit 1 if a check failed, 77 if there is no GPU, else 0.
+"$here/bin/gpu-check" --out "$logs/models" "$here/models"
+models=$?
+"$here/bin/gpu-check" --bench --out "$logs/bench" "$here/bench"
+bench=$?
+if [ $models = 77 ] && [ $bench = 77 ]; then exit 77; fi
+if [ $models != 0 ] || [ $bench != 0 ]; then exit 1; fi
+exit 0
+RUN
+chmod +x "$out/run.sh"
+du -sh "$out"
