@@ -630,7 +630,8 @@ WeightFolder::evalDequantize(Operation *op, std::optional<int64_t> slice) {
   if ((!codes && !isHostFloat(x->elementType)) || !isHostFloat(element))
     return op->emitOpError("cannot dequantize ")
            << x->elementType << " to " << element;
-  MatrixView m = matrixView(x->shape);
+  SmallVector<int64_t> shape = scheme.getUnpackedShape(x->shape);
+  MatrixView m = matrixView(shape);
   int64_t br = scheme.getBlock()[0], bc = scheme.getBlock()[1];
   int64_t blockRows = (m.rows + br - 1) / br,
           blockCols = (m.cols + bc - 1) / bc;
@@ -640,11 +641,18 @@ WeightFolder::evalDequantize(Operation *op, std::optional<int64_t> slice) {
            << formatShape(x->shape);
   std::vector<float> values;
   if (codes) {
-    // `u8` codes: unsigned bytes less the zero point, exact in f32.
+    // `u8` codes: unsigned bytes less the zero point, exact in f32. `u4`
+    // bytes hold two codes, the low nibble first.
     float zeroPoint = float(scheme.getZeroPoint());
-    values.reserve(x->bytes.size());
-    for (uint8_t byte : x->bytes)
-      values.push_back(float(byte) - zeroPoint);
+    values.reserve(x->bytes.size() * (scheme.isPacked() ? 2 : 1));
+    for (uint8_t byte : x->bytes) {
+      if (!scheme.isPacked()) {
+        values.push_back(float(byte) - zeroPoint);
+        continue;
+      }
+      values.push_back(float(byte & 0xf) - zeroPoint);
+      values.push_back(float(byte >> 4) - zeroPoint);
+    }
   } else {
     values = decode(*x);
   }
@@ -655,7 +663,7 @@ WeightFolder::evalDequantize(Operation *op, std::optional<int64_t> slice) {
         values[(b * m.rows + r) * m.cols + c] *=
             scales[(b * blockRows + r / br) * blockCols + c / bc];
   HostTensor out;
-  out.shape = x->shape;
+  out.shape.assign(shape.begin(), shape.end());
   out.elementType = element;
   out.bytes = encode(values, element);
   SmallVector<HostTensor, 2> results;

@@ -44,10 +44,12 @@ def MoE_RopeScalingKind : I32EnumAttr<"RopeScalingKind",
   let genSpecializedAttr = 0;
 }
 
-def MoE_Fp8Format : I32EnumAttr<"Fp8Format", "an 8-bit element format", [
+def MoE_Fp8Format : I32EnumAttr<"Fp8Format",
+    "a quantized element format (FP8, or 8- or 4-bit integer codes)", [
       I32EnumAttrCase<"e4m3fn", 0>,
       I32EnumAttrCase<"e5m2", 1>,
-      I32EnumAttrCase<"u8", 2>
+      I32EnumAttrCase<"u8", 2>,
+      I32EnumAttrCase<"u4", 3>
     ]> {
   let cppNamespace = "::mlir::moe";
   let genSpecializedAttr = 0;
@@ -71,6 +73,73 @@ def MoE_Epilogue : I32EnumAttr<"Epilogue",
   let genSpecializedAttr = 0;
 }
 def MoE_EpilogueAttr : EnumAttr<MoE_Dialect, MoE_Epilogue, "epilogue"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def MoE_UnaryKind : I32EnumAttr<"UnaryKind",
+    "the elementwise function of `moe.unary`", [
+      I32EnumAttrCase<"neg", 0>,
+      I32EnumAttrCase<"abs", 1>,
+      I32EnumAttrCase<"sqrt", 2>,
+      I32EnumAttrCase<"reciprocal", 3>,
+      I32EnumAttrCase<"exp", 4>,
+      I32EnumAttrCase<"log", 5>,
+      I32EnumAttrCase<"tanh", 6>,
+      I32EnumAttrCase<"sigmoid", 7>,
+      I32EnumAttrCase<"relu", 8>
+    ]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+def MoE_UnaryKindAttr : EnumAttr<MoE_Dialect, MoE_UnaryKind, "unary_kind"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def MoE_BinaryKind : I32EnumAttr<"BinaryKind",
+    "the elementwise function of `moe.binary`", [
+      I32EnumAttrCase<"add", 0>,
+      I32EnumAttrCase<"sub", 1>,
+      I32EnumAttrCase<"mul", 2>,
+      I32EnumAttrCase<"div", 3>,
+      I32EnumAttrCase<"pow", 4>,
+      I32EnumAttrCase<"max", 5>,
+      I32EnumAttrCase<"min", 6>
+    ]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+def MoE_BinaryKindAttr : EnumAttr<MoE_Dialect, MoE_BinaryKind, "binary_kind"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def MoE_ComparePredicate : I32EnumAttr<"ComparePredicate",
+    "the comparison of `moe.compare`", [
+      I32EnumAttrCase<"eq", 0>,
+      I32EnumAttrCase<"ne", 1>,
+      I32EnumAttrCase<"lt", 2>,
+      I32EnumAttrCase<"le", 3>,
+      I32EnumAttrCase<"gt", 4>,
+      I32EnumAttrCase<"ge", 5>
+    ]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+def MoE_ComparePredicateAttr
+    : EnumAttr<MoE_Dialect, MoE_ComparePredicate, "compare_predicate"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def MoE_ReduceKind : I32EnumAttr<"ReduceKind",
+    "the reduction of `moe.reduce`", [
+      I32EnumAttrCase<"sum", 0>,
+      I32EnumAttrCase<"mean", 1>,
+      I32EnumAttrCase<"max", 2>,
+      I32EnumAttrCase<"min", 3>
+    ]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+def MoE_ReduceKindAttr : EnumAttr<MoE_Dialect, MoE_ReduceKind, "reduce_kind"> {
   let assemblyFormat = "`<` $value `>`";
 }
 
@@ -194,13 +263,20 @@ def MoE_BlockScaleAttr : MoE_Attr<"BlockScale", "block_scale"> {
     The FP8 formats (`e4m3fn`, `e5m2`) have `zero_point` 0. `u8` is the
     integer variant: unsigned 8-bit codes held in a signless `i8` tensor with
     a `zero_point` in [0, 255], as onnxruntime's 8-bit `QMoE` weights (zero
-    point 128, one scale per row: `block = [1, K]`). Only `moe.weight` and
-    `moe.dequantize` take `u8`; the FP8 GEMMs and `moe.quantize` do not.
+    point 128, one scale per row: `block = [1, K]`). `u4` packs two unsigned
+    4-bit codes per byte of a signless `i8` tensor along its last dimension,
+    low nibble first (element `2j` in bits 0-3 of byte `j`, element `2j+1` in
+    bits 4-7), with a `zero_point` in [0, 15]: onnxruntime's 4-bit `QMoE`
+    weights (`[E, N, K/2]` bytes, zero point 8). The data of a `u4` tensor
+    of `K` columns is `K/2` bytes wide; blocks and scales count unpacked
+    elements. Only `moe.weight` and `moe.dequantize` take `u8` and `u4`; the
+    FP8 GEMMs and `moe.quantize` do not.
 
     ```mlir
     #moe.block_scale<format = e4m3fn, block = [128, 128]>
     #moe.block_scale<format = e4m3fn, block = [1, 128], placement = col_major>
     #moe.block_scale<format = u8, block = [1, 4096], zero_point = 128>
+    #moe.block_scale<format = u4, block = [1, 128], zero_point = 8>
     ```
   }];
   let parameters = (ins
@@ -222,13 +298,20 @@ def MoE_BlockScaleAttr : MoE_Attr<"BlockScale", "block_scale"> {
     }]>
   ];
   let extraClassDeclaration = [{
-    /// Whether the data is integer codes (`u8`) rather than FP8.
-    bool isInteger() const { return getFormat() == ::mlir::moe::Fp8Format::u8; }
-    /// The MLIR element type of the quantized data.
+    /// Whether the data is integer codes (`u8`, `u4`) rather than FP8.
+    bool isInteger() const {
+      return getFormat() == ::mlir::moe::Fp8Format::u8 || isPacked();
+    }
+    /// Whether two codes share a byte (`u4`).
+    bool isPacked() const { return getFormat() == ::mlir::moe::Fp8Format::u4; }
+    /// The MLIR element type of the quantized data (`i8` bytes for `u4`).
     ::mlir::Type getElementType() const;
+    /// The shape of the values that data of shape `shape` holds: `shape`,
+    /// with the last dimension doubled for `u4`.
+    ::llvm::SmallVector<int64_t> getUnpackedShape(::llvm::ArrayRef<int64_t> shape) const;
     /// The shape of the scale tensor for data of shape `shape`: the leading
-    /// dimensions are kept and the last two are divided by the block, rounded
-    /// up. Dynamic dimensions stay dynamic.
+    /// dimensions are kept and the last two (of the unpacked values) are
+    /// divided by the block, rounded up. Dynamic dimensions stay dynamic.
     ::llvm::SmallVector<int64_t> getScaleShape(::llvm::ArrayRef<int64_t> shape) const;
   }];
 }

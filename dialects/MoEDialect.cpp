@@ -163,7 +163,11 @@ BlockScaleAttr::verify(function_ref<InFlightDiagnostic()> emitError,
     return emitError() << "expected `zero_point` in [0, 255] for format u8, "
                           "but got "
                        << zeroPoint;
-  if (format != Fp8Format::u8 && zeroPoint != 0)
+  if (format == Fp8Format::u4 && (zeroPoint < 0 || zeroPoint > 15))
+    return emitError() << "expected `zero_point` in [0, 15] for format u4, "
+                          "but got "
+                       << zeroPoint;
+  if (format != Fp8Format::u8 && format != Fp8Format::u4 && zeroPoint != 0)
     return emitError() << "expected `zero_point` = 0 for FP8 format "
                        << stringifyFp8Format(format) << ", but got "
                        << zeroPoint;
@@ -184,14 +188,23 @@ Type BlockScaleAttr::getElementType() const {
   case Fp8Format::e5m2:
     return b.getType<Float8E5M2Type>();
   case Fp8Format::u8:
+  case Fp8Format::u4:
     return b.getIntegerType(8);
   }
   llvm_unreachable("unknown Fp8Format");
 }
 
 SmallVector<int64_t>
-BlockScaleAttr::getScaleShape(ArrayRef<int64_t> shape) const {
+BlockScaleAttr::getUnpackedShape(ArrayRef<int64_t> shape) const {
   SmallVector<int64_t> result(shape);
+  if (isPacked() && !result.empty() && !ShapedType::isDynamic(result.back()))
+    result.back() *= 2;
+  return result;
+}
+
+SmallVector<int64_t>
+BlockScaleAttr::getScaleShape(ArrayRef<int64_t> shape) const {
+  SmallVector<int64_t> result = getUnpackedShape(shape);
   ArrayRef<int64_t> block = getBlock();
   // Only the last two dimensions are blocked; a 1-d shape is a single row.
   size_t rank = result.size();

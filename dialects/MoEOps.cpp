@@ -266,6 +266,9 @@ LogicalResult WeightOp::verify() {
       return emitOpError("expected rank >= 2 for ")
              << transform << ", but got rank " << shape.size();
     if (isa<TransposeTransformAttr>(transform)) {
+      if (scheme && scheme.isPacked())
+        return emitOpError("expected no `#moe.transpose` of packed u4 data "
+                           "(its bytes pair elements of the last dimension)");
       std::swap(shape[shape.size() - 1], shape[shape.size() - 2]);
       if (scheme)
         std::swap(block[0], block[1]);
@@ -295,7 +298,7 @@ LogicalResult WeightOp::verify() {
         "expected a `scale` result exactly when the weight is quantized");
   if (!scheme)
     return success();
-  SmallVector<int64_t> scaleShape(shape);
+  SmallVector<int64_t> scaleShape = scheme.getUnpackedShape(shape);
   for (int i = 0; i < 2; ++i) {
     int64_t &d = scaleShape[scaleShape.size() - 2 + i];
     d = (d + block[i] - 1) / block[i];
@@ -508,6 +511,223 @@ LogicalResult ExpandOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// Generic token-wise ops
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// Verifies numpy broadcasting of `operands` (named `names`) to `result`:
+/// shapes aligned on their last dimension, each operand dimension 1 or
+/// equal to the result's (a dynamic one only in the token dimension of an
+/// operand of the result's rank), and every result dimension coming from
+/// some operand.
+LogicalResult verifyBroadcast(Operation *op, ArrayRef<StringRef> names,
+                              ValueRange operands, Value result) {
+  ArrayRef<int64_t> out = shapeOf(result);
+  SmallVector<bool> covered(out.size(), false);
+  for (auto [name, operand] : llvm::zip_equal(names, operands)) {
+    ArrayRef<int64_t> in = shapeOf(operand);
+    size_t shift = out.size() - std::min(out.size(), in.size());
+    bool ok = in.size() <= out.size();
+    for (size_t i = 0; ok && i < in.size(); ++i) {
+      int64_t d = in[i], r = out[shift + i];
+      ok = d == 1 || d == r;
+      if (d == r)
+        covered[shift + i] = true;
+    }
+    if (!ok)
+      return op->emitOpError("expected `")
+             << name << "` " << formatShape(in)
+             << " to broadcast to the result " << formatShape(out);
+  }
+  for (auto [i, d] : llvm::enumerate(out))
+    if (!covered[i] && d != 1)
+      return op->emitOpError("expected result dimension ")
+             << i << " (" << formatShape(out)
+             << ") to be the size of an operand's";
+  return success();
+}
+
+/// Checks that `dim` is a non-token dimension of a rank-`rank` tensor.
+LogicalResult checkNonTokenDim(Operation *op, StringRef name, int64_t dim,
+                               int64_t rank) {
+  if (dim >= 1 && dim < rank)
+    return success();
+  return op->emitOpError("expected `")
+         << name << "` in [1, " << rank << "), but got " << dim;
+}
+
+/// Verifies the indices of `moe.gather_elements`/`moe.scatter_elements`:
+/// the rank of `x`, and no larger than it except along `dim`.
+LogicalResult verifyElementIndices(Operation *op, Value x, Value indices,
+                                   int64_t dim) {
+  ArrayRef<int64_t> data = shapeOf(x), idx = shapeOf(indices);
+  if (failed(checkNonTokenDim(op, "dim", dim, data.size())))
+    return failure();
+  bool ok = data.size() == idx.size() && dimsCompatible(data[0], idx[0]);
+  for (size_t i = 1; ok && i < data.size(); ++i)
+    ok = int64_t(i) == dim || idx[i] <= data[i];
+  if (!ok)
+    return op->emitOpError("expected `indices` ")
+           << formatShape(idx) << " to fit in `x` " << formatShape(data)
+           << " outside dimension " << dim;
+  return success();
+}
+
+} // namespace
+
+LogicalResult BinaryOp::verify() {
+  Type elt = getType().getElementType();
+  if (failed(checkElementType(*this, "lhs", getLhs().getType(), elt)) ||
+      failed(checkElementType(*this, "rhs", getRhs().getType(), elt)))
+    return failure();
+  return verifyBroadcast(*this, {"lhs", "rhs"}, {getLhs(), getRhs()},
+                         getResult());
+}
+
+LogicalResult CompareOp::verify() {
+  if (failed(checkElementType(*this, "rhs", getRhs().getType(),
+                              getLhs().getType().getElementType())))
+    return failure();
+  return verifyBroadcast(*this, {"lhs", "rhs"}, {getLhs(), getRhs()},
+                         getResult());
+}
+
+LogicalResult SelectOp::verify() {
+  Type elt = getType().getElementType();
+  if (failed(checkElementType(*this, "on_true", getOnTrue().getType(), elt)) ||
+      failed(checkElementType(*this, "on_false", getOnFalse().getType(), elt)))
+    return failure();
+  return verifyBroadcast(*this, {"condition", "on_true", "on_false"},
+                         {getCondition(), getOnTrue(), getOnFalse()},
+                         getResult());
+}
+
+LogicalResult CastOp::verify() {
+  return checkShape(*this, "result", getType(), shapeOf(getX()));
+}
+
+LogicalResult ReduceOp::verify() {
+  ArrayRef<int64_t> in = shapeOf(getX()), dims = getDims();
+  if (failed(checkElementType(*this, "result", getType(),
+                              getX().getType().getElementType())))
+    return failure();
+  if (dims.empty())
+    return emitOpError("expected at least one dimension in `dims`");
+  for (auto [i, d] : llvm::enumerate(dims)) {
+    if (failed(checkNonTokenDim(*this, "dims", d, in.size())))
+      return failure();
+    if (i > 0 && d <= dims[i - 1])
+      return emitOpError("expected strictly increasing `dims`, but got ")
+             << formatShape(dims);
+  }
+  SmallVector<int64_t> kept(in), dropped;
+  for (auto [i, d] : llvm::enumerate(in)) {
+    if (llvm::is_contained(dims, int64_t(i)))
+      kept[i] = 1;
+    else
+      dropped.push_back(d);
+  }
+  ArrayRef<int64_t> out = getType().getShape();
+  if (shapesCompatible(out, kept) || shapesCompatible(out, dropped))
+    return success();
+  return emitOpError("expected the result shape ")
+         << formatShape(kept) << " or " << formatShape(dropped) << ", but got "
+         << formatShape(out);
+}
+
+LogicalResult TopKOp::verify() {
+  ArrayRef<int64_t> in = shapeOf(getX());
+  if (in.size() < 2)
+    return emitOpError("expected `x` of rank >= 2 (tokens first), but got "
+                       "rank ")
+           << in.size();
+  int64_t k = getK();
+  if (k > in.back())
+    return emitOpError("expected `k` <= ")
+           << in.back() << " (the last dimension), but got k = " << k;
+  SmallVector<int64_t> shape(in);
+  shape.back() = k;
+  if (failed(checkElementType(*this, "values", getValues().getType(),
+                              getX().getType().getElementType())) ||
+      failed(checkShape(*this, "values", getValues().getType(), shape)))
+    return failure();
+  return checkShape(*this, "indices", getIndices().getType(), shape);
+}
+
+LogicalResult TransposeOp::verify() {
+  ArrayRef<int64_t> in = shapeOf(getX()), perm = getPermutation();
+  if (failed(checkElementType(*this, "result", getType(),
+                              getX().getType().getElementType())))
+    return failure();
+  SmallVector<bool> seen(in.size(), false);
+  bool ok = perm.size() == in.size() && !perm.empty() && perm[0] == 0;
+  for (size_t i = 0; ok && i < perm.size(); ++i) {
+    ok = perm[i] >= 0 && perm[i] < int64_t(in.size()) && !seen[perm[i]];
+    if (ok)
+      seen[perm[i]] = true;
+  }
+  if (!ok)
+    return emitOpError("expected `permutation` to be a permutation of the ")
+           << in.size() << " dimensions that keeps dimension 0 first, but got "
+           << formatShape(perm);
+  SmallVector<int64_t> shape;
+  for (int64_t p : perm)
+    shape.push_back(in[p]);
+  return checkShape(*this, "result", getType(), shape);
+}
+
+LogicalResult BatchMatmulOp::verify() {
+  ArrayRef<int64_t> lhs = shapeOf(getLhs()), rhs = shapeOf(getRhs());
+  Type elt = getType().getElementType();
+  if (failed(checkElementType(*this, "lhs", getLhs().getType(), elt)) ||
+      failed(checkElementType(*this, "rhs", getRhs().getType(), elt)))
+    return failure();
+  if (lhs.size() < 3 || lhs.size() != rhs.size() ||
+      !shapesCompatible(lhs.drop_back(2), rhs.drop_back(2)))
+    return emitOpError("expected operands of the same rank >= 3 with equal "
+                       "leading dimensions, but got ")
+           << formatShape(lhs) << " and " << formatShape(rhs);
+  size_t r = lhs.size();
+  if (lhs[r - 1] != rhs[r - 2])
+    return emitOpError("expected the K dimension of `lhs` (")
+           << lhs[r - 1] << ") and `rhs` (" << rhs[r - 2] << ") to be equal";
+  SmallVector<int64_t> shape(lhs);
+  shape.back() = rhs.back();
+  return checkShape(*this, "result", getType(), shape);
+}
+
+LogicalResult GatherElementsOp::verify() {
+  if (failed(verifyElementIndices(*this, getX(), getIndices(), getDim())) ||
+      failed(checkElementType(*this, "result", getType(),
+                              getX().getType().getElementType())))
+    return failure();
+  return checkShape(*this, "result", getType(), shapeOf(getIndices()));
+}
+
+LogicalResult ScatterElementsOp::verify() {
+  if (failed(verifyElementIndices(*this, getX(), getIndices(), getDim())) ||
+      failed(checkElementType(*this, "updates", getUpdates().getType(),
+                              getX().getType().getElementType())) ||
+      failed(checkShape(*this, "updates", getUpdates().getType(),
+                        shapeOf(getIndices()))))
+    return failure();
+  if (getType() != getX().getType())
+    return emitOpError("expected the result type ")
+           << getX().getType() << ", but got " << getType();
+  return success();
+}
+
+LogicalResult OneHotOp::verify() {
+  SmallVector<int64_t> shape(shapeOf(getIndices()));
+  if (getType().getRank() != int64_t(shape.size()) + 1)
+    return emitOpError("expected a result of rank ")
+           << shape.size() + 1 << ", but got rank " << getType().getRank();
+  shape.push_back(getType().getShape().back());
+  return checkShape(*this, "result", getType(), shape);
+}
+
+//===----------------------------------------------------------------------===//
 // Routing and experts
 //===----------------------------------------------------------------------===//
 
@@ -650,7 +870,8 @@ LogicalResult DequantizeOp::verify() {
   if (failed(verifyBlockScaled(*this, "x", getX(), "scale", getScale(),
                                getScheme())))
     return failure();
-  return checkShape(*this, "result", getType(), shapeOf(getX()));
+  return checkShape(*this, "result", getType(),
+                    getScheme().getUnpackedShape(shapeOf(getX())));
 }
 
 LogicalResult Fp8MatmulOp::verify() {

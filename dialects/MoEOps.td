@@ -19,6 +19,8 @@ def MoE_IndexTensor : RankedTensorOf<[I32, I64]>;
 def MoE_I32Tensor : RankedTensorOf<[I32]>;
 def MoE_F32Tensor : RankedTensorOf<[F32]>;
 def MoE_Fp8Tensor : RankedTensorOf<[F8E4M3FN, F8E5M2]>;
+def MoE_BoolTensor : RankedTensorOf<[I1]>;
+def MoE_NumericTensor : RankedTensorOf<[AnyFloat, AnySignlessInteger]>;
 /// FP8 or `u8` codes in signless `i8` (`#moe.block_scale<format = u8>`).
 def MoE_QuantizedTensor : RankedTensorOf<[F8E4M3FN, F8E5M2, I8]>;
 
@@ -458,6 +460,270 @@ def MoE_ExpandOp : MoE_Op<"expand"> {
 }
 
 //===----------------------------------------------------------------------===//
+// Generic token-wise ops
+//
+// What an ONNX graph computes with standard ops that no pattern raised: each
+// op works on the rows of one token (or broadcasts a constant across them),
+// so the leading dimension stays the token count.
+//===----------------------------------------------------------------------===//
+
+def MoE_UnaryOp : MoE_Op<"unary", [SameOperandsAndResultType]> {
+  let summary = "an elementwise function of one operand";
+  let description = [{
+    Applies `kind` to every element, in f32: `neg`, `abs`, `sqrt`,
+    `reciprocal` (`1 / x`), `exp`, `log`, `tanh`, `sigmoid`
+    (`1 / (1 + exp(-x))`) or `relu` (`max(x, 0)`).
+
+    ```mlir
+    %r = moe.unary <sqrt> %x : tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_UnaryKindAttr:$kind, MoE_FloatTensor:$x);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = "$kind $x attr-dict `:` type($result)";
+}
+
+def MoE_BinaryOp : MoE_Op<"binary"> {
+  let summary = "an elementwise function of two broadcast operands";
+  let description = [{
+    `result = kind(lhs, rhs)` in f32 for `add`, `sub`, `mul`, `div`, `pow`,
+    `max` and `min`, with numpy broadcasting: the shapes are aligned on their
+    last dimensions and each dimension of an operand is 1 or the result's.
+    An operand of lower rank (a weight, a scalar) is thus the same for every
+    token. `moe.add` and `moe.mul` remain the ops for equal types.
+
+    ```mlir
+    %r = moe.binary <div> %x, %n : tensor<?x4x16xf32>, tensor<?x4x1xf32> -> tensor<?x4x16xf32>
+    %s = moe.binary <pow> %x, %two : tensor<?x64xf32>, tensor<f32> -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_BinaryKindAttr:$kind, MoE_FloatTensor:$lhs,
+                       MoE_FloatTensor:$rhs);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $kind $lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->`
+    type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_CompareOp : MoE_Op<"compare"> {
+  let summary = "an elementwise comparison of two broadcast operands";
+  let description = [{
+    `result = lhs <predicate> rhs` as `i1`, broadcast as `moe.binary`. The
+    operands have the same element type, float or integer (integers compare
+    as signed). A comparison with NaN is false except for `ne`.
+
+    ```mlir
+    %m = moe.compare <eq> %idx, %e : tensor<?x2xi64>, tensor<1xi64> -> tensor<?x2xi1>
+    ```
+  }];
+  let arguments = (ins MoE_ComparePredicateAttr:$predicate,
+                       MoE_NumericTensor:$lhs, MoE_NumericTensor:$rhs);
+  let results = (outs MoE_BoolTensor:$result);
+  let assemblyFormat = [{
+    $predicate $lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->`
+    type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_SelectOp : MoE_Op<"select"> {
+  let summary = "elementwise choice between two broadcast operands";
+  let description = [{
+    `result = condition ? on_true : on_false`, the three operands broadcast
+    as in `moe.binary` (ONNX `Where`).
+
+    ```mlir
+    %r = moe.select %m, %x, %ninf
+        : tensor<?x8xi1>, tensor<?x8xf32>, tensor<f32> -> tensor<?x8xf32>
+    ```
+  }];
+  let arguments = (ins MoE_BoolTensor:$condition, MoE_FloatTensor:$on_true,
+                       MoE_FloatTensor:$on_false);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $condition `,` $on_true `,` $on_false attr-dict `:` type($condition) `,`
+    type($on_true) `,` type($on_false) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_CastOp : MoE_Op<"cast"> {
+  let summary = "elementwise conversion to another element type";
+  let description = [{
+    Floats round to nearest even (FP8 saturates, DESIGN.md §4); floats to
+    integers truncate toward zero; `i1` reads as 0 or 1 and anything nonzero
+    casts to true.
+
+    ```mlir
+    %f = moe.cast %m : tensor<?x8xi1> -> tensor<?x8xf32>
+    ```
+  }];
+  let arguments = (ins MoE_NumericTensor:$x);
+  let results = (outs MoE_NumericTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def MoE_SoftmaxOp : MoE_Op<"softmax", [SameOperandsAndResultType]> {
+  let summary = "softmax over the last dimension";
+  let description = [{
+    `exp(x - max) / sum(exp(x - max))` over the last dimension, in f32.
+
+    ```mlir
+    %p = moe.softmax %logits : tensor<?x8xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` type($result)";
+}
+
+def MoE_ReduceOp : MoE_Op<"reduce"> {
+  let summary = "sum, mean, max or min over non-token dimensions";
+  let description = [{
+    Reduces the dimensions `dims` (strictly increasing, never 0, the token
+    dimension) with `kind`, accumulating in f32 in index order. The result
+    keeps them with size 1 or drops them, as its type says.
+
+    ```mlir
+    %s = moe.reduce <sum> %w {dims = array<i64: 1>} : tensor<?x2x8xf32> -> tensor<?x8xf32>
+    %m = moe.reduce <mean> %x2 {dims = array<i64: 1>} : tensor<?x64xf32> -> tensor<?x1xf32>
+    ```
+  }];
+  let arguments = (ins MoE_ReduceKindAttr:$kind, MoE_FloatTensor:$x,
+                       DenseI64ArrayAttr:$dims);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = "$kind $x attr-dict `:` type($x) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def MoE_TopKOp : MoE_Op<"topk"> {
+  let summary = "the k largest elements of the last dimension";
+  let description = [{
+    `values` are the `k` largest elements of each row of the last dimension
+    in descending order, `indices` their positions. Ties go to the lower
+    index and NaN ranks below everything, as in `moe.router`.
+
+    ```mlir
+    %v, %i = moe.topk %p {k = 2 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi64>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x,
+                       ConfinedAttr<I64Attr, [IntMinValue<1>]>:$k);
+  let results = (outs MoE_FloatTensor:$values, MoE_IndexTensor:$indices);
+  let assemblyFormat = [{
+    $x attr-dict `:` type($x) `->` type($values) `,` type($indices)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_TransposeOp : MoE_Op<"transpose"> {
+  let summary = "permute the non-token dimensions";
+  let description = [{
+    `result` dimension `i` is `x` dimension `permutation[i]`; the token
+    dimension stays first (`permutation[0] = 0`).
+
+    ```mlir
+    %t = moe.transpose %x {permutation = array<i64: 0, 2, 1>}
+        : tensor<?x4x16xf32> -> tensor<?x16x4xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x, DenseI64ArrayAttr:$permutation);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def MoE_BatchMatmulOp : MoE_Op<"batch_matmul"> {
+  let summary = "a matrix product of two activations per token";
+  let description = [{
+    `result[t, ..., m, n] = sum_k lhs[t, ..., m, k] * rhs[t, ..., k, n]`,
+    accumulated in f32 in index order. Both operands have the same leading
+    dimensions (at least the token dimension), so each token multiplies its
+    own matrices; products across tokens (attention scores) are
+    `moe.attention`.
+
+    ```mlir
+    %y = moe.batch_matmul %a, %b
+        : tensor<?x4x2x8xf32>, tensor<?x4x8x3xf32> -> tensor<?x4x2x3xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$lhs, MoE_FloatTensor:$rhs);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_GatherElementsOp : MoE_Op<"gather_elements"> {
+  let summary = "elements of `x` picked along one dimension by indices";
+  let description = [{
+    `result[..., j, ...] = x[..., indices[..., j, ...], ...]` along `dim`
+    (not 0), with the shape of `indices`; negative indices count from the
+    end (ONNX `GatherElements`).
+
+    ```mlir
+    %w = moe.gather_elements %p, %i {dim = 1 : i64}
+        : tensor<?x8xf32>, tensor<?x2xi64> -> tensor<?x2xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x, MoE_IndexTensor:$indices,
+                       I64Attr:$dim);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $x `,` $indices attr-dict `:` type($x) `,` type($indices) `->`
+    type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_ScatterElementsOp : MoE_Op<"scatter_elements"> {
+  let summary = "`x` with elements replaced along one dimension by indices";
+  let description = [{
+    A copy of `x` with `result[..., indices[..., j, ...], ...] =
+    updates[..., j, ...]` along `dim` (not 0); `updates` has the shape of
+    `indices`. Updates are applied in index order, so the last write to an
+    element wins (ONNX `ScatterElements` with no reduction).
+
+    ```mlir
+    %m = moe.scatter_elements %zeros, %i, %w {dim = 1 : i64}
+        : tensor<?x8xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x8xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x, MoE_IndexTensor:$indices,
+                       MoE_FloatTensor:$updates, I64Attr:$dim);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $x `,` $indices `,` $updates attr-dict `:` type($x) `,` type($indices)
+    `,` type($updates) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_OneHotOp : MoE_Op<"one_hot"> {
+  let summary = "one-hot rows of the indices, in a new last dimension";
+  let description = [{
+    `result[..., i] = indices[...] == i ? on_value : off_value` for `i` in
+    `[0, depth)`, `depth` being the result's last dimension. Negative indices
+    count from `depth`; an index outside `[-depth, depth)` gives a row of
+    `off_value` (ONNX `OneHot` with `axis = -1`).
+
+    ```mlir
+    %h = moe.one_hot %i {on_value = 1.0 : f64, off_value = 0.0 : f64}
+        : tensor<?x2xi64> -> tensor<?x2x8xf32>
+    ```
+  }];
+  let arguments = (ins MoE_IndexTensor:$indices, F64Attr:$on_value,
+                       F64Attr:$off_value);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = "$indices attr-dict `:` type($indices) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // Routing and experts
 //===----------------------------------------------------------------------===//
 
@@ -671,16 +937,19 @@ def MoE_QuantizeOp : MoE_Op<"quantize"> {
 }
 
 def MoE_DequantizeOp : MoE_Op<"dequantize"> {
-  let summary = "FP8 or 8-bit integer codes with block scales back to a wider float";
+  let summary = "FP8 or 8-/4-bit integer codes with block scales back to a wider float";
   let description = [{
     `result = (x - zero_point) * scale` per block of `scheme`; `u8` codes are
-    read as unsigned bytes of the signless `i8` data.
+    read as unsigned bytes of the signless `i8` data, and `u4` codes as their
+    low then high nibbles, so the result's last dimension is twice `x`'s.
 
     ```mlir
     %x = moe.dequantize %q, %s {scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>}
         : tensor<256x128xf8E4M3FN>, tensor<2x1xf32> -> tensor<256x128xf32>
     %y = moe.dequantize %c, %r {scheme = #moe.block_scale<format = u8, block = [1, 128], zero_point = 128>}
         : tensor<256x128xi8>, tensor<256x1xf32> -> tensor<256x128xf32>
+    %z = moe.dequantize %p, %r {scheme = #moe.block_scale<format = u4, block = [1, 128], zero_point = 8>}
+        : tensor<256x64xi8>, tensor<256x1xf32> -> tensor<256x128xf32>
     ```
   }];
   let arguments = (ins MoE_QuantizedTensor:$x,

@@ -95,6 +95,9 @@ std::optional<int64_t> mlir::moec::getElementBytes(Type type) {
   if (!element.isIntOrFloat())
     return std::nullopt;
   unsigned bits = element.getIntOrFloatBitWidth();
+  // Booleans (`moe.compare` results) take one byte each, 0 or 1.
+  if (bits == 1)
+    return int64_t(1);
   if (bits == 0 || bits % 8 != 0)
     return std::nullopt;
   return int64_t(bits / 8);

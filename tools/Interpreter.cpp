@@ -26,6 +26,7 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
@@ -328,6 +329,21 @@ llvm::Expected<std::vector<float>> decodeTensor(const hf::SafetensorsFile &file,
     case hf::DType::F8_E5M2:
       out[i] = fp8::e5m2ToFloat(bytes[i]);
       break;
+    // Integer constants (indices, masks) are small: f32 holds them exactly
+    // up to 2^24, and evalWeight turns them back into integers.
+    case hf::DType::I64:
+      out[i] = float(int64_t(load(i, 8)));
+      break;
+    case hf::DType::I32:
+      out[i] = float(int32_t(uint32_t(load(i, 4))));
+      break;
+    case hf::DType::I8:
+      out[i] = float(int8_t(bytes[i]));
+      break;
+    case hf::DType::U8:
+    case hf::DType::BOOL:
+      out[i] = float(bytes[i]);
+      break;
     default:
       return llvm::createStringError(
           llvm::inconvertibleErrorCode(),
@@ -352,6 +368,14 @@ std::optional<hf::DType> storedDType(Type type) {
     return hf::DType::F8_E4M3;
   if (isa<Float8E5M2Type>(type))
     return hf::DType::F8_E5M2;
+  if (type.isInteger(64))
+    return hf::DType::I64;
+  if (type.isInteger(32))
+    return hf::DType::I32;
+  if (type.isInteger(8))
+    return hf::DType::I8;
+  if (type.isInteger(1))
+    return hf::DType::BOOL;
   return std::nullopt;
 }
 
@@ -373,14 +397,24 @@ llvm::Expected<std::vector<float>> readTensor(const hf::Checkpoint &checkpoint,
   if (file != ref.getFile())
     return error("the checkpoint stores it in '" + file + "'");
   std::optional<hf::DType> dtype = storedDType(elementType);
-  if (!dtype || *dtype != found.info->dtype) {
+  // Signless `i8` holds `u8` codes too (`#moe.block_scale<format = u8>`).
+  bool bytes = dtype == hf::DType::I8 && found.info->dtype == hf::DType::U8;
+  if (!dtype || (*dtype != found.info->dtype && !bytes)) {
     std::string typeName;
     llvm::raw_string_ostream os(typeName);
     os << elementType;
     return error("stored as " + hf::dtypeName(found.info->dtype) +
                  ", but the IR expects " + typeName);
   }
-  if (ArrayRef<int64_t>(found.info->shape) != shape)
+  // Size-1 dimensions may be left out of the stored shape (onnxruntime's
+  // per-row QMoE scales are [E, N], the moe scales [E, N, 1]).
+  auto withoutOnes = [](ArrayRef<int64_t> dims) {
+    SmallVector<int64_t, 4> kept;
+    llvm::copy_if(dims, std::back_inserter(kept),
+                  [](int64_t d) { return d != 1; });
+    return kept;
+  };
+  if (withoutOnes(found.info->shape) != withoutOnes(shape))
     return error("stored with shape " + formatShape(found.info->shape) +
                  ", but the IR expects " + formatShape(shape));
   return decodeTensor(*found.file, *found.info);
@@ -438,6 +472,19 @@ private:
   Results evalSlice(moe::SliceOp op);
   Results evalConcat(moe::ConcatOp op);
   Results evalExpand(moe::ExpandOp op);
+  Results evalUnary(moe::UnaryOp op);
+  Results evalBinary(moe::BinaryOp op);
+  Results evalCompare(moe::CompareOp op);
+  Results evalSelect(moe::SelectOp op);
+  Results evalCast(moe::CastOp op);
+  Results evalSoftmax(moe::SoftmaxOp op);
+  Results evalReduce(moe::ReduceOp op);
+  Results evalTopK(moe::TopKOp op);
+  Results evalTranspose(moe::TransposeOp op);
+  Results evalBatchMatmul(moe::BatchMatmulOp op);
+  Results evalGatherElements(moe::GatherElementsOp op);
+  Results evalScatterElements(moe::ScatterElementsOp op);
+  Results evalOneHot(moe::OneHotOp op);
   Results evalRouter(moe::RouterOp op);
   Results evalDispatch(moe::DispatchOp op);
   Results evalGroupedMatmul(moe::GroupedMatmulOp op);
@@ -456,8 +503,18 @@ private:
   LogicalResult checkOffsets(Operation *op, const InterpTensor &offsets,
                              int64_t rows);
 
+  /// Reads the pinned routing input of decision `n` (pinRoutingDir).
+  FailureOr<InterpTensor> pinnedRoutingInput(Operation *op, int64_t n,
+                                             const InterpTensor &x);
+  /// Writes what decision `n` ranked and chose (dumpRoutingDir).
+  LogicalResult dumpRouting(Operation *op, int64_t n, const InterpTensor &x,
+                            const std::vector<float> &selection,
+                            int64_t experts, const Routed &routed, int64_t k);
+
   const InterpreterOptions &options;
   Frame *frame = nullptr;
+  /// Routing decisions evaluated so far, across calls.
+  int64_t routingDecisions = 0;
   std::string checkpointDir;
   std::unique_ptr<hf::Checkpoint> checkpoint;
 };
@@ -545,6 +602,20 @@ LogicalResult Evaluator::evaluate(Operation *op, int depth) {
           .Case([&](moe::SliceOp o) { return evalSlice(o); })
           .Case([&](moe::ConcatOp o) { return evalConcat(o); })
           .Case([&](moe::ExpandOp o) { return evalExpand(o); })
+          .Case([&](moe::UnaryOp o) { return evalUnary(o); })
+          .Case([&](moe::BinaryOp o) { return evalBinary(o); })
+          .Case([&](moe::CompareOp o) { return evalCompare(o); })
+          .Case([&](moe::SelectOp o) { return evalSelect(o); })
+          .Case([&](moe::CastOp o) { return evalCast(o); })
+          .Case([&](moe::SoftmaxOp o) { return evalSoftmax(o); })
+          .Case([&](moe::ReduceOp o) { return evalReduce(o); })
+          .Case([&](moe::TopKOp o) { return evalTopK(o); })
+          .Case([&](moe::TransposeOp o) { return evalTranspose(o); })
+          .Case([&](moe::BatchMatmulOp o) { return evalBatchMatmul(o); })
+          .Case([&](moe::GatherElementsOp o) { return evalGatherElements(o); })
+          .Case(
+              [&](moe::ScatterElementsOp o) { return evalScatterElements(o); })
+          .Case([&](moe::OneHotOp o) { return evalOneHot(o); })
           .Case([&](moe::RouterOp o) { return evalRouter(o); })
           .Case([&](moe::DispatchOp o) { return evalDispatch(o); })
           .Case([&](moe::GroupedMatmulOp o) { return evalGroupedMatmul(o); })
@@ -694,7 +765,13 @@ Results Evaluator::evalWeight(moe::WeightOp op) {
   }
   InterpTensor result;
   result.shape = shape;
-  result.floats = std::move(data);
+  if (isa<IntegerType>(op.getResult().getType().getElementType())) {
+    result.ints.assign(data.size(), 0);
+    for (size_t i = 0; i < data.size(); ++i)
+      result.ints[i] = int64_t(data[i]);
+  } else {
+    result.floats = std::move(data);
+  }
   if (!scheme)
     return single(std::move(result));
   InterpTensor scale;
@@ -972,13 +1049,473 @@ Results Evaluator::evalExpand(moe::ExpandOp op) {
 }
 
 //===----------------------------------------------------------------------===//
+// Generic token-wise ops
+//===----------------------------------------------------------------------===//
+
+/// Row-major strides of `shape`.
+SmallVector<int64_t, 4> stridesOf(ArrayRef<int64_t> shape) {
+  SmallVector<int64_t, 4> strides(shape.size(), 1);
+  for (size_t i = shape.size(); i-- > 1;)
+    strides[i - 1] = strides[i] * shape[i];
+  return strides;
+}
+
+/// The multi-index of the flat position `flat` in `shape`.
+SmallVector<int64_t, 4> unflatten(int64_t flat, ArrayRef<int64_t> shape) {
+  SmallVector<int64_t, 4> index(shape.size());
+  for (size_t i = shape.size(); i-- > 0;) {
+    index[i] = shape[i] ? flat % shape[i] : 0;
+    flat = shape[i] ? flat / shape[i] : 0;
+  }
+  return index;
+}
+
+/// The numpy broadcast of `shapes` (aligned on the last dimension), or
+/// nullopt when they do not broadcast.
+std::optional<SmallVector<int64_t, 4>>
+broadcastShape(ArrayRef<ArrayRef<int64_t>> shapes) {
+  size_t rank = 0;
+  for (ArrayRef<int64_t> s : shapes)
+    rank = std::max(rank, s.size());
+  SmallVector<int64_t, 4> out(rank, 1);
+  for (ArrayRef<int64_t> s : shapes)
+    for (size_t i = 0; i < s.size(); ++i) {
+      int64_t &o = out[rank - s.size() + i];
+      if (s[i] != 1 && o != 1 && s[i] != o)
+        return std::nullopt;
+      if (s[i] != 1)
+        o = s[i];
+    }
+  return out;
+}
+
+/// For every flat position of `out`, the flat position of `in` that numpy
+/// broadcasting reads.
+std::vector<int64_t> broadcastIndices(ArrayRef<int64_t> out,
+                                      ArrayRef<int64_t> in) {
+  SmallVector<int64_t, 4> inStrides = stridesOf(in);
+  std::vector<int64_t> map(product(out));
+  size_t shift = out.size() - in.size();
+  for (int64_t flat = 0; flat < int64_t(map.size()); ++flat) {
+    SmallVector<int64_t, 4> index = unflatten(flat, out);
+    int64_t src = 0;
+    for (size_t i = 0; i < in.size(); ++i)
+      src += (in[i] == 1 ? 0 : index[shift + i]) * inStrides[i];
+    map[flat] = src;
+  }
+  return map;
+}
+
+/// Element `i` of a float or integer tensor, as a double.
+double elementAt(const InterpTensor &t, int64_t i) {
+  return t.isInteger() ? double(t.ints[i]) : double(t.floats[i]);
+}
+
+float applyUnary(moe::UnaryKind kind, float x) {
+  switch (kind) {
+  case moe::UnaryKind::neg:
+    return -x;
+  case moe::UnaryKind::abs:
+    return std::fabs(x);
+  case moe::UnaryKind::sqrt:
+    return std::sqrt(x);
+  case moe::UnaryKind::reciprocal:
+    return 1.0f / x;
+  case moe::UnaryKind::exp:
+    return std::exp(x);
+  case moe::UnaryKind::log:
+    return std::log(x);
+  case moe::UnaryKind::tanh:
+    return std::tanh(x);
+  case moe::UnaryKind::sigmoid:
+    return sigmoid(x);
+  case moe::UnaryKind::relu:
+    return x > 0.0f ? x : (std::isnan(x) ? x : 0.0f);
+  }
+  llvm_unreachable("unknown unary kind");
+}
+
+float applyBinary(moe::BinaryKind kind, float a, float b) {
+  switch (kind) {
+  case moe::BinaryKind::add:
+    return a + b;
+  case moe::BinaryKind::sub:
+    return a - b;
+  case moe::BinaryKind::mul:
+    return a * b;
+  case moe::BinaryKind::div:
+    return a / b;
+  case moe::BinaryKind::pow:
+    return std::pow(a, b);
+  case moe::BinaryKind::max:
+    return std::isnan(a) || a > b ? a : b;
+  case moe::BinaryKind::min:
+    return std::isnan(a) || a < b ? a : b;
+  }
+  llvm_unreachable("unknown binary kind");
+}
+
+bool applyCompare(moe::ComparePredicate predicate, double a, double b) {
+  switch (predicate) {
+  case moe::ComparePredicate::eq:
+    return a == b;
+  case moe::ComparePredicate::ne:
+    return a != b;
+  case moe::ComparePredicate::lt:
+    return a < b;
+  case moe::ComparePredicate::le:
+    return a <= b;
+  case moe::ComparePredicate::gt:
+    return a > b;
+  case moe::ComparePredicate::ge:
+    return a >= b;
+  }
+  llvm_unreachable("unknown predicate");
+}
+
+/// The broadcast shape of `operands`, or an error on `op`.
+FailureOr<SmallVector<int64_t, 4>>
+broadcastOperands(Operation *op, ArrayRef<const InterpTensor *> operands) {
+  SmallVector<ArrayRef<int64_t>> shapes;
+  for (const InterpTensor *t : operands)
+    shapes.push_back(t->shape);
+  std::optional<SmallVector<int64_t, 4>> out = broadcastShape(shapes);
+  if (!out)
+    return op->emitOpError("got operands of shapes that do not broadcast: ")
+           << llvm::join(llvm::map_range(shapes, formatShape), ", ");
+  return *out;
+}
+
+Results Evaluator::evalUnary(moe::UnaryOp op) {
+  const InterpTensor &x = val(op.getX());
+  InterpTensor out = floatTensor(x.shape);
+  for (size_t i = 0; i < out.floats.size(); ++i)
+    out.floats[i] = applyUnary(op.getKind(), x.floats[i]);
+  return single(std::move(out));
+}
+
+Results Evaluator::evalBinary(moe::BinaryOp op) {
+  const InterpTensor &lhs = val(op.getLhs()), &rhs = val(op.getRhs());
+  FailureOr<SmallVector<int64_t, 4>> shape =
+      broadcastOperands(op, {&lhs, &rhs});
+  if (failed(shape))
+    return failure();
+  std::vector<int64_t> li = broadcastIndices(*shape, lhs.shape);
+  std::vector<int64_t> ri = broadcastIndices(*shape, rhs.shape);
+  InterpTensor out = floatTensor(*shape);
+  for (size_t i = 0; i < out.floats.size(); ++i)
+    out.floats[i] =
+        applyBinary(op.getKind(), lhs.floats[li[i]], rhs.floats[ri[i]]);
+  return single(std::move(out));
+}
+
+Results Evaluator::evalCompare(moe::CompareOp op) {
+  const InterpTensor &lhs = val(op.getLhs()), &rhs = val(op.getRhs());
+  FailureOr<SmallVector<int64_t, 4>> shape =
+      broadcastOperands(op, {&lhs, &rhs});
+  if (failed(shape))
+    return failure();
+  std::vector<int64_t> li = broadcastIndices(*shape, lhs.shape);
+  std::vector<int64_t> ri = broadcastIndices(*shape, rhs.shape);
+  InterpTensor out = intTensor(*shape, op.getType().getElementType());
+  for (size_t i = 0; i < out.ints.size(); ++i)
+    out.ints[i] = applyCompare(op.getPredicate(), elementAt(lhs, li[i]),
+                               elementAt(rhs, ri[i]));
+  return single(std::move(out));
+}
+
+Results Evaluator::evalSelect(moe::SelectOp op) {
+  const InterpTensor &c = val(op.getCondition()), &t = val(op.getOnTrue()),
+                     &f = val(op.getOnFalse());
+  FailureOr<SmallVector<int64_t, 4>> shape =
+      broadcastOperands(op, {&c, &t, &f});
+  if (failed(shape))
+    return failure();
+  std::vector<int64_t> ci = broadcastIndices(*shape, c.shape);
+  std::vector<int64_t> ti = broadcastIndices(*shape, t.shape);
+  std::vector<int64_t> fi = broadcastIndices(*shape, f.shape);
+  InterpTensor out = floatTensor(*shape);
+  for (size_t i = 0; i < out.floats.size(); ++i)
+    out.floats[i] = c.ints[ci[i]] ? t.floats[ti[i]] : f.floats[fi[i]];
+  return single(std::move(out));
+}
+
+Results Evaluator::evalCast(moe::CastOp op) {
+  const InterpTensor &x = val(op.getX());
+  Type to = op.getType().getElementType();
+  if (!isa<IntegerType>(to)) {
+    InterpTensor out = floatTensor(x.shape);
+    for (size_t i = 0; i < out.floats.size(); ++i)
+      out.floats[i] = float(elementAt(x, i));
+    return single(std::move(out));
+  }
+  InterpTensor out = intTensor(x.shape, to);
+  for (size_t i = 0; i < out.ints.size(); ++i) {
+    double v = elementAt(x, i);
+    if (to.isInteger(1))
+      out.ints[i] = v != 0.0;
+    else if (std::isnan(v))
+      out.ints[i] = 0;
+    else
+      out.ints[i] = int64_t(std::trunc(v));
+  }
+  return single(std::move(out));
+}
+
+Results Evaluator::evalSoftmax(moe::SoftmaxOp op) {
+  const InterpTensor &x = val(op.getX());
+  int64_t dim = x.shape.back(),
+          rows = x.numElements() / std::max<int64_t>(dim, 1);
+  InterpTensor out = floatTensor(x.shape);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *in = x.floats.data() + r * dim;
+    float *o = out.floats.data() + r * dim;
+    float max = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < dim; ++i)
+      max = std::max(max, in[i]);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < dim; ++i) {
+      o[i] = std::exp(in[i] - max);
+      sum += o[i];
+    }
+    for (int64_t i = 0; i < dim; ++i)
+      o[i] /= sum;
+  }
+  return single(std::move(out));
+}
+
+Results Evaluator::evalReduce(moe::ReduceOp op) {
+  const InterpTensor &x = val(op.getX());
+  ArrayRef<int64_t> dims = op.getDims();
+  // Accumulate in the keepdims shape, then take the result's shape.
+  SmallVector<int64_t, 4> kept(x.shape);
+  int64_t count = 1;
+  for (int64_t d : dims) {
+    count *= kept[d];
+    kept[d] = 1;
+  }
+  moe::ReduceKind kind = op.getKind();
+  bool extremum = kind == moe::ReduceKind::max || kind == moe::ReduceKind::min;
+  float init = kind == moe::ReduceKind::max
+                   ? -std::numeric_limits<float>::infinity()
+                   : (kind == moe::ReduceKind::min
+                          ? std::numeric_limits<float>::infinity()
+                          : 0.0f);
+  InterpTensor out = floatTensor(kept);
+  std::fill(out.floats.begin(), out.floats.end(), init);
+  std::vector<int64_t> map = broadcastIndices(x.shape, kept);
+  for (int64_t i = 0; i < x.numElements(); ++i) {
+    float &acc = out.floats[map[i]];
+    float v = x.floats[i];
+    if (!extremum)
+      acc += v;
+    else if (std::isnan(v) ||
+             (kind == moe::ReduceKind::max ? v > acc : v < acc))
+      acc = std::isnan(acc) ? acc : v;
+  }
+  if (kind == moe::ReduceKind::mean)
+    for (float &v : out.floats)
+      v /= float(count);
+  out.shape = concreteShape(op.getType(), x.shape[0]);
+  return single(std::move(out));
+}
+
+Results Evaluator::evalTopK(moe::TopKOp op) {
+  const InterpTensor &x = val(op.getX());
+  int64_t dim = x.shape.back(), k = op.getK();
+  int64_t rows = x.numElements() / std::max<int64_t>(dim, 1);
+  SmallVector<int64_t, 4> shape(x.shape);
+  shape.back() = k;
+  InterpTensor values = floatTensor(shape);
+  InterpTensor indices =
+      intTensor(shape, op.getIndices().getType().getElementType());
+  for (int64_t r = 0; r < rows; ++r) {
+    ArrayRef<float> row(x.floats.data() + r * dim, dim);
+    SmallVector<int64_t> best = topK(row, k);
+    for (int64_t j = 0; j < k; ++j) {
+      values.floats[r * k + j] = row[best[j]];
+      indices.ints[r * k + j] = best[j];
+    }
+  }
+  SmallVector<InterpTensor> results;
+  results.push_back(std::move(values));
+  results.push_back(std::move(indices));
+  return results;
+}
+
+Results Evaluator::evalTranspose(moe::TransposeOp op) {
+  const InterpTensor &x = val(op.getX());
+  ArrayRef<int64_t> perm = op.getPermutation();
+  SmallVector<int64_t, 4> shape;
+  for (int64_t p : perm)
+    shape.push_back(x.shape[p]);
+  SmallVector<int64_t, 4> inStrides = stridesOf(x.shape);
+  InterpTensor out = floatTensor(shape);
+  for (int64_t flat = 0; flat < out.numElements(); ++flat) {
+    SmallVector<int64_t, 4> index = unflatten(flat, shape);
+    int64_t src = 0;
+    for (size_t i = 0; i < perm.size(); ++i)
+      src += index[i] * inStrides[perm[i]];
+    out.floats[flat] = x.floats[src];
+  }
+  return single(std::move(out));
+}
+
+Results Evaluator::evalBatchMatmul(moe::BatchMatmulOp op) {
+  const InterpTensor &a = val(op.getLhs()), &b = val(op.getRhs());
+  size_t r = a.shape.size();
+  if (a.shape[0] != b.shape[0])
+    return op.emitOpError("got ")
+           << a.shape[0] << " and " << b.shape[0] << " tokens";
+  int64_t m = a.shape[r - 2], k = a.shape[r - 1], n = b.shape[r - 1];
+  int64_t batches = product(ArrayRef<int64_t>(a.shape).drop_back(2));
+  SmallVector<int64_t, 4> shape(a.shape);
+  shape.back() = n;
+  InterpTensor out = floatTensor(shape);
+  for (int64_t bi = 0; bi < batches; ++bi)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        float acc = 0.0f;
+        for (int64_t l = 0; l < k; ++l)
+          acc +=
+              a.floats[(bi * m + i) * k + l] * b.floats[(bi * k + l) * n + j];
+        out.floats[(bi * m + i) * n + j] = acc;
+      }
+  return single(std::move(out));
+}
+
+/// The flat positions of `x` that `indices` address along `dim` (ONNX
+/// GatherElements/ScatterElements), or an error naming the bad index.
+FailureOr<std::vector<int64_t>> elementPositions(Operation *op,
+                                                 const InterpTensor &x,
+                                                 const InterpTensor &indices,
+                                                 int64_t dim) {
+  if (indices.shape[0] != x.shape[0])
+    return op->emitOpError("got ")
+           << indices.shape[0] << " index rows for " << x.shape[0] << " tokens";
+  SmallVector<int64_t, 4> strides = stridesOf(x.shape);
+  std::vector<int64_t> positions(indices.numElements());
+  for (int64_t flat = 0; flat < int64_t(positions.size()); ++flat) {
+    SmallVector<int64_t, 4> index = unflatten(flat, indices.shape);
+    int64_t at = indices.ints[flat], size = x.shape[dim];
+    if (at < -size || at >= size)
+      return op->emitOpError("index ") << at << " is outside [" << -size << ", "
+                                       << size << ") in dimension " << dim;
+    index[dim] = at < 0 ? at + size : at;
+    int64_t src = 0;
+    for (size_t i = 0; i < index.size(); ++i)
+      src += index[i] * strides[i];
+    positions[flat] = src;
+  }
+  return positions;
+}
+
+Results Evaluator::evalGatherElements(moe::GatherElementsOp op) {
+  const InterpTensor &x = val(op.getX()), &indices = val(op.getIndices());
+  FailureOr<std::vector<int64_t>> positions =
+      elementPositions(op, x, indices, op.getDim());
+  if (failed(positions))
+    return failure();
+  InterpTensor out = floatTensor(indices.shape);
+  for (size_t i = 0; i < positions->size(); ++i)
+    out.floats[i] = x.floats[(*positions)[i]];
+  return single(std::move(out));
+}
+
+Results Evaluator::evalScatterElements(moe::ScatterElementsOp op) {
+  const InterpTensor &x = val(op.getX()), &indices = val(op.getIndices()),
+                     &updates = val(op.getUpdates());
+  FailureOr<std::vector<int64_t>> positions =
+      elementPositions(op, x, indices, op.getDim());
+  if (failed(positions))
+    return failure();
+  InterpTensor out = floatTensor(x.shape);
+  out.floats = x.floats;
+  for (size_t i = 0; i < positions->size(); ++i)
+    out.floats[(*positions)[i]] = updates.floats[i];
+  return single(std::move(out));
+}
+
+Results Evaluator::evalOneHot(moe::OneHotOp op) {
+  const InterpTensor &indices = val(op.getIndices());
+  int64_t depth = op.getType().getShape().back();
+  SmallVector<int64_t, 4> shape(indices.shape);
+  shape.push_back(depth);
+  InterpTensor out = floatTensor(shape);
+  float on = float(op.getOnValue().convertToDouble());
+  float off = float(op.getOffValue().convertToDouble());
+  std::fill(out.floats.begin(), out.floats.end(), off);
+  for (int64_t i = 0; i < indices.numElements(); ++i) {
+    int64_t at = indices.ints[i];
+    if (at < 0)
+      at += depth;
+    if (at >= 0 && at < depth)
+      out.floats[i * depth + at] = on;
+  }
+  return single(std::move(out));
+}
+
+//===----------------------------------------------------------------------===//
 // Routing and experts
 //===----------------------------------------------------------------------===//
 
-FailureOr<Routed> Evaluator::route(Operation *op, const InterpTensor &x,
+FailureOr<InterpTensor> Evaluator::pinnedRoutingInput(Operation *op, int64_t n,
+                                                      const InterpTensor &x) {
+  SmallString<128> path(options.pinRoutingDir);
+  llvm::sys::path::append(path, "route" + std::to_string(n) + ".x.npy");
+  llvm::Expected<InterpTensor> pinned = readNpy(path);
+  if (!pinned)
+    return op->emitOpError("routing decision #")
+           << n << ": " << llvm::toString(pinned.takeError());
+  if (pinned->shape != x.shape)
+    return op->emitOpError("routing decision #")
+           << n << ": '" << path << "' has shape " << formatShape(pinned->shape)
+           << ", but `x` has " << formatShape(x.shape);
+  return std::move(*pinned);
+}
+
+LogicalResult Evaluator::dumpRouting(Operation *op, int64_t n,
+                                     const InterpTensor &x,
+                                     const std::vector<float> &selection,
+                                     int64_t experts, const Routed &routed,
+                                     int64_t k) {
+  int64_t tokens = x.shape[0];
+  InterpTensor scores = floatTensor({tokens, experts});
+  scores.floats = selection;
+  InterpTensor indices =
+      intTensor({tokens, k}, IntegerType::get(op->getContext(), 32));
+  indices.ints = routed.indices;
+  InterpTensor input = x;
+  Type f32 = Float32Type::get(op->getContext());
+  input.elementType = scores.elementType = f32;
+  for (auto [suffix, tensor] :
+       {std::pair<const char *, const InterpTensor *>{".x.npy", &input},
+        {".scores.npy", &scores},
+        {".indices.npy", &indices}}) {
+    SmallString<128> path(options.dumpRoutingDir);
+    llvm::sys::path::append(path, "route" + std::to_string(n) + suffix);
+    if (llvm::Error error = writeNpy(path, *tensor))
+      return op->emitOpError("routing decision #")
+             << n << ": " << llvm::toString(std::move(error));
+  }
+  return success();
+}
+
+FailureOr<Routed> Evaluator::route(Operation *op, const InterpTensor &operand,
                                    const InterpTensor &gate,
                                    const InterpTensor *bias,
                                    RoutingAttr routing) {
+  int64_t decision = routingDecisions++;
+  const InterpTensor *input = &operand;
+  InterpTensor pinned;
+  if (!options.pinRoutingDir.empty()) {
+    FailureOr<InterpTensor> read = pinnedRoutingInput(op, decision, operand);
+    if (failed(read))
+      return failure();
+    pinned = std::move(*read);
+    input = &pinned;
+  }
+  const InterpTensor &x = *input;
   int64_t tokens = x.shape[0], hidden = x.shape[1];
   int64_t experts = gate.shape[0], k = routing.getK();
   int64_t groups = routing.getNGroup(), keepGroups = routing.getTopkGroup();
@@ -990,6 +1527,8 @@ FailureOr<Routed> Evaluator::route(Operation *op, const InterpTensor &x,
   routed.weights.resize(tokens * k);
   routed.indices.resize(tokens * k);
   std::vector<float> logits(experts), scores(experts), selection(experts);
+  // Every token's selection scores before group masking, for dumpRouting.
+  std::vector<float> allSelection;
   float scaling = float(routing.getRoutedScalingFactor().convertToDouble());
   for (int64_t t = 0; t < tokens; ++t) {
     // §3.1-2: f32 logits, then scores.
@@ -1013,6 +1552,7 @@ FailureOr<Routed> Evaluator::route(Operation *op, const InterpTensor &x,
     // §3.3: the bias only steers selection.
     for (int64_t e = 0; e < experts; ++e)
       selection[e] = bias ? scores[e] + bias->floats[e] : scores[e];
+    allSelection.insert(allSelection.end(), selection.begin(), selection.end());
     // §3.4: keep the best `topk_group` groups, mask the rest with -inf.
     if (groups > 1) {
       std::vector<float> groupScores(groups);
@@ -1044,6 +1584,9 @@ FailureOr<Routed> Evaluator::route(Operation *op, const InterpTensor &x,
       routed.indices[t * k + j] = chosen[j];
     }
   }
+  if (!options.dumpRoutingDir.empty() &&
+      failed(dumpRouting(op, decision, x, allSelection, experts, routed, k)))
+    return failure();
   return routed;
 }
 
@@ -1272,20 +1815,25 @@ Results Evaluator::evalDequantize(moe::DequantizeOp op) {
     return op.emitOpError("expected scales of shape ")
            << formatShape(scaleShape) << " for data of shape "
            << formatShape(x.shape) << ", but got " << formatShape(scale.shape);
-  MatrixView m = matrixView(x.shape);
+  SmallVector<int64_t> shape = scheme.getUnpackedShape(x.shape);
+  MatrixView m = matrixView(shape);
   int64_t br = scheme.getBlock()[0], bc = scheme.getBlock()[1];
   int64_t blockRows = (m.rows + br - 1) / br,
           blockCols = (m.cols + bc - 1) / bc;
   // `u8` codes are the unsigned bytes of the `i8` data, however the loader
-  // decoded them; FP8 values are used as they are.
-  bool codes = scheme.isInteger();
+  // decoded them; `u4` codes are their low, then high nibbles. FP8 values
+  // are used as they are.
+  bool codes = scheme.isInteger(), packed = scheme.isPacked();
   float zeroPoint = float(scheme.getZeroPoint());
-  InterpTensor out = floatTensor(x.shape);
+  InterpTensor out = floatTensor(shape);
   for (int64_t b = 0; b < m.batches; ++b)
     for (int64_t r = 0; r < m.rows; ++r)
       for (int64_t c = 0; c < m.cols; ++c) {
         int64_t i = (b * m.rows + r) * m.cols + c;
-        int64_t code = x.ints.empty() ? int64_t(x.floats[i]) : x.ints[i];
+        int64_t at = packed ? i / 2 : i;
+        int64_t code = x.ints.empty() ? int64_t(x.floats[at]) : x.ints[at];
+        if (packed)
+          code = (uint8_t(code) >> (4 * (i % 2))) & 0xf;
         float q = codes ? float(uint8_t(code)) - zeroPoint : x.floats[i];
         out.floats[i] =
             q * scale.floats[(b * blockRows + r / br) * blockCols + c / bc];
@@ -1509,6 +2057,60 @@ llvm::Error mlir::moec::writeNpy(llvm::StringRef path,
   return llvm::Error::success();
 }
 
+llvm::Expected<InterpTensor> mlir::moec::readNpy(llvm::StringRef path) {
+  auto error = [&](const llvm::Twine &message) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "'" + path + "': " + message);
+  };
+  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> file =
+      llvm::MemoryBuffer::getFile(path);
+  if (!file)
+    return error("cannot read: " + file.getError().message());
+  llvm::StringRef bytes = (*file)->getBuffer();
+  if (!bytes.starts_with("\x93NUMPY") || bytes.size() < 10)
+    return error("not a .npy file");
+  unsigned major = uint8_t(bytes[6]);
+  size_t lengthBytes = major == 1 ? 2 : 4, length = 0;
+  if (major < 1 || major > 3 || bytes.size() < 8 + lengthBytes)
+    return error("unsupported .npy version " + llvm::Twine(major));
+  for (size_t i = 0; i < lengthBytes; ++i)
+    length |= size_t(uint8_t(bytes[8 + i])) << (8 * i);
+  size_t dataStart = 8 + lengthBytes + length;
+  if (bytes.size() < dataStart)
+    return error("truncated header");
+  llvm::StringRef header = bytes.slice(8 + lengthBytes, dataStart);
+  if (!header.contains("'descr': '<f4'"))
+    return error("expected little-endian float32 data ('<f4')");
+  if (!header.contains("'fortran_order': False"))
+    return error("expected C order");
+  size_t open = header.find("'shape': (");
+  size_t close = header.find(')', open);
+  if (open == llvm::StringRef::npos || close == llvm::StringRef::npos)
+    return error("no shape in the header");
+  InterpTensor tensor;
+  llvm::SmallVector<llvm::StringRef> dims;
+  header.slice(open + 10, close).split(dims, ',', -1, /*KeepEmpty=*/false);
+  for (llvm::StringRef dim : dims) {
+    int64_t size;
+    if (dim.trim().getAsInteger(10, size) || size < 0)
+      return error("bad shape '" + header.slice(open + 9, close + 1) + "'");
+    tensor.shape.push_back(size);
+  }
+  int64_t count = tensor.numElements();
+  if (bytes.size() - dataStart != size_t(count) * 4)
+    return error("holds " + llvm::Twine(bytes.size() - dataStart) +
+                 " bytes of data, but its shape needs " +
+                 llvm::Twine(count * 4));
+  tensor.floats.resize(count);
+  for (int64_t i = 0; i < count; ++i) {
+    uint32_t bits = 0;
+    for (int b = 0; b < 4; ++b)
+      bits |= uint32_t(uint8_t(bytes[dataStart + 4 * i + b])) << (8 * b);
+    std::memcpy(&tensor.floats[i], &bits, 4);
+  }
+  return tensor;
+}
+
 //===----------------------------------------------------------------------===//
 // The moec-interp command
 //===----------------------------------------------------------------------===//
@@ -1579,6 +2181,8 @@ int mlir::moec::runInterpreterCommand(const InterpreterCommand &command) {
   }
   InterpreterOptions options;
   options.checkpointDir = command.checkpoint;
+  options.dumpRoutingDir = command.dumpRouting;
+  options.pinRoutingDir = command.pinRouting;
   FailureOr<InterpTensor> logits =
       runForward(**module, command.function, *tokens, positions, options);
   if (failed(logits))
@@ -1626,6 +2230,15 @@ int mlir::moec::interpreterMain(int argc, char **argv) {
   cl::opt<std::string, true> function("function", cl::location(c.function),
                                       cl::init("forward"),
                                       cl::desc("The func.func to run"));
+  cl::opt<std::string, true> dumpRouting(
+      "dump-routing", cl::location(c.dumpRouting), cl::value_desc("dir"),
+      cl::desc("Write the N-th routing decision's input, selection scores "
+               "and chosen experts to <dir>/route<N>.{x,scores,indices}.npy"));
+  cl::opt<std::string, true> pinRouting(
+      "pin-routing", cl::location(c.pinRouting), cl::value_desc("dir"),
+      cl::desc("Route the N-th routing decision on <dir>/route<N>.x.npy "
+               "(from --dump-routing) instead of its input; the experts "
+               "still read the input"));
   cl::opt<bool, true> rope(
       "print-rope", cl::location(c.printRope),
       cl::desc("Print the inverse frequencies and cos/sin scale of the first "

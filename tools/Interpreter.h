@@ -52,6 +52,18 @@ struct InterpreterOptions {
   /// The checkpoint folder; when empty, the module's `moe.checkpoint`
   /// attribute names it.
   std::string checkpointDir;
+  /// When not empty, the N-th routing decision evaluated (`moe.router` or
+  /// `moe.moe`, N = 0, 1, ... in evaluation order) writes the tokens it
+  /// ranked, its selection scores (after the bias, before group masking) and
+  /// the k experts it chose to `<dir>/route<N>.x.npy`, `.scores.npy` and
+  /// `.indices.npy`.
+  std::string dumpRoutingDir;
+  /// When not empty, the N-th routing decision ranks the experts for the rows
+  /// of `<dir>/route<N>.x.npy` (f32, the shape of its `x`) instead of its `x`
+  /// operand. Only the routing reads them: the experts of `moe.moe` still see
+  /// `x`. Pins the routing of one pipeline to another's (test/e2e
+  /// check_fp8_routing.py).
+  std::string pinRoutingDir;
 };
 
 /// Evaluates `func` on `args`, one tensor per argument, and returns one tensor
@@ -85,6 +97,10 @@ llvm::Expected<std::vector<int64_t>> parseIntegerList(llvm::StringRef text);
 /// than 32 bits).
 llvm::Error writeNpy(llvm::StringRef path, const InterpTensor &tensor);
 
+/// Reads a little-endian f32 `.npy` file (format 1.0 or 2.0, C order) into a
+/// float tensor; its element type is left null.
+llvm::Expected<InterpTensor> readNpy(llvm::StringRef path);
+
 /// What the `moec-interp` command line asks for.
 struct InterpreterCommand {
   /// A checkpoint folder or a `.mlir` file.
@@ -99,6 +115,10 @@ struct InterpreterCommand {
   std::string checkpoint;
   /// Where to write the logits as `.npy`; empty prints a summary instead.
   std::string dumpLogits;
+  /// InterpreterOptions::dumpRoutingDir.
+  std::string dumpRouting;
+  /// InterpreterOptions::pinRoutingDir.
+  std::string pinRouting;
   /// Prints the inverse frequencies and cos/sin scale of the first `moe.rope`
   /// as JSON instead of running the model.
   bool printRope = false;

@@ -603,6 +603,187 @@ private:
   LogicalResult emitCombine(moe::CombineOp op);
   LogicalResult emitSigmoidGate(moe::SigmoidGateOp op);
   LogicalResult emitDequantize(moe::DequantizeOp op);
+  LogicalResult emitUnary(moe::UnaryOp op);
+  LogicalResult emitBinary(moe::BinaryOp op);
+  LogicalResult emitCompare(moe::CompareOp op);
+  LogicalResult emitSelect(moe::SelectOp op);
+  LogicalResult emitCast(moe::CastOp op);
+  LogicalResult emitSoftmax(moe::SoftmaxOp op);
+  LogicalResult emitReduce(moe::ReduceOp op);
+  LogicalResult emitTopK(moe::TopKOp op);
+  LogicalResult emitTranspose(moe::TransposeOp op);
+  LogicalResult emitBatchMatmul(moe::BatchMatmulOp op);
+  LogicalResult emitGatherElements(moe::GatherElementsOp op);
+  LogicalResult emitScatterElements(moe::ScatterElementsOp op);
+  LogicalResult emitOneHot(moe::OneHotOp op);
+
+  //===--------------------------------------------------------------------===//
+  // Helpers of the generic ops
+  //===--------------------------------------------------------------------===//
+
+  /// The size of dimension `d` of `buf`.
+  Value dimSize(const Buffer &buf, int64_t d) {
+    return d == 0 ? leadingRows(buf) : idx(buf.type.getDimSize(d));
+  }
+  /// The row-major stride of dimension `d` of `buf` (all static: only the
+  /// leading dimension may be dynamic).
+  int64_t stride(const Buffer &buf, int64_t d) {
+    int64_t n = 1;
+    for (int64_t s : buf.type.getShape().drop_front(d + 1))
+      n *= s;
+    return n;
+  }
+  /// The whole of `buf` as a flat memref of its element type, `i1` as the
+  /// bytes (0 or 1) that hold it.
+  Value flatAny(const Buffer &buf) {
+    Type elt = buf.type.getElementType();
+    if (elt.isInteger(1))
+      elt = b.getI8Type();
+    return view(buf, idx(0), {ShapedType::kDynamic}, {numElements(buf)}, elt);
+  }
+  bool isIntBuffer(const Buffer &buf) {
+    return isa<IntegerType>(buf.type.getElementType());
+  }
+  /// Element `i` of an integer buffer (viewed by flatAny) as i64; `i1`
+  /// bytes read as 0 or 1.
+  Value loadI64(const Buffer &buf, Value memref, Value i) {
+    Value raw = memref::LoadOp::create(b, loc, memref, ValueRange{i});
+    if (buf.type.getElementType().isInteger(1))
+      return arith::ExtUIOp::create(b, loc, b.getI64Type(), raw);
+    if (raw.getType().isInteger(64))
+      return raw;
+    return arith::ExtSIOp::create(b, loc, b.getI64Type(), raw);
+  }
+  /// Element `i` of any numeric buffer as f32.
+  Value loadAsF32(const Buffer &buf, Value memref, Value i) {
+    if (!isIntBuffer(buf))
+      return loadF(memref, i);
+    return arith::SIToFPOp::create(b, loc, b.getF32Type(),
+                                   loadI64(buf, memref, i));
+  }
+  /// Stores the i64 `v` into an integer buffer viewed by flatAny (`i1` as
+  /// `v != 0`).
+  void storeI64(const Buffer &buf, Value v, Value memref, Value i) {
+    Type elt = buf.type.getElementType();
+    if (elt.isInteger(1))
+      v = arith::ExtUIOp::create(
+          b, loc, b.getI8Type(),
+          cmpi(arith::CmpIPredicate::ne, v,
+               arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(0))));
+    else if (!elt.isInteger(64))
+      v = arith::TruncIOp::create(b, loc, elt, v);
+    memref::StoreOp::create(b, loc, v, memref, ValueRange{i});
+  }
+  /// A loop nest over every element of `out` in row-major order. `body`
+  /// gets the flat position in `out` and, for each of `ins`, the flat
+  /// position numpy broadcasting reads (shapes aligned on the last
+  /// dimension, size-1 dimensions read index 0).
+  void broadcastNest(const Buffer &out, ArrayRef<const Buffer *> ins,
+                     llvm::function_ref<void(Value, ArrayRef<Value>)> body) {
+    int64_t rank = out.type.getRank();
+    std::function<void(int64_t, Value, SmallVector<Value>)> nest =
+        [&](int64_t d, Value dst, SmallVector<Value> srcs) {
+          if (d == rank) {
+            body(dst, srcs);
+            return;
+          }
+          Value size = dimSize(out, d);
+          loop(idx(0), size, [&](Value i) {
+            SmallVector<Value> next;
+            for (auto [k, in] : llvm::enumerate(ins)) {
+              int64_t j = d - (rank - in->type.getRank());
+              if (j < 0) {
+                next.push_back(srcs[k]);
+                continue;
+              }
+              bool one = in->type.getDimSize(j) == 1;
+              next.push_back(
+                  add(mul(srcs[k], dimSize(*in, j)), one ? idx(0) : i));
+            }
+            nest(d + 1, add(mul(dst, size), i), next);
+          });
+        };
+    nest(0, idx(0), SmallVector<Value>(ins.size(), idx(0)));
+  }
+  /// `pow(a, b)` as onnxruntime computes it for real results: exact for
+  /// the exponents 0, 1, 2 and 0.5, `exp(b · log|a|)` otherwise with the
+  /// sign of an odd integer power of a negative base (NaN for a
+  /// non-integer one).
+  Value powF(Value a, Value e) {
+    Value absA = math::AbsFOp::create(b, loc, a);
+    Value general = exp(mulf(e, math::LogOp::create(b, loc, absA)));
+    Value isInt =
+        cmpf(arith::CmpFPredicate::OEQ, math::FloorOp::create(b, loc, e), e);
+    Value half = mulf(e, f32(0.5));
+    Value odd =
+        arith::AndIOp::create(b, loc, isInt,
+                              cmpf(arith::CmpFPredicate::ONE,
+                                   math::FloorOp::create(b, loc, half), half));
+    Value negative = cmpf(arith::CmpFPredicate::OLT, a, f32(0.0));
+    Value signedPow =
+        select(odd, arith::NegFOp::create(b, loc, general), general);
+    Value result = select(
+        negative,
+        select(isInt, signedPow, f32(std::numeric_limits<double>::quiet_NaN())),
+        general);
+    auto is = [&](double v) {
+      return cmpf(arith::CmpFPredicate::OEQ, e, f32(v));
+    };
+    result = select(is(0.5), math::SqrtOp::create(b, loc, a), result);
+    result = select(is(2.0), mulf(a, a), result);
+    result = select(is(1.0), a, result);
+    return select(is(0.0), f32(1.0), result);
+  }
+  /// Whether `(a, ia)` ranks before `(b, ib)`: higher first, NaN below
+  /// everything, ties to the lower index (the interpreter's `ranksBefore`).
+  Value ranksBefore(Value a, Value ia, Value bv, Value ib) {
+    Value nanA = isNaN(a), nanB = isNaN(bv);
+    Value lower = cmpi(arith::CmpIPredicate::ult, ia, ib);
+    Value byValue = select(cmpf(arith::CmpFPredicate::OEQ, a, bv), lower,
+                           cmpf(arith::CmpFPredicate::OGT, a, bv));
+    Value oneNaN = arith::OrIOp::create(b, loc, nanA, nanB);
+    return select(arith::AndIOp::create(b, loc, nanA, nanB), lower,
+                  select(oneNaN, nanB, byValue));
+  }
+  /// The position of `x` that index `at` of dimension `dim` addresses from
+  /// `base` (negative indices count from the end; out-of-range ones are
+  /// clamped so that a bad index cannot reach outside the buffer).
+  Value elementAt(const Buffer &x, int64_t dim, Value base, Value at) {
+    int64_t size = x.type.getDimSize(dim);
+    Value i64Size =
+        arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(size));
+    Value zero = arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(0));
+    at = select(cmpi(arith::CmpIPredicate::slt, at, zero), addI64(at, i64Size),
+                at);
+    at = arith::MaxSIOp::create(
+        b, loc,
+        arith::MinSIOp::create(
+            b, loc, at,
+            arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(size - 1))),
+        zero);
+    return add(base, mul(toIndex(at), idx(stride(x, dim))));
+  }
+  Value addI64(Value a, Value c) { return arith::AddIOp::create(b, loc, a, c); }
+  /// Loops over every element of `indices` of `x` (same rank), giving the
+  /// flat position in `indices` and the position in `x` of its row, with
+  /// dimension `dim` left at 0.
+  void elementNest(const Buffer &indices, const Buffer &x, int64_t dim,
+                   llvm::function_ref<void(Value, Value)> body) {
+    int64_t rank = indices.type.getRank();
+    std::function<void(int64_t, Value, Value)> nest = [&](int64_t d, Value i,
+                                                          Value base) {
+      if (d == rank) {
+        body(i, base);
+        return;
+      }
+      loop(idx(0), dimSize(indices, d), [&](Value j) {
+        nest(d + 1, add(mul(i, dimSize(indices, d)), j),
+             d == dim ? base : add(base, mul(j, idx(stride(x, d)))));
+      });
+    };
+    nest(0, idx(0), idx(0));
+  }
+
   LogicalResult checkScheme(BlockScaleAttr act, BlockScaleAttr weight,
                             int64_t &block);
 
@@ -728,6 +909,19 @@ LogicalResult StepEmitter::emitOp() {
                               bufferOf(o.getScale()), o.getScheme());
       })
       .Case([&](moe::DequantizeOp o) { return emitDequantize(o); })
+      .Case([&](moe::UnaryOp o) { return emitUnary(o); })
+      .Case([&](moe::BinaryOp o) { return emitBinary(o); })
+      .Case([&](moe::CompareOp o) { return emitCompare(o); })
+      .Case([&](moe::SelectOp o) { return emitSelect(o); })
+      .Case([&](moe::CastOp o) { return emitCast(o); })
+      .Case([&](moe::SoftmaxOp o) { return emitSoftmax(o); })
+      .Case([&](moe::ReduceOp o) { return emitReduce(o); })
+      .Case([&](moe::TopKOp o) { return emitTopK(o); })
+      .Case([&](moe::TransposeOp o) { return emitTranspose(o); })
+      .Case([&](moe::BatchMatmulOp o) { return emitBatchMatmul(o); })
+      .Case([&](moe::GatherElementsOp o) { return emitGatherElements(o); })
+      .Case([&](moe::ScatterElementsOp o) { return emitScatterElements(o); })
+      .Case([&](moe::OneHotOp o) { return emitOneHot(o); })
       .Default(
           [&](Operation *) { return fail("the op has no cpu kernel (yet)"); });
 }
@@ -1157,6 +1351,436 @@ LogicalResult StepEmitter::emitExpand(moe::ExpandOp o) {
 }
 
 //===----------------------------------------------------------------------===//
+// Generic token-wise ops (scalar loops, as the interpreter computes them)
+//===----------------------------------------------------------------------===//
+
+LogicalResult StepEmitter::emitUnary(moe::UnaryOp o) {
+  const Buffer &x = bufferOf(o.getX()), &out = bufferOf(o.getResult());
+  if (failed(checkFloat(o.getX(), "x")))
+    return failure();
+  Value xf = flat(x), of = flat(out);
+  moe::UnaryKind kind = o.getKind();
+  loop(idx(0), numElements(x), [&](Value i) {
+    Value v = loadF(xf, i), r;
+    switch (kind) {
+    case moe::UnaryKind::neg:
+      r = arith::NegFOp::create(b, loc, v);
+      break;
+    case moe::UnaryKind::abs:
+      r = math::AbsFOp::create(b, loc, v);
+      break;
+    case moe::UnaryKind::sqrt:
+      r = math::SqrtOp::create(b, loc, v);
+      break;
+    case moe::UnaryKind::reciprocal:
+      r = divf(f32(1.0), v);
+      break;
+    case moe::UnaryKind::exp:
+      r = exp(v);
+      break;
+    case moe::UnaryKind::log:
+      r = math::LogOp::create(b, loc, v);
+      break;
+    case moe::UnaryKind::tanh:
+      r = math::TanhOp::create(b, loc, v);
+      break;
+    case moe::UnaryKind::sigmoid:
+      r = sigmoid(v);
+      break;
+    case moe::UnaryKind::relu:
+      // NaN stays NaN, as in the interpreter.
+      r = select(cmpf(arith::CmpFPredicate::UGT, v, f32(0.0)), v, f32(0.0));
+      break;
+    }
+    storeF(r, of, i);
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitBinary(moe::BinaryOp o) {
+  const Buffer &l = bufferOf(o.getLhs()), &r = bufferOf(o.getRhs()),
+               &out = bufferOf(o.getResult());
+  if (failed(checkFloat(o.getLhs(), "lhs")) ||
+      failed(checkFloat(o.getRhs(), "rhs")))
+    return failure();
+  Value lf = flat(l), rf = flat(r), of = flat(out);
+  moe::BinaryKind kind = o.getKind();
+  broadcastNest(out, {&l, &r}, [&](Value dst, ArrayRef<Value> srcs) {
+    Value a = loadF(lf, srcs[0]), c = loadF(rf, srcs[1]), v;
+    switch (kind) {
+    case moe::BinaryKind::add:
+      v = addf(a, c);
+      break;
+    case moe::BinaryKind::sub:
+      v = subf(a, c);
+      break;
+    case moe::BinaryKind::mul:
+      v = mulf(a, c);
+      break;
+    case moe::BinaryKind::div:
+      v = divf(a, c);
+      break;
+    case moe::BinaryKind::pow:
+      v = powF(a, c);
+      break;
+    case moe::BinaryKind::max:
+      v = arith::MaximumFOp::create(b, loc, a, c);
+      break;
+    case moe::BinaryKind::min:
+      v = arith::MinimumFOp::create(b, loc, a, c);
+      break;
+    }
+    storeF(v, of, dst);
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitCompare(moe::CompareOp o) {
+  const Buffer &l = bufferOf(o.getLhs()), &r = bufferOf(o.getRhs()),
+               &out = bufferOf(o.getResult());
+  bool integer = isIntBuffer(l);
+  if (!integer && (failed(checkFloat(o.getLhs(), "lhs")) ||
+                   failed(checkFloat(o.getRhs(), "rhs"))))
+    return failure();
+  Value lf = integer ? flatAny(l) : flat(l),
+        rf = integer ? flatAny(r) : flat(r);
+  Value of = flatAny(out);
+  moe::ComparePredicate p = o.getPredicate();
+  broadcastNest(out, {&l, &r}, [&](Value dst, ArrayRef<Value> srcs) {
+    Value v;
+    if (integer) {
+      arith::CmpIPredicate pred = arith::CmpIPredicate::eq;
+      switch (p) {
+      case moe::ComparePredicate::eq:
+        pred = arith::CmpIPredicate::eq;
+        break;
+      case moe::ComparePredicate::ne:
+        pred = arith::CmpIPredicate::ne;
+        break;
+      case moe::ComparePredicate::lt:
+        pred = arith::CmpIPredicate::slt;
+        break;
+      case moe::ComparePredicate::le:
+        pred = arith::CmpIPredicate::sle;
+        break;
+      case moe::ComparePredicate::gt:
+        pred = arith::CmpIPredicate::sgt;
+        break;
+      case moe::ComparePredicate::ge:
+        pred = arith::CmpIPredicate::sge;
+        break;
+      }
+      v = cmpi(pred, loadI64(l, lf, srcs[0]), loadI64(r, rf, srcs[1]));
+    } else {
+      arith::CmpFPredicate pred = arith::CmpFPredicate::OEQ;
+      switch (p) {
+      case moe::ComparePredicate::eq:
+        pred = arith::CmpFPredicate::OEQ;
+        break;
+      case moe::ComparePredicate::ne:
+        pred = arith::CmpFPredicate::UNE;
+        break;
+      case moe::ComparePredicate::lt:
+        pred = arith::CmpFPredicate::OLT;
+        break;
+      case moe::ComparePredicate::le:
+        pred = arith::CmpFPredicate::OLE;
+        break;
+      case moe::ComparePredicate::gt:
+        pred = arith::CmpFPredicate::OGT;
+        break;
+      case moe::ComparePredicate::ge:
+        pred = arith::CmpFPredicate::OGE;
+        break;
+      }
+      v = cmpf(pred, loadF(lf, srcs[0]), loadF(rf, srcs[1]));
+    }
+    memref::StoreOp::create(b, loc,
+                            arith::ExtUIOp::create(b, loc, b.getI8Type(), v),
+                            of, ValueRange{dst});
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitSelect(moe::SelectOp o) {
+  const Buffer &c = bufferOf(o.getCondition()), &t = bufferOf(o.getOnTrue()),
+               &f = bufferOf(o.getOnFalse()), &out = bufferOf(o.getResult());
+  if (failed(checkFloat(o.getOnTrue(), "on_true")) ||
+      failed(checkFloat(o.getOnFalse(), "on_false")))
+    return failure();
+  Value cf = flatAny(c), tf = flat(t), ff = flat(f), of = flat(out);
+  broadcastNest(out, {&c, &t, &f}, [&](Value dst, ArrayRef<Value> srcs) {
+    Value cond =
+        cmpi(arith::CmpIPredicate::ne, loadI64(c, cf, srcs[0]),
+             arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(0)));
+    storeF(select(cond, loadF(tf, srcs[1]), loadF(ff, srcs[2])), of, dst);
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitCast(moe::CastOp o) {
+  const Buffer &x = bufferOf(o.getX()), &out = bufferOf(o.getResult());
+  bool fromInt = isIntBuffer(x), toInt = isIntBuffer(out);
+  if ((!fromInt && failed(checkFloat(o.getX(), "x"))) ||
+      (!toInt && failed(checkFloat(o.getResult(), "result"))))
+    return failure();
+  Value xf = fromInt ? flatAny(x) : flat(x);
+  Value of = toInt ? flatAny(out) : flat(out);
+  loop(idx(0), numElements(x), [&](Value i) {
+    if (!toInt) {
+      storeF(loadAsF32(x, xf, i), of, i);
+      return;
+    }
+    Value v;
+    if (fromInt) {
+      v = loadI64(x, xf, i);
+    } else {
+      Value f = loadF(xf, i);
+      // fptosi of NaN is poison: NaN casts to 0, as in the interpreter.
+      Value safe = select(isNaN(f), f32(0.0), f);
+      v = out.type.getElementType().isInteger(1)
+              ? arith::ExtUIOp::create(
+                    b, loc, b.getI64Type(),
+                    cmpf(arith::CmpFPredicate::UNE, f, f32(0.0)))
+              : arith::FPToSIOp::create(b, loc, b.getI64Type(), safe)
+                    .getResult();
+    }
+    storeI64(out, v, of, i);
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitSoftmax(moe::SoftmaxOp o) {
+  const Buffer &x = bufferOf(o.getX()), &out = bufferOf(o.getResult());
+  if (failed(checkFloat(o.getX(), "x")))
+    return failure();
+  int64_t dim = x.type.getShape().back();
+  Value xf = flat(x), of = flat(out);
+  Value ninf = f32(-std::numeric_limits<double>::infinity());
+  loop(idx(0), divu(numElements(x), idx(dim)), [&](Value r) {
+    Value base = mul(r, idx(dim));
+    Value max = loopCarry(
+        idx(0), idx(dim), ValueRange{ninf},
+        [&](Value i, ValueRange a) -> SmallVector<Value> {
+          Value v = loadF(xf, add(base, i));
+          return {select(cmpf(arith::CmpFPredicate::OLT, a[0], v), v, a[0])};
+        })[0];
+    Value sum = loopCarry(
+        idx(0), idx(dim), ValueRange{f32(0.0)},
+        [&](Value i, ValueRange a) -> SmallVector<Value> {
+          return {addf(a[0], exp(subf(loadF(xf, add(base, i)), max)))};
+        })[0];
+    loop(idx(0), idx(dim), [&](Value i) {
+      Value at = add(base, i);
+      storeF(divf(exp(subf(loadF(xf, at), max)), sum), of, at);
+    });
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitReduce(moe::ReduceOp o) {
+  const Buffer &x = bufferOf(o.getX()), &out = bufferOf(o.getResult());
+  if (failed(checkFloat(o.getX(), "x")))
+    return failure();
+  ArrayRef<int64_t> dims = o.getDims();
+  moe::ReduceKind kind = o.getKind();
+  int64_t rank = x.type.getRank(), count = 1;
+  SmallVector<int64_t> kept;
+  for (int64_t d = 0; d < rank; ++d) {
+    if (llvm::is_contained(dims, d))
+      count *= x.type.getDimSize(d);
+    else
+      kept.push_back(d);
+  }
+  Value xf = flat(x), of = flat(out);
+  double init = kind == moe::ReduceKind::max
+                    ? -std::numeric_limits<double>::infinity()
+                    : (kind == moe::ReduceKind::min
+                           ? std::numeric_limits<double>::infinity()
+                           : 0.0);
+  // The reduced dimensions, innermost loops carrying the accumulator, in
+  // index order as the interpreter sums.
+  std::function<Value(size_t, Value, Value)> reduce = [&](size_t k, Value base,
+                                                          Value acc) -> Value {
+    if (k == dims.size()) {
+      Value v = loadF(xf, base);
+      switch (kind) {
+      case moe::ReduceKind::sum:
+      case moe::ReduceKind::mean:
+        return addf(acc, v);
+      case moe::ReduceKind::max:
+        return arith::MaximumFOp::create(b, loc, acc, v);
+      case moe::ReduceKind::min:
+        return arith::MinimumFOp::create(b, loc, acc, v);
+      }
+      llvm_unreachable("unknown reduce kind");
+    }
+    int64_t d = dims[k];
+    return loopCarry(
+        idx(0), idx(x.type.getDimSize(d)), ValueRange{acc},
+        [&](Value i, ValueRange a) -> SmallVector<Value> {
+          return {reduce(k + 1, add(base, mul(i, idx(stride(x, d)))), a[0])};
+        })[0];
+  };
+  std::function<void(size_t, Value, Value)> outer = [&](size_t k, Value dst,
+                                                        Value base) {
+    if (k == kept.size()) {
+      Value acc = reduce(0, base, f32(init));
+      if (kind == moe::ReduceKind::mean)
+        acc = divf(acc, f32(double(count)));
+      storeF(acc, of, dst);
+      return;
+    }
+    int64_t d = kept[k];
+    Value size = dimSize(x, d);
+    loop(idx(0), size, [&](Value i) {
+      outer(k + 1, add(mul(dst, size), i),
+            add(base, mul(i, idx(stride(x, d)))));
+    });
+  };
+  outer(0, idx(0), idx(0));
+  return success();
+}
+
+LogicalResult StepEmitter::emitTopK(moe::TopKOp o) {
+  const Buffer &x = bufferOf(o.getX()), &values = bufferOf(o.getValues()),
+               &indices = bufferOf(o.getIndices());
+  if (failed(checkFloat(o.getX(), "x")))
+    return failure();
+  int64_t dim = x.type.getShape().back(), k = o.getK();
+  Value xf = flat(x), vf = flat(values), inf = flatAny(indices);
+  loop(idx(0), divu(numElements(x), idx(dim)), [&](Value r) {
+    Value base = mul(r, idx(dim));
+    // Pick j is the best element that ranks after pick j - 1 (the order is
+    // total: value, then index), so no element is picked twice.
+    loopCarry(
+        idx(0), idx(k), ValueRange{f32(0.0), idx(dim)},
+        [&](Value j, ValueRange prev) -> SmallVector<Value> {
+          Value first = cmpi(arith::CmpIPredicate::eq, j, idx(0));
+          SmallVector<Value> best = loopCarry(
+              idx(0), idx(dim), ValueRange{f32(0.0), idx(dim)},
+              [&](Value i, ValueRange acc) -> SmallVector<Value> {
+                Value v = loadF(xf, add(base, i));
+                Value after = arith::OrIOp::create(
+                    b, loc, first, ranksBefore(prev[0], prev[1], v, i));
+                Value none = cmpi(arith::CmpIPredicate::eq, acc[1], idx(dim));
+                Value better = arith::AndIOp::create(
+                    b, loc, after,
+                    arith::OrIOp::create(b, loc, none,
+                                         ranksBefore(v, i, acc[0], acc[1])));
+                return {select(better, v, acc[0]), select(better, i, acc[1])};
+              });
+          Value at = add(mul(r, idx(k)), j);
+          storeF(best[0], vf, at);
+          storeI64(indices,
+                   arith::IndexCastOp::create(b, loc, b.getI64Type(), best[1]),
+                   inf, at);
+          return best;
+        });
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitTranspose(moe::TransposeOp o) {
+  const Buffer &x = bufferOf(o.getX()), &out = bufferOf(o.getResult());
+  ArrayRef<int64_t> perm = o.getPermutation();
+  Value xf = flat(x), of = flat(out);
+  int64_t rank = out.type.getRank();
+  std::function<void(int64_t, Value, Value)> nest = [&](int64_t d, Value dst,
+                                                        Value src) {
+    if (d == rank) {
+      storeF(loadF(xf, src), of, dst);
+      return;
+    }
+    Value size = dimSize(out, d);
+    loop(idx(0), size, [&](Value i) {
+      nest(d + 1, add(mul(dst, size), i),
+           add(src, mul(i, idx(stride(x, perm[d])))));
+    });
+  };
+  nest(0, idx(0), idx(0));
+  return success();
+}
+
+LogicalResult StepEmitter::emitBatchMatmul(moe::BatchMatmulOp o) {
+  const Buffer &l = bufferOf(o.getLhs()), &r = bufferOf(o.getRhs()),
+               &out = bufferOf(o.getResult());
+  if (failed(checkFloat(o.getLhs(), "lhs")) ||
+      failed(checkFloat(o.getRhs(), "rhs")))
+    return failure();
+  int64_t rank = l.type.getRank();
+  int64_t m = l.type.getDimSize(rank - 2), k = l.type.getDimSize(rank - 1);
+  int64_t n = r.type.getDimSize(rank - 1);
+  Value lf = flat(l), rf = flat(r), of = flat(out);
+  Value batches = divu(numElements(l), idx(m * k));
+  loop(idx(0), batches, [&](Value bi) {
+    loop(idx(0), idx(m), [&](Value i) {
+      Value lRow = mul(add(mul(bi, idx(m)), i), idx(k));
+      loop(idx(0), idx(n), [&](Value j) {
+        Value acc = loopCarry(
+            idx(0), idx(k), ValueRange{f32(0.0)},
+            [&](Value p, ValueRange a) -> SmallVector<Value> {
+              Value rAt = add(mul(add(mul(bi, idx(k)), p), idx(n)), j);
+              return {
+                  addf(a[0], mulf(loadF(lf, add(lRow, p)), loadF(rf, rAt)))};
+            })[0];
+        storeF(acc, of, add(mul(add(mul(bi, idx(m)), i), idx(n)), j));
+      });
+    });
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitGatherElements(moe::GatherElementsOp o) {
+  const Buffer &x = bufferOf(o.getX()), &indices = bufferOf(o.getIndices()),
+               &out = bufferOf(o.getResult());
+  int64_t dim = o.getDim();
+  Value xf = flat(x), inf = flatAny(indices), of = flat(out);
+  elementNest(indices, x, dim, [&](Value i, Value base) {
+    Value at = elementAt(x, dim, base, loadI64(indices, inf, i));
+    storeF(loadF(xf, at), of, i);
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitScatterElements(moe::ScatterElementsOp o) {
+  const Buffer &x = bufferOf(o.getX()), &indices = bufferOf(o.getIndices()),
+               &updates = bufferOf(o.getUpdates()),
+               &out = bufferOf(o.getResult());
+  int64_t dim = o.getDim();
+  Value xf = flat(x), inf = flatAny(indices), uf = flat(updates),
+        of = flat(out);
+  loop(idx(0), numElements(x), [&](Value i) { storeF(loadF(xf, i), of, i); });
+  // In index order, so the last update of an element wins.
+  elementNest(indices, x, dim, [&](Value i, Value base) {
+    Value at = elementAt(x, dim, base, loadI64(indices, inf, i));
+    storeF(loadF(uf, i), of, at);
+  });
+  return success();
+}
+
+LogicalResult StepEmitter::emitOneHot(moe::OneHotOp o) {
+  const Buffer &indices = bufferOf(o.getIndices()),
+               &out = bufferOf(o.getResult());
+  int64_t depth = out.type.getShape().back();
+  Value inf = flatAny(indices), of = flat(out);
+  Value on = f32(o.getOnValue().convertToDouble());
+  Value off = f32(o.getOffValue().convertToDouble());
+  Value d64 = arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(depth));
+  Value zero = arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(0));
+  loop(idx(0), numElements(indices), [&](Value i) {
+    Value at = loadI64(indices, inf, i);
+    at = select(cmpi(arith::CmpIPredicate::slt, at, zero), addI64(at, d64), at);
+    loop(idx(0), idx(depth), [&](Value c) {
+      Value hit = cmpi(arith::CmpIPredicate::eq, at,
+                       arith::IndexCastOp::create(b, loc, b.getI64Type(), c));
+      storeF(select(hit, on, off), of, add(mul(i, idx(depth)), c));
+    });
+  });
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // Routing and experts
 //===----------------------------------------------------------------------===//
 
@@ -1423,6 +2047,9 @@ LogicalResult StepEmitter::emitDequantize(moe::DequantizeOp o) {
   BlockScaleAttr scheme = o.getScheme();
   if (scheme.getPlacement() != moe::ScalePlacement::row_major)
     return fail("only row-major block scales are supported");
+  if (scheme.isInteger())
+    return fail("integer codes (u8, u4) are dequantized when the artifact "
+                "is written (weights only), not by a kernel");
   auto [batches, rows, cols] = matrixOf(x);
   if (cols < 0)
     return fail("cannot dequantize a 1-d dynamic tensor");

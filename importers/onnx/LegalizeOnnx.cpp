@@ -11,6 +11,7 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/Path.h"
@@ -107,8 +108,14 @@ LogicalResult buildMatmul(NodeOp node, PatternRewriter &rewriter, Value x,
   return success();
 }
 
+LogicalResult rewriteBatchMatmul(NodeOp node, PatternRewriter &rewriter,
+                                 std::string &why);
+
 LogicalResult rewriteMatMul(NodeOp node, PatternRewriter &rewriter,
                             std::string &why) {
+  Value rhs = node.getInputOrNull(1);
+  if (!matchMatMulWeight(rhs) && !getInitializer(rhs))
+    return rewriteBatchMatmul(node, rewriter, why);
   return buildMatmul(node, rewriter, node.getInputOrNull(0),
                      matchMatMulWeight(node.getInputOrNull(1)), std::nullopt,
                      why);
@@ -197,6 +204,549 @@ LogicalResult rewriteBiasAdd(NodeOp node, PatternRewriter &rewriter,
 // Elementwise
 //===----------------------------------------------------------------------===//
 
+/// Explains why `type`, the type of a node's input or result, cannot be a
+/// `moe` tensor, or returns false when it can.
+bool notTokenMajor(Type type, StringRef what, std::string &why) {
+  auto ranked = dyn_cast_or_null<RankedTensorType>(type);
+  if (!ranked) {
+    why = llvm::formatv("{0} has no ranked type ({1}); run "
+                        "onnx.shape_inference if value_info is missing",
+                        what, type);
+    return true;
+  }
+  if (ranked.getRank() == 0 ||
+      ShapedType::isStaticShape(ranked.getShape().drop_front()))
+    return false;
+  why = llvm::formatv(
+      "{0} has type {1}, dynamic in a dimension other than the leading "
+      "(token) one: moe tensors hold the tokens in dimension 0 only, so a "
+      "[T, T] tensor such as attention scores cannot exist (attention "
+      "imports only as a recognised subgraph, moe.attention)",
+      what, ranked);
+  return true;
+}
+
+/// Checks every input and result type of `node` with notTokenMajor.
+bool nodeNotTokenMajor(NodeOp node, std::string &why) {
+  for (auto [i, input] : llvm::enumerate(node.getInputs()))
+    if (!isa<NoneType>(input.getType()) &&
+        notTokenMajor(input.getType(), ("input #" + Twine(i)).str(), why))
+      return true;
+  for (auto [i, result] : llvm::enumerate(node.getResults()))
+    if (!isa<NoneType>(result.getType()) &&
+        notTokenMajor(result.getType(), ("result #" + Twine(i)).str(), why))
+      return true;
+  return false;
+}
+
+/// The numpy broadcast of `types` as a `moe` shape: a dynamic dimension
+/// only in the leading (token) position, coming from operands of the full
+/// rank. Sets `why` otherwise.
+std::optional<SmallVector<int64_t>>
+broadcastShape(ArrayRef<RankedTensorType> types, std::string &why) {
+  int64_t rank = 0;
+  for (RankedTensorType t : types)
+    rank = std::max(rank, t.getRank());
+  SmallVector<int64_t> out(rank, 1);
+  for (RankedTensorType t : types) {
+    int64_t shift = rank - t.getRank();
+    for (int64_t i = 0; i < t.getRank(); ++i) {
+      int64_t d = t.getDimSize(i), &o = out[shift + i];
+      if (ShapedType::isDynamic(d) && shift + i != 0) {
+        why = llvm::formatv("broadcasting moves the token dimension of {0} "
+                            "to dimension {1} of the result",
+                            t, shift + i);
+        return std::nullopt;
+      }
+      if (d == 1 || d == o)
+        continue;
+      if (o != 1) {
+        why = "the operand shapes do not broadcast:";
+        for (RankedTensorType u : types)
+          why += " " + formatShape(u.getShape());
+        return std::nullopt;
+      }
+      o = d;
+    }
+  }
+  return out;
+}
+
+/// Builds `OpTy` on the broadcast of `node`'s inputs `inputs` with a result
+/// of element type `element`.
+template <typename OpTy>
+LogicalResult buildBroadcast(NodeOp node, PatternRewriter &rewriter,
+                             ArrayRef<unsigned> inputs, Type element,
+                             std::string &why,
+                             ArrayRef<NamedAttribute> attrs = {}) {
+  SmallVector<RankedTensorType> types;
+  for (unsigned i : inputs)
+    types.push_back(getRanked(node.getInputOrNull(i)));
+  std::optional<SmallVector<int64_t>> shape = broadcastShape(types, why);
+  if (!shape)
+    return failure();
+  auto type = RankedTensorType::get(*shape, element);
+  if (!canReplaceWith(node.getResult(0), type, why))
+    return failure();
+  Location loc = node.getLoc();
+  SmallVector<Value> operands;
+  for (unsigned i : inputs)
+    operands.push_back(operand(rewriter, loc, node.getInputOrNull(i)));
+  auto op = OpTy::create(rewriter, loc, TypeRange{type}, operands, attrs);
+  rewriter.replaceOp(node, op->getResults());
+  return success();
+}
+
+/// The ONNX ops of `moe.unary`, `moe.binary` and `moe.compare`.
+std::optional<moe::UnaryKind> unaryKind(NodeOp node) {
+  return llvm::StringSwitch<std::optional<moe::UnaryKind>>(node.getOpType())
+      .Case("Neg", moe::UnaryKind::neg)
+      .Case("Abs", moe::UnaryKind::abs)
+      .Case("Sqrt", moe::UnaryKind::sqrt)
+      .Case("Reciprocal", moe::UnaryKind::reciprocal)
+      .Case("Exp", moe::UnaryKind::exp)
+      .Case("Log", moe::UnaryKind::log)
+      .Case("Tanh", moe::UnaryKind::tanh)
+      .Case("Sigmoid", moe::UnaryKind::sigmoid)
+      .Case("Relu", moe::UnaryKind::relu)
+      .Default(std::nullopt);
+}
+std::optional<moe::BinaryKind> binaryKind(NodeOp node) {
+  return llvm::StringSwitch<std::optional<moe::BinaryKind>>(node.getOpType())
+      .Case("Add", moe::BinaryKind::add)
+      .Case("Sub", moe::BinaryKind::sub)
+      .Case("Mul", moe::BinaryKind::mul)
+      .Case("Div", moe::BinaryKind::div)
+      .Case("Pow", moe::BinaryKind::pow)
+      .Case("Max", moe::BinaryKind::max)
+      .Case("Min", moe::BinaryKind::min)
+      .Default(std::nullopt);
+}
+std::optional<moe::ComparePredicate> comparePredicate(NodeOp node) {
+  return llvm::StringSwitch<std::optional<moe::ComparePredicate>>(
+             node.getOpType())
+      .Case("Equal", moe::ComparePredicate::eq)
+      .Case("Less", moe::ComparePredicate::lt)
+      .Case("LessOrEqual", moe::ComparePredicate::le)
+      .Case("Greater", moe::ComparePredicate::gt)
+      .Case("GreaterOrEqual", moe::ComparePredicate::ge)
+      .Default(std::nullopt);
+}
+
+LogicalResult rewriteUnary(NodeOp node, PatternRewriter &rewriter,
+                           std::string &why) {
+  RankedTensorType x = floatInput(node, 0, why);
+  if (!x || nodeNotTokenMajor(node, why) ||
+      !canReplaceWith(node.getResult(0), x, why))
+    return failure();
+  auto op = moe::UnaryOp::create(rewriter, node.getLoc(), x, *unaryKind(node),
+                                 node.getInputOrNull(0));
+  rewriter.replaceOp(node, op.getResult());
+  return success();
+}
+
+/// Sub, Div, Pow, Max, Min, and Add/Mul of different types: `moe.binary`.
+LogicalResult rewriteBinary(NodeOp node, PatternRewriter &rewriter,
+                            std::string &why) {
+  if (node.getInputs().size() != 2) {
+    why = llvm::formatv("{0} of {1} inputs has no moe equivalent (moe.binary "
+                        "takes two)",
+                        node.getOpType(), node.getInputs().size());
+    return failure();
+  }
+  RankedTensorType lhs = floatInput(node, 0, why);
+  RankedTensorType rhs = lhs ? floatInput(node, 1, why) : RankedTensorType();
+  if (!lhs || !rhs || nodeNotTokenMajor(node, why))
+    return failure();
+  if (lhs.getElementType() != rhs.getElementType()) {
+    why = llvm::formatv("the operands have different element types ({0} and "
+                        "{1}); moe.binary takes one",
+                        lhs.getElementType(), rhs.getElementType());
+    return failure();
+  }
+  return buildBroadcast<moe::BinaryOp>(
+      node, rewriter, {0, 1}, lhs.getElementType(), why,
+      rewriter.getNamedAttr(
+          "kind",
+          moe::BinaryKindAttr::get(rewriter.getContext(), *binaryKind(node))));
+}
+
+LogicalResult rewriteCompare(NodeOp node, PatternRewriter &rewriter,
+                             std::string &why) {
+  RankedTensorType lhs = getRanked(node.getInputOrNull(0));
+  RankedTensorType rhs = getRanked(node.getInputOrNull(1));
+  if (nodeNotTokenMajor(node, why))
+    return failure();
+  auto signless = [](Type t) {
+    return isa<FloatType>(t) || t.isSignlessInteger();
+  };
+  if (lhs.getElementType() != rhs.getElementType() ||
+      !signless(lhs.getElementType())) {
+    why = llvm::formatv("moe.compare takes two float or two signless integer "
+                        "operands of one type, not {0} and {1}",
+                        lhs.getElementType(), rhs.getElementType());
+    return failure();
+  }
+  return buildBroadcast<moe::CompareOp>(
+      node, rewriter, {0, 1}, rewriter.getI1Type(), why,
+      rewriter.getNamedAttr(
+          "predicate", moe::ComparePredicateAttr::get(
+                           rewriter.getContext(), *comparePredicate(node))));
+}
+
+LogicalResult rewriteWhere(NodeOp node, PatternRewriter &rewriter,
+                           std::string &why) {
+  if (nodeNotTokenMajor(node, why))
+    return failure();
+  RankedTensorType cond = getRanked(node.getInputOrNull(0));
+  RankedTensorType x = floatInput(node, 1, why);
+  RankedTensorType y = x ? floatInput(node, 2, why) : RankedTensorType();
+  if (!x || !y)
+    return failure();
+  if (!cond.getElementType().isInteger(1) ||
+      x.getElementType() != y.getElementType()) {
+    why = "moe.select takes a bool condition and two float operands of one "
+          "type";
+    return failure();
+  }
+  return buildBroadcast<moe::SelectOp>(node, rewriter, {0, 1, 2},
+                                       x.getElementType(), why);
+}
+
+LogicalResult rewriteIdentity(NodeOp node, PatternRewriter &rewriter,
+                              std::string &why);
+
+/// Cast to another element type: `moe.cast` (floats and signless integers).
+LogicalResult rewriteCast(NodeOp node, PatternRewriter &rewriter,
+                          std::string &why) {
+  RankedTensorType in = getRanked(node.getInputOrNull(0));
+  RankedTensorType out = getRanked(node.getResult(0));
+  if (in && out && in.getElementType() == out.getElementType())
+    return rewriteIdentity(node, rewriter, why);
+  if (nodeNotTokenMajor(node, why))
+    return failure();
+  auto numeric = [](Type t) {
+    return isa<FloatType>(t) || t.isSignlessInteger();
+  };
+  if (!numeric(in.getElementType()) || !numeric(out.getElementType())) {
+    why = llvm::formatv("moe.cast converts floats and signless integers, not "
+                        "{0} to {1}",
+                        in.getElementType(), out.getElementType());
+    return failure();
+  }
+  auto type = RankedTensorType::get(in.getShape(), out.getElementType());
+  if (!canReplaceWith(node.getResult(0), type, why))
+    return failure();
+  auto cast = moe::CastOp::create(
+      rewriter, node.getLoc(), type,
+      operand(rewriter, node.getLoc(), node.getInputOrNull(0)));
+  rewriter.replaceOp(node, cast.getResult());
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Rows: softmax, reductions, top-k, element gathers
+//===----------------------------------------------------------------------===//
+
+/// `axis` (negative from the end) as a dimension of a rank-`rank` tensor.
+int64_t normalizeAxis(int64_t axis, int64_t rank) {
+  return axis < 0 ? axis + rank : axis;
+}
+
+LogicalResult rewriteSoftmax(NodeOp node, PatternRewriter &rewriter,
+                             std::string &why) {
+  RankedTensorType x = floatInput(node, 0, why);
+  if (!x || nodeNotTokenMajor(node, why))
+    return failure();
+  // Before opset 13 the default axis is 1 and the input is coerced to 2-d
+  // at `axis`, which is the last-axis softmax when `axis` is the last.
+  int64_t axis = normalizeAxis(
+      getIntAttr(node, "axis", node.getVersion() < 13 ? 1 : -1), x.getRank());
+  if (axis != x.getRank() - 1 || x.getRank() < 2) {
+    why = llvm::formatv("only a Softmax over the last axis of a [tokens, ...] "
+                        "tensor (moe.softmax) has a moe equivalent, not over "
+                        "axis {0} of {1}",
+                        axis, formatShape(x.getShape()));
+    return failure();
+  }
+  if (!canReplaceWith(node.getResult(0), x, why))
+    return failure();
+  auto op = moe::SoftmaxOp::create(rewriter, node.getLoc(), x,
+                                   node.getInputOrNull(0));
+  rewriter.replaceOp(node, op.getResult());
+  return success();
+}
+
+/// ReduceSum/Mean/Max/Min over non-token axes (attribute before opset 13
+/// for ReduceSum and 18 for the others, input from then on).
+LogicalResult rewriteReduce(NodeOp node, PatternRewriter &rewriter,
+                            std::string &why) {
+  RankedTensorType x = floatInput(node, 0, why);
+  if (!x || nodeNotTokenMajor(node, why))
+    return failure();
+  StringRef opType = node.getOpType();
+  std::optional<SmallVector<int64_t>> axes =
+      getAxes(node, 1, opType == "ReduceSum" ? 13 : 18);
+  bool hasAxesInput = node.getInputs().size() > 1 &&
+                      !isa<NoneType>(node.getInputs()[1].getType());
+  if (!axes && hasAxesInput) {
+    why = "the axes are not constant";
+    return failure();
+  }
+  if (!axes || axes->empty()) {
+    if (getIntAttr(node, "noop_with_empty_axes", 0)) {
+      if (!canReplaceWith(node.getResult(0), x, why))
+        return failure();
+      rewriter.replaceOp(node, node.getInputOrNull(0));
+      return success();
+    }
+    why = "reducing every axis includes the token dimension, which no moe "
+          "op reduces";
+    return failure();
+  }
+  SmallVector<int64_t> dims;
+  for (int64_t a : *axes)
+    dims.push_back(normalizeAxis(a, x.getRank()));
+  llvm::sort(dims);
+  dims.erase(std::unique(dims.begin(), dims.end()), dims.end());
+  if (dims.front() <= 0 || dims.back() >= x.getRank()) {
+    why = llvm::formatv("only reductions over non-token axes (moe.reduce) "
+                        "have a moe equivalent, not axes {0} of {1}",
+                        formatShape(*axes), formatShape(x.getShape()));
+    return failure();
+  }
+  bool keep = getIntAttr(node, "keepdims", 1) != 0;
+  SmallVector<int64_t> shape;
+  for (int64_t i = 0; i < x.getRank(); ++i) {
+    if (!llvm::is_contained(dims, i))
+      shape.push_back(x.getDimSize(i));
+    else if (keep)
+      shape.push_back(1);
+  }
+  auto type = RankedTensorType::get(shape, x.getElementType());
+  if (!canReplaceWith(node.getResult(0), type, why))
+    return failure();
+  auto kind = llvm::StringSwitch<moe::ReduceKind>(opType)
+                  .Case("ReduceMean", moe::ReduceKind::mean)
+                  .Case("ReduceMax", moe::ReduceKind::max)
+                  .Case("ReduceMin", moe::ReduceKind::min)
+                  .Default(moe::ReduceKind::sum);
+  auto op = moe::ReduceOp::create(rewriter, node.getLoc(), type, kind,
+                                  node.getInputOrNull(0),
+                                  rewriter.getDenseI64ArrayAttr(dims));
+  rewriter.replaceOp(node, op.getResult());
+  return success();
+}
+
+/// TopK over the last axis, largest first (k an attribute before opset 10,
+/// an input from then on).
+LogicalResult rewriteTopK(NodeOp node, PatternRewriter &rewriter,
+                          std::string &why) {
+  RankedTensorType x = floatInput(node, 0, why);
+  if (!x || nodeNotTokenMajor(node, why))
+    return failure();
+  std::optional<int64_t> k;
+  if (node.getVersion() < 10) {
+    k = getIntAttr(node, "k", 0);
+  } else if (auto ks = getInts(node.getInputOrNull(1)); ks && ks->size() == 1) {
+    k = (*ks)[0];
+  }
+  int64_t axis = normalizeAxis(getIntAttr(node, "axis", -1), x.getRank());
+  if (!k || *k < 1 || *k > x.getShape().back() || axis != x.getRank() - 1 ||
+      x.getRank() < 2 || getIntAttr(node, "largest", 1) != 1) {
+    why = "only a TopK of the largest, with a constant k, over the last axis "
+          "of a [tokens, ...] tensor (moe.topk) has a moe equivalent";
+    return failure();
+  }
+  SmallVector<int64_t> shape(x.getShape());
+  shape.back() = *k;
+  auto values = RankedTensorType::get(shape, x.getElementType());
+  auto indices = RankedTensorType::get(shape, rewriter.getI64Type());
+  if (!canReplaceWith(node.getResult(0), values, why) ||
+      (node.getNumResults() > 1 &&
+       !canReplaceWith(node.getResult(1), indices, why)))
+    return failure();
+  auto op = moe::TopKOp::create(rewriter, node.getLoc(), values, indices,
+                                node.getInputOrNull(0),
+                                rewriter.getI64IntegerAttr(*k));
+  rewriter.replaceOp(node, op->getResults().take_front(node.getNumResults()));
+  return success();
+}
+
+/// The non-token `axis` attribute of GatherElements/ScatterElements.
+std::optional<int64_t> elementAxis(NodeOp node, RankedTensorType x,
+                                   RankedTensorType indices, std::string &why) {
+  int64_t axis = normalizeAxis(getIntAttr(node, "axis", 0), x.getRank());
+  if (!indices || !isa<IntegerType>(indices.getElementType()) ||
+      indices.getRank() != x.getRank() || axis <= 0 || axis >= x.getRank()) {
+    why = llvm::formatv("only {0} along a non-token axis with integer indices "
+                        "of the data's rank has a moe equivalent",
+                        node.getOpType());
+    return std::nullopt;
+  }
+  return axis;
+}
+
+LogicalResult rewriteGatherElements(NodeOp node, PatternRewriter &rewriter,
+                                    std::string &why) {
+  RankedTensorType x = floatInput(node, 0, why);
+  if (!x || nodeNotTokenMajor(node, why))
+    return failure();
+  RankedTensorType indices = getRanked(node.getInputOrNull(1));
+  std::optional<int64_t> axis = elementAxis(node, x, indices, why);
+  if (!axis)
+    return failure();
+  auto type = RankedTensorType::get(indices.getShape(), x.getElementType());
+  if (!canReplaceWith(node.getResult(0), type, why))
+    return failure();
+  Location loc = node.getLoc();
+  auto op = moe::GatherElementsOp::create(
+      rewriter, loc, type, operand(rewriter, loc, node.getInputOrNull(0)),
+      operand(rewriter, loc, node.getInputOrNull(1)),
+      rewriter.getI64IntegerAttr(*axis));
+  rewriter.replaceOp(node, op.getResult());
+  return success();
+}
+
+LogicalResult rewriteScatterElements(NodeOp node, PatternRewriter &rewriter,
+                                     std::string &why) {
+  RankedTensorType x = floatInput(node, 0, why);
+  RankedTensorType updates = x ? floatInput(node, 2, why) : RankedTensorType();
+  if (!x || !updates || nodeNotTokenMajor(node, why))
+    return failure();
+  RankedTensorType indices = getRanked(node.getInputOrNull(1));
+  std::optional<int64_t> axis = elementAxis(node, x, indices, why);
+  if (!axis)
+    return failure();
+  if (getStringAttr(node, "reduction", "none") != "none") {
+    why = "only ScatterElements without a reduction has a moe equivalent";
+    return failure();
+  }
+  if (!canReplaceWith(node.getResult(0), x, why))
+    return failure();
+  Location loc = node.getLoc();
+  auto op = moe::ScatterElementsOp::create(
+      rewriter, loc, x, operand(rewriter, loc, node.getInputOrNull(0)),
+      operand(rewriter, loc, node.getInputOrNull(1)),
+      operand(rewriter, loc, node.getInputOrNull(2)),
+      rewriter.getI64IntegerAttr(*axis));
+  rewriter.replaceOp(node, op.getResult());
+  return success();
+}
+
+/// OneHot along a new last axis with constant depth and values.
+LogicalResult rewriteOneHot(NodeOp node, PatternRewriter &rewriter,
+                            std::string &why) {
+  RankedTensorType indices = getRanked(node.getInputOrNull(0));
+  RankedTensorType values = getRanked(node.getInputOrNull(2));
+  if (nodeNotTokenMajor(node, why))
+    return failure();
+  std::optional<double> depth = getScalar(node.getInputOrNull(1));
+  std::optional<SmallVector<double>> offOn = getDoubles(node.getInputOrNull(2));
+  int64_t axis = getIntAttr(node, "axis", -1);
+  if (!indices || !isa<IntegerType>(indices.getElementType()) || !depth ||
+      *depth < 1 || !offOn || offOn->size() != 2 || !values ||
+      !isa<FloatType>(values.getElementType()) ||
+      !(axis == -1 || axis == indices.getRank())) {
+    why = "only a OneHot of integer indices along a new last axis, with a "
+          "constant depth and constant float values (moe.one_hot), has a moe "
+          "equivalent";
+    return failure();
+  }
+  SmallVector<int64_t> shape(indices.getShape());
+  shape.push_back(int64_t(*depth));
+  auto type = RankedTensorType::get(shape, values.getElementType());
+  if (!canReplaceWith(node.getResult(0), type, why))
+    return failure();
+  auto op = moe::OneHotOp::create(rewriter, node.getLoc(), type,
+                                  node.getInputOrNull(0),
+                                  rewriter.getF64FloatAttr((*offOn)[1]),
+                                  rewriter.getF64FloatAttr((*offOn)[0]));
+  rewriter.replaceOp(node, op.getResult());
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Per-token matrices
+//===----------------------------------------------------------------------===//
+
+LogicalResult rewriteTranspose(NodeOp node, PatternRewriter &rewriter,
+                               std::string &why) {
+  if (getInitializer(node.getInputOrNull(0))) {
+    why = "a Transpose of a weight is absorbed by the op that reads it "
+          "(MatMul, Gemm, Einsum), and this one has no such user";
+    return failure();
+  }
+  RankedTensorType x = floatInput(node, 0, why);
+  if (!x)
+    return failure();
+  SmallVector<int64_t> perm;
+  if (std::optional<SmallVector<int64_t>> attr = getIntsAttr(node, "perm"))
+    perm = *attr;
+  else
+    for (int64_t i = x.getRank() - 1; i >= 0; --i)
+      perm.push_back(i);
+  if (perm.empty() || perm[0] != 0 || int64_t(perm.size()) != x.getRank()) {
+    why = llvm::formatv("the Transpose {0} moves the token dimension out of "
+                        "dimension 0",
+                        formatShape(perm));
+    if (std::string more; nodeNotTokenMajor(node, more))
+      why += "; " + more;
+    else
+      why += ", the only dimension of a moe tensor that holds tokens";
+    return failure();
+  }
+  if (nodeNotTokenMajor(node, why))
+    return failure();
+  SmallVector<int64_t> shape;
+  for (int64_t p : perm)
+    shape.push_back(x.getDimSize(p));
+  auto type = RankedTensorType::get(shape, x.getElementType());
+  if (!canReplaceWith(node.getResult(0), type, why))
+    return failure();
+  if (type == x && llvm::is_sorted(perm)) {
+    rewriter.replaceOp(node, node.getInputOrNull(0));
+    return success();
+  }
+  auto op = moe::TransposeOp::create(rewriter, node.getLoc(), type,
+                                     node.getInputOrNull(0),
+                                     rewriter.getDenseI64ArrayAttr(perm));
+  rewriter.replaceOp(node, op.getResult());
+  return success();
+}
+
+/// MatMul of two activations with the same leading dimensions (tokens
+/// first): `moe.batch_matmul`.
+LogicalResult rewriteBatchMatmul(NodeOp node, PatternRewriter &rewriter,
+                                 std::string &why) {
+  RankedTensorType lhs = floatInput(node, 0, why);
+  RankedTensorType rhs = lhs ? floatInput(node, 1, why) : RankedTensorType();
+  if (!lhs || !rhs || nodeNotTokenMajor(node, why))
+    return failure();
+  int64_t rank = lhs.getRank();
+  if (rank < 3 || rhs.getRank() != rank ||
+      lhs.getShape().drop_back(2) != rhs.getShape().drop_back(2) ||
+      lhs.getDimSize(rank - 1) != rhs.getDimSize(rank - 2) ||
+      lhs.getElementType() != rhs.getElementType()) {
+    why =
+        llvm::formatv("a product of two activations {0} x {1} is "
+                      "moe.batch_matmul only with equal leading dimensions "
+                      "(tokens first) and matching K",
+                      formatShape(lhs.getShape()), formatShape(rhs.getShape()));
+    return failure();
+  }
+  SmallVector<int64_t> shape(lhs.getShape());
+  shape.back() = rhs.getShape().back();
+  auto type = RankedTensorType::get(shape, lhs.getElementType());
+  if (!canReplaceWith(node.getResult(0), type, why))
+    return failure();
+  auto op = moe::BatchMatmulOp::create(rewriter, node.getLoc(), type,
+                                       node.getInputOrNull(0),
+                                       node.getInputOrNull(1));
+  rewriter.replaceOp(node, op.getResult());
+  return success();
+}
+
 template <typename OpTy>
 LogicalResult rewriteElementwise(NodeOp node, PatternRewriter &rewriter,
                                  std::string &why) {
@@ -204,12 +754,8 @@ LogicalResult rewriteElementwise(NodeOp node, PatternRewriter &rewriter,
   RankedTensorType rhs = lhs ? floatInput(node, 1, why) : RankedTensorType();
   if (!lhs || !rhs)
     return failure();
-  if (lhs != rhs) {
-    why = llvm::formatv("broadcasting {0} and {1} has no moe equivalent "
-                        "(moe.add and moe.mul take equal types)",
-                        lhs, rhs);
-    return failure();
-  }
+  if (lhs != rhs)
+    return rewriteBinary(node, rewriter, why);
   if (!canReplaceWith(node.getResult(0), lhs, why))
     return failure();
   Location loc = node.getLoc();
@@ -224,6 +770,19 @@ LogicalResult rewriteAdd(NodeOp node, PatternRewriter &rewriter,
                          std::string &why) {
   if (succeeded(rewriteBiasAdd(node, rewriter, why)))
     return success();
+  // A bias Add whose MatMul is not legalised yet waits for it, so that the
+  // bias folds into moe.matmul rather than becoming a broadcast moe.binary.
+  for (int i = 0; i < 2; ++i) {
+    std::optional<WeightSource> bias =
+        matchPlainWeight(node.getInputOrNull(1 - i));
+    Value input = skipIdentity(node.getInputOrNull(i));
+    if (bias && getRanked(bias->init.getResult()).getRank() == 1 &&
+        (getNode(input, "MatMul") || getNode(input, "Gemm") ||
+         getNode(input, "Einsum"))) {
+      why = "its MatMul operand is not legalised, so its bias cannot fold";
+      return failure();
+    }
+  }
   return rewriteElementwise<moe::AddOp>(node, rewriter, why);
 }
 
@@ -303,6 +862,10 @@ LogicalResult buildReshape(NodeOp node, PatternRewriter &rewriter,
   auto type = RankedTensorType::get(shape, in.getElementType());
   if (!canReplaceWith(node.getResult(0), type, why))
     return failure();
+  if (type == in) {
+    rewriter.replaceOp(node, node.getInputOrNull(0));
+    return success();
+  }
   auto reshape = moe::ReshapeOp::create(rewriter, node.getLoc(), type,
                                         node.getInputOrNull(0));
   rewriter.replaceOp(node, reshape.getResult());
@@ -675,7 +1238,7 @@ void mlir::moec::populateOnnxToMoEPatterns(RewritePatternSet &patterns,
       {"", "Add", 1, kAnyOpset, rewriteAdd},
       {"", "Mul", 1, kAnyOpset, rewriteMul},
       {"", "Identity", 1, kAnyOpset, rewriteIdentity},
-      {"", "Cast", 1, kAnyOpset, rewriteIdentity},
+      {"", "Cast", 1, kAnyOpset, rewriteCast},
       {"", "Gather", 1, kAnyOpset, rewriteGather},
       {"", "Reshape", 5, kAnyOpset, rewriteReshape},
       {"", "Unsqueeze", 1, kAnyOpset, rewriteUnsqueezeSqueeze},
@@ -684,6 +1247,38 @@ void mlir::moec::populateOnnxToMoEPatterns(RewritePatternSet &patterns,
       {"", "Slice", 1, kAnyOpset, rewriteSlice},
       {"", "Concat", 1, kAnyOpset, rewriteConcat},
       {"", "Expand", 8, kAnyOpset, rewriteExpand},
+      // Generic token-wise ops. Before opset 7 the binary ops broadcast
+      // only with the legacy `broadcast` attribute.
+      {"", "Neg", 1, kAnyOpset, rewriteUnary},
+      {"", "Abs", 1, kAnyOpset, rewriteUnary},
+      {"", "Sqrt", 1, kAnyOpset, rewriteUnary},
+      {"", "Reciprocal", 1, kAnyOpset, rewriteUnary},
+      {"", "Exp", 1, kAnyOpset, rewriteUnary},
+      {"", "Log", 1, kAnyOpset, rewriteUnary},
+      {"", "Tanh", 1, kAnyOpset, rewriteUnary},
+      {"", "Sigmoid", 1, kAnyOpset, rewriteUnary},
+      {"", "Relu", 1, kAnyOpset, rewriteUnary},
+      {"", "Sub", 7, kAnyOpset, rewriteBinary},
+      {"", "Div", 7, kAnyOpset, rewriteBinary},
+      {"", "Pow", 7, kAnyOpset, rewriteBinary},
+      {"", "Max", 8, kAnyOpset, rewriteBinary},
+      {"", "Min", 8, kAnyOpset, rewriteBinary},
+      {"", "Equal", 7, kAnyOpset, rewriteCompare},
+      {"", "Less", 7, kAnyOpset, rewriteCompare},
+      {"", "Greater", 7, kAnyOpset, rewriteCompare},
+      {"", "LessOrEqual", 12, kAnyOpset, rewriteCompare},
+      {"", "GreaterOrEqual", 12, kAnyOpset, rewriteCompare},
+      {"", "Where", 9, kAnyOpset, rewriteWhere},
+      {"", "Softmax", 1, kAnyOpset, rewriteSoftmax},
+      {"", "ReduceSum", 1, kAnyOpset, rewriteReduce},
+      {"", "ReduceMean", 1, kAnyOpset, rewriteReduce},
+      {"", "ReduceMax", 1, kAnyOpset, rewriteReduce},
+      {"", "ReduceMin", 1, kAnyOpset, rewriteReduce},
+      {"", "TopK", 1, kAnyOpset, rewriteTopK, 2},
+      {"", "GatherElements", 11, kAnyOpset, rewriteGatherElements},
+      {"", "ScatterElements", 11, kAnyOpset, rewriteScatterElements},
+      {"", "OneHot", 9, kAnyOpset, rewriteOneHot},
+      {"", "Transpose", 1, kAnyOpset, rewriteTranspose},
       {"", "SimplifiedLayerNormalization", 1, kAnyOpset, rewriteRmsNorm, 2},
       {"com.microsoft", "SimplifiedLayerNormalization", 1, kAnyOpset,
        rewriteRmsNorm, 2},
@@ -700,6 +1295,9 @@ void mlir::moec::populateOnnxToMoEPatterns(RewritePatternSet &patterns,
 LogicalResult mlir::moec::legalizeOnnxToMoE(ModuleOp module,
                                             const OnnxValueReader *reader) {
   OnnxFailureReasons reasons;
+  if (failed(foldOnnxBatch(module)))
+    return failure();
+  foldOnnxConstants(module);
   if (failed(raiseOnnxSubgraphs(module, &reasons, reader)))
     return failure();
   RewritePatternSet patterns(module.getContext());

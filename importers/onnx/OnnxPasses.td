@@ -12,6 +12,18 @@
 
 include "mlir/Pass/PassBase.td"
 
+def FoldOnnxBatchPass : Pass<"moec-fold-onnx-batch", "ModuleOp"> {
+  let summary = "fold the batch of [batch, seq, ...] inputs into the tokens";
+  let description = [{
+    When every input of `@forward` is `[1 or ?, ?, ...]`, drops the leading
+    batch dimension from the inputs and from every value computed from them,
+    and rewrites the nodes' axis attributes (axes, perm, Reshape targets) for
+    the rank one lower, so that the graph computes one sequence in the
+    token-major layout of the `moe` dialect. A node it cannot fold fails the
+    pass; one error lists every such node with the reason.
+  }];
+}
+
 def RaiseOnnxSubgraphsPass : Pass<"moec-raise-onnx-subgraphs", "ModuleOp"> {
   let summary = "raise ONNX subgraphs to moe.moe, moe.attention, "
                 "moe.rms_norm, moe.rope and moe.silu_mul";
@@ -32,7 +44,8 @@ def RaiseOnnxSubgraphsPass : Pass<"moec-raise-onnx-subgraphs", "ModuleOp"> {
 def LegalizeOnnxPass : Pass<"moec-legalize-onnx", "ModuleOp"> {
   let summary = "legalise an imported ONNX graph into the moe dialect";
   let description = [{
-    Raises subgraphs (as --moec-raise-onnx-subgraphs), then rewrites the
+    Folds a batch dimension (as --moec-fold-onnx-batch), raises subgraphs
+    (as --moec-raise-onnx-subgraphs), then rewrites the
     remaining nodes one by one where `moe` has an op (MatMul, Gemm, Einsum
     matmul forms, Add, Mul, Gather of an embedding table, Reshape,
     Unsqueeze, Squeeze, Flatten, Slice, Concat, Expand, Identity, Cast to

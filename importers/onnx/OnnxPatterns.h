@@ -18,7 +18,8 @@
 
 namespace mlir::moec {
 
-/// Stage 1 of raising, subgraphs other than MoE: RMSNorm, RoPE. `reader`
+/// Stage 1 of raising, subgraphs other than MoE: RMSNorm, RoPE,
+/// `com.microsoft.RotaryEmbedding`. `reader`
 /// (may be null) reads initializer values that are not inline.
 void populateOnnxRaiseNormRopePatterns(RewritePatternSet &patterns,
                                        OnnxFailureReasons *reasons,
@@ -43,15 +44,28 @@ void populateOnnxRaiseFoldPatterns(RewritePatternSet &patterns,
 void populateOnnxToMoEPatterns(RewritePatternSet &patterns,
                                OnnxFailureReasons *reasons);
 
+/// Folds the batch dimension of `[batch, seq, ...]` inputs into the token
+/// dimension (--moec-fold-onnx-batch). Graphs whose inputs are not all
+/// batched are left alone; a node that cannot be folded fails, with one
+/// error listing every such node.
+LogicalResult foldOnnxBatch(ModuleOp module);
+
+/// Folds integer shape computations whose inputs are known (Shape of static
+/// dimensions, Gather, Slice, Concat, reshapes, integer casts and
+/// arithmetic, Range) into inline `onnx.initializer {constant}` values.
+void foldOnnxConstants(ModuleOp module);
+
 /// Runs both raising stages on `module`.
 LogicalResult raiseOnnxSubgraphs(ModuleOp module, OnnxFailureReasons *reasons,
                                  const OnnxValueReader *reader);
 
-/// Raises, legalises op by op, turns the remaining initializers into
-/// `moe.weight` and fails with one error listing every node left.
+/// Folds a batch dimension and shape computations, raises, legalises op by
+/// op, turns the remaining initializers into `moe.weight` and fails with one
+/// error listing every node left.
 LogicalResult legalizeOnnxToMoE(ModuleOp module, const OnnxValueReader *reader);
 
-/// Registers --moec-raise-onnx-subgraphs and --moec-legalize-onnx.
+/// Registers --moec-fold-onnx-batch, --moec-raise-onnx-subgraphs and
+/// --moec-legalize-onnx.
 void registerOnnxPasses();
 
 namespace onnx_match {

@@ -4,7 +4,7 @@
 // standard-op block (router MatMul, Softmax or Sigmoid, optional correction
 // bias and group limit, TopK, optional renormalisation and scaling, a dense
 // [T, E] routing matrix, every expert, weighted sum), onnxruntime's
-// `com.microsoft.MoE`, and `com.microsoft.QMoE` with FP8 or 8-bit integer
+// `com.microsoft.MoE`, and `com.microsoft.QMoE` with FP8, 8- or 4-bit integer
 // weights and the DeepSeek routing computed in the graph. Then folds a routed
 // scaling factor and a shared expert into the raised op.
 //
@@ -818,12 +818,14 @@ struct RaiseQMoE : OnnxNodePattern {
             "dequantizes only FP8 and 8-bit integer weights";
       return failure();
     }
-    if (bits != 8) {
+    if (bits != 8 && !(integer && bits == 4)) {
       why = llvm::formatv("expert_weight_bits {0} has no moe equivalent: the "
-                          "moe dialect dequantizes only 8-bit weights",
+                          "moe dialect dequantizes 8-bit weights and 4-bit "
+                          "integer weights",
                           bits);
       return failure();
     }
+    bool packed = bits == 4;
     if (!integer && block <= 0) {
       why = "FP8 QMoE without a positive block_size (per-expert global "
             "scales) has no moe equivalent";
@@ -863,6 +865,9 @@ struct RaiseQMoE : OnnxNodePattern {
     std::string file = modelFileName(node);
     // FP8 weights have square blocks. 8-bit integer weights are uint8 with
     // zero point 128 and one scale per row, or per block_size of a row.
+    // 4-bit ones pack two codes per byte along K (low nibble first, zero
+    // point 8): the data is [E, N, K/2] and the scales count unpacked
+    // columns.
     auto dequantized =
         [&](unsigned dataIndex, StringRef name,
             std::optional<ExpertWeight> &weight) -> LogicalResult {
@@ -884,12 +889,15 @@ struct RaiseQMoE : OnnxNodePattern {
         return failure();
       }
       ArrayRef<int64_t> shape = storedType.getShape();
+      int64_t columns = packed ? 2 * shape[2] : shape[2];
       auto scheme =
           integer
-              ? moe::BlockScaleAttr::get(
-                    rewriter.getContext(), moe::Fp8Format::u8,
-                    {1, block > 0 ? block : shape[2]},
-                    moe::ScalePlacement::row_major, false, /*zeroPoint=*/128)
+              ? moe::BlockScaleAttr::get(rewriter.getContext(),
+                                         packed ? moe::Fp8Format::u4
+                                                : moe::Fp8Format::u8,
+                                         {1, block > 0 ? block : columns},
+                                         moe::ScalePlacement::row_major, false,
+                                         /*zeroPoint=*/packed ? 8 : 128)
               : moe::BlockScaleAttr::get(rewriter.getContext(),
                                          moe::Fp8Format::e4m3fn, {block, block},
                                          moe::ScalePlacement::row_major, false);
@@ -908,7 +916,8 @@ struct RaiseQMoE : OnnxNodePattern {
                             storedScaleType, block);
         return failure();
       }
-      auto resultType = RankedTensorType::get(shape, activation);
+      auto resultType =
+          RankedTensorType::get(scheme.getUnpackedShape(shape), activation);
       weight = ExpertWeight{
           resultType, [=](PatternRewriter &rewriter, Location loc) mutable {
             auto ref = [&](onnx_ir::InitializerOp init) {

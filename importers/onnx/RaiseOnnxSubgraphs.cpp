@@ -164,26 +164,30 @@ bool matchRotateHalf(Value value, Value x, int64_t dim) {
          s1 == dim / 2 && e1 == dim && s2 == 0 && e2 == dim / 2;
 }
 
-/// The frequencies of rotate-half RoPE tables `cos`, `sin` of shape
-/// [positions, D]: theta and the linear scaling factor, if the tables are
-/// `cos/sin(p * theta^(-2i/D) / factor)` for every entry.
+/// The frequencies of RoPE tables `cos`, `sin`: theta and the linear
+/// scaling factor, if every entry is `cos/sin(p * theta^(-2i/D) / factor)`.
+/// Full tables are [positions, D] with columns i and i + D/2 equal (HF's
+/// rotate-half tables); half tables are [positions, D/2] (onnxruntime's
+/// `cos_cache`/`sin_cache`).
 std::optional<std::pair<double, double>>
-inferRopeFrequencies(DenseElementsAttr cos, DenseElementsAttr sin) {
+inferRopeFrequencies(DenseElementsAttr cos, DenseElementsAttr sin,
+                     bool halfTable = false) {
   auto type = cast<RankedTensorType>(cos.getType());
   if (type.getRank() != 2 || sin.getType() != type || type.getDimSize(0) < 2 ||
-      type.getDimSize(1) < 4 || type.getDimSize(1) % 2 != 0 ||
       !isa<FloatType>(type.getElementType()))
     return std::nullopt;
-  int64_t positions = type.getDimSize(0), dim = type.getDimSize(1),
-          half = dim / 2;
+  int64_t positions = type.getDimSize(0), columns = type.getDimSize(1);
+  int64_t dim = halfTable ? 2 * columns : columns, half = dim / 2;
+  if (dim < 4 || dim % 2 != 0)
+    return std::nullopt;
   SmallVector<double> c, s;
   for (const APFloat &v : cos.getValues<APFloat>())
     c.push_back(v.convertToDouble());
   for (const APFloat &v : sin.getValues<APFloat>())
     s.push_back(v.convertToDouble());
   // Row 1 holds the angles themselves (all below pi).
-  double first = std::atan2(s[dim], c[dim]);
-  double last = std::atan2(s[dim + half - 1], c[dim + half - 1]);
+  double first = std::atan2(s[columns], c[columns]);
+  double last = std::atan2(s[columns + half - 1], c[columns + half - 1]);
   if (!(first > 0) || !(last > 0) || first < last)
     return std::nullopt;
   double factor = 1.0 / first;
@@ -195,15 +199,32 @@ inferRopeFrequencies(DenseElementsAttr cos, DenseElementsAttr sin) {
   if (!(factor >= 1.0) || !(theta > 1.0))
     return std::nullopt;
   for (int64_t p = 0; p < positions; ++p)
-    for (int64_t i = 0; i < dim; ++i) {
+    for (int64_t i = 0; i < columns; ++i) {
       double angle = double(p) *
                      std::pow(theta, -2.0 * double(i % half) / double(dim)) /
                      factor;
-      if (std::abs(std::cos(angle) - c[p * dim + i]) > 1e-4 ||
-          std::abs(std::sin(angle) - s[p * dim + i]) > 1e-4)
+      if (std::abs(std::cos(angle) - c[p * columns + i]) > 1e-4 ||
+          std::abs(std::sin(angle) - s[p * columns + i]) > 1e-4)
         return std::nullopt;
     }
   return std::make_pair(theta, factor);
+}
+
+/// The `#moe.rope_scaling` of a linear `factor`, or null for 1.
+moe::RopeScalingAttr linearScaling(MLIRContext *context, double factor) {
+  if (factor == 1.0)
+    return {};
+  return moe::RopeScalingAttr::get(context, moe::RopeScalingKind::linear,
+                                   APFloat(factor), 0, APFloat(32.0),
+                                   APFloat(1.0), APFloat(1.0), APFloat(0.0));
+}
+
+/// The values of a table initializer, inline or read from the model.
+DenseElementsAttr readTable(Value table, const OnnxValueReader *reader) {
+  if (DenseElementsAttr values = getConstant(table))
+    return values;
+  onnx_ir::InitializerOp init = getInitializer(table);
+  return init && reader && *reader ? (*reader)(init) : DenseElementsAttr();
 }
 
 struct RaiseRope : OnnxNodePattern {
@@ -211,14 +232,6 @@ struct RaiseRope : OnnxNodePattern {
             const OnnxValueReader *reader)
       : OnnxNodePattern(context, "", "Add", 1, kAnyOpset, reasons),
         reader(reader) {}
-
-  /// The values of a table initializer, inline or read from the model.
-  DenseElementsAttr tableValues(Value table) const {
-    if (DenseElementsAttr values = getConstant(table))
-      return values;
-    onnx_ir::InitializerOp init = getInitializer(table);
-    return init && reader && *reader ? (*reader)(init) : DenseElementsAttr();
-  }
 
   LogicalResult rewriteNode(NodeOp add, PatternRewriter &rewriter,
                             std::string &why) const override {
@@ -246,8 +259,8 @@ struct RaiseRope : OnnxNodePattern {
             why = "RoPE positions are not a 1-d integer tensor";
             return failure();
           }
-          DenseElementsAttr cosValues = tableValues(cos->first);
-          DenseElementsAttr sinValues = tableValues(sin->first);
+          DenseElementsAttr cosValues = readTable(cos->first, reader);
+          DenseElementsAttr sinValues = readTable(sin->first, reader);
           if (!cosValues || !sinValues) {
             why = "the RoPE cos/sin tables are not initializers whose values "
                   "the importer can read";
@@ -263,21 +276,120 @@ struct RaiseRope : OnnxNodePattern {
           }
           if (!canReplaceWith(add.getResult(0), type, why))
             return failure();
-          moe::RopeScalingAttr scaling;
-          if (frequencies->second != 1.0)
-            scaling = moe::RopeScalingAttr::get(
-                rewriter.getContext(), moe::RopeScalingKind::linear,
-                APFloat(frequencies->second), 0, APFloat(32.0), APFloat(1.0),
-                APFloat(1.0), APFloat(0.0));
-          auto rope =
-              moe::RopeOp::create(rewriter, add.getLoc(), type, x, positions,
-                                  rewriter.getF64FloatAttr(frequencies->first),
-                                  UnitAttr(), scaling);
+          auto rope = moe::RopeOp::create(
+              rewriter, add.getLoc(), type, x, positions,
+              rewriter.getF64FloatAttr(frequencies->first), UnitAttr(),
+              linearScaling(rewriter.getContext(), frequencies->second));
           rewriter.replaceOp(add, rope.getResult());
           return success();
         }
     }
     return failure();
+  }
+
+  const OnnxValueReader *reader;
+};
+
+//===----------------------------------------------------------------------===//
+// com.microsoft.RotaryEmbedding
+//===----------------------------------------------------------------------===//
+
+/// onnxruntime's RotaryEmbedding on a token-major `[T, heads * head]` input
+/// (its `[batch, seq, hidden]` form once --moec-fold-onnx-batch has run)
+/// with one position per token: a reshape to `[T, heads, head]`, `moe.rope`
+/// over the first `rotary_embedding_dim` channels (the rest pass through)
+/// and a reshape back. θ and a linear factor are inferred from the caches.
+struct RaiseRotaryEmbedding : OnnxNodePattern {
+  RaiseRotaryEmbedding(MLIRContext *context, OnnxFailureReasons *reasons,
+                       const OnnxValueReader *reader)
+      : OnnxNodePattern(context, "com.microsoft", "RotaryEmbedding", 1,
+                        kAnyOpset, reasons),
+        reader(reader) {}
+
+  LogicalResult rewriteNode(NodeOp node, PatternRewriter &rewriter,
+                            std::string &why) const override {
+    Value x = node.getInputOrNull(0), positions = node.getInputOrNull(1);
+    RankedTensorType xType = getRankedFloat(x);
+    if (!xType || xType.getRank() != 2 || xType.isDynamicDim(1)) {
+      why = "the input is not a token-major [tokens, hidden] float tensor "
+            "(a [batch, seq, hidden] input whose batch could not be folded, or "
+            "the 4-d [batch, heads, seq, head] form)";
+      return failure();
+    }
+    RankedTensorType posType = getRanked(positions);
+    if (!posType || posType.getRank() != 1 ||
+        !isa<IntegerType>(posType.getElementType()) ||
+        posType.getDimSize(0) != xType.getDimSize(0)) {
+      why = "position_ids is not one position per token ([batch, seq]); "
+            "the start-offset form (one element) has no moe equivalent";
+      return failure();
+    }
+    if (getFloatAttr(node, "scale", 1.0) != 1.0 ||
+        getIntAttr(node, "is_packed_batching", 0) != 0) {
+      why = "scale != 1 and is_packed_batching have no moe equivalent";
+      return failure();
+    }
+    DenseElementsAttr cos = readTable(node.getInputOrNull(2), reader);
+    DenseElementsAttr sin = readTable(node.getInputOrNull(3), reader);
+    if (!cos || !sin) {
+      why = "cos_cache/sin_cache are not initializers whose values the "
+            "importer can read";
+      return failure();
+    }
+    auto cacheType = cast<ShapedType>(cos.getType());
+    int64_t hidden = xType.getDimSize(1);
+    int64_t rotary = getIntAttr(node, "rotary_embedding_dim", 0);
+    int64_t heads = getIntAttr(node, "num_heads", 0);
+    int64_t half = cacheType.getRank() == 2 ? cacheType.getDimSize(1) : 0;
+    int64_t head = rotary == 0 ? 2 * half : (heads > 0 ? hidden / heads : 0);
+    if (heads == 0 && head > 0)
+      heads = hidden / head;
+    if (rotary == 0)
+      rotary = head;
+    if (head <= 0 || heads <= 0 || heads * head != hidden || rotary > head ||
+        rotary != 2 * half) {
+      why = llvm::formatv("the caches [{0}, {1}], num_heads = {2} and "
+                          "rotary_embedding_dim = {3} do not split hidden = "
+                          "{4} into heads",
+                          cacheType.getDimSize(0), half, heads, rotary, hidden);
+      return failure();
+    }
+    auto frequencies = inferRopeFrequencies(cos, sin, /*halfTable=*/true);
+    if (!frequencies) {
+      why = "cos_cache/sin_cache are not cos/sin(p * theta^(-2i/D) / factor) "
+            "for one theta and factor";
+      return failure();
+    }
+    if (!canReplaceWith(node.getResult(0), xType, why))
+      return failure();
+    Location loc = node.getLoc();
+    Type f = xType.getElementType();
+    int64_t tokens = xType.getDimSize(0);
+    auto headsType = RankedTensorType::get({tokens, heads, head}, f);
+    Value rows = moe::ReshapeOp::create(rewriter, loc, headsType, x);
+    Value rotated = rows;
+    if (rotary < head)
+      rotated = moe::SliceOp::create(
+          rewriter, loc, RankedTensorType::get({tokens, heads, rotary}, f),
+          rows, rewriter.getI64IntegerAttr(0));
+    rotated = moe::RopeOp::create(
+        rewriter, loc, rotated.getType(), rotated, positions,
+        rewriter.getF64FloatAttr(frequencies->first),
+        getIntAttr(node, "interleaved", 0) ? rewriter.getUnitAttr()
+                                           : UnitAttr(),
+        linearScaling(rewriter.getContext(), frequencies->second));
+    if (rotary < head) {
+      Value rest = moe::SliceOp::create(
+          rewriter, loc,
+          RankedTensorType::get({tokens, heads, head - rotary}, f), rows,
+          rewriter.getI64IntegerAttr(rotary));
+      rotated = moe::ConcatOp::create(rewriter, loc, headsType,
+                                      ValueRange{rotated, rest});
+    }
+    rewriter.replaceOp(
+        node,
+        moe::ReshapeOp::create(rewriter, loc, xType, rotated).getResult());
+    return success();
   }
 
   const OnnxValueReader *reader;
@@ -327,6 +439,7 @@ void mlir::moec::populateOnnxRaiseNormRopePatterns(
     const OnnxValueReader *reader) {
   patterns.add<RaiseRmsNorm>(patterns.getContext(), reasons);
   patterns.add<RaiseRope>(patterns.getContext(), reasons, reader);
+  patterns.add<RaiseRotaryEmbedding>(patterns.getContext(), reasons, reader);
 }
 
 LogicalResult mlir::moec::raiseOnnxSubgraphs(ModuleOp module,

@@ -1,13 +1,14 @@
 """End to end on the CPU: checkpoint -> moec -> .moea -> moec-run -> logits.
 
 For every tiny Hugging Face checkpoint in test/data (and the ONNX tiny
-decoder), compiles an artifact with the f32 and the FP8 pipelines, runs it
+decoders; decoder_batched feeds its saved positions), compiles an artifact with the f32 and the FP8 pipelines, runs it
 with moec-run on the saved prompt and compares the logits with the saved
 reference (transformers, or onnxruntime for ONNX): f32 relative L2 <= 1e-4,
 FP8 `diff` (DESIGN.md section 4) <= 2e-2. The ONNX MoE-block models, whose
 input is an f32 activation, run the same way with `moec-run --input` on the
 `.npz` input `x` and are compared on output `y` (onnxruntime, or the numpy
-reference for qmoe_fp8_deepseek). Prints every measured value.
+reference for qmoe_fp8_deepseek; std_ops_router and std_ops_elementwise
+import op by op into the generic token-wise ops). Prints every measured value.
 
 deepseek_v3-tiny is checked with --fp8-keep-attention: with its bf16 MLA
 projections also in FP8 its `diff` is 4.4e-2 (measured 2026-11-28), above the
@@ -45,8 +46,8 @@ def input_name(args, artifact):
 
 def run(args, source, tokens, extra, tmp):
     """Compiles `source` with `extra` flags and runs it on `tokens` (a list
-    of token ids, or an f32 activation array fed with --input); returns
-    output 0 as float64."""
+    of token ids, an f32 activation array fed with --input, or a dict of
+    named input arrays); returns output 0 as float64."""
     artifact = os.path.join(tmp, "model.moea")
     logits = os.path.join(tmp, "logits.npy")
     inputs = os.path.join(tmp, "input.npy")
@@ -55,7 +56,14 @@ def run(args, source, tokens, extra, tmp):
             os.remove(path)
     subprocess.run([args.moec, source, "-o", artifact] + extra, check=True,
                    capture_output=True, text=True)
-    if isinstance(tokens, np.ndarray):
+    if isinstance(tokens, dict):
+        feed = []
+        for name, array in tokens.items():
+            path = os.path.join(tmp, f"input_{name}.npy")
+            np.save(path, array)
+            feed += ["--input", f"{name}={path}"]
+        feed += ["--dump-output", logits]
+    elif isinstance(tokens, np.ndarray):
         np.save(inputs, tokens)
         feed = ["--input", f"{input_name(args, artifact)}={inputs}",
                 "--dump-output", logits]
@@ -87,8 +95,18 @@ def main():
     ref = np.load(os.path.join(args.data, "onnx", "decoder_tiny.npz"))
     cases.append(("onnx/decoder_tiny", onnx, ref["input_ids"].tolist(),
                   ref["logits"], []))
+    # [batch, seq] inputs (batch 1) fold into tokens; the saved positions
+    # start at 5.
+    ref = np.load(os.path.join(args.data, "onnx", "decoder_batched.npz"))
+    cases.append(("onnx/decoder_batched",
+                  os.path.join(args.data, "onnx", "decoder_batched.onnx"),
+                  {"tokens": ref["input_ids"].ravel(),
+                   "positions": ref["position_ids"].ravel()},
+                  ref["logits"].reshape(ref["input_ids"].size, -1), []))
     for block in ("moe_contrib", "moe_std_softmax", "moe_std_sigmoid",
-                  "qmoe_fp8_deepseek", "qmoe_int8_deepseek"):
+                  "qmoe_fp8_deepseek", "qmoe_int8_deepseek",
+                  "qmoe_int4_deepseek",
+                  "std_ops_router", "std_ops_elementwise"):
         ref = np.load(os.path.join(args.data, "onnx", block + ".npz"))
         cases.append((f"onnx/{block}",
                       os.path.join(args.data, "onnx", block + ".onnx"),

@@ -2,10 +2,12 @@
 # ===- generate.py - tiny ONNX MoE models for moec's importer tests ----------===#
 #
 # Builds small, seeded ONNX models with onnx.helper + numpy: MoE blocks in
-# onnxruntime's contrib form (com.microsoft.MoE, QMoE with fp8 and int8
-# weights and DeepSeek routing computed in the graph), in plain standard ops
-# (softmax and sigmoid routers), a 2-layer decoder, and a model of unsupported
-# ops. Beside each model it saves the outputs on a fixed random input (*.npz).
+# onnxruntime's contrib form (com.microsoft.MoE, QMoE with fp8, int8 and
+# int4 weights and DeepSeek routing computed in the graph), in plain standard ops
+# (softmax and sigmoid routers), a 2-layer decoder, a decoder layer on
+# [batch, seq] inputs with com.microsoft.RotaryEmbedding, two models of
+# standard ops that no pattern raises (imported op by op), and a model of
+# unsupported ops. Beside each model it saves the outputs on a fixed random input (*.npz).
 #
 # ===-------------------------------------------------------------------------===#
 """Regenerates the ONNX test models under test/data/onnx/.
@@ -355,6 +357,22 @@ def quantize_int8_rows(w):
     return q, s, (q.astype(np.float32) - 128) * s[..., None]
 
 
+def quantize_int4(w, block=0):
+    """onnxruntime's 4-bit QMoE: codes 0..15 with zero point 8, two per byte
+    along K (element 2j in the low nibble of byte j); one scale per row, or
+    per `block` columns of a row."""
+    e, n, k = w.shape
+    b = block or k
+    groups = w.reshape(e, n, k // b, b)
+    s = np.maximum(np.abs(groups).max(-1), 1e-12) / 7.0
+    q = np.clip(np.round(groups / s[..., None]) + 8, 0, 15).astype(np.uint8)
+    deq = ((q.astype(np.float32) - 8) * s[..., None]).reshape(e, n, k)
+    q = q.reshape(e, n, k)
+    packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+    scales = (s[..., 0] if not block else s).astype(np.float32)
+    return packed, scales, deq.astype(np.float32)
+
+
 def moe_reference(x, layer, experts=None):
     """`moe.moe` per DESIGN.md §3, independent of any graph: what the
     importer's `#moe.routing` claims the layer computes."""
@@ -412,6 +430,10 @@ def qmoe_graph(rng, quant, hidden, inter, experts, k, n_group, topk_group,
         q1, s1, d1 = quantize_fp8_blocks(fc1, block)
         q2, s2, d2 = quantize_fp8_blocks(w2, block)
         attrs = dict(quant_type="fp8", block_size=block)
+    elif quant == "int4":
+        q1, s1, d1 = quantize_int4(fc1, block)
+        q2, s2, d2 = quantize_int4(w2, block)
+        attrs = dict(quant_type="int", block_size=block)
     else:
         q1, s1, d1 = quantize_int8_rows(fc1)
         q2, s2, d2 = quantize_int8_rows(w2)
@@ -421,7 +443,8 @@ def qmoe_graph(rng, quant, hidden, inter, experts, k, n_group, topk_group,
     inputs += [""] * 7 + [scores]
     routed = g.node("QMoE", inputs, domain="com.microsoft", name="mlp.qmoe",
                     k=k, activation_type="swiglu", swiglu_fusion=1,
-                    normalize_routing_weights=1, expert_weight_bits=8, **attrs)
+                    normalize_routing_weights=1,
+                    expert_weight_bits=4 if quant == "int4" else 8, **attrs)
     g.annotate(routed, TP.FLOAT, ["T", hidden])
     deinterleaved = (d1[:, 0::2], d1[:, 1::2], d2)
     routed = g.node("Mul", [routed, g.const(2.5, np.float32)],
@@ -516,6 +539,223 @@ def decoder_model(rng):
     g.outputs.append(helper.make_tensor_value_info("logits", TP.FLOAT,
                                                    ["T", vocab]))
     return g.model(["com.microsoft"]), g.layers
+
+
+def rotary_caches(max_pos, dim, theta):
+    """onnxruntime's RotaryEmbedding caches: [max_pos, dim / 2]."""
+    inv_freq = theta ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
+    freqs = np.outer(np.arange(max_pos, dtype=np.float64), inv_freq)
+    return np.cos(freqs).astype(np.float32), np.sin(freqs).astype(np.float32)
+
+
+def batched_decoder_model(rng):
+    """One decoder layer on [batch, seq] inputs as onnxruntime's exporters
+    write it: com.microsoft.RotaryEmbedding on [batch, seq, hidden] (q:
+    rotate-half over the whole head; k: interleaved, partial over 4 of 8
+    channels, another theta), 4-d attention with Transpose(0, 2, 1, 3), a
+    mask sized by Shape(start = 1), com.microsoft.MoE on the merged
+    [batch * seq, hidden] rows."""
+    vocab, hidden, heads, kv_heads, dim, max_pos = 64, 32, 4, 2, 8, 32
+    inter, experts, k, eps, k_rotary = 16, 4, 2, 1e-6, 4
+    g = Graph("decoder_batched")
+    g.inputs.append(helper.make_tensor_value_info("input_ids", TP.INT64,
+                                                  ["batch", "seq"]))
+    g.inputs.append(helper.make_tensor_value_info("position_ids", TP.INT64,
+                                                  ["batch", "seq"]))
+    embed = g.init("embed_tokens.weight",
+                   rng.standard_normal((vocab, hidden)).astype(np.float32))
+    h = g.node("Gather", [embed, "input_ids"], axis=0, name="embed")
+
+    def norm_weight(name):
+        return g.init(name, (1.0 + 0.1 * rng.standard_normal(hidden))
+                      .astype(np.float32))
+
+    def weight(name, cols):
+        return g.init(name, (rng.standard_normal((hidden, cols)) *
+                             hidden ** -0.5).astype(np.float32))
+
+    n = g.node("SimplifiedLayerNormalization",
+               [h, norm_weight("input_layernorm.weight")], axis=-1,
+               epsilon=eps, name="input_layernorm")
+    g.annotate(n, TP.FLOAT, ["batch", "seq", hidden])
+    q = g.node("MatMul", [n, weight("q_proj.weight", heads * dim)],
+               name="q_proj")
+    kk = g.node("MatMul", [n, weight("k_proj.weight", kv_heads * dim)],
+                name="k_proj")
+    v = g.node("MatMul", [n, weight("v_proj.weight", kv_heads * dim)],
+               name="v_proj")
+    qc, qs = rotary_caches(max_pos, dim, 10000.0)
+    q = g.node("RotaryEmbedding", [q, "position_ids",
+                                   g.init("q_rotary.cos", qc),
+                                   g.init("q_rotary.sin", qs)],
+               domain="com.microsoft", name="q_rotary")
+    g.annotate(q, TP.FLOAT, ["batch", "seq", heads * dim])
+    kc, ks = rotary_caches(max_pos, k_rotary, 500000.0)
+    kk = g.node("RotaryEmbedding", [kk, "position_ids",
+                                    g.init("k_rotary.cos", kc),
+                                    g.init("k_rotary.sin", ks)],
+                domain="com.microsoft", name="k_rotary", interleaved=1,
+                rotary_embedding_dim=k_rotary, num_heads=kv_heads)
+    g.annotate(kk, TP.FLOAT, ["batch", "seq", kv_heads * dim])
+    q = g.node("Reshape", [q, g.const([0, 0, heads, dim])], name="q_heads")
+    kk = g.node("Reshape", [kk, g.const([0, 0, kv_heads, dim])], name="k_heads")
+    v = g.node("Reshape", [v, g.const([0, 0, kv_heads, dim])], name="v_heads")
+    qt = g.node("Transpose", [q], perm=[0, 2, 1, 3], name="qt")
+    kt = g.node("Transpose", [kk], perm=[0, 2, 3, 1], name="kt")
+    vt = g.node("Transpose", [v], perm=[0, 2, 1, 3], name="vt")
+    rep = heads // kv_heads
+    kt = g.node("Reshape", [g.node("Expand", [
+        g.node("Unsqueeze", [kt, g.const([2])]), g.const([1, 1, rep, 1, 1])]),
+        g.const([0, heads, dim, -1])])
+    vt = g.node("Reshape", [g.node("Expand", [
+        g.node("Unsqueeze", [vt, g.const([2])]), g.const([1, 1, rep, 1, 1])]),
+        g.const([0, heads, -1, dim])])
+    seq = g.node("Shape", ["input_ids"], start=1, name="mask.len")
+    full = g.node("ConstantOfShape", [g.node("Concat", [seq, seq], axis=0)],
+                  name="mask.fill",
+                  value=helper.make_tensor("v", TP.FLOAT, [1], [NEG_INF]))
+    mask = g.node("Trilu", [full, g.const(1)], upper=1, name="mask.triu")
+    scores = g.node("MatMul", [qt, kt], name="qk")
+    scores = g.node("Mul", [scores, g.const(dim ** -0.5, np.float32)],
+                    name="scale")
+    probs = g.node("Softmax", [g.node("Add", [scores, mask], name="mask")],
+                   axis=-1, name="softmax")
+    out = g.node("Transpose", [g.node("MatMul", [probs, vt], name="pv")],
+                 perm=[0, 2, 1, 3], name="out_t")
+    out = g.node("Reshape", [out, g.const([0, 0, heads * dim])], name="merge")
+    a = g.node("MatMul", [out, weight("o_proj.weight", hidden)], name="o_proj")
+    h = g.node("Add", [h, a], name="attn_residual")
+    n = g.node("SimplifiedLayerNormalization",
+               [h, norm_weight("post_attention_layernorm.weight")], axis=-1,
+               epsilon=eps, name="post_attention_layernorm")
+    g.annotate(n, TP.FLOAT, ["batch", "seq", hidden])
+    rows = g.node("Reshape", [n, g.const([-1, hidden])], name="rows")
+    m = contrib_moe(g, rows, rng, "mlp", hidden, inter, experts, k)
+    h = g.node("Add", [h, m], name="mlp_residual")
+    lm_head = g.init("lm_head.weight", (rng.standard_normal((hidden, vocab)) *
+                                        hidden ** -0.5).astype(np.float32))
+    g.node("MatMul", [h, lm_head], outputs=["logits"], name="lm_head")
+    g.outputs.append(helper.make_tensor_value_info("logits", TP.FLOAT,
+                                                   ["batch", "seq", vocab]))
+    return g.model(["com.microsoft"]), g.layers
+
+
+def std_ops_router_model(rng, hidden, experts, k, heads):
+    """A standard-op MoE block written so that no raising pattern applies,
+    for the op-by-op legalisation: a centred norm with `Max(var, eps)`,
+    a Softmax -> TopK router whose dense routing matrix is built twice
+    (ScatterElements of renormalised GatherElements weights, and a
+    Where/Equal/Cast mask from ReduceMax of a OneHot), experts as one
+    stacked MatMul mixed by ReduceSum, and per-token head mixing: an
+    activation x activation MatMul, a Transpose round trip, Sigmoid, Neg,
+    Exp and Pow."""
+    g = Graph("std_ops_router")
+    g.inputs.append(helper.make_tensor_value_info("x", TP.FLOAT, ["T", hidden]))
+    f32 = np.float32
+    mean = g.node("ReduceMean", ["x", g.const([-1])], keepdims=1, name="norm.mean")
+    c = g.node("Sub", ["x", mean], name="norm.centre")
+    var = g.node("ReduceMean", [g.node("Pow", [c, g.const(2.0, f32)]),
+                                g.const([1])], keepdims=1, name="norm.var")
+    den = g.node("Sqrt", [g.node("Max", [var, g.const(1e-5, f32)])])
+    gamma = (1.0 + 0.1 * rng.standard_normal(hidden)).astype(f32)
+    xn = g.node("Mul", [g.node("Div", [c, den]), g.init("norm.weight", gamma)],
+                name="norm.scale")
+    # Router: softmax top-k over the logits of the gate.
+    wg = rng.standard_normal((hidden, experts)).astype(f32)
+    logits = g.node("MatMul", [xn, g.init("mlp.gate.weight", wg)],
+                    name="mlp.router")
+    probs = g.node("Softmax", [logits], axis=-1, name="mlp.probs")
+    _, idx = g.node("TopK", [probs, g.const([k])], outputs=2, axis=-1,
+                    name="mlp.topk")
+    w = g.node("GatherElements", [probs, idx], axis=1, name="mlp.picked")
+    w = g.node("Div", [w, g.node("ReduceSum", [w, g.const([1])], keepdims=1)],
+               name="mlp.renorm")
+    zeros = g.node("Mul", [probs, g.const(0.0, f32)], name="mlp.zeros")
+    dense_a = g.node("ScatterElements", [zeros, idx, w], axis=1,
+                     name="mlp.dense_scatter")
+    onehot = g.node("OneHot", [idx, g.const(experts),
+                               g.const([0.0, 1.0], f32)], axis=-1,
+                    name="mlp.onehot")
+    chosen = g.node("ReduceMax", [onehot, g.const([1])], keepdims=0,
+                    name="mlp.chosen")
+    mask = g.node("Equal", [chosen, g.const(1.0, f32)], name="mlp.mask")
+    kept = g.node("Where", [mask, probs, g.const(0.0, f32)], name="mlp.kept")
+    dense_b = g.node("Div", [kept, g.node("ReduceSum", [kept, g.const([-1])],
+                                          keepdims=1)], name="mlp.dense_where")
+    maskf = g.node("Cast", [mask], to=TP.FLOAT, name="mlp.maskf")
+    dense = g.node("Mul", [g.node("Add", [dense_a, dense_b]),
+                           g.node("Mul", [maskf, g.const(0.5, f32)])],
+                   name="mlp.dense")
+    # Experts: one linear map each, all at once, mixed by the dense weights.
+    we = (rng.standard_normal((hidden, experts * hidden)) * hidden ** -0.5)
+    ys = g.node("Reshape", [g.node("MatMul", [xn, g.init("mlp.experts.w",
+                                                          we.astype(f32))]),
+                            g.const([0, experts, hidden])], name="mlp.ys")
+    mixed = g.node("ReduceSum", [g.node("Mul", [ys, g.node("Unsqueeze", [
+        dense, g.const([-1])])]), g.const([1])], keepdims=0, name="mlp.mix")
+    # Per-token head mixing: [T, h, d] x [T, d, h], softmax, times [T, h, d].
+    d = hidden // heads
+    h = g.node("Reshape", [xn, g.const([0, heads, d])], name="heads.split")
+    ht = g.node("Transpose", [h], perm=[0, 2, 1], name="heads.t")
+    back = g.node("Transpose", [ht], perm=[0, 2, 1], name="heads.back")
+    gram = g.node("MatMul", [back, ht], name="heads.gram")
+    p = g.node("Softmax", [g.node("Div", [gram, g.const(d ** 0.5, f32)])],
+               axis=-1, name="heads.softmax")
+    o = g.node("Reshape", [g.node("MatMul", [p, h], name="heads.mix"),
+                           g.const([0, hidden])], name="heads.merge")
+    gate = g.node("Sigmoid", [g.node("Neg", [o])], name="heads.gate")
+    damp = g.node("Exp", [g.node("Neg", [g.node("Mul", [
+        mean, mean])])], name="norm.damp")
+    y = g.node("Add", [mixed, g.node("Mul", [g.node("Mul", [o, gate]), damp])],
+               outputs=["y"], name="y")
+    g.outputs.append(helper.make_tensor_value_info(y, TP.FLOAT, ["T", hidden]))
+    return g.model()
+
+
+def std_ops_elementwise_model():
+    """The generic ops' remaining kinds, each on [T, ...] rows: Abs, Log,
+    Tanh, Relu, Min, float and integer comparisons, Cast float -> int64 ->
+    float (truncation), ReduceMin, ReduceSum over two axes, a 4-d Transpose
+    and MatMul. Every term is reduced or broadcast back to [T, 8] and
+    summed."""
+    g = Graph("std_ops_elementwise")
+    g.inputs.append(helper.make_tensor_value_info("x", TP.FLOAT, ["T", 8]))
+    f32 = np.float32
+    a = g.node("Abs", ["x"])
+    l = g.node("Log", [g.node("Add", [a, g.const(1.0, f32)])])
+    t = g.node("Tanh", ["x"])
+    r = g.node("Relu", ["x"])
+    terms = [g.node("Min", [l, t])]
+    neg = g.node("Less", ["x", g.const(0.0, f32)])
+    terms.append(g.node("Where", [neg, r, l]))
+    big = g.node("GreaterOrEqual", [t, g.const(0.1, f32)])
+    small = g.node("LessOrEqual", [t, g.const(-0.2, f32)])
+    terms.append(g.node("Sub", [g.node("Cast", [big], to=TP.FLOAT),
+                                g.node("Cast", [small], to=TP.FLOAT)]))
+    trunc = g.node("Cast", [g.node("Mul", ["x", g.const(3.0, f32)])],
+                   to=TP.INT64)
+    terms.append(g.node("Cast", [trunc], to=TP.FLOAT))
+    _, idx = g.node("TopK", ["x", g.const([3])], outputs=2, axis=-1)
+    low = g.node("Cast", [g.node("Less", [idx, g.const([4])])], to=TP.FLOAT)
+    terms.append(g.node("ReduceSum", [low, g.const([1])], keepdims=1))
+    x3 = g.node("Reshape", ["x", g.const([0, 2, 4])])
+    terms.append(g.node("ReduceMin", [g.node("Reshape", [g.node(
+        "ReduceMin", [x3, g.const([2])], keepdims=1), g.const([0, 2])]),
+        g.const([1])], keepdims=1))
+    x4 = g.node("Reshape", ["x", g.const([0, 2, 2, 2])])
+    s4 = g.node("ReduceSum", [x4, g.const([1, 3])], keepdims=1)  # [T,1,2,1]
+    spread = g.node("Mul", [g.node("Reshape", [s4, g.const([0, 2, 1])]),
+                            g.const(np.arange(1, 5).reshape(1, 4), f32)])
+    terms.append(g.node("Reshape", [spread, g.const([0, 8])]))
+    tr = g.node("Transpose", [x4], perm=[0, 2, 3, 1])            # [T,2,2,2]
+    mm = g.node("MatMul", [tr, x4])                               # [T,2,2,2]
+    terms.append(g.node("Reshape", [mm, g.const([0, 8])]))
+    total = terms[0]
+    for term in terms[1:]:
+        total = g.node("Add", [total, term])
+    g.node("Identity", [total], outputs=["y"])
+    g.outputs.append(helper.make_tensor_value_info("y", TP.FLOAT, ["T", 8]))
+    return g.model()
 
 
 def unsupported_model():
@@ -618,6 +858,14 @@ def main():
     y = run(model8, feeds)
     check_moe_semantics("qmoe_int8_deepseek", x, g8.layers["mlp"], y["y"], deq8)
     save("qmoe_int8_deepseek", model8, feeds, y)
+    # 4-bit codes with one scale per 16 columns of a row; onnxruntime runs
+    # it, and the same numpy reference on its dequantized weights agrees.
+    g4, deq4, _ = qmoe_graph(np.random.default_rng(7), "int4", **shape)
+    model4 = g4.model(["com.microsoft"])
+    y4 = run(model4, feeds)
+    check_moe_semantics("qmoe_int4_deepseek", x, g4.layers["mlp"], y4["y"], deq4)
+    assert np.abs(y4["y"] - y["y"]).max() > 1e-3, "int4 equals int8?"
+    save("qmoe_int4_deepseek", model4, feeds, y4)
     gf, deqf, _ = qmoe_graph(np.random.default_rng(7), "fp8", **shape)
     reference = moe_reference(x, gf.layers["mlp"], deqf).astype(np.float32)
     assert np.abs(reference - y["y"]).max() > 1e-5, "fp8 equals int8?"
@@ -629,6 +877,22 @@ def main():
     ids = drng.integers(0, 64, size=tokens).astype(np.int64)
     dfeeds = {"input_ids": ids, "position_ids": np.arange(tokens, dtype=np.int64)}
     save("decoder_tiny", model, dfeeds, run(model, dfeeds))
+
+    brng = np.random.default_rng(31)
+    model, _ = batched_decoder_model(brng)
+    ids = brng.integers(0, 64, size=(1, tokens)).astype(np.int64)
+    bfeeds = {"input_ids": ids,
+              "position_ids": np.arange(5, 5 + tokens, dtype=np.int64)[None]}
+    save("decoder_batched", model, bfeeds, run(model, bfeeds))
+
+    model = std_ops_router_model(np.random.default_rng(5), hidden, 8, 2, 4)
+    check_routing_varies(model, feeds, "mlp.topk_out1")
+    save("std_ops_router", model, feeds, run(model, feeds))
+
+    model = std_ops_elementwise_model()
+    efeeds = {"x": np.random.default_rng(13).standard_normal(
+        (tokens, 8)).astype(np.float32)}
+    save("std_ops_elementwise", model, efeeds, run(model, efeeds))
 
     model = unsupported_model()
     ufeeds = {"x": rng.standard_normal((tokens, 8)).astype(np.float32)}

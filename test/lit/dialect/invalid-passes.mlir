@@ -175,6 +175,40 @@ func.func @sigmoid_gate_result(%x: tensor<?x64xf32>, %g: tensor<1x64xbf16>, %y: 
 
 // -----
 
+// #moe.block_scale: a u4 zero point lies in [0, 15].
+// expected-error @+1 {{expected `zero_point` in [0, 15] for format u4, but got 16}}
+#scheme = #moe.block_scale<format = u4, block = [1, 128], zero_point = 16>
+
+// -----
+
+// moe.weight: packed u4 bytes pair elements of the last dimension, so they
+// cannot be transposed.
+func.func @weight_transpose_u4() {
+  // expected-error @+1 {{'moe.weight' op expected no `#moe.transpose` of packed u4 data (its bytes pair elements of the last dimension)}}
+  %0:2 = moe.weight [#moe.tensor_ref<"m.onnx", "w">] stored tensor<64x64xi8> scales [#moe.tensor_ref<"m.onnx", "s">] {stored_scheme = #moe.block_scale<format = u4, block = [1, 128], zero_point = 8>, transforms = [#moe.transpose]} : tensor<64x64xi8>, tensor<64x1xf32>
+  return
+}
+
+// -----
+
+// moe.dequantize: u4 data of 64 bytes per row dequantizes to 128 columns.
+func.func @dequantize_u4_result(%q: tensor<64x64xi8>, %s: tensor<64x1xf32>) {
+  // expected-error @+1 {{'moe.dequantize' op expected `result` of shape [64, 128], but got [64, 64]}}
+  %0 = moe.dequantize %q, %s {scheme = #moe.block_scale<format = u4, block = [1, 128], zero_point = 8>} : tensor<64x64xi8>, tensor<64x1xf32> -> tensor<64x64xf32>
+  return
+}
+
+// -----
+
+// moe.dequantize: u4 scales count the unpacked columns.
+func.func @dequantize_u4_scales(%q: tensor<64x64xi8>, %s: tensor<64x1xf32>) {
+  // expected-error @+1 {{'moe.dequantize' op expected `scale` of shape [64, 2], but got [64, 1]}}
+  %0 = moe.dequantize %q, %s {scheme = #moe.block_scale<format = u4, block = [1, 64], zero_point = 8>} : tensor<64x64xi8>, tensor<64x1xf32> -> tensor<64x128xf32>
+  return
+}
+
+// -----
+
 // #moe.block_scale: FP8 formats have no zero point.
 // expected-error @+1 {{expected `zero_point` = 0 for FP8 format e4m3fn, but got 3}}
 #scheme = #moe.block_scale<format = e4m3fn, block = [128, 128], zero_point = 3>

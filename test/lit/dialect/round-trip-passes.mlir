@@ -100,3 +100,15 @@ func.func @dequantize_u8() -> tensor<4x64x128xf32> {
   %w = moe.dequantize %q, %s {scheme = #moe.block_scale<format = u8, block = [1, 128], zero_point = 128>} : tensor<4x64x128xi8>, tensor<4x64x1xf32> -> tensor<4x64x128xf32>
   return %w : tensor<4x64x128xf32>
 }
+
+// u4 codes, two per byte of signless i8 (low nibble first): 128 columns are
+// 64 bytes wide, and blocks and scales count the 128 unpacked columns
+// (onnxruntime's 4-bit QMoE, one scale per 32 columns).
+// CHECK-LABEL: func.func @dequantize_u4
+func.func @dequantize_u4() -> tensor<4x64x128xf32> {
+  // CHECK: %[[Q:.+]], %[[S:.+]] = moe.weight [#moe.tensor_ref<"m.onnx", "fc1">] stored tensor<4x64x64xi8> scales [#moe.tensor_ref<"m.onnx", "fc1.scales">] {stored_scheme = #moe.block_scale<format = u4, block = [1, 32], zero_point = 8>} : tensor<4x64x64xi8>, tensor<4x64x4xf32>
+  %q, %s = moe.weight [#moe.tensor_ref<"m.onnx", "fc1">] stored tensor<4x64x64xi8> scales [#moe.tensor_ref<"m.onnx", "fc1.scales">] {stored_scheme = #moe.block_scale<format = u4, block = [1, 32], zero_point = 8>} : tensor<4x64x64xi8>, tensor<4x64x4xf32>
+  // CHECK: moe.dequantize %[[Q]], %[[S]] {scheme = #moe.block_scale<format = u4, block = [1, 32], zero_point = 8>} : tensor<4x64x64xi8>, tensor<4x64x4xf32> -> tensor<4x64x128xf32>
+  %w = moe.dequantize %q, %s {scheme = #moe.block_scale<format = u4, block = [1, 32], zero_point = 8>} : tensor<4x64x64xi8>, tensor<4x64x4xf32> -> tensor<4x64x128xf32>
+  return %w : tensor<4x64x128xf32>
+}

@@ -134,3 +134,31 @@ func.func @initializer_output() -> tensor<4xf32> {
   %w = onnx.initializer "w" : tensor<4xf32>
   return %w : tensor<4xf32>
 }
+
+// -----
+
+// Shape arithmetic on known values folds at import time: the target
+// [0, 2, Shape(x)[1] / 2] computed with Shape, Gather, Div, Cast, Unsqueeze
+// and Concat is the constant [0, 2, 4], so the Reshape becomes moe.reshape
+// (its declared result type says nothing); the dynamic token dimension is
+// never read.
+// CHECK-LABEL: func.func @shape_arithmetic
+// CHECK-SAME: (%[[X:.+]]: tensor<?x8xf32>) -> tensor<?x2x4xf32>
+// CHECK-NEXT: %[[R:.+]] = moe.reshape %[[X]] : tensor<?x8xf32> -> tensor<?x2x4xf32>
+// CHECK-NEXT: return %[[R]]
+// CHECK-NOT: onnx.
+func.func @shape_arithmetic(%x: tensor<?x8xf32>) -> tensor<?x?x?xf32> {
+  %one = onnx.initializer "one" {value = dense<1> : tensor<i64>} : tensor<i64>
+  %two = onnx.initializer "two" {value = dense<2> : tensor<i32>} : tensor<i32>
+  %zero = onnx.initializer "zero" {value = dense<0> : tensor<1xi64>} : tensor<1xi64>
+  %heads = onnx.initializer "heads" {value = dense<2> : tensor<1xi64>} : tensor<1xi64>
+  %axes = onnx.initializer "axes" {value = dense<0> : tensor<1xi64>} : tensor<1xi64>
+  %0 = onnx.node "Shape"(%x) {opset = 21 : i64, name = "shape"} : (tensor<?x8xf32>) -> tensor<2xi64>
+  %1 = onnx.node "Gather"(%0, %one) {opset = 21 : i64, name = "hidden"} : (tensor<2xi64>, tensor<i64>) -> tensor<i64>
+  %2 = onnx.node "Cast"(%two) {opset = 21 : i64, name = "cast", node_attributes = {to = 7 : i64}} : (tensor<i32>) -> tensor<i64>
+  %3 = onnx.node "Div"(%1, %2) {opset = 21 : i64, name = "head"} : (tensor<i64>, tensor<i64>) -> tensor<i64>
+  %4 = onnx.node "Unsqueeze"(%3, %axes) {opset = 21 : i64, name = "head1"} : (tensor<i64>, tensor<1xi64>) -> tensor<1xi64>
+  %5 = onnx.node "Concat"(%zero, %heads, %4) {opset = 21 : i64, name = "target", node_attributes = {axis = 0 : i64}} : (tensor<1xi64>, tensor<1xi64>, tensor<1xi64>) -> tensor<3xi64>
+  %6 = onnx.node "Reshape"(%x, %5) {opset = 21 : i64, name = "reshape"} : (tensor<?x8xf32>, tensor<3xi64>) -> tensor<?x?x?xf32>
+  return %6 : tensor<?x?x?xf32>
+}

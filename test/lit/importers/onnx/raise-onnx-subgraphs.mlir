@@ -373,9 +373,16 @@ func.func @qmoe_scaled_shared(%x: tensor<?x8xf32>) -> tensor<?x8xf32> {
 
 // -----
 
-// QMoE with 4-bit integer weights has no moe equivalent: the node stays.
+// QMoE with 4-bit integer weights: [E, N, K/2] bytes of two codes each
+// (low nibble first, zero point 8) become i8 `moe.weight`s dequantized with a
+// u4 block scale to [E, N, K]; the scales count unpacked columns.
 // CHECK-LABEL: func.func @qmoe_int4
-// CHECK: onnx.node "QMoE"
+// CHECK: %[[Q1:.+]], %[[S1:.+]] = moe.weight [#moe.tensor_ref<"model.onnx", "fc1">] stored tensor<4x4x4xi8> scales [#moe.tensor_ref<"model.onnx", "fc1.scales">] {stored_scheme = #moe.block_scale<format = u4, block = [1, 8], zero_point = 8>} : tensor<4x4x4xi8>, tensor<4x4x1xf32>
+// CHECK-NEXT: %[[FC1:.+]] = moe.dequantize %[[Q1]], %[[S1]] {scheme = #moe.block_scale<format = u4, block = [1, 8], zero_point = 8>} : tensor<4x4x4xi8>, tensor<4x4x1xf32> -> tensor<4x4x8xf32>
+// CHECK: %[[Q2:.+]], %[[S2:.+]] = moe.weight [#moe.tensor_ref<"model.onnx", "fc2">] stored tensor<4x8x1xi8> scales [#moe.tensor_ref<"model.onnx", "fc2.scales">] {stored_scheme = #moe.block_scale<format = u4, block = [1, 2], zero_point = 8>} : tensor<4x8x1xi8>, tensor<4x8x1xf32>
+// CHECK-NEXT: %[[FC2:.+]] = moe.dequantize %[[Q2]], %[[S2]] {{.*}} -> tensor<4x8x2xf32>
+// CHECK: moe.moe %{{.+}} router %{{.+}} experts %{{.+}}, %{{.+}}, %[[FC2]] {routing = #moe.routing<scoring = softmax, k = 2>}
+// CHECK-NOT: onnx.node "QMoE"
 func.func @qmoe_int4(%x: tensor<?x8xf32>) -> tensor<?x8xf32> {
   %none = onnx.none : none
   %gate = onnx.initializer "gate" : tensor<8x4xf32>

@@ -18,10 +18,10 @@ func.func @dynamic_feature(%x: tensor<?x?xf32>) -> tensor<?x?xf32> {
 
 // -----
 
-// Elements narrower than a byte have no address.
-// expected-error @+1 {{argument #0 cannot be planned: expected a ranked tensor of whole-byte elements, but got 'tensor<?xi1>'}}
-func.func @bits(%x: tensor<?xi1>) -> tensor<?xi1> {
-  return %x : tensor<?xi1>
+// Elements narrower than a byte have no address (booleans, i1, take a byte).
+// expected-error @+1 {{argument #0 cannot be planned: expected a ranked tensor of whole-byte elements, but got 'tensor<?xi4>'}}
+func.func @bits(%x: tensor<?xi4>) -> tensor<?xi4> {
+  return %x : tensor<?xi4>
 }
 
 // -----

@@ -10,10 +10,12 @@
 # ===-------------------------------------------------------------------------===#
 """Usage: check-numerics.py MODEL.onnx WORKDIR [--phase moe] [--tol 1e-4]
 
-Prints `max abs diff <d> (tolerance <t>): OK` or fails. Models whose input is
+Prints `max abs diff <d> (tolerance <t>), rel-L2 <r>: OK` or fails. Models whose input is
 a float tensor `x` (the MoE block models) are wrapped in a function that
 embeds token i as row i of a table holding `x`, which moe.embed copies
-exactly.
+exactly. Models with `input_ids` run on their saved `position_ids`; those
+with [batch, seq] inputs (batch 1) compare their folded [tokens, vocab]
+logits.
 """
 
 import argparse
@@ -90,8 +92,14 @@ def main():
         tokens = list(range(x.shape[0]))
         expected = saved["y"]
     else:
-        tokens = saved["input_ids"].tolist()
-        expected = saved["logits"]
+        # [batch, seq] models (batch 1) import with the batch folded into
+        # the tokens.
+        tokens = saved["input_ids"].ravel().tolist()
+        expected = saved["logits"].reshape(len(tokens), -1)
+    positions = []
+    if "position_ids" in saved.files:
+        positions = ["--positions",
+                     ",".join(map(str, saved["position_ids"].ravel()))]
     write_safetensors(os.path.join(args.workdir, "model.safetensors"), tensors)
     with open(os.path.join(args.workdir, "config.json"), "w") as f:
         f.write("{}\n")
@@ -100,12 +108,14 @@ def main():
         f.write(ir)
     out = os.path.join(args.workdir, "out.npy")
     subprocess.run(["moec-interp", mlir, "--checkpoint", args.workdir,
-                    "--tokens", ",".join(map(str, tokens)),
+                    "--tokens", ",".join(map(str, tokens)), *positions,
                     "--dump-logits", out], check=True, capture_output=True)
     got = np.load(out)
     diff = float(np.abs(got - expected).max())
     verdict = "OK" if got.shape == expected.shape and diff <= args.tol else "FAIL"
-    print(f"{base}: max abs diff {diff:.3g} (tolerance {args.tol:g}): {verdict}")
+    rel = float(np.linalg.norm(got - expected) / np.linalg.norm(expected))
+    print(f"{base}: max abs diff {diff:.3g} (tolerance {args.tol:g}), "
+          f"rel-L2 {rel:.3g}: {verdict}")
     return 0 if verdict == "OK" else 1
 
 
