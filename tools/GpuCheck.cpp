@@ -1,7 +1,8 @@
 //===- GpuCheck.cpp - GPU acceptance checks over artifacts ------*- C++ -*-===//
 //
 // For every `*.moea` in a folder: (a) CPU vs GPU on seeded random inputs
-// when it carries both, (b) GPU logits vs `NAME.logits.npy` for the ids in
+// when it carries both (the outputs, and every step alone on the CPU's
+// activations), (b) GPU logits vs `NAME.logits.npy` for the ids in
 // `NAME.tokens.txt`, (c) with --bench, launch times of device-filled
 // artifacts at the counts in `NAME.bench.txt`, with TFLOP/s, GB/s and the
 // ratio to the HBM and FP8 floors. Everything goes to stdout and, with
@@ -40,7 +41,9 @@ const char kUsage[] =
 Checks every *.moea in ARTIFACT_DIR on the GPU:
   (a) artifacts with cpu and CUDA code: CPU vs GPU outputs on seeded random
       inputs (bound: diff <= 2e-2 when any op class is fp8, else rel-L2 <=
-      1e-3);
+      1e-3); and per step: every step alone on the CPU's arena, its results
+      compared (f32/bf16: rel-L2 <= 1e-4, FP8 GEMMs 1e-3; fp8: rel-L2 <=
+      1e-1 and >= 99% equal codes; integers exactly);
   (b) NAME.moea with NAME.tokens.txt and NAME.logits.npy beside it: GPU
       logits vs the reference (fp8: diff <= 2e-2; bf16: rel-L2 <= 1e-2;
       f32: rel-L2 <= 1e-4);
@@ -55,6 +58,8 @@ options:
   --warmup N         untimed runs first (default 3)
   --hbm-tbps X       HBM bandwidth of the floor (default 4.8, H200)
   --fp8-tflops X     dense FP8 peak of the floor (default 1979, H200)
+  --per-step         (a) also checks every step alone (default)
+  --no-per-step      (a) compares the outputs only
   --sync-steps       synchronise after every step (names a faulting kernel)
   --device N         CUDA device ordinal (default 0)
   -h, --help         show this help
@@ -65,7 +70,7 @@ CUDA device (skip).
 
 struct Options {
   std::string dir, out;
-  bool bench = false, syncSteps = false;
+  bool bench = false, syncSteps = false, perStep = true;
   int iters = 20, warmup = 3, device = 0;
   double hbmTBps = 4.8, fp8Tflops = 1979;
 };
@@ -252,9 +257,15 @@ Status setRandomInputs(Executor &ex, int64_t tokens, uint32_t seed) {
 /// Device-filled artifacts larger than this are not run on the CPU.
 constexpr uint64_t kMaxCpuFilledBytes = uint64_t(256) << 20;
 
+/// Seed of the random inputs of (a) at `tokens` tokens.
+uint32_t inputSeed(int64_t tokens) { return uint32_t(1234 + tokens); }
+
+void checkPerStep(const std::string &name, const std::set<int64_t> &counts,
+                  CpuExecutor &cpu, CudaExecutor &gpu, Report &r);
+
 void checkCpuVsGpu(const std::string &name,
                    const std::shared_ptr<const Artifact> &artifact,
-                   CudaExecutor &gpu, Report &r) {
+                   CudaExecutor &gpu, bool perStep, Report &r) {
   const manifest::Manifest &m = artifact->manifest();
   auto cpu = CpuExecutor::create(artifact);
   if (!cpu.isOk())
@@ -269,7 +280,7 @@ void checkCpuVsGpu(const std::string &name,
   for (int64_t t : counts) {
     for (Executor *ex :
          {static_cast<Executor *>(cpu->get()), static_cast<Executor *>(&gpu)}) {
-      Status s = setRandomInputs(*ex, t, uint32_t(1234 + t));
+      Status s = setRandomInputs(*ex, t, inputSeed(t));
       if (s.isOk())
         s = ex->run(t);
       if (!s.isOk())
@@ -306,6 +317,258 @@ void checkCpuVsGpu(const std::string &name,
         r.fail(text);
     }
   }
+  if (perStep)
+    checkPerStep(name, counts, **cpu, gpu, r);
+}
+
+//===----------------------------------------------------------------------===//
+// (a) per step
+//===----------------------------------------------------------------------===//
+
+/// The op's name without the dialect ("fp8_matmul"), else the kernel.
+std::string opKind(const manifest::Step &s) {
+  return s.op().empty() ? s.kernel() : s.op();
+}
+
+bool isFp8Gemm(const manifest::Step &s) {
+  std::string op = s.op().substr(s.op().rfind('.') + 1);
+  return op == "fp8_matmul" || op == "fp8_grouped_matmul";
+}
+
+/// One result of one step compared: floats by rel-L2 and max-abs, FP8 codes
+/// decoded plus the share of equal codes, integers element by element.
+/// Elements that are the same non-finite value on both sides (a -inf
+/// mask) are equal and left out of the norms; any other non-finite value
+/// fails.
+struct ResultCompare {
+  enum Kind { kFloat, kFp8, kInteger } kind = kFloat;
+  double relL2 = 0, maxAbs = 0, equalCodes = 1, bound = 0;
+  bool finite = true, pass = true;
+  uint64_t elements = 0, mismatches = 0;
+  std::string boundText;
+};
+
+ResultCompare compareResult(const std::vector<uint8_t> &cpuBytes,
+                            const std::vector<uint8_t> &gpuBytes,
+                            manifest::DType dtype, bool fp8Gemm) {
+  ResultCompare c;
+  uint64_t size = dtypeSize(dtype);
+  c.elements = size ? cpuBytes.size() / size : 0;
+  bool fp8 =
+      dtype == manifest::DTYPE_F8E4M3FN || dtype == manifest::DTYPE_F8E5M2;
+  bool floating = fp8 || dtype == manifest::DTYPE_F32 ||
+                  dtype == manifest::DTYPE_BF16 || dtype == manifest::DTYPE_F16;
+  for (uint64_t e = 0; e < c.elements; ++e)
+    if (std::memcmp(&cpuBytes[e * size], &gpuBytes[e * size], size) != 0)
+      ++c.mismatches;
+  if (!floating) {
+    c.kind = ResultCompare::kInteger;
+    c.pass = c.mismatches == 0;
+    c.boundText = "exact";
+    return c;
+  }
+  std::vector<double> ref = toDoubles(cpuBytes.data(), cpuBytes.size(), dtype),
+                      got = toDoubles(gpuBytes.data(), gpuBytes.size(), dtype);
+  double err = 0, norm = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (!std::isfinite(ref[i]) || !std::isfinite(got[i])) {
+      bool same =
+          std::memcmp(&cpuBytes[i * size], &gpuBytes[i * size], size) == 0 ||
+          (std::isnan(ref[i]) && std::isnan(got[i]));
+      c.finite = c.finite && same;
+      continue;
+    }
+    double d = got[i] - ref[i];
+    err += d * d;
+    norm += ref[i] * ref[i];
+    c.maxAbs = std::max(c.maxAbs, std::fabs(d));
+  }
+  c.relL2 = norm > 0 ? std::sqrt(err / norm) : std::sqrt(err);
+  if (fp8) {
+    c.kind = ResultCompare::kFp8;
+    c.equalCodes =
+        c.elements ? 1.0 - double(c.mismatches) / double(c.elements) : 1.0;
+    c.bound = 1e-1;
+    c.pass = c.finite && c.relL2 <= c.bound && c.equalCodes >= 0.99;
+    c.boundText = "relL2<=1e-1, codes>=99%";
+  } else {
+    c.bound = fp8Gemm ? 1e-3 : 1e-4;
+    c.pass = c.finite && c.relL2 <= c.bound;
+    c.boundText = fp8Gemm ? "relL2<=1e-3" : "relL2<=1e-4";
+  }
+  return c;
+}
+
+/// Up to four mismatching tokens (rows of an integer result), "token 3: cpu
+/// [1 4] gpu [1 5]", rows cut at 16 elements.
+std::string mismatchingTokens(const std::vector<uint8_t> &cpuBytes,
+                              const std::vector<uint8_t> &gpuBytes,
+                              const manifest::Buffer &b) {
+  uint64_t size = dtypeSize(b.dtype()), n = cpuBytes.size() / size;
+  bool perToken = b.elements_case() == manifest::Buffer::kElementsPerToken;
+  uint64_t row = perToken && b.elements_per_token() ? b.elements_per_token()
+                                                    : std::max<uint64_t>(n, 1);
+  std::vector<double> ref = toDoubles(cpuBytes.data(), cpuBytes.size(),
+                                      b.dtype()),
+                      got = toDoubles(gpuBytes.data(), gpuBytes.size(),
+                                      b.dtype());
+  std::string out;
+  int shown = 0;
+  for (uint64_t r = 0; r * row < n && shown < 4; ++r) {
+    uint64_t begin = r * row, end = std::min(n, begin + row);
+    if (std::memcmp(&cpuBytes[begin * size], &gpuBytes[begin * size],
+                    (end - begin) * size) == 0)
+      continue;
+    auto list = [&](const std::vector<double> &v) {
+      std::string text;
+      for (uint64_t e = begin; e < end && e < begin + 16; ++e)
+        text += strCat(e == begin ? "" : " ", int64_t(v[e]));
+      return "[" + text + (end - begin > 16 ? " ...]" : "]");
+    };
+    out += strCat(shown++ ? "; " : "", perToken ? "token " : "elements ",
+                  perToken ? strCat(r) : std::string("all"), ": cpu ",
+                  list(ref), " gpu ", list(got));
+  }
+  return out;
+}
+
+/// Per op kind: what the summary table shows.
+struct OpSummary {
+  int steps = 0, results = 0, failures = 0, unchecked = 0;
+  double worstRelL2 = 0, worstMaxAbs = 0, minEqualCodes = 1;
+  uint64_t integerMismatches = 0;
+  bool anyFloat = false, anyFp8 = false;
+};
+
+// Every step alone: the CPU's whole arena is copied to the GPU's, both run
+// the step, and every result buffer (stepResultArgs) is compared.
+void checkPerStep(const std::string &name, const std::set<int64_t> &counts,
+                  CpuExecutor &cpu, CudaExecutor &gpu, Report &r) {
+  const Artifact &artifact = cpu.artifact();
+  const manifest::Manifest &m = artifact.manifest();
+  std::vector<std::vector<int>> results = stepResultArgs(m);
+  std::map<std::string, OpSummary> summary;
+  std::vector<uint8_t> arena(size_t(m.arena_bytes())), cpuBytes, gpuBytes;
+  int failuresBefore = r.failures, checked = 0, compared = 0;
+  for (int64_t t : counts) {
+    for (Executor *ex :
+         {static_cast<Executor *>(&cpu), static_cast<Executor *>(&gpu)})
+      if (Status s = setRandomInputs(*ex, t, inputSeed(t)); !s.isOk())
+        return r.fail(strCat(name, " (a) per-step T=", t, " on ", ex->device(),
+                             ": ", s.message()));
+    for (int i = 0; i < m.steps_size(); ++i) {
+      const manifest::Step &step = m.steps(i);
+      std::string kernels;
+      for (const manifest::CudaLaunch &l : step.cuda())
+        kernels += (kernels.empty() ? "" : "+") + l.kernel();
+      std::string where =
+          strCat(name, " (a) T=", t, " step ", i, " ", opKind(step), " (cuda '",
+                 kernels, "', cpu '", step.kernel(), "')");
+      Status s = cpu.readArena(0, arena.size(), arena.data());
+      if (s.isOk())
+        s = gpu.writeArena(0, arena.size(), arena.data());
+      if (s.isOk())
+        s = cpu.runStep(i, t);
+      if (s.isOk())
+        s = gpu.runStep(i, t);
+      if (!s.isOk())
+        return r.fail(where + ": " + s.message());
+      OpSummary &sum = summary[opKind(step)];
+      ++checked;
+      if (t == *counts.begin()) {
+        ++sum.steps;
+        sum.unchecked += results[size_t(i)].empty();
+      }
+      for (size_t k = 0; k < results[size_t(i)].size(); ++k) {
+        const manifest::Argument &arg = step.args(results[size_t(i)][k]);
+        const manifest::Buffer &b = *artifact.findBuffer(arg.buffer());
+        uint64_t bytes = bufferBytesAt(b, t);
+        cpuBytes.resize(size_t(bytes));
+        gpuBytes.resize(size_t(bytes));
+        s = cpu.readArena(b.offset(), bytes, cpuBytes.data());
+        if (s.isOk())
+          s = gpu.readArena(b.offset(), bytes, gpuBytes.data());
+        if (!s.isOk())
+          return r.fail(where + ": reading results: " + s.message());
+        ResultCompare c =
+            compareResult(cpuBytes, gpuBytes, b.dtype(), isFp8Gemm(step));
+        ++compared;
+        ++sum.results;
+        if (c.kind == ResultCompare::kInteger) {
+          sum.integerMismatches += c.mismatches;
+        } else {
+          sum.anyFloat = true;
+          sum.worstRelL2 = std::max(sum.worstRelL2, c.relL2);
+          sum.worstMaxAbs = std::max(sum.worstMaxAbs, c.maxAbs);
+          if (c.kind == ResultCompare::kFp8) {
+            sum.anyFp8 = true;
+            sum.minEqualCodes = std::min(sum.minEqualCodes, c.equalCodes);
+          }
+        }
+        if (c.pass)
+          continue;
+        ++sum.failures;
+        std::string text = strCat(where, " result ", k, " '", b.name(), "' ",
+                                  dtypeName(b.dtype()), ": ");
+        if (c.kind == ResultCompare::kInteger)
+          text += strCat(c.mismatches, " of ", c.elements, " elements differ: ",
+                         mismatchingTokens(cpuBytes, gpuBytes, b));
+        else
+          text += strCat(
+              "rel-L2 ", fmt("%.3g", c.relL2), " max-abs ",
+              fmt("%.3g", c.maxAbs),
+              c.kind == ResultCompare::kFp8
+                  ? strCat(" codes equal ", fmt("%.2f%%", 100 * c.equalCodes))
+                  : std::string(),
+              c.finite ? "" : " (non-finite values differ)");
+        r.fail(text + " [" + c.boundText + "]");
+      }
+    }
+  }
+  int failed = r.failures - failuresBefore;
+  r.line(strCat(failed ? "FAIL " : "ok   ", name, " (a) per-step: ",
+                m.steps_size(), " steps x ", counts.size(), " token counts, ",
+                compared, " results compared, ", failed, " failure(s)"));
+  r.line(strCat("  ", name, " per-step summary (worst over T = ",
+                *counts.begin(), " .. ", *counts.rbegin(), "):"));
+  r.line("  op                           steps results   worst-relL2  "
+         "worst-maxabs  min-fp8-eq  int-diff  fail");
+  r.markdown += strCat("\n### ", name,
+                       ": CPU vs GPU per step\n\nEvery step alone on the "
+                       "CPU's activations, T in {");
+  for (int64_t t : counts)
+    r.markdown += strCat(t == *counts.begin() ? "" : ", ", t);
+  r.markdown += strCat("}: ", checked, " step runs, ", compared,
+                       " results compared, ", failed,
+                       " failure(s).\n\n| op | steps | results | worst rel-L2 "
+                       "| worst max-abs | min fp8 codes equal | integer "
+                       "mismatches | failures |\n|---|---|---|---|---|---|---|"
+                       "---|\n");
+  for (const auto &[op, sum] : summary) {
+    std::string rel = sum.anyFloat ? fmt("%.3g", sum.worstRelL2) : "-";
+    std::string abs = sum.anyFloat ? fmt("%.3g", sum.worstMaxAbs) : "-";
+    std::string codes =
+        sum.anyFp8 ? fmt("%.2f%%", 100 * sum.minEqualCodes) : "-";
+    std::string results = strCat(sum.results);
+    if (sum.unchecked)
+      results += strCat(" (", sum.unchecked, " step(s) without results)");
+    char row[256];
+    std::snprintf(row, sizeof(row), "  %-28s %5d %7s %13s %13s %11s %9llu %5d",
+                  op.c_str(), sum.steps, strCat(sum.results).c_str(),
+                  rel.c_str(), abs.c_str(), codes.c_str(),
+                  (unsigned long long)sum.integerMismatches, sum.failures);
+    r.line(row);
+    r.markdown += strCat(
+        "| ", op, " | ", sum.steps, " | ", results, " | ", rel, " | ", abs,
+        " | ", codes, " | ", sum.integerMismatches, " | ",
+        sum.failures ? strCat("**", sum.failures, "**") : std::string("0"),
+        " |\n");
+  }
+  for (const auto &[op, sum] : summary)
+    if (sum.unchecked)
+      r.line(strCat("note ", name, " (a) per-step: ", sum.unchecked, " ", op,
+                    " step(s) have no result buffer first defined there "
+                    "(in place?); not compared"));
 }
 
 /// Reads a little-endian float32 .npy (format 1-3, C order).
@@ -502,6 +765,9 @@ int parseArgs(int argc, char **argv, Options &o) {
     } else if (a == "--bench") {
       o.bench = true;
       continue;
+    } else if (a == "--per-step" || a == "--no-per-step") {
+      o.perStep = a == "--per-step";
+      continue;
     } else if (a == "--sync-steps") {
       o.syncSteps = true;
       continue;
@@ -534,6 +800,36 @@ int parseArgs(int argc, char **argv, Options &o) {
 }
 
 } // namespace
+
+std::vector<std::vector<int>> stepResultArgs(const manifest::Manifest &m) {
+  std::set<uint32_t> seen;
+  for (const manifest::TensorSpec &in : m.inputs())
+    seen.insert(in.buffer());
+  std::vector<std::vector<int>> results(size_t(m.steps_size()));
+  for (int i = 0; i < m.steps_size(); ++i) {
+    const manifest::Step &s = m.steps(i);
+    std::vector<int> &out = results[size_t(i)];
+    for (int j = s.args_size() - 1; j >= 0; --j) {
+      const manifest::Argument &a = s.args(j);
+      if (a.ref_case() != manifest::Argument::kBuffer || seen.count(a.buffer()))
+        break;
+      bool earlier = false, repeated = false;
+      for (int k = 0; k < j; ++k)
+        earlier =
+            earlier || (s.args(k).ref_case() == manifest::Argument::kBuffer &&
+                        s.args(k).buffer() == a.buffer());
+      for (int k : out)
+        repeated = repeated || s.args(k).buffer() == a.buffer();
+      if (earlier || repeated)
+        break;
+      out.insert(out.begin(), j);
+    }
+    for (const manifest::Argument &a : s.args())
+      if (a.ref_case() == manifest::Argument::kBuffer)
+        seen.insert(a.buffer());
+  }
+  return results;
+}
 
 WorkEstimate estimateWork(const manifest::Manifest &m, int64_t tokens) {
   WorkEstimate w;
@@ -657,7 +953,7 @@ int gpuCheckMain(int argc, char **argv) {
                m.targets().end();
     if (cpu &&
         (!m.weights_device_filled() || weightsExtent(m) <= kMaxCpuFilledBytes))
-      checkCpuVsGpu(name, artifact, **gpu, r);
+      checkCpuVsGpu(name, artifact, **gpu, o.perStep, r);
     if (fileExists(base + ".tokens.txt") && fileExists(base + ".logits.npy"))
       checkReference(name, base, **gpu, r);
     if (o.bench && m.weights_device_filled() && fileExists(base + ".bench.txt"))

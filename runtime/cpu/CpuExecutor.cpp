@@ -132,8 +132,7 @@ Status CpuExecutor::setInput(int index, const void *data, uint64_t bytes,
   return Status::ok();
 }
 
-Status CpuExecutor::run(int64_t tokens) {
-  MOEC_RETURN_IF_ERROR(checkTokens(tokens));
+Status CpuExecutor::prepareInputs(int64_t tokens) {
   for (int index : positionInputs_) {
     if (inputSet_[size_t(index)])
       continue;
@@ -141,8 +140,43 @@ Status CpuExecutor::run(int64_t tokens) {
     writePositions(*view.spec, view.data, tokens);
   }
   inputSet_.assign(inputSet_.size(), false);
+  return Status::ok();
+}
+
+Status CpuExecutor::run(int64_t tokens) {
+  MOEC_RETURN_IF_ERROR(checkTokens(tokens));
+  MOEC_RETURN_IF_ERROR(prepareInputs(tokens));
   for (const Step &step : steps_)
     step.kernel(step.args.data(), tokens);
+  return Status::ok();
+}
+
+Status CpuExecutor::runStep(int index, int64_t tokens) {
+  MOEC_RETURN_IF_ERROR(checkTokens(tokens));
+  MOEC_RETURN_IF_ERROR(checkStep(index));
+  // setInput wrote the inputs already; only step 0 defaults `positions`
+  // (later steps may reuse its memory).
+  if (index == 0)
+    MOEC_RETURN_IF_ERROR(prepareInputs(tokens));
+  else
+    inputSet_.assign(inputSet_.size(), false);
+  const Step &step = steps_[size_t(index)];
+  step.kernel(step.args.data(), tokens);
+  return Status::ok();
+}
+
+Status CpuExecutor::readArena(uint64_t offset, uint64_t bytes, void *dst) {
+  MOEC_RETURN_IF_ERROR(checkArenaRange(offset, bytes, dst));
+  if (bytes)
+    std::memcpy(dst, arena_ + offset, size_t(bytes));
+  return Status::ok();
+}
+
+Status CpuExecutor::writeArena(uint64_t offset, uint64_t bytes,
+                               const void *src) {
+  MOEC_RETURN_IF_ERROR(checkArenaRange(offset, bytes, src));
+  if (bytes)
+    std::memcpy(arena_ + offset, src, size_t(bytes));
   return Status::ok();
 }
 

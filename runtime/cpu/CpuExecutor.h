@@ -48,6 +48,13 @@ public:
   /// A view into the arena (see `Executor::tensor`).
   StatusOr<TensorView> tensor(bool output, int index, int64_t tokens) override;
 
+  /// Calls step `index`'s kernel alone (see `Executor::runStep`).
+  Status runStep(int index, int64_t tokens) override;
+
+  /// memcpy out of / into the arena (see `Executor::readArena`).
+  Status readArena(uint64_t offset, uint64_t bytes, void *dst) override;
+  Status writeArena(uint64_t offset, uint64_t bytes, const void *src) override;
+
   /// The arena address of buffer `id` (nullptr when there is no such id).
   uint8_t *bufferData(uint32_t id) const;
 
@@ -60,6 +67,10 @@ private:
 
   explicit CpuExecutor(std::shared_ptr<const Artifact> artifact)
       : Executor(std::move(artifact)) {}
+
+  // Fills the `positions` inputs not set since the last run with 0 ..
+  // tokens-1, and forgets which inputs were set.
+  Status prepareInputs(int64_t tokens);
 
   std::unique_ptr<SharedObject> library_;
   uint8_t *arena_ = nullptr;

@@ -433,11 +433,13 @@ Status CudaExecutor::setInput(int index, const void *data, uint64_t bytes,
   return Status::ok();
 }
 
-Status CudaExecutor::uploadInputs(int64_t tokens, bool onlySet) {
+Status CudaExecutor::uploadInputs(int64_t tokens, bool onlySet,
+                                  bool defaultPositions) {
   const manifest::Manifest &m = artifact_->manifest();
   for (int i = 0; i < m.inputs_size(); ++i) {
     const manifest::TensorSpec &spec = m.inputs(i);
-    bool isPositions = std::find(positionInputs_.begin(), positionInputs_.end(),
+    bool isPositions = defaultPositions &&
+                       std::find(positionInputs_.begin(), positionInputs_.end(),
                                  i) != positionInputs_.end();
     std::vector<uint8_t> &staged = inputs_[size_t(i)];
     if (isPositions &&
@@ -464,33 +466,41 @@ Status CudaExecutor::uploadInputs(int64_t tokens, bool onlySet) {
   return Status::ok();
 }
 
-Status CudaExecutor::launchSteps(int64_t tokens) {
+Status CudaExecutor::launchStep(size_t index, int64_t tokens) {
   tokensParam_ = tokens;
+  Step &step = steps_[index];
+  currentStep_ = int(index);
+  for (size_t l = 0; l < step.launches.size(); ++l) {
+    currentLaunch_ = int(l);
+    const manifest::CudaLaunch &spec = *step.launches[l].spec;
+    MOEC_RETURN_IF_ERROR(MOEC_CU(
+        "cuLaunchKernel",
+        driver_.launchKernel(step.launches[l].function,
+                             unsigned(gridExtentAt(spec.grid(0), tokens)),
+                             unsigned(gridExtentAt(spec.grid(1), tokens)),
+                             unsigned(gridExtentAt(spec.grid(2), tokens)),
+                             spec.block(0), spec.block(1), spec.block(2),
+                             spec.shared_bytes(), stream_, step.params.data(),
+                             nullptr)));
+  }
+  // From here on a failure names the step but no launch.
+  currentLaunch_ = int(step.launches.size());
+  return Status::ok();
+}
+
+Status CudaExecutor::launchSteps(int64_t tokens) {
   for (size_t i = 0; i < steps_.size(); ++i) {
-    Step &step = steps_[i];
-    currentStep_ = int(i);
-    for (size_t l = 0; l < step.launches.size(); ++l) {
-      currentLaunch_ = int(l);
-      const manifest::CudaLaunch &spec = *step.launches[l].spec;
-      MOEC_RETURN_IF_ERROR(MOEC_CU(
-          "cuLaunchKernel",
-          driver_.launchKernel(step.launches[l].function,
-                               unsigned(gridExtentAt(spec.grid(0), tokens)),
-                               unsigned(gridExtentAt(spec.grid(1), tokens)),
-                               unsigned(gridExtentAt(spec.grid(2), tokens)),
-                               spec.block(0), spec.block(1), spec.block(2),
-                               spec.shared_bytes(), stream_, step.params.data(),
-                               nullptr)));
-    }
+    MOEC_RETURN_IF_ERROR(launchStep(i, tokens));
     // Debugging: a fault then shows up at the step that caused it.
-    if (options_.syncEachStep) {
-      currentLaunch_ = int(step.launches.size());
-      MOEC_RETURN_IF_ERROR(
-          MOEC_CU("cuStreamSynchronize", driver_.streamSynchronize(stream_)));
-    }
+    if (options_.syncEachStep)
+      MOEC_RETURN_IF_ERROR(synchronize());
   }
   currentStep_ = -1;
   return Status::ok();
+}
+
+Status CudaExecutor::synchronize() {
+  return MOEC_CU("cuStreamSynchronize", driver_.streamSynchronize(stream_));
 }
 
 Status CudaExecutor::run(int64_t tokens) {
@@ -527,6 +537,58 @@ Status CudaExecutor::run(int64_t tokens) {
   }
   outputTokens_ = tokens;
   return Status::ok();
+}
+
+Status CudaExecutor::runStep(int index, int64_t tokens) {
+  if (failed())
+    return failedError();
+  MOEC_RETURN_IF_ERROR(checkTokens(tokens));
+  MOEC_RETURN_IF_ERROR(checkStep(index));
+  FlagScope running(running_);
+  ContextScope scope(*this);
+  MOEC_RETURN_IF_ERROR(scope.status());
+  // Only step 0 defaults `positions`: later steps may reuse its memory.
+  MOEC_RETURN_IF_ERROR(
+      uploadInputs(tokens, /*onlySet=*/true, /*defaultPositions=*/index == 0));
+  inputSet_.assign(inputSet_.size(), false);
+  Status s = launchStep(size_t(index), tokens);
+  // The step is known, so a fault at the synchronisation names it.
+  if (s.isOk())
+    s = synchronize();
+  currentStep_ = -1;
+  return s;
+}
+
+Status CudaExecutor::readArena(uint64_t offset, uint64_t bytes, void *dst) {
+  if (failed())
+    return failedError();
+  MOEC_RETURN_IF_ERROR(checkArenaRange(offset, bytes, dst));
+  if (bytes == 0)
+    return Status::ok();
+  FlagScope running(running_);
+  ContextScope scope(*this);
+  MOEC_RETURN_IF_ERROR(scope.status());
+  MOEC_RETURN_IF_ERROR(MOEC_CU(
+      "cuMemcpyDtoHAsync",
+      driver_.memcpyDtoHAsync(dst, arena_ + offset, size_t(bytes), stream_)));
+  return synchronize();
+}
+
+Status CudaExecutor::writeArena(uint64_t offset, uint64_t bytes,
+                                const void *src) {
+  if (failed())
+    return failedError();
+  MOEC_RETURN_IF_ERROR(checkArenaRange(offset, bytes, src));
+  if (bytes == 0)
+    return Status::ok();
+  FlagScope running(running_);
+  ContextScope scope(*this);
+  MOEC_RETURN_IF_ERROR(scope.status());
+  MOEC_RETURN_IF_ERROR(MOEC_CU(
+      "cuMemcpyHtoDAsync",
+      driver_.memcpyHtoDAsync(arena_ + offset, src, size_t(bytes), stream_)));
+  // `src` may be freed once this returns.
+  return synchronize();
 }
 
 StatusOr<TensorView> CudaExecutor::tensor(bool output, int index,

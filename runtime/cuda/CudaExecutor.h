@@ -78,6 +78,17 @@ public:
   /// `Executor::tensor`).
   StatusOr<TensorView> tensor(bool output, int index, int64_t tokens) override;
 
+  /// Copies the inputs set since the last run (and, for step 0, default
+  /// positions) to the device, launches step `index`'s kernels alone and
+  /// synchronises, so that a fault names the step (see
+  /// `Executor::runStep`). Outputs are not copied back.
+  Status runStep(int index, int64_t tokens) override;
+
+  /// cuMemcpyDtoHAsync / cuMemcpyHtoDAsync on the executor's stream, then
+  /// a synchronisation (see `Executor::readArena`). Failures are sticky.
+  Status readArena(uint64_t offset, uint64_t bytes, void *dst) override;
+  Status writeArena(uint64_t offset, uint64_t bytes, const void *src) override;
+
   /// Times the launches alone: `warmup` + `iterations` rounds of (copy every
   /// input last set for `tokens` tokens, event, all launches, event) on the
   /// stream, one synchronisation, and the `iterations` elapsed times in ms.
@@ -124,8 +135,15 @@ private:
   // run (or `sticky`) the error becomes the executor's failure.
   Status check(cu::Result result, const char *call, const char *file, int line);
   Status failedError() const;
-  Status uploadInputs(int64_t tokens, bool onlySet);
+  // Copies inputs to the device: with `onlySet` those set since the last
+  // run, else all (which must have been set for `tokens`); unset
+  // `positions` get 0 .. tokens-1 unless `!defaultPositions`.
+  Status uploadInputs(int64_t tokens, bool onlySet,
+                      bool defaultPositions = true);
+  Status launchStep(size_t index, int64_t tokens);
   Status launchSteps(int64_t tokens);
+  // Waits for the stream; a failure names `currentStep_` when it is set.
+  Status synchronize();
   cu::DevicePtr bufferAddress(uint32_t id) const;
 
   const CudaDriver &driver_;

@@ -82,6 +82,27 @@ Status Executor::checkInput(int index, const void *data, uint64_t bytes,
   return Status::ok();
 }
 
+Status Executor::checkStep(int index) const {
+  int steps = artifact_->manifest().steps_size();
+  if (index < 0 || index >= steps)
+    return makeError(StatusCode::kInvalidArgument, artifact_->path(), ": has ",
+                     steps, " steps, no #", index);
+  return Status::ok();
+}
+
+Status Executor::checkArenaRange(uint64_t offset, uint64_t bytes,
+                                 const void *data) const {
+  uint64_t arena = artifact_->manifest().arena_bytes();
+  if (offset > arena || bytes > arena - offset)
+    return makeError(StatusCode::kInvalidArgument, artifact_->path(),
+                     ": arena range [", offset, ", +", bytes,
+                     ") exceeds arena_bytes ", arena);
+  if (bytes > 0 && !data)
+    return makeError(StatusCode::kInvalidArgument, artifact_->path(),
+                     ": arena copy with null host memory");
+  return Status::ok();
+}
+
 void Executor::writePositions(const manifest::TensorSpec &spec, uint8_t *out,
                               int64_t tokens) {
   bool wide = spec.dtype() == manifest::DTYPE_I64;

@@ -64,6 +64,23 @@ public:
   virtual StatusOr<TensorView> tensor(bool output, int index,
                                       int64_t tokens) = 0;
 
+  /// Runs step `index` alone for `tokens` tokens (for per-kernel checks):
+  /// the inputs set since the last `run` / `runStep` are in the arena first,
+  /// and step 0 fills an unset `positions` input as `run` does, so that
+  /// `runStep(0, T)`, ..., `runStep(n-1, T)` is `run(T)`. Returns once the
+  /// step has finished on the device.
+  virtual Status runStep(int index, int64_t tokens) = 0;
+
+  /// Copies `bytes` bytes of the arena from `offset` to host memory `dst`
+  /// (every earlier step has finished). `offset + bytes` must be within
+  /// `arena_bytes`.
+  virtual Status readArena(uint64_t offset, uint64_t bytes, void *dst) = 0;
+
+  /// Copies `bytes` bytes from host memory `src` into the arena at `offset`
+  /// (done when it returns). Buffers are raw bytes at their manifest offsets.
+  virtual Status writeArena(uint64_t offset, uint64_t bytes,
+                            const void *src) = 0;
+
 protected:
   explicit Executor(std::shared_ptr<const Artifact> artifact);
 
@@ -76,6 +93,12 @@ protected:
   /// data and every id against `index_bound`.
   Status checkInput(int index, const void *data, uint64_t bytes,
                     int64_t tokens) const;
+  /// `index` names a step, else an error naming the artifact.
+  Status checkStep(int index) const;
+  /// `[offset, offset + bytes)` lies in the arena and `data` is not null
+  /// (unless `bytes` is 0), else an error.
+  Status checkArenaRange(uint64_t offset, uint64_t bytes,
+                         const void *data) const;
   /// Writes `0 .. tokens-1` as `spec`'s dtype (i32 or i64) to `out`.
   static void writePositions(const manifest::TensorSpec &spec, uint8_t *out,
                              int64_t tokens);

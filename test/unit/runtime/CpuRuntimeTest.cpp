@@ -221,6 +221,43 @@ TEST_F(CpuRuntimeTest, PositionsInputIsFilledUnlessSet) {
   runAndCheck(**ex, tokens, 1.0f);
 }
 
+TEST_F(CpuRuntimeTest, StepsRunOneAtATimeAndTheArenaIsReadable) {
+  auto ex = load("m.moea", kernelsSo());
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  const Artifact &a = (*ex)->artifact();
+  std::vector<int32_t> tokens = {3, 1, 4, 1, 5};
+  ASSERT_TRUE((*ex)->setInput(0, tokens.data(), 20, 5).isOk());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE((*ex)->runStep(i, 5).isOk()) << i;
+  // Steps 0 .. n-1 alone are a run: the logits buffer holds the reference.
+  const manifest::Buffer &logits = *a.findBuffer(3);
+  std::vector<float> got(size_t(5 * model.vocab));
+  ASSERT_TRUE(
+      (*ex)->readArena(logits.offset(), got.size() * 4, got.data()).isOk());
+  expectClose(got.data(), model.reference(tokens), "steps one by one");
+
+  // Write y back changed and run only the last step: logits follow.
+  const manifest::Buffer &y = *a.findBuffer(2);
+  std::vector<float> ys(size_t(5 * model.hidden), 0.0f);
+  ASSERT_TRUE((*ex)->writeArena(y.offset(), ys.size() * 4, ys.data()).isOk());
+  ASSERT_TRUE((*ex)->runStep(2, 5).isOk());
+  ASSERT_TRUE(
+      (*ex)->readArena(logits.offset(), got.size() * 4, got.data()).isOk());
+  EXPECT_EQ(got, std::vector<float>(got.size(), 0.0f));
+
+  // Errors name what is wrong.
+  uint64_t arena = a.manifest().arena_bytes();
+  EXPECT_EQ((*ex)->runStep(3, 5).message(),
+            dir.file("m.moea") + ": has 3 steps, no #3");
+  EXPECT_EQ((*ex)->runStep(0, 9).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*ex)->readArena(arena - 4, 8, got.data()).message(),
+            strCat(dir.file("m.moea"), ": arena range [", arena - 4,
+                   ", +8) exceeds arena_bytes ", arena));
+  EXPECT_EQ((*ex)->writeArena(0, 4, nullptr).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE((*ex)->readArena(arena, 0, nullptr).isOk());
+}
+
 TEST_F(CpuRuntimeTest, AbsurdArenaIsRefusedNotWrapped) {
   // Consistent as far as the manifest goes, but rounding 2^64 - 1 up to
   // the arena alignment would wrap to a tiny allocation.

@@ -464,6 +464,94 @@ TEST_F(FakeCudaTest, DeviceFilledWeightsMatchTheCpu) {
   EXPECT_GT(sumSq, 0.0f);
 }
 
+TEST_F(FakeCudaTest, StepsRunOneAtATimeOnTheCpuArena) {
+  // gpu-check's per-step loop by hand: the CPU's arena copied to the GPU
+  // before each step, then the step alone on both.
+  auto artifact = write();
+  auto cpu = CpuExecutor::create(artifact);
+  ASSERT_TRUE(cpu.isOk()) << cpu.status().toString();
+  auto gpu = CudaExecutor::create(artifact, options);
+  ASSERT_TRUE(gpu.isOk()) << gpu.status().toString();
+  std::vector<int32_t> tokens = {36, 0, 7, 12};
+  ASSERT_TRUE((*cpu)->setInput(0, tokens.data(), 16, 4).isOk());
+  ASSERT_TRUE((*gpu)->setInput(0, tokens.data(), 16, 4).isOk());
+  uint64_t arenaBytes = artifact->manifest().arena_bytes();
+  std::vector<uint8_t> arena(arenaBytes), onGpu(arenaBytes);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE((*cpu)->readArena(0, arenaBytes, arena.data()).isOk());
+    ASSERT_TRUE((*gpu)->writeArena(0, arenaBytes, arena.data()).isOk());
+    int before = fakeCounter("moecFakeLaunches");
+    ASSERT_TRUE((*cpu)->runStep(i, 4).isOk());
+    Status s = (*gpu)->runStep(i, 4);
+    ASSERT_TRUE(s.isOk()) << s.toString();
+    EXPECT_EQ(fakeCounter("moecFakeLaunches") - before, i == 2 ? 2 : 1);
+    // Same kernels, same inputs: the whole arena agrees after each step.
+    ASSERT_TRUE((*cpu)->readArena(0, arenaBytes, arena.data()).isOk());
+    ASSERT_TRUE((*gpu)->readArena(0, arenaBytes, onGpu.data()).isOk());
+    EXPECT_EQ(arena, onGpu) << "step " << i;
+  }
+  std::vector<float> got(4 * size_t(model.vocab));
+  ASSERT_TRUE((*gpu)
+                  ->readArena(artifact->findBuffer(3)->offset(), got.size() * 4,
+                              got.data())
+                  .isOk());
+  EXPECT_EQ(got, model.reference(tokens));
+  // Steps alone without the CPU: the GPU's own steps make a run too.
+  ASSERT_TRUE((*gpu)->setInput(0, tokens.data(), 16, 4).isOk());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE((*gpu)->runStep(i, 4).isOk());
+  std::fill(got.begin(), got.end(), 0.0f);
+  ASSERT_TRUE((*gpu)
+                  ->readArena(artifact->findBuffer(3)->offset(), got.size() * 4,
+                              got.data())
+                  .isOk());
+  EXPECT_EQ(got, model.reference(tokens));
+  // Bad arguments are errors, not failures of the executor.
+  EXPECT_EQ((*gpu)->runStep(-1, 4).message(),
+            dir.file("m.moea") + ": has 3 steps, no #-1");
+  EXPECT_EQ((*gpu)->readArena(arenaBytes, 1, got.data()).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_FALSE((*gpu)->failed());
+  EXPECT_EQ(logits(**gpu, tokens), model.reference(tokens));
+}
+
+TEST_F(FakeCudaTest, StepFaultIsNamedAndSticky) {
+  auto ex = CudaExecutor::create(write(), options);
+  ASSERT_TRUE(ex.isOk());
+  std::vector<int32_t> tokens = {3, 4};
+  ASSERT_TRUE((*ex)->setInput(0, tokens.data(), 8, 2).isOk());
+  ASSERT_TRUE((*ex)->runStep(0, 2).isOk());
+  // A kernel fault surfaces at the step's own synchronisation.
+  fakeFail("cuStreamSynchronize", 0, 700);
+  Status s = (*ex)->runStep(1, 2);
+  EXPECT_NE(s.message().find("cuStreamSynchronize failed at step 1: "
+                             "CUDA_ERROR_ILLEGAL_ADDRESS"),
+            std::string::npos)
+      << s.message();
+  EXPECT_TRUE((*ex)->failed());
+  std::vector<uint8_t> bytes(16);
+  const std::string later = "the CUDA executor failed earlier and cannot be "
+                            "used any more; first failure: " +
+                            s.message();
+  EXPECT_EQ((*ex)->readArena(0, 16, bytes.data()).message(), later);
+  EXPECT_EQ((*ex)->writeArena(0, 16, bytes.data()).message(), later);
+  EXPECT_EQ((*ex)->runStep(2, 2).message(), later);
+}
+
+TEST_F(FakeCudaTest, FailedArenaCopyIsSticky) {
+  auto ex = CudaExecutor::create(write(), options);
+  ASSERT_TRUE(ex.isOk());
+  fakeFail("cuMemcpyDtoHAsync", 0, 700);
+  std::vector<uint8_t> bytes(16);
+  Status s = (*ex)->readArena(0, 16, bytes.data());
+  EXPECT_NE(s.message().find("CUDA: cuMemcpyDtoHAsync failed: "
+                             "CUDA_ERROR_ILLEGAL_ADDRESS"),
+            std::string::npos)
+      << s.message();
+  EXPECT_TRUE((*ex)->failed());
+  EXPECT_EQ((*ex)->run(1).code(), s.code());
+}
+
 //===----------------------------------------------------------------------===//
 // The C API on this machine's real driver
 //===----------------------------------------------------------------------===//
@@ -640,6 +728,34 @@ TEST(GpuCheckWork, GroupedGemmRowsComeFromTopK) {
   e = estimateWork(m, 1);
   EXPECT_EQ(e.flops, 2.0 * 2 * 8 * 16);
   EXPECT_EQ(e.bytes, (512.0 + 16) / 2 + 32 * 4 + 16 * 4);
+}
+
+TEST(GpuCheckPerStep, ResultsAreTrailingBuffersFirstDefinedThere) {
+  // The test model: every step's last argument is its one result.
+  manifest::Manifest tm = TestModel::random(1).manifest();
+  EXPECT_EQ(stepResultArgs(tm), (std::vector<std::vector<int>>{{2}, {2}, {2}}));
+
+  // input 0 -> router(x=0, gate w10) -> (weights 1, indices 2);
+  // dispatch(x=0, indices=2) -> (rows 3, offsets 4, positions 5);
+  // an in-place update of 3 (no result); a step passing x twice whose
+  // result is 6; a new buffer passed twice (malformed: not a result).
+  manifest::Manifest m;
+  m.add_inputs()->set_buffer(0);
+  auto step = [&](std::vector<int> args) {
+    auto *s = m.add_steps();
+    for (int a : args)
+      if (a >= 10)
+        s->add_args()->set_weight(uint32_t(a));
+      else
+        s->add_args()->set_buffer(uint32_t(a));
+  };
+  step({0, 10, 1, 2});
+  step({0, 2, 3, 4, 5});
+  step({3, 1});
+  step({0, 0, 6});
+  step({6, 7, 7});
+  EXPECT_EQ(stepResultArgs(m),
+            (std::vector<std::vector<int>>{{2, 3}, {2, 3, 4}, {}, {2}, {}}));
 }
 
 } // namespace

@@ -13,6 +13,12 @@
 
 #include <cstdint>
 
+// The bias scale of `moec_test_cuda_add`: 1, or a deliberately wrong kernel
+// (moec_test_cuda_kernels_wrong) for gpu-check's per-step check to catch.
+#ifndef MOEC_TEST_CUDA_BIAS_SCALE
+#define MOEC_TEST_CUDA_BIAS_SCALE 1.0f
+#endif
+
 #define MOEC_TEST_EXPORT extern "C" __attribute__((visibility("default")))
 
 namespace {
@@ -48,7 +54,7 @@ MOEC_TEST_EXPORT void moec_test_cuda_add(void **params, const unsigned *grid,
   int64_t tokens = tokensAfter(params, 3);
   int64_t threads = int64_t(grid[0]) * block[0];
   for (int64_t i = 0; i < threads && i < tokens * kHidden; ++i)
-    y[i] = x[i] + bias[i % kHidden];
+    y[i] = x[i] + MOEC_TEST_CUDA_BIAS_SCALE * bias[i % kHidden];
 }
 
 /// logits, first launch: y . head^T into the workspace, grid (T, 1, 1).

@@ -6,14 +6,17 @@ by the runtime) twice, with stored and with device-filled weights, plus
 model.tokens.txt / model.logits.npy (numpy reference) and bench.bench.txt.
 
 --fake: runs everything on FakeCudaDriver (MOEC_CUDA_DRIVER_LIBRARY) with the
-host kernels (MOEC_FAKE_CUDA_KERNELS): gpu-check (a), (b), (c) pass, a wrong
-reference fails, no driver exits 77; moec-run --device auto/cuda runs on
+host kernels (MOEC_FAKE_CUDA_KERNELS): gpu-check (a) (outputs and per step),
+(b), (c) pass, a wrong reference fails, a wrong kernel (--fake-kernels-wrong:
+step 1's bias add off by 0.1%) fails the per-step check naming step 1 and its
+kernels only, no driver exits 77; moec-run --device auto/cuda runs on
 "cuda" with numpy's logits, --device cuda without a driver is unavailable.
 Without --fake (ctest label gpu): gpu-check on the real driver; exits 77
 (skip) without a device.
 
 Usage: check_gpu_check.py --driver runtime-test-driver --gpu-check gpu-check
-         --moec-run moec-run [--fake FAKE.so --fake-kernels KERNELS.so]
+         --moec-run moec-run [--fake FAKE.so --fake-kernels KERNELS.so
+         --fake-kernels-wrong WRONG.so]
 """
 
 import argparse
@@ -46,6 +49,7 @@ def main():
     ap.add_argument("--moec-run", required=True)
     ap.add_argument("--fake")
     ap.add_argument("--fake-kernels")
+    ap.add_argument("--fake-kernels-wrong")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,6 +85,9 @@ def main():
         for needle in ["ok   model (a) T=1 'logits'", "ok   model (a) T=7",
                        "ok   model (b) T=8 logits vs reference",
                        "ok   bench (a) T=8 'logits'", "bench bench on ",
+                       "ok   model (a) per-step: 3 steps x 3 token counts, "
+                       "9 results compared, 0 failure(s)",
+                       "ok   bench (a) per-step: 3 steps x 3 token counts",
                        "gpu-check: all checks passed"]:
             if needle not in p.stdout:
                 fail(f"gpu-check output lacks {needle!r}:\n{p.stdout}")
@@ -89,7 +96,10 @@ def main():
         if len(rows) != 3:
             fail(f"expected 3 bench rows:\n{p.stdout}")
         md = open(os.path.join(out, "gpu-check.md")).read()
-        for needle in ["### model: CPU vs GPU", "### model: logits vs reference",
+        for needle in ["### model: CPU vs GPU",
+                       "### model: CPU vs GPU per step",
+                       "| moe.add | 1 | 3 | 0 | 0 | - | 0 | 0 |",
+                       "### model: logits vs reference",
                        "### bench: launch time", "| tokens | ms | TFLOP/s |"]:
             if needle not in md:
                 fail(f"gpu-check.md lacks {needle!r}:\n{md}")
@@ -105,6 +115,28 @@ def main():
         p = run([args.gpu_check, models], 1, env)
         if "FAIL model (b) T=8 logits vs reference" not in p.stdout:
             fail(f"a wrong reference passed:\n{p.stdout}")
+        # --no-per-step compares the outputs only.
+        p = run([args.gpu_check, "--no-per-step", models], 1, env)
+        if "per-step" in p.stdout or "ok   model (a) T=7" not in p.stdout:
+            fail(f"--no-per-step:\n{p.stdout}")
+        # A wrong kernel (step 1 only) is caught per step and named.
+        wrong = dict(env, MOEC_FAKE_CUDA_KERNELS=args.fake_kernels_wrong)
+        p = run([args.gpu_check, models], 1, wrong)
+        for t in [1, 7, 8]:
+            needle = (f"FAIL model (a) T={t} step 1 moe.add (cuda "
+                      "'moec_test_cuda_add', cpu 'moec_test_add') result 0 "
+                      "'y' f32: rel-L2 ")
+            if needle not in p.stdout:
+                fail(f"the wrong kernel was not caught at T={t}:\n{p.stdout}")
+        # The whole-model bound (rel-L2 <= 1e-3) lets this one through.
+        if "ok   model (a) T=7 'logits'" not in p.stdout:
+            fail(f"whole-model check of the wrong kernel:\n{p.stdout}")
+        if re.search(r"FAIL model \(a\) T=\d+ step [02] ", p.stdout):
+            fail(f"steps 0 and 2 were blamed too:\n{p.stdout}")
+        if "FAIL model (a) per-step: 3 steps x 3 token counts, 9 results " \
+           "compared, 3 failure(s)" not in p.stdout:
+            fail(f"per-step summary:\n{p.stdout}")
+        print("gpu-check: --no-per-step; a wrong kernel is caught at step 1")
         # No driver: skip.
         nodrv = dict(env, MOEC_CUDA_DRIVER_LIBRARY="/nonexistent/libcuda.so.1")
         p = run([args.gpu_check, models], 77, nodrv)
