@@ -148,6 +148,11 @@ FailureOr<CudaStep> mlir::moec::cuda::emitCudaStep(const StepContext &ctx) {
           .Case<moe::AttentionOp>([](auto) { return &emitAttentionStep; })
           .Case<moe::MatmulOp, moe::Fp8MatmulOp, moe::GroupedMatmulOp,
                 moe::Fp8GroupedMatmulOp>([](auto) { return &emitGemmStep; })
+          .Case<moe::UnaryOp, moe::BinaryOp, moe::CompareOp, moe::SelectOp,
+                moe::CastOp, moe::SoftmaxOp, moe::ReduceOp, moe::TopKOp,
+                moe::TransposeOp, moe::BatchMatmulOp, moe::GatherElementsOp,
+                moe::ScatterElementsOp, moe::OneHotOp>(
+              [](auto) { return &emitGenericStep; })
           .Default([](Operation *) { return Emit(nullptr); });
   if (!emit)
     return ctx.fail("the op has no CUDA kernel"), failure();

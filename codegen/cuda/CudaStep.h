@@ -161,6 +161,11 @@ FailureOr<CudaStep> emitAttentionStep(const StepContext &ctx);
 /// `moe.matmul`, `moe.fp8_matmul`, `moe.grouped_matmul`,
 /// `moe.fp8_grouped_matmul` (GemmEmitter.cpp).
 FailureOr<CudaStep> emitGemmStep(const StepContext &ctx);
+/// The generic token-wise ops `moe.unary`, `moe.binary`, `moe.compare`,
+/// `moe.select`, `moe.cast`, `moe.softmax`, `moe.reduce`, `moe.topk`,
+/// `moe.transpose`, `moe.batch_matmul`, `moe.gather_elements`,
+/// `moe.scatter_elements`, `moe.one_hot` (GenericEmitter.cpp).
+FailureOr<CudaStep> emitGenericStep(const StepContext &ctx);
 
 /// For an op with fused quantization (`moe::FusedQuantizeOpInterface` with
 /// a scheme), appends the launch that quantizes its high-precision result

@@ -45,8 +45,17 @@ def cases(data):
     ref = np.load(os.path.join(onnx, "decoder_tiny.npz"))
     found.append(("onnx_decoder_tiny", os.path.join(onnx, "decoder_tiny.onnx"),
                   ref["input_ids"].tolist(), ref["logits"]))
+    # decoder_batched's reference is at positions 5.. (gpu-check feeds the
+    # tokens at the default positions 0..T-1), so it gets check (a) only.
+    found.append(("onnx_decoder_batched",
+                  os.path.join(onnx, "decoder_batched.onnx"), None, None))
+    # The MoE blocks take an f32 activation, no tokens: check (a) only.
+    # std_ops_router and std_ops_elementwise import op by op into the
+    # generic token-wise ops (GenericEmitter.cpp).
     for block in ("moe_contrib", "moe_std_softmax", "moe_std_sigmoid",
-                  "qmoe_fp8_deepseek", "qmoe_int8_deepseek"):
+                  "qmoe_fp8_deepseek", "qmoe_int8_deepseek",
+                  "qmoe_int4_deepseek", "std_ops_router",
+                  "std_ops_elementwise"):
         found.append((f"onnx_{block}", os.path.join(onnx, block + ".onnx"),
                       None, None))
     return found
