@@ -235,11 +235,13 @@ def compile_moec(tools, model, artifact, precision, max_tokens):
     return seconds, summary.group(1).strip() if summary else "?"
 
 
-def run_moec(tools, artifact, ids, repeat, dump):
-    """Runs moec-run; returns ((median ms, min ms), load ms, output)."""
+def run_moec(tools, artifact, ids, repeat, dump, threads):
+    """Runs moec-run with `threads` CPU threads; returns ((median ms, min ms),
+    load ms, output)."""
     result = subprocess.run(
         [os.path.join(tools, "moec-run"), artifact, "--device", "cpu",
          "--tokens", ",".join(str(t) for t in ids), "--top", "0",
+         "--threads", str(threads),
          "--repeat", str(repeat), "--dump-logits", dump],
         capture_output=True, text=True)
     if result.returncode != 0:
@@ -288,8 +290,8 @@ def parse_args():
     parser.add_argument("--repeat", type=int,
                         help="runs per configuration (default 20 quick, 10 full)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="onnxruntime intra-op threads (default 1: moec's "
-                        "CPU runtime runs every kernel on the calling thread)")
+                        help="threads of both runtimes: onnxruntime's intra-op "
+                        "threads and moec-run --threads (default 1)")
     parser.add_argument("--out",
                         help="folder for the model, its weights and the "
                         "artifacts (default: out/bench/moe_layer-{quick,full} "
@@ -328,7 +330,7 @@ def main():
           f"{os.cpu_count()} CPUs ({cpu_model()}), load average "
           + " ".join(f"{v:.2f}" for v in os.getloadavg())
           + f", onnxruntime {ort.__version__} with {args.threads} intra-op "
-          f"thread(s), moec-run single-threaded, {repeat} runs each")
+          f"thread(s), moec-run --threads {args.threads}, {repeat} runs each")
 
     phases = []
 
@@ -371,7 +373,7 @@ def main():
             start = time.perf_counter()
             dump = os.path.join(folder, f"y-{precision}-{t}.npy")
             times, load_ms, y = run_moec(args.tools, artifact, all_ids[:t],
-                                         repeat, dump)
+                                         repeat, dump, args.threads)
             os.remove(dump)
             phase(f"moec-run {precision}: load {load_ms:.0f} ms + {repeat} "
                   f"runs at {t} tokens", start)

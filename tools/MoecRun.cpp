@@ -49,6 +49,9 @@ options:
   --device DEV         cpu, cuda or auto (default auto: CUDA when the
                        artifact carries CUDA code and a device is usable,
                        else the CPU)
+  --threads N          CPU threads for the kernels' parallel loops (default
+                       MOEC_NUM_THREADS, else all hardware threads; 1 runs
+                       everything on one thread; results do not change)
   --top K              tokens to print per position (default 5; 0 prints none)
   --repeat N           run N times and report the median, min and max run
                        time (default 1)
@@ -78,6 +81,7 @@ struct Options {
   // --input NAME=FILE pairs, in command-line order.
   std::vector<std::pair<std::string, std::string>> inputs;
   int64_t repeat = 1;
+  int64_t threads = 0;
   int64_t top = 5;
   bool info = false;
   bool help = false;
@@ -166,6 +170,9 @@ int parseArgs(int argc, char **argv, Options &o) {
       if (!next(v) || v.empty())
         return usageError("--dump-output needs a file name");
       o.dumpOutput = v;
+    } else if (arg == "--threads") {
+      if (!next(v) || !parseInt(v, 1, 4096, o.threads))
+        return usageError("--threads needs a count in [1, 4096]");
     } else if (arg == "--repeat") {
       if (!next(v) || !parseInt(v, 1, 1000000, o.repeat))
         return usageError("--repeat needs a count in [1, 1000000]");
@@ -652,6 +659,8 @@ int moecRunMain(int argc, char **argv) {
       moec_model_load(o.model.c_str(), o.device.c_str(), &model);
   if (status != MOEC_OK)
     return fail("loading the model", status);
+  if (o.threads > 0)
+    moec_model_set_threads(model, int(o.threads));
   double loadMs = msSince(loadStart);
 
   std::vector<double> times;

@@ -148,6 +148,18 @@ LogicalResult wrapKernel(func::FuncOp kernel, SymbolTable &symbols,
   return success();
 }
 
+} // namespace
+
+Value mlir::moec::cpu::buildAbiMemRef(OpBuilder &b, Location loc,
+                                      MemRefType type, Value base,
+                                      Value tokens) {
+  LLVMTypeConverter converter(b.getContext());
+  auto descType = cast<LLVM::LLVMStructType>(converter.convertType(type));
+  return buildMemRef(b, loc, type, descType, base, tokens);
+}
+
+namespace {
+
 //===----------------------------------------------------------------------===//
 // --moec-cpu-abi-wrappers
 //===----------------------------------------------------------------------===//

@@ -173,6 +173,10 @@ public:
     if (quantizedWeights())
       types.push_back(MemRefType::get({ceilDiv(n, block), blocksK}, f32));
     types.push_back(MemRefType::get({dyn, n}, f32));
+    if (spec.columnRange) {
+      types.push_back(b.getIndexType());
+      types.push_back(b.getIndexType());
+    }
     return types;
   }
 
@@ -186,6 +190,10 @@ public:
     if (quantizedWeights())
       wScale = func.getArgument(arg++);
     y = func.getArgument(arg++);
+    if (spec.columnRange) {
+      columnBegin = func.getArgument(arg++);
+      columnEnd = func.getArgument(arg++);
+    }
 
     // Stack buffers live in the entry block, allocated once per call. f32
     // weights are packed too: a contiguous, aligned panel that stays in
@@ -343,6 +351,23 @@ private:
   /// `xRows` and written to rows `yRow0..yRow0+rows` of `y`.
   void emitPanels(Value xRows, Value rows, Value yRow0) {
     int64_t mainN = n - n % tileCols;
+    if (spec.columnRange) {
+      // The panels of the whole kernel that start in [begin, end).
+      if (mainN > 0)
+        forLoop(columnBegin,
+                arith::MinUIOp::create(b, loc, columnEnd, index(mainN)),
+                index(tileCols),
+                [&](Value n0) { emitPanel(xRows, rows, yRow0, n0, tileCols); });
+      if (mainN < n) {
+        Value hasTail = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt,
+                                              columnEnd, index(mainN));
+        auto branch = scf::IfOp::create(b, loc, hasTail);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(branch.thenBlock()->getTerminator());
+        emitPanel(xRows, rows, yRow0, index(mainN), n - mainN);
+      }
+      return;
+    }
     if (mainN > 0)
       forLoop(index(0), index(mainN), index(tileCols),
               [&](Value n0) { emitPanel(xRows, rows, yRow0, n0, tileCols); });
@@ -487,6 +512,8 @@ private:
   Type f32;
   VectorType f32Vector;
   Value x, xScale, w, wScale, y, wPack, xPack;
+  // The output column range (only with `spec.columnRange`).
+  Value columnBegin, columnEnd;
 };
 
 } // namespace

@@ -63,6 +63,14 @@ struct GemmKernelSpec {
   GemmElementType activationType = GemmElementType::F32;
   /// Edge `B` of the FP8 scale blocks.
   int64_t scaleBlock = 128;
+  /// When set, the kernel takes two more arguments, `columnBegin, columnEnd:
+  /// index`, and computes only the output columns of the micro-tile panels
+  /// in `[columnBegin, columnEnd)`: `columnBegin` must be a multiple of the
+  /// micro-tile's columns and `columnEnd` one too or `N`. Every panel is
+  /// computed exactly as by the whole kernel, so splitting the columns over
+  /// threads leaves each element bit-identical. Such kernels are helpers
+  /// (called with `func.call`), not ABI kernels.
+  bool columnRange = false;
 };
 
 /// Appends the GEMM kernel `spec` to `module`. Fails, with a diagnostic at

@@ -43,6 +43,13 @@ std::unique_ptr<Pass> createCpuExpandMathPass();
 /// its name (`gemm` becomes `gemm.impl`).
 inline constexpr llvm::StringLiteral kKernelImplSuffix = ".impl";
 
+/// Builds, at `b`'s insertion point, the memref `type` (identity layout,
+/// only dimension 0 dynamic) whose base pointer is `base` (`!llvm.ptr`) and
+/// whose dynamic leading size is `tokens` (i64): the descriptor the ABI
+/// wrappers build for every kernel argument.
+Value buildAbiMemRef(OpBuilder &b, Location loc, MemRefType type, Value base,
+                     Value tokens);
+
 /// Adds the math expansions of `--moec-cpu-expand-math` to `patterns`.
 void populateCpuExpandMathPatterns(RewritePatternSet &patterns);
 

@@ -12,11 +12,14 @@
 
 #include "codegen/cpu/Kernels.h"
 #include "codegen/cpu/ObjectEmitter.h"
+#include "codegen/cpu/Passes.h"
 #include "dialects/MoEDialect.h"
 #include "passes/Plan.h"
+#include "runtime/cpu/KernelAbi.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -40,6 +43,10 @@ namespace {
 /// Bytes of the scratch buffer a kernel may use for GEMM outputs that an
 /// epilogue narrows (the rows are processed in chunks that fit).
 constexpr int64_t kScratchBytes = 256 * 1024;
+
+/// Multiply-adds below which a GEMM step runs on the calling thread only
+/// (about 10-20 us of work on one core).
+constexpr int64_t kParallelMinMacs = int64_t(1) << 19;
 
 /// One kernel argument: the byte buffer of a tensor value.
 struct Buffer {
@@ -79,6 +86,8 @@ private:
   Value mul(Value a, Value c) { return arith::MulIOp::create(b, loc, a, c); }
   Value divu(Value a, Value c) { return arith::DivUIOp::create(b, loc, a, c); }
   Value minu(Value a, Value c) { return arith::MinUIOp::create(b, loc, a, c); }
+  Value maxu(Value a, Value c) { return arith::MaxUIOp::create(b, loc, a, c); }
+  Value remu(Value a, Value c) { return arith::RemUIOp::create(b, loc, a, c); }
   Value addf(Value a, Value c) { return arith::AddFOp::create(b, loc, a, c); }
   Value subf(Value a, Value c) { return arith::SubFOp::create(b, loc, a, c); }
   Value mulf(Value a, Value c) { return arith::MulFOp::create(b, loc, a, c); }
@@ -420,7 +429,8 @@ private:
                                int64_t n, int64_t k, int64_t block) {
     std::string name = "moec_gemm_w" + std::to_string(int(weight)) + "_a" +
                        std::to_string(int(act)) + "_" + std::to_string(n) +
-                       "x" + std::to_string(k) + "_b" + std::to_string(block);
+                       "x" + std::to_string(k) + "_b" + std::to_string(block) +
+                       "_cols";
     if (auto it = gemms.find(name); it != gemms.end())
       return it->second;
     GemmKernelSpec spec;
@@ -430,6 +440,7 @@ private:
     spec.weightType = weight;
     spec.activationType = act;
     spec.scaleBlock = block;
+    spec.columnRange = true;
     FailureOr<func::FuncOp> fn = buildGemmKernel(kernels, spec, kernelOptions);
     if (failed(fn))
       return fail("the GEMM kernel builder rejected N = " + Twine(n) +
@@ -464,9 +475,14 @@ private:
   }
 
   /// Rows `[rowStart, rowStart + rowCount)` of `x` times expert `expert`'s
-  /// weights into the same rows of `out`, with bias and epilogue.
+  /// weights into the same rows of `out`, with bias and epilogue, for the
+  /// output columns `[col0, col1)` (`col0` a multiple of the micro-tile's
+  /// columns, `col1` one too or the output's width). Every element is
+  /// computed by the same micro-tile panel, in the same order, whatever the
+  /// column range, so column-split threads give bit-identical results.
   LogicalResult gemmRows(const GemmOperands &g, Value rowStart, Value rowCount,
-                         Value expert, const Buffer &out) {
+                         Value expert, const Buffer &out, Value col0,
+                         Value col1) {
     FailureOr<func::FuncOp> fn =
         gemm(g.weightType, g.actType, g.n, g.k, g.block);
     if (failed(fn))
@@ -477,7 +493,8 @@ private:
     if (g.wScale)
       wsView = view(*g.wScale, mul(expert, idx(g.expertScales)),
                     {(g.n + g.block - 1) / g.block, kb}, {});
-    auto call = [&](Value start, Value count, Value y) {
+    // Columns [p0, p1) of the product (whole panels) for `count` rows.
+    auto call = [&](Value start, Value count, Value y, Value p0, Value p1) {
       SmallVector<Value> args;
       args.push_back(view(*g.x, mul(start, idx(g.k)),
                           {ShapedType::kDynamic, g.k}, {count}));
@@ -488,46 +505,58 @@ private:
       if (wsView)
         args.push_back(wsView);
       args.push_back(y);
+      args.push_back(p0);
+      args.push_back(p1);
       func::CallOp::create(b, loc, *fn, args);
-    };
-    auto addBias = [&](Value y, Value count) {
-      if (!g.bias)
-        return;
-      Value bias = flat(*g.bias);
-      Value yFlat = memref::CollapseShapeOp::create(
-          b, loc, y, SmallVector<ReassociationIndices>{{0, 1}});
-      loop(idx(0), count, [&](Value r) {
-        loop(idx(0), idx(g.n), [&](Value j) {
-          Value i = add(mul(r, idx(g.n)), j);
-          storeF(addf(loadF(yFlat, i), loadF(bias, j)), yFlat, i);
-        });
-      });
     };
     if (g.epilogue == Epilogue::none) {
       Value y = view(out, mul(rowStart, idx(g.n)), {ShapedType::kDynamic, g.n},
                      {rowCount}, b.getF32Type());
-      call(rowStart, rowCount, y);
-      addBias(y, rowCount);
+      call(rowStart, rowCount, y, col0, col1);
+      if (g.bias) {
+        Value bias = flat(*g.bias);
+        Value yFlat = memref::CollapseShapeOp::create(
+            b, loc, y, SmallVector<ReassociationIndices>{{0, 1}});
+        loop(idx(0), rowCount, [&](Value r) {
+          loop(col0, col1, [&](Value j) {
+            Value i = add(mul(r, idx(g.n)), j);
+            storeF(addf(loadF(yFlat, i), loadF(bias, j)), yFlat, i);
+          });
+        });
+      }
       return success();
     }
-    // silu_mul: the full product goes through the scratch buffer in chunks
-    // of rows, then `silu(gate) * up` narrows it into `out`.
+    // silu_mul: the product goes through the scratch buffer in chunks of
+    // rows, then `silu(gate + bias) * (up + bias)` narrows it into `out`.
+    // Output column j needs product columns j and j + N/2: the panels that
+    // hold [col0, col1) and [col0 + N/2, col1 + N/2) are computed.
     int64_t chunk = std::max<int64_t>(1, kScratchBytes / (4 * g.n));
     int64_t half = g.n / 2;
+    int64_t nr = kernelOptions.tileCols;
+    auto alignDown = [&](Value v) { return sub(v, remu(v, idx(nr))); };
+    auto alignUp = [&](Value v) {
+      return minu(idx(g.n), mul(divu(add(v, idx(nr - 1)), idx(nr)), idx(nr)));
+    };
     Value outFlat = flat(out);
+    Value bias = g.bias ? flat(*g.bias) : Value();
     Value end = add(rowStart, rowCount);
     loop(rowStart, end, idx(chunk), [&](Value r0) {
       Value count = minu(idx(chunk), sub(end, r0));
       Value y = memref::ViewOp::create(
           b, loc, MemRefType::get({ShapedType::kDynamic, g.n}, b.getF32Type()),
           scratch(), idx(0), ValueRange{count});
-      call(r0, count, y);
-      addBias(y, count);
+      call(r0, count, y, col0, alignUp(col1));
+      call(r0, count, y, alignDown(add(col0, idx(half))),
+           alignUp(add(col1, idx(half))));
       loop(idx(0), count, [&](Value r) {
-        loop(idx(0), idx(half), [&](Value j) {
+        loop(col0, col1, [&](Value j) {
+          Value upColumn = add(j, idx(half));
           Value gate = memref::LoadOp::create(b, loc, y, ValueRange{r, j});
-          Value up = memref::LoadOp::create(b, loc, y,
-                                            ValueRange{r, add(j, idx(half))});
+          Value up = memref::LoadOp::create(b, loc, y, ValueRange{r, upColumn});
+          if (bias) {
+            gate = addf(gate, loadF(bias, j));
+            up = addf(up, loadF(bias, upColumn));
+          }
           storeF(mulf(silu(gate), up), outFlat,
                  add(mul(add(r0, r), idx(half)), j));
         });
@@ -536,26 +565,242 @@ private:
     return success();
   }
 
-  /// A grouped GEMM: per expert `e`, rows `[offsets[e], offsets[e+1])`.
-  LogicalResult groupedGemm(const GemmOperands &g, const Buffer &offsets,
-                            const Buffer &out) {
-    // Rows outside every expert's range stay zero, as in the interpreter.
-    Value outFlat = flat(out);
-    loop(idx(0), numElements(out),
-         [&](Value i) { storeF(f32(0.0), outFlat, i); });
-    Value offs = flat(offsets);
-    int64_t experts = offsets.type.getDimSize(0) - 1;
-    Value rows = leadingRows(*g.x);
+  /// A dense (`offsets` null) or grouped GEMM into `out`. Grouped: per
+  /// expert `e`, rows `[offsets[e], offsets[e+1])`; the other rows are zero.
+  /// The work items are (expert, output column chunk) pairs, run on the
+  /// runtime's threads when it offers them (`parallelItems`).
+  LogicalResult parallelGemm(const GemmOperands &g, const Buffer *offsets,
+                             const Buffer &out) {
+    int64_t nr = kernelOptions.tileCols;
+    int64_t outCols = g.epilogue == Epilogue::none ? g.n : g.n / 2;
+    int64_t experts = offsets ? offsets->type.getDimSize(0) - 1 : 1;
+    if (offsets) {
+      // Rows outside every expert's range stay zero, as in the interpreter.
+      Value outFlat = flat(out);
+      loop(idx(0), numElements(out),
+           [&](Value i) { storeF(f32(0.0), outFlat, i); });
+    }
+    auto [usable, threads] = runtimeThreads();
+    // Small products stay on the calling thread: waking others costs more.
+    Value macs = mul(leadingRows(*g.x), idx(g.n * g.k));
+    usable = arith::AndIOp::create(
+        b, loc, usable,
+        cmpi(arith::CmpIPredicate::uge, macs, idx(kParallelMinMacs)));
+    threads = select(usable, threads, idx(1));
+    // Column chunks per expert: one per thread for grouped GEMMs (the
+    // experts add items), two per thread for dense ones (balance), a single
+    // one without threads. At least 4 panels each.
+    Value many = cmpi(arith::CmpIPredicate::ugt, threads, idx(1));
+    Value wanted =
+        offsets ? threads : select(many, mul(threads, idx(2)), idx(1));
+    Value perChunk = divu(add(idx(outCols), sub(wanted, idx(1))), wanted);
+    perChunk = mul(divu(add(perChunk, idx(nr - 1)), idx(nr)), idx(nr));
+    perChunk = maxu(perChunk, idx(4 * nr));
+    Value chunks = divu(add(idx(outCols), sub(perChunk, idx(1))), perChunk);
+    Value count = mul(idx(experts), chunks);
+    return parallelItems(
+        usable, count, {perChunk, chunks},
+        [&](Value item, ArrayRef<Value> extra) -> LogicalResult {
+          Value perChunk = extra[0], chunks = extra[1];
+          Value e = divu(item, chunks);
+          Value col0 = mul(remu(item, chunks), perChunk);
+          Value col1 = minu(add(col0, perChunk), idx(outCols));
+          if (!offsets)
+            return gemmRows(g, idx(0), leadingRows(*g.x), e, out, col0, col1);
+          Value offs = flat(*offsets);
+          Value rows = leadingRows(*g.x);
+          Value begin = minu(loadIndex(offs, e), rows);
+          Value end = minu(loadIndex(offs, add(e, idx(1))), rows);
+          Value rowCount = select(cmpi(arith::CmpIPredicate::ugt, end, begin),
+                                  sub(end, begin), idx(0));
+          return gemmRows(g, begin, rowCount, e, out, col0, col1);
+        });
+  }
+
+  //===--------------------------------------------------------------------===//
+  // Threads (docs/artifact.md, "CPU runtime services")
+  //===--------------------------------------------------------------------===//
+
+  Type ptrType() { return LLVM::LLVMPointerType::get(b.getContext()); }
+  Value i64Const(int64_t v) {
+    return LLVM::ConstantOp::create(b, loc, b.getI64Type(),
+                                    b.getI64IntegerAttr(v));
+  }
+  /// `*(T *)(base + offset)`.
+  Value loadAt(Type type, Value base, int64_t offset) {
+    Value at = base;
+    if (offset)
+      at = LLVM::GEPOp::create(b, loc, ptrType(), b.getI8Type(), base,
+                               ArrayRef<LLVM::GEPArg>{int32_t(offset)});
+    return LLVM::LoadOp::create(b, loc, type, at);
+  }
+
+  /// The runtime's `const MoecCpuRuntime *`, read from the shared object's
+  /// exported pointer `moec_cpu_runtime` (null until a runtime sets it).
+  Value runtimeTable() {
+    if (!kernels.lookupSymbol(MOEC_CPU_RUNTIME_SYMBOL)) {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(kernels.getBody());
+      auto global = LLVM::GlobalOp::create(
+          b, loc, ptrType(), /*isConstant=*/false, LLVM::Linkage::External,
+          MOEC_CPU_RUNTIME_SYMBOL, Attribute());
+      b.setInsertionPointToStart(b.createBlock(&global.getInitializerRegion()));
+      LLVM::ReturnOp::create(
+          b, loc, LLVM::ZeroOp::create(b, loc, ptrType()).getResult());
+    }
+    Value address =
+        LLVM::AddressOfOp::create(b, loc, ptrType(), MOEC_CPU_RUNTIME_SYMBOL);
+    return LLVM::LoadOp::create(b, loc, ptrType(), address);
+  }
+
+  /// Whether the runtime offers threads (a table of version >= 1 with at
+  /// least one thread), and how many (1 when it does not).
+  std::pair<Value, Value> runtimeThreads() {
+    Value table = runtimeTable();
+    Value null = LLVM::ZeroOp::create(b, loc, ptrType());
+    Value present =
+        LLVM::ICmpOp::create(b, loc, LLVM::ICmpPredicate::ne, table, null);
+    auto branch = scf::IfOp::create(
+        b, loc, TypeRange{b.getI1Type(), b.getIndexType()}, present,
+        /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToEnd(branch.thenBlock());
+      Value version =
+          loadAt(b.getI32Type(), table, offsetof(MoecCpuRuntime, version));
+      Value threads =
+          loadAt(b.getI32Type(), table, offsetof(MoecCpuRuntime, num_threads));
+      Value ok = arith::AndIOp::create(
+          b, loc, cmpi(arith::CmpIPredicate::sge, version, i32(1)),
+          cmpi(arith::CmpIPredicate::sge, threads, i32(1)));
+      Value count = select(ok, toIndex(threads), idx(1));
+      scf::YieldOp::create(b, loc, ValueRange{ok, count});
+      b.setInsertionPointToEnd(branch.elseBlock());
+      Value no = arith::ConstantOp::create(b, loc, b.getBoolAttr(false));
+      scf::YieldOp::create(b, loc, ValueRange{no, idx(1)});
+    }
+    return {branch.getResult(0), branch.getResult(1)};
+  }
+
+  /// This kernel's arguments as `memref<?xi8>` byte buffers.
+  Value argBytes(Value arg) {
+    auto type = cast<MemRefType>(arg.getType());
+    if (type.isDynamicDim(0))
+      return memref::CollapseShapeOp::create(
+          b, loc, arg, SmallVector<ReassociationIndices>{{0, 1}});
+    return memref::CastOp::create(
+        b, loc, MemRefType::get({ShapedType::kDynamic}, b.getI8Type()), arg);
+  }
+
+  /// Emits `work(item, extras)` for every item in `[0, count)` into a private
+  /// function `moec_step_<i>.body<j>(ctx, begin, end)` of the C type
+  /// `MoecParallelBody`, and calls it: through the runtime's `parallel_for`
+  /// when `usable`, else directly for the whole range. `ctx` points to a
+  /// stack array of i64: this kernel's argument base pointers, `tokens`,
+  /// then `extras` (index values), from which the body rebuilds the buffers.
+  /// `work` sees the rebound buffers and `tokens`, and a scratch buffer of
+  /// its own (on its thread's stack).
+  LogicalResult parallelItems(
+      Value usable, Value count, ArrayRef<Value> extras,
+      llvm::function_ref<LogicalResult(Value, ArrayRef<Value>)> work) {
+    Type i64 = b.getI64Type();
+    int64_t numArgs = int64_t(stepValues.size());
+    int64_t slots = numArgs + 1 + int64_t(extras.size());
+    auto slotAt = [&](Value array, int64_t i) -> Value {
+      return LLVM::GEPOp::create(b, loc, ptrType(), i64, array,
+                                 ArrayRef<LLVM::GEPArg>{int32_t(i)});
+    };
+    Value ctx;
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(entry);
+      ctx = LLVM::AllocaOp::create(b, loc, ptrType(), i64, i64Const(slots),
+                                   /*alignment=*/8);
+    }
+    auto store = [&](Value v, int64_t i) {
+      LLVM::StoreOp::create(b, loc, arith::IndexCastOp::create(b, loc, i64, v),
+                            slotAt(ctx, i));
+    };
+    for (int64_t i = 0; i < numArgs; ++i)
+      store(memref::ExtractAlignedPointerAsIndexOp::create(
+                b, loc, entry->getArgument(unsigned(i))),
+            i);
+    store(tokens, numArgs);
+    for (auto [i, v] : llvm::enumerate(extras))
+      store(v, numArgs + 1 + int64_t(i));
+
+    // The body, at the end of the module.
+    auto bodyType =
+        FunctionType::get(b.getContext(), {ptrType(), i64, i64}, TypeRange{});
+    std::string bodyName =
+        (kStepKernelPrefix + Twine(step) + ".body" + Twine(bodies++)).str();
+    func::FuncOp body;
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToEnd(kernels.getBody());
+      body = func::FuncOp::create(b, loc, bodyName, bodyType);
+      body.setPrivate();
+    }
     LogicalResult result = success();
-    loop(idx(0), idx(experts), [&](Value e) {
-      Value begin = minu(loadIndex(offs, e), rows);
-      Value end = minu(loadIndex(offs, add(e, idx(1))), rows);
-      Value count = select(cmpi(arith::CmpIPredicate::ugt, end, begin),
-                           sub(end, begin), idx(0));
-      if (failed(gemmRows(g, begin, count, e, out)))
-        result = failure();
-    });
-    return result;
+    {
+      OpBuilder::InsertionGuard guard(b);
+      Block *savedEntry = entry;
+      Value savedTokens = tokens, savedScratch = scratchBuffer;
+      llvm::DenseMap<Value, Buffer> savedBuffers = buffers;
+      entry = body.addEntryBlock();
+      b.setInsertionPointToStart(entry);
+      scratchBuffer = Value();
+      Value bodyCtx = entry->getArgument(0);
+      auto loadSlot = [&](int64_t i) -> Value {
+        return LLVM::LoadOp::create(b, loc, i64, slotAt(bodyCtx, i));
+      };
+      Value tokens64 = loadSlot(numArgs);
+      tokens = toIndex(tokens64);
+      for (int64_t i = 0; i < numArgs; ++i) {
+        Value base = LLVM::IntToPtrOp::create(b, loc, ptrType(), loadSlot(i));
+        Value arg = buildAbiMemRef(b, loc, cast<MemRefType>(stepArgTypes[i]),
+                                   base, tokens64);
+        buffers.find(stepValues[i])->second.bytes = argBytes(arg);
+      }
+      SmallVector<Value> bodyExtras;
+      for (int64_t i = 0; i < int64_t(extras.size()); ++i)
+        bodyExtras.push_back(toIndex(loadSlot(numArgs + 1 + i)));
+      loop(toIndex(entry->getArgument(1)), toIndex(entry->getArgument(2)),
+           [&](Value item) {
+             if (failed(work(item, bodyExtras)))
+               result = failure();
+           });
+      func::ReturnOp::create(b, loc);
+      for (auto &[key, value] : savedBuffers)
+        buffers.find(key)->second = value;
+      entry = savedEntry;
+      tokens = savedTokens;
+      scratchBuffer = savedScratch;
+    }
+    if (failed(result))
+      return failure();
+
+    Value count64 = arith::IndexCastOp::create(b, loc, i64, count);
+    auto branch = scf::IfOp::create(b, loc, usable, /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(branch.thenBlock()->getTerminator());
+    Value table = runtimeTable();
+    Value parallelFor =
+        loadAt(ptrType(), table, offsetof(MoecCpuRuntime, parallel_for));
+    Value bodyRef =
+        func::ConstantOp::create(b, loc, bodyType, SymbolRefAttr::get(body));
+    Value bodyPtr =
+        UnrealizedConversionCastOp::create(b, loc, ptrType(), bodyRef)
+            .getResult(0);
+    auto parallelForType = LLVM::LLVMFunctionType::get(
+        LLVM::LLVMVoidType::get(b.getContext()),
+        {ptrType(), ptrType(), ptrType(), i64, i64});
+    LLVM::CallOp::create(
+        b, loc, parallelForType,
+        ValueRange{parallelFor, table, bodyPtr, ctx, count64, i64Const(1)});
+    b.setInsertionPoint(branch.elseBlock()->getTerminator());
+    func::CallOp::create(b, loc, body, ValueRange{ctx, i64Const(0), count64});
+    return success();
   }
 
   /// The scratch buffer at the kernel's entry.
@@ -798,6 +1043,11 @@ private:
   Value tokens;
   Value scratchBuffer;
   llvm::DenseMap<Value, Buffer> buffers;
+  // The kernel's operands-then-results and their argument types.
+  SmallVector<Value> stepValues;
+  SmallVector<Type> stepArgTypes;
+  // Outlined parallel bodies emitted so far.
+  int64_t bodies = 0;
 };
 
 LogicalResult StepEmitter::emit() {
@@ -830,19 +1080,13 @@ LogicalResult StepEmitter::emit() {
                                  b.getFunctionType(argTypes, TypeRange{}));
   entry = fn.addEntryBlock();
   b.setInsertionPointToStart(entry);
+  stepValues = values;
+  stepArgTypes = argTypes;
   for (auto [i, v] : llvm::enumerate(values)) {
     Value arg = entry->getArgument(i);
-    auto type = cast<MemRefType>(arg.getType());
-    Value bytes;
-    if (type.isDynamicDim(0)) {
-      if (!tokens)
-        tokens = memref::DimOp::create(b, loc, arg, 0);
-      bytes = memref::CollapseShapeOp::create(
-          b, loc, arg, SmallVector<ReassociationIndices>{{0, 1}});
-    } else {
-      bytes = memref::CastOp::create(
-          b, loc, MemRefType::get({ShapedType::kDynamic}, b.getI8Type()), arg);
-    }
+    if (!tokens && cast<MemRefType>(arg.getType()).isDynamicDim(0))
+      tokens = memref::DimOp::create(b, loc, arg, 0);
+    Value bytes = argBytes(arg);
     buffers[v] =
         Buffer{bytes, cast<RankedTensorType>(v.getType()), getRowsPerToken(v)};
   }
@@ -989,7 +1233,7 @@ LogicalResult StepEmitter::emitMatmul(moe::MatmulOp o) {
   g.k = g.w->type.getDimSize(1);
   g.epilogue = o.getEpilogue();
   const Buffer &out = bufferOf(o.getResult());
-  if (failed(gemmRows(g, idx(0), leadingRows(*g.x), idx(0), out)))
+  if (failed(parallelGemm(g, nullptr, out)))
     return failure();
   return fusedQuantize(out);
 }
@@ -1027,7 +1271,7 @@ LogicalResult StepEmitter::emitFp8Matmul(moe::Fp8MatmulOp o) {
   g.k = g.w->type.getDimSize(1);
   g.epilogue = o.getEpilogue();
   const Buffer &out = bufferOf(o.getResult());
-  if (failed(gemmRows(g, idx(0), leadingRows(*g.x), idx(0), out)))
+  if (failed(parallelGemm(g, nullptr, out)))
     return failure();
   return fusedQuantize(out);
 }
@@ -1047,7 +1291,7 @@ LogicalResult StepEmitter::emitGroupedMatmul(moe::GroupedMatmulOp o) {
   g.expertWeights = g.n * g.k;
   g.epilogue = o.getEpilogue();
   const Buffer &out = bufferOf(o.getResult());
-  if (failed(groupedGemm(g, bufferOf(o.getOffsets()), out)))
+  if (failed(parallelGemm(g, &bufferOf(o.getOffsets()), out)))
     return failure();
   return fusedQuantize(out);
 }
@@ -1070,7 +1314,7 @@ LogicalResult StepEmitter::emitFp8GroupedMatmul(moe::Fp8GroupedMatmulOp o) {
     return fail("unexpected weight scale shape");
   g.epilogue = o.getEpilogue();
   const Buffer &out = bufferOf(o.getResult());
-  if (failed(groupedGemm(g, bufferOf(o.getOffsets()), out)))
+  if (failed(parallelGemm(g, &bufferOf(o.getOffsets()), out)))
     return failure();
   return fusedQuantize(out);
 }
@@ -2088,6 +2332,8 @@ mlir::moec::cpu::buildPlannedKernels(ModuleOp planned,
                                      const CpuTargetOptions &options) {
   MLIRContext *ctx = planned.getContext();
   loadCpuKernelDialects(*ctx);
+  // The runtime services (threads) are reached through LLVM pointers.
+  ctx->loadDialect<LLVM::LLVMDialect>();
   func::FuncOp func = plannedFunction(planned);
   if (!func)
     return planned.emitError("expected a `forward` function to compile");

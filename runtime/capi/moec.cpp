@@ -336,6 +336,20 @@ const char *moec_model_device(const moec_model *model) {
   return model ? model->executor->device() : "";
 }
 
+moec_status moec_model_set_threads(moec_model *model, int threads) {
+  if (!model)
+    return invalid("moec_model_set_threads: `model` is null");
+  if (std::string(model->executor->device()) == "cpu")
+    static_cast<CpuExecutor *>(model->executor.get())->setThreads(threads);
+  return MOEC_OK;
+}
+
+int moec_model_threads(const moec_model *model) {
+  if (!model || std::string(model->executor->device()) != "cpu")
+    return 0;
+  return static_cast<const CpuExecutor *>(model->executor.get())->threads();
+}
+
 int64_t moec_model_max_tokens(const moec_model *model) {
   return model ? model->executor->maxTokens() : 0;
 }

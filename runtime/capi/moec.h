@@ -111,6 +111,18 @@ moec_status moec_model_output(moec_model *model, int64_t index,
 /** The device the model runs on ("cpu" or "cuda"). */
 const char *moec_model_device(const moec_model *model);
 
+/** Sets the threads the CPU kernels spread their parallel loops (the GEMMs)
+ *  over, the calling thread included: `threads` <= 0 restores the default,
+ *  `MOEC_NUM_THREADS` when set to a positive integer, else the hardware's
+ *  concurrency, which `moec_model_load` applies. 1 runs every kernel on the
+ *  calling thread. Results are bit-identical for every count. Models on
+ *  another device accept and ignore it. */
+moec_status moec_model_set_threads(moec_model *model, int threads);
+
+/** The threads set for `model`'s CPU kernels; 0 for a NULL model or
+ *  another device. */
+int moec_model_threads(const moec_model *model);
+
 /** The largest token count `moec_model_run` accepts. */
 int64_t moec_model_max_tokens(const moec_model *model);
 

@@ -12,6 +12,7 @@
 
 #include "runtime/executor/WeightFill.h"
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 
@@ -22,6 +23,23 @@ constexpr size_t kArenaAlignment = 64;
 /// Largest arena the executor tries to allocate (256 TiB); beyond it the
 /// manifest is wrong, and rounding up could overflow.
 constexpr uint64_t kMaxArenaBytes = uint64_t(1) << 48;
+
+// The layout compiled kernels read (codegen/cpu/PlannedKernels.cpp uses
+// offsetof on the same header; this pins the x86-64/AArch64 LP64 layout).
+static_assert(sizeof(void *) != 8 ||
+                  (offsetof(MoecCpuRuntime, version) == 0 &&
+                   offsetof(MoecCpuRuntime, num_threads) == 4 &&
+                   offsetof(MoecCpuRuntime, parallel_for) == 8 &&
+                   offsetof(MoecCpuRuntime, impl) == 16),
+              "MoecCpuRuntime layout changed");
+
+namespace {
+// `MoecCpuRuntime::parallel_for`: the table's `impl` is the pool.
+void parallelFor(const MoecCpuRuntime *self, MoecParallelBody body, void *ctx,
+                 int64_t count, int64_t grain) {
+  static_cast<ThreadPool *>(self->impl)->parallelFor(body, ctx, count, grain);
+}
+} // namespace
 
 StatusOr<std::unique_ptr<CpuExecutor>>
 CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
@@ -39,6 +57,12 @@ CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
   if (!library.isOk())
     return library.status().withPrefix(path);
   executor->library_ = std::move(library).value();
+  // A cpu.so whose kernels use threads exports the pointer to the services
+  // table (KernelAbi.h); older ones do not, and run on the calling thread.
+  StatusOr<void *> slot = executor->library_->lookup(MOEC_CPU_RUNTIME_SYMBOL);
+  if (slot.isOk())
+    executor->runtimeSlot_ = static_cast<const MoecCpuRuntime **>(*slot);
+  executor->setThreads(0);
 
   // Round up to the alignment (aligned_alloc wants a multiple) and zero it,
   // so that a run never reads uninitialised memory.
@@ -99,7 +123,26 @@ CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
   return executor;
 }
 
+void CpuExecutor::setThreads(int threads) {
+  if (threads <= 0)
+    threads = ThreadPool::defaultThreads();
+  threads_ = threads;
+  if (!runtimeSlot_)
+    return;
+  // Nothing runs while the table changes (one run at a time).
+  *runtimeSlot_ = nullptr;
+  pool_.reset();
+  pool_ = std::make_unique<ThreadPool>(threads);
+  runtime_.version = MOEC_CPU_RUNTIME_VERSION;
+  runtime_.num_threads = pool_->threads();
+  runtime_.parallel_for = &parallelFor;
+  runtime_.impl = pool_.get();
+  *runtimeSlot_ = &runtime_;
+}
+
 CpuExecutor::~CpuExecutor() {
+  if (runtimeSlot_)
+    *runtimeSlot_ = nullptr;
   std::free(arena_);
   std::free(filledWeights_);
 }

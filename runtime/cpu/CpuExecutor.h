@@ -3,7 +3,9 @@
 // Binds a verified `Artifact` to the CPU: loads its `cpu.so` from memory,
 // resolves every step's kernel symbol up front, allocates the 64-byte
 // aligned arena and precomputes each step's argument array, so that a run
-// is only a loop of calls (runtime/cpu/KernelAbi.h).
+// is only a loop of calls (runtime/cpu/KernelAbi.h). Kernels that spread
+// their work over threads (the GEMMs) get the executor's `MoecCpuRuntime`
+// table and thread pool through the shared object's `moec_cpu_runtime`.
 //
 //===----------------------------------------------------------------------===//
 
@@ -13,6 +15,7 @@
 #include "runtime/artifact/Artifact.h"
 #include "runtime/cpu/KernelAbi.h"
 #include "runtime/cpu/SharedObject.h"
+#include "runtime/cpu/ThreadPool.h"
 #include "runtime/executor/Executor.h"
 #include "runtime/support/Status.h"
 
@@ -55,6 +58,16 @@ public:
   Status readArena(uint64_t offset, uint64_t bytes, void *dst) override;
   Status writeArena(uint64_t offset, uint64_t bytes, const void *src) override;
 
+  /// Runs the kernels' parallel loops on `threads` threads (the calling one
+  /// included); `threads <= 0` means `ThreadPool::defaultThreads()`
+  /// (`MOEC_NUM_THREADS`, else the hardware concurrency). 1 runs everything
+  /// on the calling thread. Results do not depend on it. `create` applies
+  /// the default.
+  void setThreads(int threads);
+
+  /// The threads set by `setThreads`.
+  int threads() const { return threads_; }
+
   /// The arena address of buffer `id` (nullptr when there is no such id).
   uint8_t *bufferData(uint32_t id) const;
 
@@ -77,6 +90,12 @@ private:
   // Host copy of filled weights (benchmark artifacts only).
   uint8_t *filledWeights_ = nullptr;
   std::vector<Step> steps_;
+  // The services table the shared object's `moec_cpu_runtime` points to
+  // (only when it exports one), and the threads behind it.
+  MoecCpuRuntime runtime_{};
+  const MoecCpuRuntime **runtimeSlot_ = nullptr;
+  std::unique_ptr<ThreadPool> pool_;
+  int threads_ = 1;
 };
 
 } // namespace moec::runtime
