@@ -61,6 +61,8 @@ options:
   --per-step         (a) also checks every step alone (default)
   --no-per-step      (a) compares the outputs only
   --sync-steps       synchronise after every step (names a faulting kernel)
+  --tokens N[,N...]  token counts of (a), each at most the artifact's
+                     max_tokens (default 1,7,32)
   --device N         CUDA device ordinal (default 0)
   -h, --help         show this help
 
@@ -73,6 +75,7 @@ struct Options {
   bool bench = false, syncSteps = false, perStep = true;
   int iters = 20, warmup = 3, device = 0;
   double hbmTBps = 4.8, fp8Tflops = 1979;
+  std::vector<int64_t> tokens = {1, 7, 32}; // (a)
 };
 
 /// Everything printed, kept for the log and the markdown report.
@@ -265,14 +268,16 @@ void checkPerStep(const std::string &name, const std::set<int64_t> &counts,
 
 void checkCpuVsGpu(const std::string &name,
                    const std::shared_ptr<const Artifact> &artifact,
-                   CudaExecutor &gpu, bool perStep, Report &r) {
+                   CudaExecutor &gpu, bool perStep,
+                   const std::vector<int64_t> &tokens, Report &r) {
   const manifest::Manifest &m = artifact->manifest();
   auto cpu = CpuExecutor::create(artifact);
   if (!cpu.isOk())
     return r.fail(name + " (a): CPU load: " + cpu.status().message());
   bool fp8 = hasPrecision(m, manifest::PRECISION_FP8);
-  std::set<int64_t> counts = {1, std::min<int64_t>(7, m.max_tokens()),
-                              std::min<int64_t>(32, m.max_tokens())};
+  std::set<int64_t> counts;
+  for (int64_t t : tokens)
+    counts.insert(std::min<int64_t>(t, m.max_tokens()));
   r.markdown += "\n### " + name +
                 ": CPU vs GPU\n\n| tokens | output | "
                 "rel-L2 | max-abs | diff | bound | result |\n|---|---|---|---|"
@@ -780,6 +785,16 @@ int parseArgs(int argc, char **argv, Options &o) {
       ok = hasValue && parseNumber(v, 0, 100000, o.warmup);
     } else if (a == "--device") {
       ok = hasValue && parseNumber(v, 0, 1024, o.device);
+    } else if (a == "--tokens") {
+      o.tokens.clear();
+      ok = hasValue;
+      for (size_t b = 0; ok && b <= v.size();) {
+        size_t e = std::min(v.find(',', b), v.size());
+        int64_t t = 0;
+        ok = parseNumber(v.substr(b, e - b), int64_t(1), int64_t(1) << 31, t);
+        o.tokens.push_back(t);
+        b = e + 1;
+      }
     } else if (a == "--hbm-tbps") {
       ok = hasValue && parseNumber(v, 1e-3, 1e6, o.hbmTBps);
     } else if (a == "--fp8-tflops") {
@@ -953,7 +968,7 @@ int gpuCheckMain(int argc, char **argv) {
                m.targets().end();
     if (cpu &&
         (!m.weights_device_filled() || weightsExtent(m) <= kMaxCpuFilledBytes))
-      checkCpuVsGpu(name, artifact, **gpu, o.perStep, r);
+      checkCpuVsGpu(name, artifact, **gpu, o.perStep, o.tokens, r);
     if (fileExists(base + ".tokens.txt") && fileExists(base + ".logits.npy"))
       checkReference(name, base, **gpu, r);
     if (o.bench && m.weights_device_filled() && fileExists(base + ".bench.txt"))
