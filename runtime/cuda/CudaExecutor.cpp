@@ -559,36 +559,34 @@ Status CudaExecutor::runStep(int index, int64_t tokens) {
   return s;
 }
 
-Status CudaExecutor::readArena(uint64_t offset, uint64_t bytes, void *dst) {
+Status CudaExecutor::copyArena(uint64_t offset, uint64_t bytes, void *host,
+                               bool toDevice) {
   if (failed())
     return failedError();
-  MOEC_RETURN_IF_ERROR(checkArenaRange(offset, bytes, dst));
+  MOEC_RETURN_IF_ERROR(checkArenaRange(offset, bytes, host));
   if (bytes == 0)
     return Status::ok();
   FlagScope running(running_);
   ContextScope scope(*this);
   MOEC_RETURN_IF_ERROR(scope.status());
-  MOEC_RETURN_IF_ERROR(MOEC_CU(
-      "cuMemcpyDtoHAsync",
-      driver_.memcpyDtoHAsync(dst, arena_ + offset, size_t(bytes), stream_)));
+  MOEC_RETURN_IF_ERROR(
+      toDevice ? MOEC_CU("cuMemcpyHtoDAsync",
+                         driver_.memcpyHtoDAsync(arena_ + offset, host,
+                                                 size_t(bytes), stream_))
+               : MOEC_CU("cuMemcpyDtoHAsync",
+                         driver_.memcpyDtoHAsync(host, arena_ + offset,
+                                                 size_t(bytes), stream_)));
+  // The host side may be freed (or read) once this returns.
   return synchronize();
+}
+
+Status CudaExecutor::readArena(uint64_t offset, uint64_t bytes, void *dst) {
+  return copyArena(offset, bytes, dst, /*toDevice=*/false);
 }
 
 Status CudaExecutor::writeArena(uint64_t offset, uint64_t bytes,
                                 const void *src) {
-  if (failed())
-    return failedError();
-  MOEC_RETURN_IF_ERROR(checkArenaRange(offset, bytes, src));
-  if (bytes == 0)
-    return Status::ok();
-  FlagScope running(running_);
-  ContextScope scope(*this);
-  MOEC_RETURN_IF_ERROR(scope.status());
-  MOEC_RETURN_IF_ERROR(MOEC_CU(
-      "cuMemcpyHtoDAsync",
-      driver_.memcpyHtoDAsync(arena_ + offset, src, size_t(bytes), stream_)));
-  // `src` may be freed once this returns.
-  return synchronize();
+  return copyArena(offset, bytes, const_cast<void *>(src), /*toDevice=*/true);
 }
 
 StatusOr<TensorView> CudaExecutor::tensor(bool output, int index,

@@ -144,6 +144,9 @@ private:
   Status launchSteps(int64_t tokens);
   // Waits for the stream; a failure names `currentStep_` when it is set.
   Status synchronize();
+  // readArena / writeArena: one copy between `host` and the arena, then a
+  // synchronisation.
+  Status copyArena(uint64_t offset, uint64_t bytes, void *host, bool toDevice);
   cu::DevicePtr bufferAddress(uint32_t id) const;
 
   const CudaDriver &driver_;
