@@ -796,7 +796,10 @@ def MoE_GroupedMatmulOp : MoE_Op<"grouped_matmul",
   let summary = "one GEMM per expert over its contiguous rows";
   let description = [{
     Rows `[offsets[e], offsets[e+1])` are multiplied by `w[e]ᵀ`
-    (`w: [E, N, K]`, checkpoint layout per expert). `epilogue = silu_mul`
+    (`w: [E, N, K]`, checkpoint layout per expert). `offsets` must be
+    non-decreasing, as `moe.dispatch` makes them (the CUDA kernels schedule
+    row tiles per expert from them); rows outside `[offsets[0], offsets[E])`
+    are zero. `epilogue = silu_mul`
     treats the first half of `N` as the gate and the second as up. With
     `quantize` set, the op also returns `result` quantized as `moe.quantize`
     with that scheme would (`--moec-fuse-quantize`).

@@ -105,6 +105,23 @@ WIDE_ATTENTION = """func.func @forward(%q: tensor<?x8x256xbf16>,
 }
 """
 
+# Rows wide enough for multi-warp block reductions (the tiny models' norms and
+# softmaxes fit one warp): DeepSeek-V3's hidden 7168 through rms_norm and
+# add_rms_norm with a bf16 weight, and a 4096-wide softmax.
+WIDE_NORM = """func.func @forward(%x: tensor<?x7168xf32>,
+    %r: tensor<?x7168xf32>, %g: tensor<7168xbf16>, %p: tensor<?x4096xf32>)
+    -> (tensor<?x7168xf32>, tensor<?x7168xf32>, tensor<?x7168xf32>,
+        tensor<?x4096xf32>) {
+  %n = moe.rms_norm %x, %g {epsilon = 1.0e-06 : f64}
+      : tensor<?x7168xf32>, tensor<7168xbf16> -> tensor<?x7168xf32>
+  %s, %m = moe.add_rms_norm %r, %n, %g {epsilon = 1.0e-06 : f64}
+      : tensor<?x7168xf32>, tensor<7168xbf16> -> tensor<?x7168xf32>
+  %sm = moe.softmax %p : tensor<?x4096xf32>
+  return %n, %s, %m, %sm : tensor<?x7168xf32>, tensor<?x7168xf32>,
+      tensor<?x7168xf32>, tensor<?x4096xf32>
+}
+"""
+
 
 def write_safetensors(path, tensors):
     header, blobs, offset = {}, [], 0
@@ -137,7 +154,8 @@ def synthetic_models(tmp):
     models = []
     for name, text in (
             ("wide_moe", WIDE_MOE.format(folder=folder, weights=weights)),
-            ("wide_router", WIDE_ROUTER), ("wide_attention", WIDE_ATTENTION)):
+            ("wide_router", WIDE_ROUTER), ("wide_attention", WIDE_ATTENTION),
+            ("wide_norm", WIDE_NORM)):
         path = os.path.join(tmp, name + ".mlir")
         with open(path, "w") as f:
             f.write(text)
