@@ -23,6 +23,7 @@
 
 using namespace mlir;
 using namespace mlir::moec;
+using mlir::moe::formatShape;
 
 namespace fp8 = ::moec::runtime::fp8;
 
@@ -37,13 +38,6 @@ int64_t product(ArrayRef<int64_t> dims) {
   for (int64_t d : dims)
     n *= d;
   return n;
-}
-
-std::string formatShape(ArrayRef<int64_t> shape) {
-  std::string text = "[";
-  for (auto [i, d] : llvm::enumerate(shape))
-    text += (i ? ", " : "") + std::to_string(d);
-  return text + "]";
 }
 
 /// Bytes per element of `type`; 0 for types the folder cannot store.

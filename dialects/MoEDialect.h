@@ -52,9 +52,14 @@ LogicalResult verifyFusedQuantize(Operation *op);
 #define GET_OP_CLASSES
 #include "dialects/MoEOps.h.inc"
 
+#include <string>
 #include <vector>
 
 namespace mlir::moe {
+/// Prints `shape` as `[?, 64]` (`?` for a dynamic dimension), for
+/// diagnostics.
+std::string formatShape(ArrayRef<int64_t> shape);
+
 /// DeepSeek's YaRN magnitude `0.1 * m * ln(factor) + 1`, or 1 when `m` is 0
 /// or `factor` does not extend the context.
 double getYarnMscale(double factor, double m);

@@ -39,6 +39,7 @@
 
 using namespace mlir;
 using namespace mlir::moec;
+using mlir::moe::formatShape;
 namespace fp8 = ::moec::runtime::fp8;
 using moe::BlockScaleAttr;
 using moe::Epilogue;
@@ -64,14 +65,6 @@ int64_t product(ArrayRef<int64_t> dims) {
   for (int64_t d : dims)
     n *= d;
   return n;
-}
-
-std::string formatShape(ArrayRef<int64_t> shape) {
-  return "[" +
-         llvm::join(llvm::map_range(
-                        shape, [](int64_t d) { return std::to_string(d); }),
-                    ", ") +
-         "]";
 }
 
 /// A float tensor of `shape` filled with zeros (its element type is set from

@@ -25,23 +25,11 @@ namespace mlir::moec {
 using namespace mlir;
 using namespace mlir::moec;
 using namespace mlir::moec::onnx_match;
+using mlir::moe::formatShape;
 using onnx_ir::InitializerOp;
 using onnx_ir::NodeOp;
 
 namespace {
-
-std::string formatShape(ArrayRef<int64_t> shape) {
-  std::string text = "[";
-  llvm::raw_string_ostream os(text);
-  llvm::interleaveComma(shape, os, [&](int64_t dim) {
-    if (ShapedType::isDynamic(dim))
-      os << "?";
-    else
-      os << dim;
-  });
-  os << "]";
-  return text;
-}
 
 /// An operand of a `moe` op: a `moe.weight` for an initializer, otherwise
 /// the value.

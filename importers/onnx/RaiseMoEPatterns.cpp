@@ -21,6 +21,7 @@
 using namespace mlir;
 using namespace mlir::moec;
 using namespace mlir::moec::onnx_match;
+using mlir::moe::formatShape;
 using onnx_ir::NodeOp;
 
 //===----------------------------------------------------------------------===//
@@ -79,14 +80,6 @@ SmallVector<int64_t> layoutShape(const WeightSource &source) {
   if (source.transpose && shape.size() >= 2)
     std::swap(shape[shape.size() - 1], shape[shape.size() - 2]);
   return shape;
-}
-
-std::string formatShape(ArrayRef<int64_t> shape) {
-  std::string text = "[";
-  llvm::raw_string_ostream os(text);
-  llvm::interleaveComma(shape, os);
-  os << "]";
-  return text;
 }
 
 /// The `k` of a TopK node (an input from opset 10, an attribute before).
