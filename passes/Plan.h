@@ -41,8 +41,11 @@ inline constexpr llvm::StringLiteral kArenaBytesAttrName = "moe.arena_bytes";
 /// i64 on the function: the token count the arena is sized for.
 inline constexpr llvm::StringLiteral kMaxTokensAttrName = "moe.max_tokens";
 
-/// Alignment of every arena offset and size (the kernel ABI promises it).
-inline constexpr int64_t kBufferAlignment = 64;
+/// Alignment of every arena offset and size, and of every weight in the
+/// artifact's weights section. The kernel ABI promises 64; moec gives 128,
+/// which a swizzled TMA tensor map needs of its base address (CUDA
+/// Programming Guide, TMA swizzle: global memory aligned to 128 bytes).
+inline constexpr int64_t kBufferAlignment = 128;
 
 /// The prefix of step kernels; step `i` calls `moec_step_<i>`.
 inline constexpr llvm::StringLiteral kStepKernelPrefix = "moec_step_";

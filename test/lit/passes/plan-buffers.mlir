@@ -1,5 +1,5 @@
 // --moec-plan-buffers marks weight expressions constant, numbers the steps and places every
-// activation in one arena (64-byte aligned, sized for max-tokens, reused across disjoint lifetimes).
+// activation in one arena (128-byte aligned, sized for max-tokens, reused across disjoint lifetimes).
 // RUN: moec-opt %s --split-input-file --moec-plan-buffers="max-tokens=4" | FileCheck %s
 // RUN: moec-opt %s --split-input-file --moec-plan-buffers="max-tokens=4" | moec-opt --split-input-file --moec-plan-buffers="max-tokens=4" | FileCheck %s
 // RUN: moec-opt %s --split-input-file --moec-plan-buffers="max-tokens=3" | FileCheck %s --check-prefix=ODD
@@ -16,8 +16,8 @@
 // CHECK: return %[[C]]
 // ODD-LABEL: func.func @reuse
 // ODD-SAME: (%{{.+}}: tensor<?x16xf32> {moe.buffer = 0 : i64})
-// ODD-SAME: attributes {moe.arena_bytes = 384 : i64, moe.max_tokens = 3 : i64}
-// ODD: moe.add {{.+}} {moe.buffer = 192 : i64, moe.step = 0 : i64}
+// ODD-SAME: attributes {moe.arena_bytes = 512 : i64, moe.max_tokens = 3 : i64}
+// ODD: moe.add {{.+}} {moe.buffer = 256 : i64, moe.step = 0 : i64}
 func.func @reuse(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
   %a = moe.add %x, %x : tensor<?x16xf32>
   %b = moe.add %a, %a : tensor<?x16xf32>
@@ -78,12 +78,12 @@ func.func @constants(%x: tensor<?x16xf32>) -> tensor<?x64xf32> {
 
 // moe.dispatch emits k = 2 rows per token: its rows and positions, and the grouped GEMM over
 // them, are sized for 2 x max-tokens rows (2 x 4 x 16 x 4 = 512 bytes); the offsets [9] are
-// not per token (64 bytes); the combine is back to one row per token.
+// not per token (36 bytes, one 128-byte slot); the combine is back to one row per token.
 // CHECK-LABEL: func.func @dispatch
 // CHECK-SAME: (%[[X:.+]]: tensor<?x16xf32> {moe.buffer = 0 : i64})
-// CHECK: moe.router {{.+}} {moe.buffers = array<i64: 256, 320>, moe.step = 0 : i64
-// CHECK: moe.dispatch {{.+}} {moe.buffers = array<i64: 384, 896, 960>, moe.rows_per_token = array<i64: 2, 1, 2>, moe.step = 1 : i64}
-// CHECK: moe.grouped_matmul {{.+}} {moe.buffer = 1024 : i64, moe.rows_per_token = 2 : i64, moe.step = 2 : i64}
+// CHECK: moe.router {{.+}} {moe.buffers = array<i64: 256, 384>, moe.step = 0 : i64
+// CHECK: moe.dispatch {{.+}} {moe.buffers = array<i64: 512, 1024, 1152>, moe.rows_per_token = array<i64: 2, 1, 2>, moe.step = 1 : i64}
+// CHECK: moe.grouped_matmul {{.+}} {moe.buffer = 1280 : i64, moe.rows_per_token = 2 : i64, moe.step = 2 : i64}
 // CHECK: moe.combine
 // CHECK-NOT: moe.rows_per_token
 // CHECK-SAME: moe.step = 3 : i64
