@@ -162,6 +162,19 @@ uint64_t weightsExtent(const Manifest &m) {
   return extent;
 }
 
+uint32_t tensorMapSwizzleBytes(TensorMapSwizzle swizzle) {
+  switch (swizzle) {
+  case TENSOR_MAP_SWIZZLE_32B:
+    return 32;
+  case TENSOR_MAP_SWIZZLE_64B:
+    return 64;
+  case TENSOR_MAP_SWIZZLE_128B:
+    return 128;
+  default:
+    return 0;
+  }
+}
+
 int64_t gridExtentAt(const GridExtent &g, int64_t tokens) {
   int64_t product = tokens * g.per_token();
   int64_t extent =
@@ -412,9 +425,127 @@ Status checkGridExtent(const std::string &where, const GridExtent &g,
   return Status::ok();
 }
 
+// Checks the tensor maps of one launch against cuda.h's rules for
+// cuTensorMapEncodeTiled (so that the encode at load cannot fail on a valid
+// manifest) and against the argument they describe: every byte the map can
+// address lies inside the argument's reserved bytes (docs/artifact.md, "CUDA
+// kernel ABI").
+Status checkTensorMaps(const Manifest &m, const ManifestIndex &index,
+                       const std::string &launchWhere, const Step &s,
+                       const CudaLaunch &launch) {
+  if (launch.tensor_maps_size() > kMaxTensorMapsPerLaunch)
+    return corrupt(strCat(launchWhere, ": ", launch.tensor_maps_size(),
+                          " tensor maps, at most ", kMaxTensorMapsPerLaunch,
+                          " allowed"));
+  for (int j = 0; j < launch.tensor_maps_size(); ++j) {
+    const TensorMap &map = launch.tensor_maps(j);
+    std::string where = strCat(launchWhere, ": tensor_maps[", j, "]");
+    if (map.arg() >= uint32_t(s.args_size()))
+      return corrupt(strCat(where, ": arg ", map.arg(), " is not an argument (",
+                            s.args_size(), " arguments)"));
+    // The argument was checked to exist; its dtype and reserved bytes.
+    const Argument &arg = s.args(int(map.arg()));
+    DType argDType = DTYPE_UNSPECIFIED;
+    uint64_t argBytes = 0, argOffset = 0;
+    std::string argName;
+    if (arg.ref_case() == Argument::kBuffer) {
+      const Buffer &b = m.buffers(index.bufferById.at(arg.buffer()));
+      argDType = b.dtype();
+      argBytes = b.bytes();
+      argOffset = b.offset();
+      argName = strCat("buffer ", quoted(b.name()));
+    } else {
+      const Weight &w = m.weights(index.weightById.at(arg.weight()));
+      argDType = w.dtype();
+      argBytes = w.bytes();
+      argOffset = w.offset();
+      argName = strCat("weight ", quoted(w.name()));
+    }
+    where += strCat(" (arg ", map.arg(), ", ", argName, ")");
+    MOEC_RETURN_IF_ERROR(checkDType(where, map.dtype()));
+    if (map.dtype() != argDType)
+      return corrupt(strCat(where, ": dtype ", dtypeName(map.dtype()),
+                            " differs from the argument's (",
+                            dtypeName(argDType), ")"));
+    // Every dtype this runtime knows is 1, 2, 4 or 8 bytes: a TMA type.
+    uint64_t elementBytes = dtypeSize(map.dtype());
+    int rank = map.dims_size();
+    if (rank < 1 || rank > kMaxTensorMapRank)
+      return corrupt(
+          strCat(where, ": rank ", rank, ", expected 1..", kMaxTensorMapRank));
+    if (map.strides_size() != rank - 1 || map.box_size() != rank)
+      return corrupt(strCat(where, ": ", rank, " dims need ", rank - 1,
+                            " strides and ", rank, " box extents, got ",
+                            map.strides_size(), " and ", map.box_size()));
+    for (int d = 0; d < rank; ++d)
+      if (map.dims(d) < 1 || map.dims(d) > (uint64_t(1) << 32))
+        return corrupt(strCat(where, ": dims[", d, "] is ", map.dims(d),
+                              ", expected 1..2^32"));
+    // Byte stride of each dimension (strides[d - 1] for d >= 1); each must
+    // step over the whole previous dimension, so that no two elements
+    // overlap (cuda.h: strides[i] >= strides[i-1] * dims[i]).
+    uint64_t previous = elementBytes;
+    for (int d = 1; d < rank; ++d) {
+      uint64_t stride = map.strides(d - 1), needed = 0;
+      if (stride % 16 != 0 || stride >= (uint64_t(1) << 40))
+        return corrupt(strCat(where, ": strides[", d - 1, "] is ", stride,
+                              ", expected a multiple of 16 below 2^40"));
+      if (mulOverflows(previous, map.dims(d - 1), needed) || stride < needed)
+        return corrupt(strCat(where, ": strides[", d - 1, "] ", stride,
+                              " is less than the ", needed,
+                              " bytes of dimension ", d - 1));
+      previous = stride;
+    }
+    for (int d = 0; d < rank; ++d) {
+      uint32_t box = map.box(d);
+      if (box < 1 || box > kMaxTensorMapBox)
+        return corrupt(strCat(where, ": box[", d, "] is ", box,
+                              ", expected 1..", kMaxTensorMapBox));
+    }
+    uint64_t innerBytes = uint64_t(map.box(0)) * elementBytes;
+    if (innerBytes % 16 != 0)
+      return corrupt(strCat(where, ": box[0] ", map.box(0), " x ", elementBytes,
+                            " bytes is not a multiple of 16"));
+    if (!TensorMapSwizzle_IsValid(map.swizzle()))
+      return corrupt(strCat(where, ": swizzle ", int(map.swizzle()),
+                            " is not a known swizzle"));
+    uint32_t swizzleBytes = tensorMapSwizzleBytes(map.swizzle());
+    if (swizzleBytes && innerBytes > swizzleBytes)
+      return corrupt(strCat(where, ": box[0] ", map.box(0), " x ", elementBytes,
+                            " bytes exceeds the ", swizzleBytes,
+                            "-byte swizzle span"));
+    // CUDA Programming Guide, TMA swizzle patterns (Table 12): a swizzled
+    // tensor's global address must be 128-byte aligned. The arena and the
+    // weights are device allocations (256-byte aligned), so the offset
+    // decides.
+    if (swizzleBytes && argOffset % kTensorMapSwizzledAlignment != 0)
+      return corrupt(strCat(
+          where, ": a swizzled map needs a ", kTensorMapSwizzledAlignment,
+          "-byte aligned argument, but its offset is ", argOffset));
+    // The last byte the map addresses: sum((dims[d] - 1) * stride[d]) +
+    // element size. Boxes past the dims read zeros, not memory.
+    bool overflow = false;
+    uint64_t stride = elementBytes, span = elementBytes;
+    for (int d = 0; d < rank && !overflow; ++d) {
+      if (d > 0)
+        stride = map.strides(d - 1);
+      uint64_t term = 0;
+      overflow = mulOverflows(map.dims(d) - 1, stride, term) ||
+                 addOverflows(span, term, span);
+    }
+    if (overflow || span > argBytes)
+      return corrupt(strCat(where, ": addresses ",
+                            overflow ? std::string("more than 2^64")
+                                     : std::to_string(span),
+                            " bytes, but the argument has ", argBytes));
+  }
+  return Status::ok();
+}
+
 // Checks the CUDA launches of step `s` (docs/artifact.md, "CUDA kernel ABI").
-Status checkLaunches(const Manifest &m, const std::string &stepWhere,
-                     const Step &s, bool cudaTargets) {
+Status checkLaunches(const Manifest &m, const ManifestIndex &index,
+                     const std::string &stepWhere, const Step &s,
+                     bool cudaTargets) {
   if (cudaTargets && s.cuda_size() == 0)
     return corrupt(strCat(stepWhere,
                           ": has no CUDA launches, but the manifest targets a "
@@ -455,6 +586,7 @@ Status checkLaunches(const Manifest &m, const std::string &stepWhere,
     if (launch.shared_bytes() > kMaxCudaSharedBytes)
       return corrupt(strCat(where, ": shared_bytes ", launch.shared_bytes(),
                             " exceeds ", kMaxCudaSharedBytes));
+    MOEC_RETURN_IF_ERROR(checkTensorMaps(m, index, where, s, launch));
   }
   return Status::ok();
 }
@@ -487,7 +619,7 @@ Status checkSteps(const Manifest &m, const ManifestIndex &index) {
                               " is neither a buffer nor a weight"));
       }
     }
-    MOEC_RETURN_IF_ERROR(checkLaunches(m, where, s, cudaTargets));
+    MOEC_RETURN_IF_ERROR(checkLaunches(m, index, where, s, cudaTargets));
   }
   if (m.cuda_workspace_bytes() > kMaxDeviceBytes)
     return corrupt(strCat("cuda_workspace_bytes ", m.cuda_workspace_bytes(),

@@ -67,6 +67,19 @@ constexpr uint32_t kMaxCudaSharedBytes = 227 * 1024;
 /// Largest grid extent along x, and along y or z.
 constexpr int64_t kMaxCudaGridX = (int64_t(1) << 31) - 1;
 constexpr int64_t kMaxCudaGridYZ = 65535;
+/// Most tensor maps (TMA descriptors) one CUDA launch may pass.
+constexpr int kMaxTensorMapsPerLaunch = 8;
+/// Most dimensions of a tensor map (cuTensorMapEncodeTiled's limit).
+constexpr int kMaxTensorMapRank = 5;
+/// Largest box extent of a tensor map along any dimension.
+constexpr uint32_t kMaxTensorMapBox = 256;
+/// Alignment of the argument (its buffer or weight offset) of a swizzled
+/// tensor map: TMA needs a 128-byte aligned global address when swizzling.
+constexpr uint64_t kTensorMapSwizzledAlignment = 128;
+
+/// The swizzle span of `swizzle` in bytes: 0 (none), 32, 64 or 128; 0 too
+/// for values this runtime does not know.
+uint32_t tensorMapSwizzleBytes(manifest::TensorMapSwizzle swizzle);
 
 /// Checks `manifest` for internal consistency and against `context`
 /// (docs/artifact.md, "Manifest consistency"). On failure the status is

@@ -135,6 +135,8 @@ std::string Artifact::summary() const {
       os << "]";
       if (l.shared_bytes())
         os << " shared " << l.shared_bytes();
+      if (l.tensor_maps_size())
+        os << " tensor maps " << l.tensor_maps_size();
       os << "\n";
     }
   }

@@ -2,9 +2,10 @@
 //
 // Resolves the driver's versioned symbols (`cuMemAlloc_v2`, ...: the ABI
 // cuda.h's macros select) and turns every way a machine can lack CUDA into
-// one `kUnavailable` message: no libcuda, a libcuda without a symbol, the
-// toolkit's stub library (cuInit returns CUDA_ERROR_STUB_LIBRARY), no
-// device.
+// one `kUnavailable` message: no libcuda, a libcuda without a required
+// symbol, the toolkit's stub library (cuInit returns
+// CUDA_ERROR_STUB_LIBRARY), no device. Optional symbols (tensor maps) may be
+// missing; their users check.
 //
 //===----------------------------------------------------------------------===//
 
@@ -132,6 +133,11 @@ CudaDriver::load(const std::string &library) {
   if (!ok)
     return unavailable(
         library, strCat("the driver lacks '", missing, "' (driver too old?)"));
+  // Optional: older drivers (and devices without TMA) run artifacts without
+  // tensor maps; the executor refuses maps when this is missing.
+  std::string optionalMissing;
+  resolve(h, d->tensorMapEncodeTiled, {"cuTensorMapEncodeTiled"},
+          optionalMissing);
   if (cu::Result rc = d->init(0); rc != cu::kSuccess) {
     std::string why = strCat("cuInit failed: ", d->errorText(rc));
     if (rc == cu::kErrorStubLibrary)

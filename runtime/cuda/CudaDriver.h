@@ -15,6 +15,7 @@
 #include "runtime/support/Status.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -56,11 +57,36 @@ constexpr int kFuncAttrMaxDynamicSharedSizeBytes = 8;
 
 constexpr unsigned kStreamNonBlocking = 1;
 constexpr unsigned kEventDefault = 0;
+
+/// cuda.h's CUtensorMap: a TMA descriptor, 128 opaque bytes. The driver
+/// requires 64-byte alignment; cuda.h 13 declares 128, which is kept here so
+/// that the type matches the header's.
+struct alignas(128) TensorMap {
+  uint64_t opaque[16];
+};
+
+/// CUtensorMapDataType values the runtime encodes (raw bits: no format
+/// conversion happens on a tiled copy without NaN fill).
+constexpr int kTensorMapDataTypeUint8 = 0;
+constexpr int kTensorMapDataTypeUint16 = 1;
+constexpr int kTensorMapDataTypeInt32 = 3;
+constexpr int kTensorMapDataTypeInt64 = 5;
+constexpr int kTensorMapDataTypeFloat32 = 7;
+/// CUtensorMapInterleave, CUtensorMapL2promotion, CUtensorMapFloatOOBfill.
+constexpr int kTensorMapInterleaveNone = 0;
+constexpr int kTensorMapL2Promotion128B = 2;
+constexpr int kTensorMapFloatOobFillNone = 0;
+/// CUtensorMapSwizzle: the manifest's TensorMapSwizzle values are these.
+constexpr int kTensorMapSwizzleNone = 0;
+constexpr int kTensorMapSwizzle32B = 1;
+constexpr int kTensorMapSwizzle64B = 2;
+constexpr int kTensorMapSwizzle128B = 3;
 } // namespace cu
 
 /// The loaded driver: every entry point the runtime calls. Member names are
 /// the API names without `cu` (and without the `_v2` that cuda.h's macros
-/// add; the table resolves the versioned symbols).
+/// add; the table resolves the versioned symbols). All are required except
+/// those marked optional.
 struct CudaDriver {
   /// Loads `library` (e.g. "libcuda.so.1" or a path), resolves every
   /// symbol, calls cuInit(0) and counts devices. `kUnavailable` naming the
@@ -133,6 +159,15 @@ struct CudaDriver {
   cu::Result (*eventRecord)(cu::Event event, cu::Stream stream) = nullptr;
   cu::Result (*eventElapsedTime)(float *ms, cu::Event start,
                                  cu::Event end) = nullptr;
+
+  /// Optional (CUDA 12.0+ drivers): nullptr when the driver lacks it, which
+  /// is only an error for an artifact with tensor maps on a device with TMA
+  /// (compute capability >= 9.0). Enum parameters are passed as int.
+  cu::Result (*tensorMapEncodeTiled)(
+      cu::TensorMap *map, int dataType, uint32_t rank, void *address,
+      const uint64_t *dims, const uint64_t *strides, const uint32_t *box,
+      const uint32_t *elementStrides, int interleave, int swizzle,
+      int l2Promotion, int oobFill) = nullptr;
 
 private:
   CudaDriver() = default;

@@ -3,9 +3,10 @@
 // Everything that can be decided once is done in `create`: the code for the
 // device's arch, every kernel handle (with its block size and dynamic
 // shared memory checked against the kernel's limits), device memory, the
-// weights, and each launch's parameter array, which points at the step's
-// device pointers and at two members (`workspaceParam_`, `tokensParam_`) so
-// that a run only sets the token count. Every CUDA call goes through
+// weights, each launch's tensor maps (encoded once the addresses are known)
+// and its parameter array, which points at the step's device pointers, at
+// two members (`workspaceParam_`, `tokensParam_`) and at the maps, so that a
+// run only sets the token count. Every CUDA call goes through
 // `MOEC_CU`, which records the call, the CUDA error name and text, the step
 // and kernel, and the source line; during a run the first failure sticks.
 //
@@ -35,6 +36,10 @@ constexpr uint32_t kDefaultSharedBytes = 48 * 1024;
 /// Threads per block and most blocks of the weight fill kernel.
 constexpr unsigned kFillThreads = 256;
 constexpr uint64_t kMaxFillBlocks = uint64_t(1) << 20;
+
+/// Compute capability major version from which devices have TMA (and the
+/// driver encodes tensor maps).
+constexpr int kTensorMapMinMajor = 9;
 
 // Sets a flag for the lifetime of a scope.
 class FlagScope {
@@ -79,6 +84,25 @@ bool hasCudaCode(const Artifact &artifact) {
 }
 
 Status cudaDeviceAvailable() { return CudaDriver::get().status(); }
+
+int tensorMapDataTypeFor(manifest::DType dtype) {
+  // bf16/f16 and the 1-byte types as unsigned integers of their size: a
+  // tiled copy without NaN fill moves bits unchanged, so only the element
+  // size matters (cuda.h has no FP8 type).
+  switch (dtype) {
+  case manifest::DTYPE_F32:
+    return cu::kTensorMapDataTypeFloat32;
+  case manifest::DTYPE_I32:
+    return cu::kTensorMapDataTypeInt32;
+  case manifest::DTYPE_I64:
+    return cu::kTensorMapDataTypeInt64;
+  case manifest::DTYPE_BF16:
+  case manifest::DTYPE_F16:
+    return cu::kTensorMapDataTypeUint16;
+  default: // f8e4m3fn, f8e5m2, i8, u8 (verifyManifest admits no others)
+    return cu::kTensorMapDataTypeUint8;
+  }
+}
 
 Status CudaExecutor::check(cu::Result result, const char *call,
                            const char *file, int line) {
@@ -169,6 +193,7 @@ Status CudaExecutor::initialize() {
   MOEC_RETURN_IF_ERROR(
       MOEC_CU("cuDeviceTotalMem", driver_.deviceTotalMem(&memory, device_)));
   arch_ = cudaArchFor(major, minor);
+  ccMajor_ = major;
 
   MOEC_RETURN_IF_ERROR(
       MOEC_CU("cuDevicePrimaryCtxRetain",
@@ -330,6 +355,15 @@ Status CudaExecutor::resolveLaunches() {
   };
   std::map<std::string, Kernel> kernels;
   steps_.resize(size_t(m.steps_size()));
+  // The maps' storage, zeroed (what a device without TMA gets), sized
+  // before any params point into it.
+  size_t mapCount = 0;
+  for (const manifest::Step &s : m.steps())
+    for (const manifest::CudaLaunch &spec : s.cuda())
+      mapCount += size_t(spec.tensor_maps_size());
+  tensorMaps_.assign(mapCount, cu::TensorMap{});
+  bool encode = ccMajor_ >= kTensorMapMinMajor;
+  size_t nextMap = 0;
   for (int i = 0; i < m.steps_size(); ++i) {
     const manifest::Step &s = m.steps(i);
     Step &step = steps_[size_t(i)];
@@ -379,18 +413,57 @@ Status CudaExecutor::resolveLaunches() {
                                       " bytes of dynamic shared memory"));
         k.sharedOptIn = spec.shared_bytes();
       }
-      step.launches.push_back(Launch{k.function, &spec});
+      for (int j = 0; encode && j < spec.tensor_maps_size(); ++j)
+        MOEC_RETURN_IF_ERROR(
+            encodeTensorMap(i, l, j, where, tensorMaps_[nextMap + size_t(j)]));
+      step.launches.push_back(Launch{k.function, &spec, nextMap, {}});
+      nextMap += size_t(spec.tensor_maps_size());
     }
   }
-  // The kernel ABI: one pointer per argument, the workspace, the tokens.
-  // The arrays point into `pointers`, which no longer changes size.
-  for (Step &step : steps_) {
-    for (cu::DevicePtr &pointer : step.pointers)
-      step.params.push_back(&pointer);
-    step.params.push_back(&workspaceParam_);
-    step.params.push_back(&tokensParam_);
-  }
+  // The kernel ABI: one pointer per argument, the workspace, the tokens,
+  // then the launch's maps. The arrays point into `pointers` and
+  // `tensorMaps_`, which no longer change size.
+  for (Step &step : steps_)
+    for (Launch &launch : step.launches) {
+      for (cu::DevicePtr &pointer : step.pointers)
+        launch.params.push_back(&pointer);
+      launch.params.push_back(&workspaceParam_);
+      launch.params.push_back(&tokensParam_);
+      for (int j = 0; j < launch.spec->tensor_maps_size(); ++j)
+        launch.params.push_back(&tensorMaps_[launch.firstMap + size_t(j)]);
+    }
   return Status::ok();
+}
+
+Status CudaExecutor::encodeTensorMap(int i, int l, int j,
+                                     const std::string &where,
+                                     cu::TensorMap &out) {
+  const manifest::TensorMap &map =
+      artifact_->manifest().steps(i).cuda(l).tensor_maps(j);
+  std::string mapWhere = strCat(where, ": tensor_maps[", j, "]");
+  if (!driver_.tensorMapEncodeTiled)
+    return makeError(StatusCode::kUnavailable, mapWhere, ": the CUDA driver (",
+                     driver_.library,
+                     ") lacks 'cuTensorMapEncodeTiled', which a device of "
+                     "compute capability >= 9.0 needs for tensor maps (CUDA "
+                     "12.0+ driver)");
+  // verifyManifest bounded the rank (1..5) and the field counts.
+  uint64_t dims[5] = {}, strides[4] = {};
+  uint32_t box[5] = {}, elementStrides[5] = {1, 1, 1, 1, 1};
+  int rank = map.dims_size();
+  for (int d = 0; d < rank; ++d) {
+    dims[d] = map.dims(d);
+    box[d] = map.box(d);
+    if (d > 0)
+      strides[d - 1] = map.strides(d - 1);
+  }
+  cu::DevicePtr address = steps_[size_t(i)].pointers[map.arg()];
+  cu::Result rc = driver_.tensorMapEncodeTiled(
+      &out, tensorMapDataTypeFor(map.dtype()), uint32_t(rank),
+      reinterpret_cast<void *>(address), dims, strides, box, elementStrides,
+      cu::kTensorMapInterleaveNone, int(map.swizzle()),
+      cu::kTensorMapL2Promotion128B, cu::kTensorMapFloatOobFillNone);
+  return MOEC_CU("cuTensorMapEncodeTiled", rc).withPrefix(mapWhere);
 }
 
 CudaExecutor::~CudaExecutor() {
@@ -480,8 +553,8 @@ Status CudaExecutor::launchStep(size_t index, int64_t tokens) {
                              unsigned(gridExtentAt(spec.grid(1), tokens)),
                              unsigned(gridExtentAt(spec.grid(2), tokens)),
                              spec.block(0), spec.block(1), spec.block(2),
-                             spec.shared_bytes(), stream_, step.params.data(),
-                             nullptr)));
+                             spec.shared_bytes(), stream_,
+                             step.launches[l].params.data(), nullptr)));
   }
   // From here on a failure names the step but no launch.
   currentLaunch_ = int(step.launches.size());
@@ -620,6 +693,23 @@ StatusOr<TensorView> CudaExecutor::tensor(bool output, int index,
 
 StatusOr<std::vector<float>>
 CudaExecutor::timeLaunches(int64_t tokens, int warmup, int iterations) {
+  auto rounds = timeRounds(tokens, warmup, iterations, /*perStep=*/false);
+  if (!rounds.isOk())
+    return rounds.status();
+  std::vector<float> ms;
+  for (const std::vector<float> &round : *rounds)
+    ms.push_back(round.empty() ? 0.0f : round[0]);
+  return ms;
+}
+
+StatusOr<std::vector<std::vector<float>>>
+CudaExecutor::timeSteps(int64_t tokens, int warmup, int iterations) {
+  return timeRounds(tokens, warmup, iterations, /*perStep=*/true);
+}
+
+StatusOr<std::vector<std::vector<float>>>
+CudaExecutor::timeRounds(int64_t tokens, int warmup, int iterations,
+                         bool perStep) {
   if (failed())
     return failedError();
   MOEC_RETURN_IF_ERROR(checkTokens(tokens));
@@ -629,6 +719,9 @@ CudaExecutor::timeLaunches(int64_t tokens, int warmup, int iterations) {
   FlagScope running(running_);
   ContextScope scope(*this);
   MOEC_RETURN_IF_ERROR(scope.status());
+  // Events per timed round: one before step 0, then one after every step
+  // (perStep) or after the last.
+  const size_t marks = perStep ? steps_.size() + 1 : 2;
   // Events are destroyed on every path out.
   std::vector<cu::Event> events;
   struct Destroy {
@@ -639,7 +732,7 @@ CudaExecutor::timeLaunches(int64_t tokens, int warmup, int iterations) {
         driver.eventDestroy(e);
     }
   } destroy{driver_, events};
-  for (int i = 0; i < 2 * iterations; ++i) {
+  for (size_t i = 0; i < marks * size_t(iterations); ++i) {
     cu::Event e = nullptr;
     MOEC_RETURN_IF_ERROR(
         MOEC_CU("cuEventCreate", driver_.eventCreate(&e, cu::kEventDefault)));
@@ -649,24 +742,34 @@ CudaExecutor::timeLaunches(int64_t tokens, int warmup, int iterations) {
     // Inputs again each round: the arena reuses their memory.
     MOEC_RETURN_IF_ERROR(uploadInputs(tokens, /*onlySet=*/false));
     bool timed = r >= warmup;
-    int at = 2 * (r - warmup);
+    cu::Event *mark = timed ? &events[size_t(r - warmup) * marks] : nullptr;
+    auto record = [&](size_t at) {
+      return MOEC_CU("cuEventRecord", driver_.eventRecord(mark[at], stream_));
+    };
     if (timed)
-      MOEC_RETURN_IF_ERROR(MOEC_CU(
-          "cuEventRecord", driver_.eventRecord(events[size_t(at)], stream_)));
-    MOEC_RETURN_IF_ERROR(launchSteps(tokens));
-    if (timed)
-      MOEC_RETURN_IF_ERROR(
-          MOEC_CU("cuEventRecord",
-                  driver_.eventRecord(events[size_t(at + 1)], stream_)));
+      MOEC_RETURN_IF_ERROR(record(0));
+    if (timed && perStep) {
+      for (size_t i = 0; i < steps_.size(); ++i) {
+        MOEC_RETURN_IF_ERROR(launchStep(i, tokens));
+        MOEC_RETURN_IF_ERROR(record(i + 1));
+      }
+      currentStep_ = -1;
+    } else {
+      MOEC_RETURN_IF_ERROR(launchSteps(tokens));
+    }
+    if (timed && !perStep)
+      MOEC_RETURN_IF_ERROR(record(1));
   }
   MOEC_RETURN_IF_ERROR(
       MOEC_CU("cuStreamSynchronize", driver_.streamSynchronize(stream_)));
-  std::vector<float> ms(size_t(iterations), 0.0f);
-  for (int i = 0; i < iterations; ++i)
-    MOEC_RETURN_IF_ERROR(
-        MOEC_CU("cuEventElapsedTime",
-                driver_.eventElapsedTime(&ms[size_t(i)], events[size_t(2 * i)],
-                                         events[size_t(2 * i + 1)])));
+  std::vector<std::vector<float>> ms(size_t(iterations),
+                                     std::vector<float>(marks - 1, 0.0f));
+  for (size_t i = 0; i < size_t(iterations); ++i)
+    for (size_t j = 0; j + 1 < marks; ++j)
+      MOEC_RETURN_IF_ERROR(
+          MOEC_CU("cuEventElapsedTime",
+                  driver_.eventElapsedTime(&ms[i][j], events[i * marks + j],
+                                           events[i * marks + j + 1])));
   // The device outputs are from these launches now, not from the last run.
   outputTokens_ = 0;
   return ms;

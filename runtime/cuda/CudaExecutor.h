@@ -4,8 +4,9 @@
 // (an embedded `cubin.<arch>`, else `kernels.cu` JIT-compiled with NVRTC
 // through the kernel cache), resolves every launch's kernel up front,
 // allocates the device arena, weights and workspace, and prebuilds each
-// launch's parameter array, so that a run is input copies, launches on one
-// stream, one synchronisation and output copies (docs/runtime-cuda.md).
+// launch's parameter array (with its tensor maps encoded), so that a run is
+// input copies, launches on one stream, one synchronisation and output
+// copies (docs/runtime-cuda.md).
 //
 //===----------------------------------------------------------------------===//
 
@@ -39,6 +40,11 @@ struct CudaOptions {
 /// True when `artifact` carries CUDA code: a CUDA target, and `kernels.cu`
 /// or a cubin section.
 bool hasCudaCode(const Artifact &artifact);
+
+/// The CUtensorMapDataType a tensor map over `dtype` elements is encoded
+/// with: FLOAT32, INT32, INT64, UINT16 for bf16/f16 and UINT8 for the 1-byte
+/// types (docs/artifact.md, "CUDA kernel ABI").
+int tensorMapDataTypeFor(manifest::DType dtype);
 
 /// Whether a CUDA device can be used: the driver loads, initialises and
 /// has a device. `kUnavailable` saying why not.
@@ -96,6 +102,12 @@ public:
   /// Outputs are not copied back.
   StatusOr<std::vector<float>> timeLaunches(int64_t tokens, int warmup,
                                             int iterations);
+  /// Like `timeLaunches`, with an event after every step as well: per
+  /// timed round, the elapsed ms of each step's launches (`[round][step]`).
+  /// The events between steps cost a little, so the per-step times sum to
+  /// slightly more than `timeLaunches` measures.
+  StatusOr<std::vector<std::vector<float>>>
+  timeSteps(int64_t tokens, int warmup, int iterations);
 
   /// The device and the code in use, e.g. "NVIDIA H200 (sm_90a), 132 SMs,
   /// code: cubin.sm_90a".
@@ -114,10 +126,14 @@ private:
   struct Launch {
     cu::Function function = nullptr;
     const manifest::CudaLaunch *spec = nullptr;
+    // Index of the launch's first map in `tensorMaps_`.
+    size_t firstMap = 0;
+    // cuLaunchKernel's kernelParams: addresses of the step's pointers, the
+    // workspace, the tokens, then the launch's maps.
+    std::vector<void *> params;
   };
   struct Step {
     std::vector<cu::DevicePtr> pointers;
-    std::vector<void *> params;
     std::vector<Launch> launches;
   };
   class ContextScope;
@@ -129,6 +145,10 @@ private:
   Status initialize();
   Status loadModule();
   Status resolveLaunches();
+  // Encodes map `j` of launch `l` of step `i` into `out` (the device has
+  // TMA); `where` names the launch for errors.
+  Status encodeTensorMap(int i, int l, int j, const std::string &where,
+                         cu::TensorMap &out);
   Status fillWeights();
   // Records a failed CUDA call: returns success for kSuccess, else an error
   // naming `call`, the CUDA error, `where` and the current step; during a
@@ -141,6 +161,11 @@ private:
   Status uploadInputs(int64_t tokens, bool onlySet,
                       bool defaultPositions = true);
   Status launchStep(size_t index, int64_t tokens);
+  /// The rounds of `timeLaunches` / `timeSteps`: per timed round, the ms
+  /// between events placed before step 0 and after every step (`perStep`)
+  /// or after the last one.
+  StatusOr<std::vector<std::vector<float>>>
+  timeRounds(int64_t tokens, int warmup, int iterations, bool perStep);
   Status launchSteps(int64_t tokens);
   // Waits for the stream; a failure names `currentStep_` when it is set.
   Status synchronize();
@@ -160,6 +185,11 @@ private:
   cu::DevicePtr arena_ = 0, weights_ = 0, workspace_ = 0;
   std::string arch_, description_, cacheWarning_, codeName_;
   std::vector<Step> steps_;
+  // Every launch's tensor maps, encoded at load (zero on a device without
+  // TMA); sized once, so the launches' params can point into it.
+  std::vector<cu::TensorMap> tensorMaps_;
+  // The device's compute capability major version.
+  int ccMajor_ = 0;
   // The kernel arguments `tokens` and `workspace`, which every launch's
   // params point at.
   long long tokensParam_ = 0;

@@ -5,7 +5,8 @@
 // names the file, never a crash; so is every truncation and extension.
 // Resealed variants (digest and CRCs recomputed after the flip) push the
 // damage past the checksums into the table checks and the protobuf parser
-// and manifest checks, which must hold on their own.
+// and manifest checks, which must hold on their own; also over a CUDA
+// manifest with tensor maps.
 //
 //===----------------------------------------------------------------------===//
 
@@ -147,6 +148,60 @@ TEST_F(CorruptionTest, ManifestBytesPastTheChecksumsNeverCrash) {
   EXPECT_GT(accepted, 0);
   std::cout << "resealed manifest flips: " << rejected << " rejected, "
             << accepted << " accepted as consistent\n";
+}
+
+TEST(CorruptionTensorMaps, FlippedTensorMapsNeverCrash) {
+  // The same resealed sweep over a CUDA manifest with tensor maps on a
+  // buffer and a weight: the map checks index arguments and multiply
+  // extents, so damaged ids, dims and strides must be refused, not trusted.
+  TempDir dir;
+  TestModel model = TestModel::random(8);
+  model.enableJitCuda("sm_90a");
+  std::vector<uint8_t> so = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0};
+  std::string path = dir.file("maps.moea");
+  Status w = model.write(path, so, [](manifest::Manifest &m) {
+    manifest::CudaLaunch *l = m.mutable_steps(1)->mutable_cuda(0);
+    manifest::TensorMap *x = l->add_tensor_maps(); // buffer x [T, 16] f32
+    x->set_arg(0);
+    x->set_dtype(manifest::DTYPE_F32);
+    x->add_dims(16);
+    x->add_dims(8);
+    x->add_strides(64);
+    x->add_box(16);
+    x->add_box(8);
+
+    manifest::TensorMap *bias = l->add_tensor_maps(); // weight [16] f32
+    bias->set_arg(1);
+    bias->set_dtype(manifest::DTYPE_F32);
+    bias->add_dims(16);
+    bias->add_box(4);
+  });
+  ASSERT_TRUE(w.isOk()) << w.toString();
+  std::vector<uint8_t> bytes = readFile(path);
+  auto original = Artifact::fromBytes("maps.moea", bytes.data(), bytes.size());
+  ASSERT_TRUE(original.isOk()) << original.status().toString();
+  const SectionInfo *m = (*original)->findSection("manifest");
+  int accepted = 0, rejected = 0, mapRejections = 0;
+  for (uint64_t at = m->offset; at < m->offset + m->size; ++at)
+    for (uint8_t mask : {0x01, 0x10, 0x80, 0xFF}) {
+      std::vector<uint8_t> image = bytes;
+      image[at] ^= mask;
+      resealAll(image);
+      auto a = Artifact::fromBytes("maps.moea", image.data(), image.size());
+      if (a.isOk()) {
+        ++accepted;
+        continue;
+      }
+      ++rejected;
+      EXPECT_EQ(a.status().code(), StatusCode::kCorrupt)
+          << a.status().toString();
+      EXPECT_EQ(a.status().message().rfind("maps.moea: ", 0), 0u);
+      mapRejections +=
+          a.status().message().find("tensor_maps") != std::string::npos;
+    }
+  EXPECT_GT(rejected, 0);
+  EXPECT_GT(accepted, 0);
+  EXPECT_GT(mapRejections, 10);
 }
 
 TEST_F(CorruptionTest, RandomManifestGarbageNeverCrashes) {

@@ -6,8 +6,9 @@
 // FakeCudaDriver.cpp (a host-memory driver): code selection per arch,
 // kernels resolved up front, the kernel ABI (the test model's logits are
 // exact), grids, workspace, sticky errors, resource release, the JIT path
-// through the kernel cache, and device-filled weights equal to the CPU's.
-// Also the deterministic weight fill itself.
+// through the kernel cache, device-filled weights equal to the CPU's, and
+// tensor maps (encoded at load with TMA, zero without; the fake's encode
+// against cuda.h's rules). Also the deterministic weight fill itself.
 //
 //===----------------------------------------------------------------------===//
 
@@ -18,6 +19,7 @@
 #include "runtime/cuda/CudaExecutor.h"
 #include "runtime/executor/WeightFill.h"
 #include "runtime/nvrtc/Nvrtc.h"
+#include "test/emu/tensor_map_image.h"
 #include "tools/GpuCheck.h"
 
 #include <gtest/gtest.h>
@@ -47,6 +49,8 @@ template <typename T, bool = std::is_enum_v<T>> struct Norm { using type = T; };
 template <typename T> struct Norm<T, true> {
   using type = std::make_signed_t<std::underlying_type_t<T>>;
 };
+// CUtensorMap is declared as the runtime's own cu::TensorMap.
+template <> struct Norm<CUtensorMap *, false> { using type = cu::TensorMap *; };
 template <typename F> struct NormFn;
 template <typename R, typename... A> struct NormFn<R (*)(A...)> {
   using type = typename Norm<R>::type (*)(typename Norm<A>::type...);
@@ -87,6 +91,41 @@ MOEC_CHECK_SIGNATURE(eventCreate, cuEventCreate);
 MOEC_CHECK_SIGNATURE(eventDestroy, cuEventDestroy);
 MOEC_CHECK_SIGNATURE(eventRecord, cuEventRecord);
 MOEC_CHECK_SIGNATURE(eventElapsedTime, cuEventElapsedTime);
+MOEC_CHECK_SIGNATURE(tensorMapEncodeTiled, cuTensorMapEncodeTiled);
+// The enum parameters are passed as int: cuda.h's enums are int-sized.
+static_assert(sizeof(CUtensorMapDataType) == sizeof(int) &&
+              sizeof(CUtensorMapSwizzle) == sizeof(int) &&
+              sizeof(CUtensorMapInterleave) == sizeof(int) &&
+              sizeof(CUtensorMapL2promotion) == sizeof(int) &&
+              sizeof(CUtensorMapFloatOOBfill) == sizeof(int));
+static_assert(sizeof(cu::TensorMap) == sizeof(CUtensorMap));
+static_assert(sizeof(cu::TensorMap) == 128);
+// At least cuda.h's alignment (64 in CUDA 12, 128 in 13); the driver
+// requires 64.
+static_assert(alignof(cu::TensorMap) >= alignof(CUtensorMap) &&
+              alignof(cu::TensorMap) % 64 == 0);
+static_assert(sizeof(cu::TensorMap::opaque) / sizeof(uint64_t) ==
+              CU_TENSOR_MAP_NUM_QWORDS);
+static_assert(cu::kTensorMapDataTypeUint8 == CU_TENSOR_MAP_DATA_TYPE_UINT8);
+static_assert(cu::kTensorMapDataTypeUint16 == CU_TENSOR_MAP_DATA_TYPE_UINT16);
+static_assert(cu::kTensorMapDataTypeInt32 == CU_TENSOR_MAP_DATA_TYPE_INT32);
+static_assert(cu::kTensorMapDataTypeInt64 == CU_TENSOR_MAP_DATA_TYPE_INT64);
+static_assert(cu::kTensorMapDataTypeFloat32 == CU_TENSOR_MAP_DATA_TYPE_FLOAT32);
+static_assert(cu::kTensorMapInterleaveNone == CU_TENSOR_MAP_INTERLEAVE_NONE);
+static_assert(cu::kTensorMapL2Promotion128B ==
+              CU_TENSOR_MAP_L2_PROMOTION_L2_128B);
+static_assert(cu::kTensorMapFloatOobFillNone ==
+              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+static_assert(cu::kTensorMapSwizzleNone == CU_TENSOR_MAP_SWIZZLE_NONE);
+static_assert(cu::kTensorMapSwizzle32B == CU_TENSOR_MAP_SWIZZLE_32B);
+static_assert(cu::kTensorMapSwizzle64B == CU_TENSOR_MAP_SWIZZLE_64B);
+static_assert(cu::kTensorMapSwizzle128B == CU_TENSOR_MAP_SWIZZLE_128B);
+// The manifest's TensorMapSwizzle is passed through unchanged.
+static_assert(
+    int(manifest::TENSOR_MAP_SWIZZLE_NONE) == CU_TENSOR_MAP_SWIZZLE_NONE &&
+    int(manifest::TENSOR_MAP_SWIZZLE_32B) == CU_TENSOR_MAP_SWIZZLE_32B &&
+    int(manifest::TENSOR_MAP_SWIZZLE_64B) == CU_TENSOR_MAP_SWIZZLE_64B &&
+    int(manifest::TENSOR_MAP_SWIZZLE_128B) == CU_TENSOR_MAP_SWIZZLE_128B);
 static_assert(cu::kErrorOutOfMemory == CUDA_ERROR_OUT_OF_MEMORY);
 static_assert(cu::kErrorStubLibrary == CUDA_ERROR_STUB_LIBRARY);
 static_assert(cu::kErrorNoDevice == CUDA_ERROR_NO_DEVICE);
@@ -550,6 +589,333 @@ TEST_F(FakeCudaTest, FailedArenaCopyIsSticky) {
       << s.message();
   EXPECT_TRUE((*ex)->failed());
   EXPECT_EQ((*ex)->run(1).code(), s.code());
+}
+
+//===----------------------------------------------------------------------===//
+// Tensor maps
+//===----------------------------------------------------------------------===//
+
+// A symbol of the test kernels: the fake dlopens the same file, so the test
+// sees what the kernels recorded.
+template <typename T> T *kernelsSymbol(const char *name) {
+  static void *library = dlopen(MOEC_TEST_CUDA_KERNELS_SO, RTLD_NOW);
+  void *symbol = library ? dlsym(library, name) : nullptr;
+  if (!symbol)
+    std::abort();
+  return static_cast<T *>(symbol);
+}
+
+using MapBytes = unsigned char[128];
+
+// Tensor maps on three launches: step 0 (tokens, i32, swizzled: arena
+// offset 0), step 1 (x and the bias; the kernel records them) and step 2's
+// second launch (the head weight, swizzled: weights offset 2432); step 2's
+// first launch has none.
+void addTestMaps(manifest::Manifest &m) {
+  using namespace manifest;
+  auto add = [](CudaLaunch *l, uint32_t arg, DType dtype,
+                std::vector<uint64_t> dims, std::vector<uint64_t> strides,
+                std::vector<uint32_t> box, TensorMapSwizzle swizzle) {
+    TensorMap *t = l->add_tensor_maps();
+    t->set_arg(arg);
+    t->set_dtype(dtype);
+    for (uint64_t d : dims)
+      t->add_dims(d);
+    for (uint64_t s : strides)
+      t->add_strides(s);
+    for (uint32_t b : box)
+      t->add_box(b);
+    t->set_swizzle(swizzle);
+  };
+  add(m.mutable_steps(0)->mutable_cuda(0), 0, DTYPE_I32, {8}, {}, {8},
+      TENSOR_MAP_SWIZZLE_32B);
+  CudaLaunch *addMaps = m.mutable_steps(1)->mutable_cuda(0);
+  addMaps->set_kernel("moec_test_cuda_add_maps");
+  add(addMaps, 0, DTYPE_F32, {16, 8}, {64}, {16, 4}, TENSOR_MAP_SWIZZLE_NONE);
+  add(addMaps, 1, DTYPE_F32, {16}, {}, {8}, TENSOR_MAP_SWIZZLE_NONE);
+  add(m.mutable_steps(2)->mutable_cuda(1), 1, DTYPE_F32, {16, 37}, {64}, {8, 8},
+      TENSOR_MAP_SWIZZLE_32B);
+}
+
+long long encodeField(int call, const char *field, int index = 0) {
+  return fakeControl<long long (*)(int, const char *, int)>(
+      "moecFakeTensorMapEncodeField")(call, field, index);
+}
+
+TEST_F(FakeCudaTest, TensorMapsAreEncodedAtLoadAndPassedAfterTokens) {
+  setenv("MOEC_FAKE_CUDA_CC", "9.0", 1);
+  model.extraSections.clear();
+  model.enableFakeCuda(MOEC_TEST_CUDA_KERNELS_SO, "sm_90a");
+  auto artifact = write(addTestMaps);
+  *kernelsSymbol<int>("moec_test_cuda_map_count") = 2;
+  auto ex = CudaExecutor::create(artifact, options);
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  EXPECT_EQ((*ex)->arch(), "sm_90a");
+  // Encoded once, at load, in step and launch order.
+  ASSERT_EQ(fakeCounter("moecFakeTensorMapEncodes"), 4);
+  auto *pointers = kernelsSymbol<uintptr_t>("moec_test_cuda_pointers_seen");
+  auto *params = kernelsSymbol<uintptr_t>("moec_test_cuda_map_params_seen");
+  auto *maps = kernelsSymbol<MapBytes>("moec_test_cuda_maps_seen");
+  std::memset(maps, 0xCD, 2 * sizeof(MapBytes));
+  std::vector<int32_t> tokens = {36, 0, 7};
+  EXPECT_EQ(logits(**ex, tokens), model.reference(tokens));
+  EXPECT_EQ(fakeCounter("moecFakeTensorMapEncodes"), 4);
+
+  // Addresses: the pointers the kernel got (exact logits say they are
+  // right), arena base + buffer offset and weights base + weight offset for
+  // the others.
+  const manifest::Manifest &m = artifact->manifest();
+  uintptr_t arena = pointers[0] - m.buffers(1).offset();
+  uintptr_t weights = pointers[1] - m.weights(1).offset();
+  EXPECT_EQ(uintptr_t(encodeField(0, "address")),
+            arena + m.buffers(0).offset());
+  EXPECT_EQ(uintptr_t(encodeField(1, "address")), pointers[0]);
+  EXPECT_EQ(uintptr_t(encodeField(2, "address")), pointers[1]);
+  EXPECT_EQ(uintptr_t(encodeField(3, "address")),
+            weights + m.weights(2).offset());
+  // Types, shapes and the fixed choices.
+  EXPECT_EQ(encodeField(0, "dataType"), 3); // INT32
+  for (int call = 0; call < 4; ++call) {
+    EXPECT_EQ(encodeField(call, "result"), 0);
+    if (call > 0)
+      EXPECT_EQ(encodeField(call, "dataType"), 7); // FLOAT32
+    EXPECT_EQ(encodeField(call, "interleave"), 0);
+    EXPECT_EQ(encodeField(call, "l2Promotion"), 2); // L2_128B
+    EXPECT_EQ(encodeField(call, "oobFill"), 0);
+    EXPECT_EQ(encodeField(call, "map") % 64, 0);
+    for (int d = 0; d < encodeField(call, "rank"); ++d)
+      EXPECT_EQ(encodeField(call, "elementStrides", d), 1);
+  }
+  EXPECT_EQ(encodeField(1, "rank"), 2);
+  EXPECT_EQ(encodeField(1, "dims", 0), 16);
+  EXPECT_EQ(encodeField(1, "dims", 1), 8);
+  EXPECT_EQ(encodeField(1, "strides", 0), 64);
+  EXPECT_EQ(encodeField(1, "box", 0), 16);
+  EXPECT_EQ(encodeField(1, "box", 1), 4);
+  EXPECT_EQ(encodeField(1, "swizzle"), 0);
+  EXPECT_EQ(encodeField(2, "rank"), 1);
+  EXPECT_EQ(encodeField(2, "box", 0), 8);
+  EXPECT_EQ(encodeField(2, "swizzle"), 0);
+  EXPECT_EQ(encodeField(0, "swizzle"), 1); // 32B
+  EXPECT_EQ(encodeField(0, "box", 0), 8);
+  EXPECT_EQ(encodeField(3, "swizzle"), 1);
+  EXPECT_EQ(encodeField(3, "rank"), 2);
+  EXPECT_EQ(encodeField(3, "dims", 1), 37);
+  EXPECT_EQ(encodeField(3, "strides", 0), 64);
+  EXPECT_EQ(encodeField(3, "box", 1), 8);
+
+  // The kernel got each map by value after `tokens`: the encoded objects,
+  // 64-byte aligned, with the fake's image of the map.
+  for (int j = 0; j < 2; ++j) {
+    EXPECT_EQ(params[j], uintptr_t(encodeField(1 + j, "map")));
+    EXPECT_EQ(params[j] % 64, 0u);
+  }
+  moec_emu::TensorMapImage x, bias;
+  std::memcpy(&x, maps[0], sizeof(x));
+  std::memcpy(&bias, maps[1], sizeof(bias));
+  EXPECT_EQ(x.magic, moec_emu::kTensorMapMagic);
+  EXPECT_EQ(x.elementBytes, 4u);
+  EXPECT_EQ(x.rank, 2u);
+  EXPECT_EQ(x.swizzleBytes, 0u);
+  EXPECT_EQ(x.address, pointers[0]);
+  EXPECT_EQ(x.dims[0], 16u);
+  EXPECT_EQ(x.dims[1], 8u);
+  EXPECT_EQ(x.dims[2], 0u);
+  EXPECT_EQ(x.strides[0], 64u);
+  EXPECT_EQ(x.strides[1], 0u);
+  EXPECT_EQ(x.box[0], 16u);
+  EXPECT_EQ(x.box[1], 4u);
+  EXPECT_EQ(bias.magic, moec_emu::kTensorMapMagic);
+  EXPECT_EQ(bias.rank, 1u);
+  EXPECT_EQ(bias.swizzleBytes, 0u);
+  EXPECT_EQ(bias.address, pointers[1]);
+  EXPECT_EQ(bias.dims[0], 16u);
+  EXPECT_EQ(bias.box[0], 8u);
+
+  // The same storage every run, and runStep passes it too.
+  std::vector<uintptr_t> before(params, params + 2);
+  std::memset(maps, 0, 2 * sizeof(MapBytes));
+  ASSERT_TRUE((*ex)->setInput(0, tokens.data(), 12, 3).isOk());
+  ASSERT_TRUE((*ex)->runStep(0, 3).isOk());
+  ASSERT_TRUE((*ex)->runStep(1, 3).isOk());
+  EXPECT_EQ(std::vector<uintptr_t>(params, params + 2), before);
+  EXPECT_EQ(std::memcmp(maps[0], &x, sizeof(x)), 0);
+  EXPECT_EQ(logits(**ex, {5}), model.reference({5}));
+  *kernelsSymbol<int>("moec_test_cuda_map_count") = 0;
+}
+
+TEST_F(FakeCudaTest, TensorMapsAreZeroWithoutTma) {
+  // sm_89: the driver is not asked; the kernel gets 128 zero bytes per map.
+  auto artifact = write(addTestMaps);
+  *kernelsSymbol<int>("moec_test_cuda_map_count") = 2;
+  auto *maps = kernelsSymbol<MapBytes>("moec_test_cuda_maps_seen");
+  auto *params = kernelsSymbol<uintptr_t>("moec_test_cuda_map_params_seen");
+  std::memset(maps, 0xCD, 2 * sizeof(MapBytes));
+  auto ex = CudaExecutor::create(artifact, options);
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  EXPECT_EQ((*ex)->arch(), "sm_89");
+  std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8};
+  EXPECT_EQ(logits(**ex, tokens), model.reference(tokens));
+  EXPECT_EQ(fakeCounter("moecFakeTensorMapEncodes"), 0);
+  const MapBytes zero = {};
+  for (int j = 0; j < 2; ++j) {
+    EXPECT_EQ(std::memcmp(maps[j], zero, sizeof(zero)), 0) << j;
+    EXPECT_EQ(params[j] % 64, 0u);
+  }
+  *kernelsSymbol<int>("moec_test_cuda_map_count") = 0;
+}
+
+TEST_F(FakeCudaTest, FailedTensorMapEncodeIsALoadError) {
+  setenv("MOEC_FAKE_CUDA_CC", "9.0", 1);
+  model.extraSections.clear();
+  model.enableFakeCuda(MOEC_TEST_CUDA_KERNELS_SO, "sm_90a");
+  auto artifact = write(addTestMaps);
+  fakeFail("cuTensorMapEncodeTiled", 2, 1);
+  auto ex = CudaExecutor::create(artifact, options);
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_EQ(ex.status().code(), StatusCode::kInternal);
+  std::string path = dir.file("m.moea");
+  EXPECT_EQ(ex.status().message().rfind(
+                path +
+                    ": step 1 (moe.add), launch 0: kernel "
+                    "'moec_test_cuda_add_maps': tensor_maps[1]: " +
+                    path +
+                    ": CUDA: cuTensorMapEncodeTiled failed: "
+                    "CUDA_ERROR_INVALID_VALUE (fake error) [CudaExecutor.cpp:",
+                0),
+            0u)
+      << ex.status().message();
+}
+
+TEST_F(FakeCudaTest, MissingEncodeSymbolMattersOnlyForMapsWithTma) {
+  auto loaded = CudaDriver::load(MOEC_FAKE_CUDA_SO);
+  ASSERT_TRUE(loaded.isOk()) << loaded.status().toString();
+  EXPECT_NE(fake().tensorMapEncodeTiled, nullptr);
+  std::unique_ptr<CudaDriver> old = std::move(loaded).value();
+  old->tensorMapEncodeTiled = nullptr;
+  options.driver = old.get();
+  // sm_89 with maps, and sm_90a without: fine.
+  auto withMaps = write(addTestMaps);
+  EXPECT_TRUE(CudaExecutor::create(withMaps, options).isOk());
+  setenv("MOEC_FAKE_CUDA_CC", "9.0", 1);
+  model.extraSections.clear();
+  model.enableFakeCuda(MOEC_TEST_CUDA_KERNELS_SO, "sm_90a");
+  {
+    auto ex = CudaExecutor::create(write(), options);
+    ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+    EXPECT_EQ(logits(**ex, {4, 2}), model.reference({4, 2}));
+  }
+  // sm_90a with maps: unavailable, naming the first map.
+  auto refused = CudaExecutor::create(write(addTestMaps), options);
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(refused.status().message(),
+            dir.file("m.moea") +
+                ": step 0 (moe.embed), launch 0: kernel "
+                "'moec_test_cuda_embed': tensor_maps[0]: the CUDA driver (" +
+                MOEC_FAKE_CUDA_SO +
+                ") lacks 'cuTensorMapEncodeTiled', which a device of compute "
+                "capability >= 9.0 needs for tensor maps (CUDA 12.0+ driver)");
+}
+
+TEST_F(FakeCudaTest, FakeEncodeFollowsCudaHRules) {
+  // The fake stands in for the real driver in the emulated kernel tests, so
+  // it must refuse what the real one refuses (cuda.h's documented rules).
+  const CudaDriver &d = fake();
+  cu::Context ctx = nullptr;
+  ASSERT_EQ(d.devicePrimaryCtxRetain(&ctx, 0), 0);
+  ASSERT_EQ(d.ctxPushCurrent(ctx), 0);
+  alignas(128) static uint8_t memory[4096];
+  struct Args {
+    int dataType = 7;
+    uint32_t rank = 2;
+    uintptr_t address = 0;
+    uint64_t dims[5] = {16, 8, 1, 1, 1}, strides[4] = {64, 512, 512, 512};
+    uint32_t box[5] = {16, 4, 1, 1, 1}, elementStrides[5] = {1, 1, 1, 1, 1};
+    int interleave = 0, swizzle = 2, l2 = 2, oob = 0;
+  };
+  cu::TensorMap map;
+  auto encode = [&](const Args &a, cu::TensorMap *out) {
+    return d.tensorMapEncodeTiled(
+        out, a.dataType, a.rank,
+        reinterpret_cast<void *>(a.address ? a.address : uintptr_t(memory)),
+        a.dims, a.strides, a.box, a.elementStrides, a.interleave, a.swizzle,
+        a.l2, a.oob);
+  };
+  auto with = [](std::function<void(Args &)> edit) {
+    Args a;
+    edit(a);
+    return a;
+  };
+  // Outside TMA: refused as unsupported.
+  EXPECT_EQ(encode(Args(), &map), 801);
+  setenv("MOEC_FAKE_CUDA_CC", "9.0", 1);
+  ASSERT_EQ(encode(Args(), &map), 0);
+  moec_emu::TensorMapImage image;
+  std::memcpy(&image, &map, sizeof(image));
+  EXPECT_EQ(image.magic, moec_emu::kTensorMapMagic);
+  EXPECT_EQ(image.address, uintptr_t(memory));
+  EXPECT_EQ(image.swizzleBytes, 64u);
+  // Each rule, broken once.
+  const std::vector<std::pair<const char *, Args>> invalid = {
+      {"data type", with([](Args &a) { a.dataType = 16; })},
+      {"rank 0", with([](Args &a) { a.rank = 0; })},
+      {"rank 6", with([](Args &a) { a.rank = 6; })},
+      {"address", with([](Args &a) {
+         a.swizzle = 0;
+         a.address = uintptr_t(memory) + 8;
+       })},
+      // CUDA Programming Guide, TMA swizzle patterns: 128-byte aligned
+      // global memory when swizzled (not in cuda.h's list).
+      {"swizzled address",
+       with([](Args &a) { a.address = uintptr_t(memory) + 64; })},
+      {"dim 0", with([](Args &a) { a.dims[1] = 0; })},
+      {"dim > 2^32",
+       with([](Args &a) { a.dims[1] = (uint64_t(1) << 32) + 1; })},
+      {"stride % 16", with([](Args &a) { a.strides[0] = 72; })},
+      {"stride >= 2^40",
+       with([](Args &a) { a.strides[0] = uint64_t(1) << 40; })},
+      {"stride overlap", with([](Args &a) { a.strides[0] = 48; })},
+      {"box 0", with([](Args &a) { a.box[1] = 0; })},
+      {"box 257", with([](Args &a) { a.box[1] = 257; })},
+      {"box bytes", with([](Args &a) { a.box[0] = 2; })},
+      {"element stride 0", with([](Args &a) { a.elementStrides[1] = 0; })},
+      {"element stride 9", with([](Args &a) { a.elementStrides[1] = 9; })},
+      {"interleave", with([](Args &a) { a.interleave = 3; })},
+      {"swizzle", with([](Args &a) { a.swizzle = 7; })},
+      {"swizzle span", with([](Args &a) { a.swizzle = 1; })},
+      {"l2 promotion", with([](Args &a) { a.l2 = 4; })},
+      {"oob fill", with([](Args &a) { a.oob = 2; })},
+      {"nan fill on ints", with([](Args &a) {
+         a.dataType = 3;
+         a.oob = 1;
+       })},
+  };
+  for (const auto &[what, args] : invalid)
+    EXPECT_EQ(encode(args, &map), 1) << what;
+  // A map object that is not 64-byte aligned.
+  alignas(64) static uint8_t raw[256];
+  EXPECT_EQ(encode(Args(), reinterpret_cast<cu::TensorMap *>(raw + 16)), 1);
+  // Valid, but beyond what the emulation's image describes.
+  EXPECT_EQ(encode(with([](Args &a) { a.elementStrides[1] = 2; }), &map), 801);
+  EXPECT_EQ(encode(with([](Args &a) { a.swizzle = 4; }), &map), 801);
+  EXPECT_EQ(encode(with([](Args &a) { a.oob = 1; }), &map), 801);
+  // Without a current context.
+  cu::Context popped = nullptr;
+  ASSERT_EQ(d.ctxPopCurrent(&popped), 0);
+  EXPECT_EQ(encode(Args(), &map), 201);
+  ASSERT_EQ(d.devicePrimaryCtxRelease(0), 0);
+}
+
+TEST(CudaTensorMaps, DataTypeFollowsElementSize) {
+  using namespace manifest;
+  EXPECT_EQ(tensorMapDataTypeFor(DTYPE_F32), cu::kTensorMapDataTypeFloat32);
+  EXPECT_EQ(tensorMapDataTypeFor(DTYPE_I32), cu::kTensorMapDataTypeInt32);
+  EXPECT_EQ(tensorMapDataTypeFor(DTYPE_I64), cu::kTensorMapDataTypeInt64);
+  for (DType t : {DTYPE_BF16, DTYPE_F16})
+    EXPECT_EQ(tensorMapDataTypeFor(t), cu::kTensorMapDataTypeUint16);
+  for (DType t : {DTYPE_F8E4M3FN, DTYPE_F8E5M2, DTYPE_I8, DTYPE_U8})
+    EXPECT_EQ(tensorMapDataTypeFor(t), cu::kTensorMapDataTypeUint8);
 }
 
 //===----------------------------------------------------------------------===//

@@ -3,7 +3,8 @@
 //
 // The test model's steps (TestKernels.cpp) written against the CUDA kernel
 // ABI (docs/artifact.md): params are the addresses of one device pointer
-// per step argument, the workspace pointer and the 64-bit token count.
+// per step argument, the workspace pointer, the 64-bit token count and the
+// launch's tensor maps (only `moec_test_cuda_add_maps` has any).
 // FakeCudaDriver.cpp runs them on the host with the launch's grid and block,
 // and each kernel covers exactly the rows its grid covers, so a wrong grid
 // or parameter order shows up in the logits. Shapes are baked in, as in
@@ -12,6 +13,7 @@
 //===----------------------------------------------------------------------===//
 
 #include <cstdint>
+#include <cstring>
 
 // The bias scale of `moec_test_cuda_add`: 1, or a deliberately wrong kernel
 // (moec_test_cuda_kernels_wrong) for gpu-check's per-step check to catch.
@@ -84,4 +86,31 @@ MOEC_TEST_EXPORT void moec_test_cuda_copy_out(void **params,
   int64_t threads = int64_t(grid[0]) * block[0];
   for (int64_t i = 0; i < threads && i < tokens * kVocab; ++i)
     logits[i] = workspace[i];
+}
+
+/// What `moec_test_cuda_add_maps` received: the test sets how many tensor
+/// maps its launch passes after `tokens`; each run records the step's three
+/// pointers, the addresses of the map parameters and their 128 bytes.
+#define MOEC_TEST_DATA __attribute__((visibility("default")))
+extern "C" {
+MOEC_TEST_DATA int moec_test_cuda_map_count = 0;
+MOEC_TEST_DATA uintptr_t moec_test_cuda_pointers_seen[3];
+MOEC_TEST_DATA uintptr_t moec_test_cuda_map_params_seen[8];
+MOEC_TEST_DATA unsigned char moec_test_cuda_maps_seen[8][128];
+}
+
+/// add(x, bias, y) with tensor maps after `tokens` (params 5 ...): the add,
+/// plus a record of its parameters.
+MOEC_TEST_EXPORT void moec_test_cuda_add_maps(void **params,
+                                              const unsigned *grid,
+                                              const unsigned *block,
+                                              unsigned shared) {
+  moec_test_cuda_add(params, grid, block, shared);
+  for (int i = 0; i < 3; ++i)
+    moec_test_cuda_pointers_seen[i] =
+        uintptr_t(*static_cast<void **>(params[i]));
+  for (int j = 0; j < moec_test_cuda_map_count && j < 8; ++j) {
+    moec_test_cuda_map_params_seen[j] = uintptr_t(params[5 + j]);
+    std::memcpy(moec_test_cuda_maps_seen[j], params[5 + j], 128);
+  }
 }
