@@ -718,6 +718,8 @@ void bench(const std::string &name, const std::string &base, CudaExecutor &gpu,
              "GB/s | x HBM floor | x FP8 floor |\n|---|---|---|---|"
              "---|---|\n");
   r.line("  tokens        ms   TFLOP/s      GB/s  xHBMfloor  xFP8floor");
+  // Per token count, the median ms of each step.
+  std::vector<std::pair<int64_t, std::vector<double>>> perStep;
   for (int64_t t : counts) {
     if (t > m.max_tokens()) {
       r.fail(strCat(name, " (c): token count ", t, " is not in [1, ",
@@ -749,6 +751,51 @@ void bench(const std::string &name, const std::string &base, CudaExecutor &gpu,
                          fmt("%.1f", w.bytes / seconds / 1e9), " | ",
                          fmt("%.2f", hbmMs > 0 ? ms / hbmMs : 0), " | ",
                          fmt("%.2f", fp8Ms > 0 ? ms / fp8Ms : 0), " |\n");
+    perStep.push_back({t, {}});
+    auto steps = gpu.timeSteps(t, o.warmup, o.iters);
+    if (!steps.isOk()) {
+      r.fail(
+          strCat(name, " (c) T=", t, " per step: ", steps.status().message()));
+      return;
+    }
+    for (int i = 0; i < m.steps_size(); ++i) {
+      std::vector<float> times;
+      for (const std::vector<float> &round : *steps)
+        times.push_back(round[size_t(i)]);
+      std::sort(times.begin(), times.end());
+      perStep.back().second.push_back(times[times.size() / 2]);
+    }
+  }
+  // Where the time goes: each step alone (e.g. the FP8 grouped GEMMs of the
+  // routed experts), timed with events between the steps.
+  r.markdown += strCat("\n### ", name,
+                       ": per step\n\nMedian ms of each step's launches "
+                       "(events between steps).\n\n| tokens | step | op | "
+                       "ms | TFLOP/s | GB/s | x HBM floor | x FP8 floor "
+                       "|\n|---|---|---|---|---|---|---|---|\n");
+  for (const auto &[t, times] : perStep) {
+    r.line(strCat("  per step at ", t, " tokens:"));
+    for (int i = 0; i < m.steps_size(); ++i) {
+      double ms = times[size_t(i)];
+      WorkEstimate w = estimateStepWork(m, i, t);
+      double seconds = ms * 1e-3;
+      double hbmMs = w.bytes / (o.hbmTBps * 1e12) * 1e3;
+      double fp8Ms = w.flops / (o.fp8Tflops * 1e12) * 1e3;
+      double tflops = seconds > 0 ? w.flops / seconds / 1e12 : 0;
+      double gbps = seconds > 0 ? w.bytes / seconds / 1e9 : 0;
+      double xHbm = hbmMs > 0 ? ms / hbmMs : 0;
+      double xFp8 = fp8Ms > 0 ? ms / fp8Ms : 0;
+      std::string op = m.steps(i).op().substr(0, 40);
+      char row[200];
+      std::snprintf(row, sizeof(row),
+                    "    %3d %-40s %9.4f %9.2f %9.1f %10.2f %10.2f", i,
+                    op.c_str(), ms, tflops, gbps, xHbm, xFp8);
+      r.line(row);
+      r.markdown +=
+          strCat("| ", t, " | ", i, " | ", op, " | ", fmt("%.4f", ms), " | ",
+                 fmt("%.2f", tflops), " | ", fmt("%.1f", gbps), " | ",
+                 fmt("%.2f", xHbm), " | ", fmt("%.2f", xFp8), " |\n");
+    }
   }
 }
 
@@ -846,7 +893,8 @@ std::vector<std::vector<int>> stepResultArgs(const manifest::Manifest &m) {
   return results;
 }
 
-WorkEstimate estimateWork(const manifest::Manifest &m, int64_t tokens) {
+WorkEstimate estimateStepWork(const manifest::Manifest &m, int step,
+                              int64_t tokens) {
   WorkEstimate w;
   std::set<uint32_t> scales;
   std::map<uint32_t, const manifest::Weight *> weights;
@@ -858,7 +906,8 @@ WorkEstimate estimateWork(const manifest::Manifest &m, int64_t tokens) {
   }
   for (const manifest::Buffer &b : m.buffers())
     buffers[b.id()] = &b;
-  for (const manifest::Step &s : m.steps()) {
+  {
+    const manifest::Step &s = m.steps(step);
     bool embedding = s.op().find("embed") != std::string::npos;
     // Rows per token from the first [E, N, K] weight's K and the first
     // buffer argument (an operand) that is a multiple of it.
@@ -907,6 +956,16 @@ WorkEstimate estimateWork(const manifest::Manifest &m, int64_t tokens) {
       double touched = rank == 3 ? std::min(experts, rows) / experts : 1;
       w.bytes += (double(x.bytes()) + scaleBytes) * touched;
     }
+  }
+  return w;
+}
+
+WorkEstimate estimateWork(const manifest::Manifest &m, int64_t tokens) {
+  WorkEstimate w;
+  for (int i = 0; i < m.steps_size(); ++i) {
+    WorkEstimate step = estimateStepWork(m, i, tokens);
+    w.flops += step.flops;
+    w.bytes += step.bytes;
   }
   return w;
 }

@@ -32,6 +32,9 @@ struct WorkEstimate {
 /// the weight bytes touched (min(E, rows) experts, with their scales) plus
 /// every buffer argument's bytes at `tokens`.
 WorkEstimate estimateWork(const manifest::Manifest &m, int64_t tokens);
+/// The part of `estimateWork` that step `step` does.
+WorkEstimate estimateStepWork(const manifest::Manifest &m, int step,
+                              int64_t tokens);
 
 /// The results of every step, for the per-step check: per step, the
 /// positions in `Step.args` of its result buffers. Args are the op's

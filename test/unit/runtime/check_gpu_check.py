@@ -88,6 +88,7 @@ def main():
                        "ok   model (a) per-step: 3 steps x 3 token counts, "
                        "9 results compared, 0 failure(s)",
                        "ok   bench (a) per-step: 3 steps x 3 token counts",
+                       "  per step at 8 tokens:",
                        "gpu-check: all checks passed"]:
             if needle not in p.stdout:
                 fail(f"gpu-check output lacks {needle!r}:\n{p.stdout}")
@@ -100,7 +101,8 @@ def main():
                        "### model: CPU vs GPU per step",
                        "| moe.add | 1 | 3 | 0 | 0 | - | 0 | 0 |",
                        "### model: logits vs reference",
-                       "### bench: launch time", "| tokens | ms | TFLOP/s |"]:
+                       "### bench: launch time", "| tokens | ms | TFLOP/s |",
+                       "### bench: per step", "| 8 | 2 | "]:
             if needle not in md:
                 fail(f"gpu-check.md lacks {needle!r}:\n{md}")
         print("gpu-check: (a) CPU vs GPU, (b) reference, (c) bench pass")
