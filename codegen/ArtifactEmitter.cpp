@@ -193,6 +193,50 @@ classifyPrecision(Operation *op) {
 // The manifest
 //===----------------------------------------------------------------------===//
 
+/// Appends `spec`, a tensor map of a launch of step `step` (the planned
+/// `op`), to `launch`: the argument's dtype (operands, then results, as
+/// `Step.args`), dims, strides, box and swizzle.
+LogicalResult addTensorMap(mf::CudaLaunch &launch,
+                           const cuda::TensorMapSpec &spec, Operation *op,
+                           int64_t step) {
+  unsigned numArgs = op->getNumOperands() + op->getNumResults();
+  if (spec.arg >= numArgs)
+    return op->emitError("internal error: a tensor map of step ")
+           << step << " names argument " << spec.arg << " of " << numArgs;
+  Value value = spec.arg < op->getNumOperands()
+                    ? op->getOperand(spec.arg)
+                    : op->getResult(spec.arg - op->getNumOperands());
+  mf::TensorMapSwizzle swizzle;
+  switch (spec.swizzleBytes) {
+  case 0:
+    swizzle = mf::TENSOR_MAP_SWIZZLE_NONE;
+    break;
+  case 32:
+    swizzle = mf::TENSOR_MAP_SWIZZLE_32B;
+    break;
+  case 64:
+    swizzle = mf::TENSOR_MAP_SWIZZLE_64B;
+    break;
+  case 128:
+    swizzle = mf::TENSOR_MAP_SWIZZLE_128B;
+    break;
+  default:
+    return op->emitError("internal error: a tensor map of step ")
+           << step << " has a swizzle of " << spec.swizzleBytes << " bytes";
+  }
+  mf::TensorMap *map = launch.add_tensor_maps();
+  map->set_arg(spec.arg);
+  map->set_dtype(toDType(value.getType()));
+  for (uint64_t d : spec.dims)
+    map->add_dims(d);
+  for (uint64_t s : spec.strides)
+    map->add_strides(s);
+  for (unsigned b : spec.box)
+    map->add_box(b);
+  map->set_swizzle(swizzle);
+  return success();
+}
+
 /// Builds an `ArtifactPlan` from a planned function.
 class PlanBuilder {
 public:
@@ -440,6 +484,9 @@ FailureOr<ArtifactPlan> PlanBuilder::build() {
         for (unsigned b : launch.block)
           l->add_block(b);
         l->set_shared_bytes(launch.sharedBytes);
+        for (const cuda::TensorMapSpec &spec : launch.tensorMaps)
+          if (failed(addTensorMap(*l, spec, &op, *index)))
+            return failure();
       }
     }
     step->set_op(op.getName().getStringRef().str());

@@ -42,10 +42,18 @@ ldd "$out/bin/gpu-check" "$out/bin/moec-run" | awk '/=> \// {print $3}' |
   --out "$out/models"
 
 "$venv/bin/python" "$root/bench/gpu/make_moe_layer.py" "$out/bench/mlir"
+# Each benchmark twice on sm_90a: FP8 GEMM operands loaded by TMA (the
+# default) and by the cp.async ring (`--cuda-tma=false`, suffix _cpasync), so
+# one run measures both and a TMA failure still leaves numbers.
 for name in dsv3_moe_layer dsv3_routed_experts; do
-  "$build/tools/moec" "$out/bench/mlir/$name.mlir" --target="$targets" \
-    --max-tokens=4096 --bench-device-weights=1 -o "$out/bench/$name.moea"
-  printf '1\n16\n128\n4096\n' > "$out/bench/$name.bench.txt"
+  for variant in "" _cpasync; do
+    tma=true
+    [ -n "$variant" ] && tma=false
+    "$build/tools/moec" "$out/bench/mlir/$name.mlir" --target="$targets" \
+      --max-tokens=4096 --bench-device-weights=1 --cuda-tma=$tma \
+      -o "$out/bench/$name$variant.moea"
+    printf '1\n16\n128\n4096\n' > "$out/bench/$name$variant.bench.txt"
+  done
 done
 rm -rf "$out/bench/mlir"
 
@@ -59,11 +67,15 @@ mkdir -p "$logs"
 export LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export MOEC_CACHE_DIR="${MOEC_CACHE_DIR:-$logs/kernel-cache}"
 nvidia-smi > "$logs/nvidia-smi.txt" 2>&1 || true
-# Exit 1 if a check failed, 77 if there is no GPU, else 0.
-"$here/bin/gpu-check" --out "$logs/models" "$here/models"
+# Exit 1 if a check failed, 77 if there is no GPU, else 0. Each part has a
+# time limit, so that a hung kernel still leaves the other part's logs.
+timeout -k 10 "${MOEC_MODELS_TIMEOUT:-300}" \
+  "$here/bin/gpu-check" --out "$logs/models" "$here/models"
 models=$?
-"$here/bin/gpu-check" --bench --out "$logs/bench" "$here/bench"
+timeout -k 10 "${MOEC_BENCH_TIMEOUT:-200}" \
+  "$here/bin/gpu-check" --bench --out "$logs/bench" "$here/bench"
 bench=$?
+echo "gpu-check models: exit $models, bench: exit $bench" | tee "$logs/exit.txt"
 if [ $models = 77 ] && [ $bench = 77 ]; then exit 77; fi
 if [ $models != 0 ] || [ $bench != 0 ]; then exit 1; fi
 exit 0

@@ -81,6 +81,14 @@ cl::opt<std::string> targetList(
              "sm_89 (Ada: FP8 mma.sync), sm_90 (Hopper: compiled as sm_90a). "
              "CUDA targets need libnvrtc at compile time (default: cpu)"));
 
+cl::opt<bool> cudaTma(
+    "cuda-tma", cl::cat(moecCategory), cl::init(true),
+    cl::desc("On sm_90 (sm_90a), load the FP8 GEMM's operand tiles with TMA "
+             "(cp.async.bulk.tensor through tensor maps the runtime encodes "
+             "at load) instead of cp.async; the kernels for other targets "
+             "ignore the maps (default: on; --cuda-tma=false for the "
+             "cp.async path everywhere)"));
+
 cl::opt<bool> emitPtx(
     "emit-ptx", cl::cat(moecCategory), cl::init(false),
     cl::desc("With --compile-to=codegen: print the PTX NVRTC makes for each "
@@ -273,6 +281,7 @@ int writeArtifactFile(ModuleOp module, const std::string &path,
                       const std::string &testSharedObject,
                       llvm::StringRef precisionName,
                       llvm::ArrayRef<std::string> targets,
+                      const cuda::CudaCodegenOptions &cudaOptions,
                       std::optional<uint64_t> fillSeed) {
   ArtifactOptions options;
   std::string so;
@@ -286,7 +295,7 @@ int writeArtifactFile(ModuleOp module, const std::string &path,
   std::vector<const cuda::TargetInfo *> cudaTargets = cudaTargetsOf(targets);
   FailureOr<cuda::CudaProgram> program = failure();
   if (!cudaTargets.empty()) {
-    program = cuda::buildCudaProgram(module);
+    program = cuda::buildCudaProgram(module, cudaOptions);
     if (failed(program))
       return 1;
     llvm::Expected<std::vector<std::pair<std::string, std::string>>> cubins =
@@ -334,7 +343,9 @@ FailureOr<OwningOpRef<ModuleOp>> importModel(llvm::StringRef path,
 /// the CUDA translation unit with its launches (or, with `--emit-ptx`, the
 /// PTX of each CUDA target).
 LogicalResult printCodegen(ModuleOp module, llvm::ArrayRef<std::string> targets,
-                           bool ptx, llvm::raw_ostream &os) {
+                           bool ptx,
+                           const cuda::CudaCodegenOptions &cudaOptions,
+                           llvm::raw_ostream &os) {
   if (llvm::is_contained(targets, "cpu") && !ptx) {
     FailureOr<OwningOpRef<ModuleOp>> kernels = cpu::buildPlannedKernels(module);
     if (failed(kernels))
@@ -350,7 +361,8 @@ LogicalResult printCodegen(ModuleOp module, llvm::ArrayRef<std::string> targets,
              failure();
     return success();
   }
-  FailureOr<cuda::CudaProgram> program = cuda::buildCudaProgram(module);
+  FailureOr<cuda::CudaProgram> program =
+      cuda::buildCudaProgram(module, cudaOptions);
   if (failed(program))
     return failure();
   if (!ptx) {
@@ -397,6 +409,8 @@ int mlir::moec::moecMain(int argc, char **argv) {
   const std::string outputFile = outputPath;
   const std::string testSharedObject = testCpuSharedObject;
   const std::string precisionName = precision;
+  cuda::CudaCodegenOptions cudaOptions;
+  cudaOptions.tma = cudaTma;
 
   std::optional<Phase> from = parsePhase(fromPhase);
   if (!from)
@@ -449,7 +463,7 @@ int mlir::moec::moecMain(int argc, char **argv) {
 
   if (writeArtifact)
     return writeArtifactFile(**module, outputFile, testSharedObject,
-                             precisionName, *targets,
+                             precisionName, *targets, cudaOptions,
                              benchDeviceWeights.getNumOccurrences()
                                  ? std::optional<uint64_t>(benchDeviceWeights)
                                  : std::nullopt);
@@ -459,7 +473,8 @@ int mlir::moec::moecMain(int argc, char **argv) {
   if (!output)
     return fail(error);
   if (*to == Phase::Codegen) {
-    if (failed(printCodegen(**module, *targets, emitPtx, output->os())))
+    if (failed(printCodegen(**module, *targets, emitPtx, cudaOptions,
+                            output->os())))
       return 1;
   } else {
     (*module)->print(output->os());

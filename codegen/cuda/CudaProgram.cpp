@@ -38,7 +38,9 @@ static std::string renameKernels(StringRef text, StringRef name, StringRef to) {
   return out + text.drop_front(pos).str();
 }
 
-FailureOr<CudaProgram> mlir::moec::cuda::buildCudaProgram(ModuleOp planned) {
+FailureOr<CudaProgram>
+mlir::moec::cuda::buildCudaProgram(ModuleOp planned,
+                                   const CudaCodegenOptions &options) {
   auto func = planned.lookupSymbol<func::FuncOp>("forward");
   if (!func) {
     auto funcs = planned.getOps<func::FuncOp>();
@@ -62,7 +64,7 @@ FailureOr<CudaProgram> mlir::moec::cuda::buildCudaProgram(ModuleOp planned) {
     if (!getStepIndex(op))
       return WalkResult::advance();
     FailureOr<StepContext> ctx =
-        StepContext::create(op, maxTokens.getValue().getSExtValue());
+        StepContext::create(op, maxTokens.getValue().getSExtValue(), options);
     if (failed(ctx))
       return WalkResult::interrupt();
     FailureOr<CudaStep> step = emitCudaStep(*ctx);
@@ -138,16 +140,36 @@ static std::string describeExtent(const GridExtent &e) {
   return text;
 }
 
+/// ` tma(a0 320x128 strides 320 box 64x64 sw64, ...)`, or nothing.
+static std::string describeTensorMaps(llvm::ArrayRef<TensorMapSpec> maps) {
+  if (maps.empty())
+    return "";
+  std::string text = " tma(";
+  llvm::raw_string_ostream os(text);
+  llvm::interleaveComma(maps, os, [&](const TensorMapSpec &m) {
+    os << "a" << m.arg << " ";
+    llvm::interleave(m.dims, os, "x");
+    os << " strides ";
+    llvm::interleave(m.strides, os, "x");
+    os << " box ";
+    llvm::interleave(m.box, os, "x");
+    os << " sw" << m.swizzleBytes;
+  });
+  os << ")";
+  return text;
+}
+
 std::string mlir::moec::cuda::describeLaunches(const CudaProgram &program) {
   std::string text;
   for (auto [step, launches] : llvm::enumerate(program.launches))
     for (const CudaLaunch &l : launches)
       text +=
           llvm::formatv("// step {0}: {1} grid ({2}, {3}, {4}) block ({5}, "
-                        "{6}, {7}) smem {8}\n",
+                        "{6}, {7}) smem {8}{9}\n",
                         step, l.kernel, describeExtent(l.grid[0]),
                         describeExtent(l.grid[1]), describeExtent(l.grid[2]),
-                        l.block[0], l.block[1], l.block[2], l.sharedBytes)
+                        l.block[0], l.block[1], l.block[2], l.sharedBytes,
+                        describeTensorMaps(l.tensorMaps))
               .str();
   if (program.workspaceBytes)
     text +=

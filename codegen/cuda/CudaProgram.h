@@ -33,15 +33,16 @@ struct CudaProgram {
   /// kernels instead, so each distinct kernel is compiled once.
   std::string source;
   /// The launches of step `i` at index `i`.
-  std::vector<llvm::SmallVector<CudaLaunch>> launches;
+  std::vector<llvm::SmallVector<CudaLaunch, 2>> launches;
   /// Device scratch shared by all steps: the largest any step needs.
   uint64_t workspaceBytes = 0;
 };
 
 /// Emits the CUDA program of `planned`'s `@forward` (else its only
-/// function), which must be planned (`moe.max_tokens`, `moe.step`). Fails
-/// with a diagnostic on the first step it cannot emit.
-FailureOr<CudaProgram> buildCudaProgram(ModuleOp planned);
+/// function), which must be planned (`moe.max_tokens`, `moe.step`), with
+/// `options`. Fails with a diagnostic on the first step it cannot emit.
+FailureOr<CudaProgram> buildCudaProgram(ModuleOp planned,
+                                        const CudaCodegenOptions &options = {});
 
 /// Compiles `program` with NVRTC for each of `targets`: cubins keyed by the
 /// target's NVRTC architecture (`sm_80`, `sm_89`, `sm_90a`), in target order.
@@ -51,8 +52,10 @@ compileCudaProgram(const CudaProgram &program,
                    llvm::ArrayRef<const TargetInfo *> targets);
 
 /// The launches of `program` as C++ comments, one line per launch
-/// (`// step 3: moec_step_3 grid (T, 4, 1) block (32, 1, 1) smem 0`), for
-/// `moec --compile-to=codegen` and the lit tests.
+/// (`// step 3: moec_step_3 grid (T, 4, 1) block (32, 1, 1) smem 0`, then
+/// its tensor maps, if any: ` tma(a0 320x128 strides 320 box 64x64 sw64,
+/// ...)`, dims and box innermost first), for `moec --compile-to=codegen` and
+/// the lit tests.
 std::string describeLaunches(const CudaProgram &program);
 
 } // namespace mlir::moec::cuda

@@ -71,9 +71,11 @@ bool StepArg::isPerToken() const {
 // StepContext
 //===----------------------------------------------------------------------===//
 
-FailureOr<StepContext> StepContext::create(Operation *op, int64_t maxTokens) {
+FailureOr<StepContext> StepContext::create(Operation *op, int64_t maxTokens,
+                                           const CudaCodegenOptions &options) {
   StepContext ctx;
   ctx.op = op;
+  ctx.options = options;
   std::optional<int64_t> step = getStepIndex(op);
   if (!step)
     return op->emitError("not a planned step (no `moe.step`)");
@@ -117,11 +119,19 @@ std::string StepContext::kernel(StringRef suffix) const {
   return (kernelName + "_" + suffix).str();
 }
 
-std::string StepContext::parameterList() const {
+std::string StepContext::parameterList(unsigned tensorMaps) const {
   std::string list;
   for (const StepArg &a : args)
     list += a.declaration() + ", ";
-  return list + "void *__restrict__ workspace, long long tokens";
+  list += "void *__restrict__ workspace, long long tokens";
+  for (unsigned j = 0; j < tensorMaps; ++j)
+    list += ", const __grid_constant__ moec_tensor_map tm" + std::to_string(j);
+  return list;
+}
+
+unsigned StepContext::indexOf(const StepArg &arg) const {
+  assert(&arg >= args.begin() && &arg < args.end() && "not an argument");
+  return unsigned(&arg - args.begin());
 }
 
 InFlightDiagnostic StepContext::fail(const Twine &message) const {

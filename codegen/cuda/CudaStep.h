@@ -8,7 +8,9 @@
 // `moec_step_<i>` or `moec_step_<i>_<suffix>` whose parameters are, in
 // order: one pointer per operand, then one per result (the op's order, which
 // is the manifest's `Step.args` order), then `void *workspace`, then
-// `long long tokens` (docs/artifact.md, "CUDA kernel ABI"). Launch shapes do
+// `long long tokens`, then one `const __grid_constant__ moec_tensor_map
+// tm<j>` per tensor map of the launch (docs/artifact.md, "CUDA kernel
+// ABI"). Launch shapes do
 // not depend on the GPU: one source serves every CUDA target, and a kernel
 // that needs a different instruction path per architecture selects it with
 // the guards of `TargetInfo` (docs/cuda.md).
@@ -48,6 +50,25 @@ struct GridExtent {
   int64_t at(int64_t tokens) const;
 };
 
+/// A TMA descriptor the runtime encodes over one kernel argument and passes
+/// by value after `tokens` (manifest `TensorMap`; docs/artifact.md, "CUDA
+/// kernel ABI"). The element type is the argument's.
+struct TensorMapSpec {
+  /// Index of the argument in `StepContext::args`.
+  unsigned arg = 0;
+  /// Elements per dimension, innermost first (rank 1..5); the extent at
+  /// `max_tokens` for the token dimension.
+  llvm::SmallVector<uint64_t, 5> dims;
+  /// Bytes between consecutive indices of `dims[1..]` (rank - 1 entries,
+  /// multiples of 16).
+  llvm::SmallVector<uint64_t, 4> strides;
+  /// Box elements per dimension (1..256; `box[0]` bytes a multiple of 16,
+  /// equal to the swizzle span when swizzled).
+  llvm::SmallVector<unsigned, 5> box;
+  /// Swizzle span in bytes: 0 (none), 32, 64 or 128.
+  unsigned swizzleBytes = 0;
+};
+
 /// One kernel launch of a step.
 struct CudaLaunch {
   /// The `extern "C" __global__` symbol.
@@ -59,6 +80,8 @@ struct CudaLaunch {
   std::array<unsigned, 3> block = {1, 1, 1};
   /// Dynamic shared memory per block, in bytes.
   unsigned sharedBytes = 0;
+  /// Tensor maps passed after `tokens`, in kernel parameter order.
+  llvm::SmallVector<TensorMapSpec> tensorMaps;
 };
 
 /// A piece of CUDA C++ that several steps share (templates, device
@@ -79,10 +102,17 @@ struct CudaStep {
   /// the step's shapes as compile-time constants.
   std::string source;
   /// The launches, run in this order.
-  llvm::SmallVector<CudaLaunch> launches;
+  llvm::SmallVector<CudaLaunch, 2> launches;
   /// Device scratch the step needs at `max_tokens` (undefined on entry; the
   /// step initialises what it reads).
   uint64_t workspaceBytes = 0;
+};
+
+/// Choices of the CUDA code generator that the command line makes.
+struct CudaCodegenOptions {
+  /// Load the sm_90a FP8 GEMM's operand tiles with TMA (tensor maps passed
+  /// to the kernel); otherwise with `cp.async` as on the other targets.
+  bool tma = true;
 };
 
 /// One kernel parameter: an operand or a result of the step's op.
@@ -124,18 +154,25 @@ struct StepContext {
   std::string kernelName;
   /// The op's operands, then its results.
   llvm::SmallVector<StepArg> args;
+  /// The code generator's options.
+  CudaCodegenOptions options;
 
   /// Builds the context of `op` (a planned step of a function planned for
   /// `maxTokens` tokens).
-  static FailureOr<StepContext> create(Operation *op, int64_t maxTokens);
+  static FailureOr<StepContext> create(Operation *op, int64_t maxTokens,
+                                       const CudaCodegenOptions &options = {});
 
   /// The parameter for `value` (an operand or a result of `op`).
   const StepArg &arg(Value value) const;
   /// `kernelName` or `kernelName_<suffix>`.
   std::string kernel(llvm::StringRef suffix = "") const;
-  /// The full parameter list of every kernel of the step:
-  /// `const float *__restrict__ a0, ..., void *workspace, long long tokens`.
-  std::string parameterList() const;
+  /// The full parameter list of a kernel of the step with `tensorMaps`
+  /// tensor maps: `const float *__restrict__ a0, ..., void *workspace,
+  /// long long tokens` then `const __grid_constant__ moec_tensor_map tm0`,
+  /// ...
+  std::string parameterList(unsigned tensorMaps = 0) const;
+  /// The index of `arg` (an element of `args`) in `args`.
+  unsigned indexOf(const StepArg &arg) const;
   /// Emits `cannot emit CUDA for step <i>: <message>` on the op.
   InFlightDiagnostic fail(const llvm::Twine &message) const;
 };

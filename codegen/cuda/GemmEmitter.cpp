@@ -398,18 +398,108 @@ static std::string buildWgmmaText() {
 #if defined(MOEC_GEMM_WGMMA)
 // Shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format"):
 // bits 0-13 start address >> 4, 16-29 leading dimension byte offset >> 4,
-// 32-45 stride dimension byte offset >> 4, 49-51 base offset (0),
-// 62-63 swizzle (0: none). No swizzle, K-major: the matrix is made of 8x16B
-// core matrices (8 rows of 16 contiguous bytes); LBO is the distance between
-// the two K-adjacent core matrices of a k32 step, SBO between core matrices
-// 8 rows apart.
+// 32-45 stride dimension byte offset >> 4, 49-51 base offset (0: every
+// tile starts on its swizzle pattern's repeat boundary), 62-63 `swizzle`
+// (0 none, 1 128B, 2 64B, 3 32B). K-major operands of 8-row groups:
+// - no swizzle: 8x16B core matrices (8 rows of 16 contiguous bytes); LBO is
+//   the distance between the two K-adjacent core matrices of a k32 step,
+//   SBO between core matrices 8 rows apart;
+// - swizzle span W ("Shared Memory Matrix Layout", swizzle atom 8 rows x W
+//   bytes): byte (r, k) at start + (r/8)*SBO + (r%8)*W + k, with 16-byte
+//   chunks then XOR-permuted by address bits 7.. as the TMA wrote them; LBO
+//   is unused (the k32 step lies inside one W-byte row), and the k32 step
+//   at byte 32 of the row is start + 32.
 __device__ __forceinline__ unsigned long long
-moec_gemm_desc(const void *smem, unsigned int lbo, unsigned int sbo) {
+moec_gemm_desc(const void *smem, unsigned int lbo, unsigned int sbo,
+               unsigned int swizzle) {
   const unsigned int a = (unsigned int)__cvta_generic_to_shared(smem);
   return (unsigned long long)((a & 0x3FFFFu) >> 4) |
          ((unsigned long long)((lbo & 0x3FFFFu) >> 4) << 16) |
-         ((unsigned long long)((sbo & 0x3FFFFu) >> 4) << 32);
+         ((unsigned long long)((sbo & 0x3FFFFu) >> 4) << 32) |
+         ((unsigned long long)(swizzle & 3u) << 62);
 }
+
+// ---- TMA loads and their mbarriers (sm_90a) ----
+// `bar` and `dst` are generic pointers to shared memory; `map` is the
+// address of a `__grid_constant__` kernel parameter, which PTX takes as a
+// generic address of the tensor map.
+
+// PTX ISA, "mbarrier.init": the 64-bit barrier at `bar` starts in phase 0,
+// expecting `count` arrivals per phase and no transactions.
+__device__ __forceinline__ void moec_gemm_mbar_init(unsigned long long *bar,
+                                                    unsigned int count) {
+  const unsigned int b = (unsigned int)__cvta_generic_to_shared(bar);
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(b),
+               "r"(count)
+               : "memory");
+}
+// PTX ISA, "membar / fence" (fence.mbarrier_init): orders the preceding
+// mbarrier.init before later operations of the async proxy, so the TMA
+// unit's complete_tx finds the barriers initialised.
+__device__ __forceinline__ void moec_gemm_mbar_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+// PTX ISA, "mbarrier.arrive" (.expect_tx): raises the current phase's
+// expected transaction count by `bytes`, then arrives once. The phase
+// completes when every expected arrival is in and `bytes` bytes of
+// complete_tx have been signalled.
+__device__ __forceinline__ void
+moec_gemm_mbar_arrive_expect_tx(unsigned long long *bar, unsigned int bytes) {
+  const unsigned int b = (unsigned int)__cvta_generic_to_shared(bar);
+  asm volatile(
+      "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(b),
+      "r"(bytes)
+      : "memory");
+}
+// PTX ISA, "mbarrier.test_wait / mbarrier.try_wait" (.parity): 1 when the
+// phase of parity `parity` has completed (the current phase has the other
+// parity), else 0 after a bounded, hardware-chosen wait. Acquire semantics
+// at CTA scope: the bytes the TMA wrote in that phase are visible after a 1.
+__device__ __forceinline__ int moec_gemm_mbar_try_wait(unsigned long long *bar,
+                                                       unsigned int parity) {
+  const unsigned int b = (unsigned int)__cvta_generic_to_shared(bar);
+  unsigned int done;
+  asm volatile("{\n.reg .pred p;\n"
+               "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+               "selp.u32 %0, 1, 0, p;\n}\n"
+               : "=r"(done)
+               : "r"(b), "r"(parity)
+               : "memory");
+  return (int)done;
+}
+// PTX ISA, "cp.async.bulk.tensor" (tile mode): copies the box of `map` whose
+// first element has coordinates {c0, c1} (elements, innermost first) to
+// shared memory at `dst`, in the map's swizzled layout, elements outside
+// the tensor read as zero; then signals complete_tx of the box's bytes on
+// `bar`. `dst` must be 128-byte aligned (and on the swizzle pattern's
+// repeat boundary for the layout the wgmma descriptors assume).
+__device__ __forceinline__ void moec_gemm_tma_load_2d(void *dst,
+                                                      const moec_tensor_map *map,
+                                                      int c0, int c1,
+                                                      unsigned long long *bar) {
+  const unsigned int d = (unsigned int)__cvta_generic_to_shared(dst);
+  const unsigned int b = (unsigned int)__cvta_generic_to_shared(bar);
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile"
+               ".mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
+               ::"r"(d), "l"((unsigned long long)map), "r"(c0), "r"(c1),
+               "r"(b)
+               : "memory");
+}
+// The same for a rank-3 map: coordinates {c0, c1, c2}.
+__device__ __forceinline__ void moec_gemm_tma_load_3d(void *dst,
+                                                      const moec_tensor_map *map,
+                                                      int c0, int c1, int c2,
+                                                      unsigned long long *bar) {
+  const unsigned int d = (unsigned int)__cvta_generic_to_shared(dst);
+  const unsigned int b = (unsigned int)__cvta_generic_to_shared(bar);
+  asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile"
+               ".mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
+               "[%5];\n" ::"r"(d),
+               "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(c2),
+               "r"(b)
+               : "memory");
+}
+
 __device__ __forceinline__ void moec_gemm_wgmma_fence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 }
@@ -459,30 +549,44 @@ static const char kFp8Gemm[] = R"cuda(
 // Block: 128 threads (one warpgroup, 4 warps), tile 64 rows x 128 logical
 // weight rows (BN; mapped to weight rows as in moec_f32_gemm, with 64 gate
 // + 64 up under silu_mul). K runs in stages of 64 bytes through a 3-stage
-// cp.async ring (stage s+2 loads while stage s computes); a scale block of
-// SB bytes is SB/64 stages. Per scale block the tensor cores accumulate an
-// f32 `part`, then `total += part * xs[row, kb] * ws[wrow / SB, kb]`.
+// ring (stage s+2 loads while stage s computes); a scale block of SB bytes
+// is SB/64 stages. Per scale block the tensor cores accumulate an f32
+// `part`, then `total += part * xs[row, kb] * ws[wrow / SB, kb]`.
 //
-// Shared memory per stage: A 64 x 64 B, B 128 x 64 B, both as 8x16-byte
-// core matrices: byte (r, k) of a tile at ((r/8)*4 + k/16)*128 +
-// (r%8)*16 + k%16 (no swizzle). Copy mapping: 16-byte chunk q goes to row
-// (q%8) + 8*(q/32), k chunk (q/8)%4, so a warp writes 512 contiguous bytes.
+// Loads, per stage an A tile 64 rows x 64 B and a B tile 128 rows x 64 B:
+// - cp.async (every target; sm_90a when TMA is false): 16-byte copies by
+//   all threads, zero-filled past rows/K, into 8x16-byte core matrices:
+//   byte (r, k) of a tile at ((r/8)*4 + k/16)*128 + (r%8)*16 + k%16 (no
+//   swizzle). Chunk q goes to row (q%8) + 8*(q/32), k chunk (q/8)%4, so a
+//   warp writes 512 contiguous bytes.
+// - TMA (sm_90a with TMA: `tmA` maps x as {K, rows capacity}, `tmB` maps w
+//   as {K, N, E or 1}, both box 64 B x 64 rows, 64-byte swizzle): thread 0
+//   issues one box for A and two for B (gate and up halves under silu_mul)
+//   per stage, completing on the slot's mbarrier. Row r of a tile is the 64
+//   bytes at r*64, 16-byte chunks swizzled by address bits 7-8 (tiles start
+//   on 1024-byte boundaries, a multiple of the 512-byte pattern). The map
+//   zero-fills K and weight rows past the end; A rows past `end` (the next
+//   expert's rows, or stale rows below the capacity) are loaded but only
+//   feed output rows that are never stored.
 //
 // Every path leaves thread (warp w, g = lane/4, t = lane%4) with part[4i+j]
 // = D[16w + g + 8*(j/2)][8i + 2t + j%2] for n8 tile i = 0..15:
-// - sm_90a: per stage two wgmma m64n128k32 (descriptors: LBO 128, SBO 512,
-//   start + 256 for the second k32 step), scale-d = 0 on the first step of
-//   a scale block; cp.async data is made visible to the async proxy with
+// - sm_90a: per stage two wgmma m64n128k32, scale-d = 0 on the first step
+//   of a scale block; descriptors: no swizzle, LBO 128, SBO 512, start + 256
+//   for the second k32 step (cp.async), or 64-byte swizzle, SBO 512, start
+//   + 32 (TMA). cp.async data is made visible to the async proxy with
 //   fence.proxy.async before the barrier; wgmma.wait_group 0 before reuse.
 // - sm_89 / sm_80: warp w computes rows 16w..16w+15 x all 128 columns with
 //   mma.sync (A fragments once per k32 step, B fragments per n8 tile, read
 //   as 32-bit words from the core-matrix layout: conflict-free).
-template <int N, int K, int SB, bool SILU, int E, bool HAS_BIAS, typename BT>
+template <int N, int K, int SB, bool SILU, int E, bool HAS_BIAS, typename BT,
+          bool TMA>
 __device__ __forceinline__ void moec_fp8_gemm(
     const moec_fp8 *__restrict__ x, const float *__restrict__ xs,
     const int *__restrict__ offsets, const moec_fp8 *__restrict__ w,
     const float *__restrict__ ws, const BT *__restrict__ bias,
-    float *__restrict__ y, long long rows) {
+    float *__restrict__ y, long long rows, const moec_tensor_map *tmA,
+    const moec_tensor_map *tmB) {
   constexpr int BM = 64, BN = 128, KS = 64, STAGES = 3;
   constexpr int A_BYTES = BM * KS, B_BYTES = BN * KS;
   constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
@@ -493,7 +597,16 @@ __device__ __forceinline__ void moec_fp8_gemm(
   constexpr int OUTN = SILU ? NHALF : N;
   constexpr int OUTW = SILU ? BN / 2 : BN;
   static_assert(K % 16 == 0 && SB % KS == 0, "unsupported K / scale block");
-  __shared__ __align__(128) unsigned char smem[STAGES * STAGE_BYTES];
+  static_assert(A_BYTES % 1024 == 0 && B_BYTES % 1024 == 0,
+                "TMA tiles must start on the swizzle pattern's boundary");
+  __shared__ __align__(1024) unsigned char smem[STAGES * STAGE_BYTES];
+#if defined(MOEC_GEMM_WGMMA)
+  constexpr bool USE_TMA = TMA;
+  // full[i] completes a phase each time ring slot i has been filled.
+  __shared__ unsigned long long full[STAGES];
+#else
+  constexpr bool USE_TMA = false; // no TMA before sm_90: the maps are unused
+#endif
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, t = lane & 3;
@@ -518,8 +631,9 @@ __device__ __forceinline__ void moec_fp8_gemm(
                 : (int)blockIdx.x * BN + c < N;
   };
 
-  // Issues the copies of K stage s into ring slot `slot`.
-  auto load_stage = [&](int s, int slot) {
+  // cp.async: every thread issues its copies of K stage s into ring slot
+  // `slot`.
+  auto copy_stage = [&](int s, int slot) {
     unsigned char *sA = smem + slot * STAGE_BYTES;
     unsigned char *sB = sA + A_BYTES;
 #pragma unroll
@@ -542,6 +656,51 @@ __device__ __forceinline__ void moec_fp8_gemm(
     }
   };
 
+#if defined(MOEC_GEMM_WGMMA)
+  if (USE_TMA) {
+    // One arrival per phase: thread 0's expect_tx; the phase then completes
+    // when the TMA unit has written all the stage's bytes. The fence makes
+    // the inits visible to the TMA unit, the barrier to the other threads.
+    if (tid == 0) {
+#pragma unroll
+      for (int i = 0; i < STAGES; ++i)
+        moec_gemm_mbar_init(&full[i], 1);
+      moec_gemm_mbar_init_fence();
+    }
+    __syncthreads();
+  }
+  // TMA (thread 0 only): K stage s into slot `slot`. Coordinates are
+  // elements (bytes) innermost first; the emitter only enables TMA when the
+  // row capacity fits an int. B's second box (weight rows 64..127 of a
+  // dense tile) is skipped when it lies wholly past N: those columns are
+  // never stored, and the expected bytes shrink to match.
+  auto tma_stage = [&](int s, int slot) {
+    unsigned char *sA = smem + slot * STAGE_BYTES;
+    unsigned char *sB = sA + A_BYTES;
+    unsigned long long *bar = &full[slot];
+    const int k = s * KS;
+    const int b0 = SILU ? (int)blockIdx.x * (BN / 2) : (int)blockIdx.x * BN;
+    const int b1 = SILU ? NHALF + b0 : b0 + BN / 2;
+    const bool second = SILU || b1 < N;
+    moec_gemm_mbar_arrive_expect_tx(bar, second ? STAGE_BYTES
+                                                : STAGE_BYTES - B_BYTES / 2);
+    moec_gemm_tma_load_2d(sA, tmA, k, (int)begin, bar);
+    moec_gemm_tma_load_3d(sB, tmB, k, b0, expert, bar);
+    if (second)
+      moec_gemm_tma_load_3d(sB + B_BYTES / 2, tmB, k, b1, expert, bar);
+  };
+#endif
+  auto load_stage = [&](int s, int slot) {
+#if defined(MOEC_GEMM_WGMMA)
+    if (USE_TMA) {
+      if (tid == 0)
+        tma_stage(s, slot);
+      return;
+    }
+#endif
+    copy_stage(s, slot);
+  };
+
   float total[64], part[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) {
@@ -556,23 +715,29 @@ __device__ __forceinline__ void moec_fp8_gemm(
   for (int s = 0; s < STAGES - 1; ++s) {
     if (s < S)
       load_stage(s, s);
-    moec_gemm_cp_async_commit();
+    if (!USE_TMA)
+      moec_gemm_cp_async_commit();
   }
 
 #pragma unroll 1
   for (int s = 0; s < S; ++s) {
-    // Stage s has landed (at most STAGES-2 newer groups pending) and every
-    // thread is done with the slot that stage s+STAGES-1 overwrites.
-    moec_gemm_cp_async_wait<STAGES - 2>();
+    if (!USE_TMA) {
+      // Stage s has landed (at most STAGES-2 newer groups pending).
+      moec_gemm_cp_async_wait<STAGES - 2>();
 #if defined(MOEC_GEMM_WGMMA)
-    // cp.async wrote through the generic proxy; wgmma reads through the
-    // async proxy.
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      // cp.async wrote through the generic proxy; wgmma reads through the
+      // async proxy.
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
+    }
+    // Every thread is done with stage s-1 (its wgmma waited, its mma.sync
+    // fragments read), whose slot stage s+STAGES-1 overwrites: on every
+    // path this barrier orders that reuse.
     __syncthreads();
     if (s + STAGES - 1 < S)
       load_stage(s + STAGES - 1, (s + STAGES - 1) % STAGES);
-    moec_gemm_cp_async_commit();
+    if (!USE_TMA)
+      moec_gemm_cp_async_commit();
 
     const int kb = s * KS / SB;
     const bool firstOfBlock = (s * KS) % SB == 0;
@@ -593,13 +758,30 @@ __device__ __forceinline__ void moec_fp8_gemm(
     const unsigned char *sA = smem + (s % STAGES) * STAGE_BYTES;
     const unsigned char *sB = sA + A_BYTES;
 #if defined(MOEC_GEMM_WGMMA)
+    if (USE_TMA) {
+      // Stage s is the (s / STAGES)-th fill of its slot: wait for the
+      // phase of that parity (acquire: the TMA's bytes are then visible).
+      // A phase that never completes (a byte count the copies do not reach,
+      // a copy the hardware drops) would hang the GPU; after 2^26 failed
+      // waits, far beyond any stage's load time, the kernel traps instead,
+      // which the runtime reports as a sticky error naming this step.
+      for (unsigned int spins = 0;
+           !moec_gemm_mbar_try_wait(&full[s % STAGES], (s / STAGES) & 1);)
+        if (++spins == (1u << 26))
+          __trap();
+    }
     moec_gemm_fence_regs(part);
     moec_gemm_wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < 2; ++kk)
-      moec_gemm_wgmma(part, moec_gemm_desc(sA + kk * 256, 128, 512),
-                      moec_gemm_desc(sB + kk * 256, 128, 512),
-                      (firstOfBlock && kk == 0) ? 0 : 1);
+    for (int kk = 0; kk < 2; ++kk) {
+      const unsigned long long descA =
+          USE_TMA ? moec_gemm_desc(sA + kk * 32, 16, 512, 2)
+                  : moec_gemm_desc(sA + kk * 256, 128, 512, 0);
+      const unsigned long long descB =
+          USE_TMA ? moec_gemm_desc(sB + kk * 32, 16, 512, 2)
+                  : moec_gemm_desc(sB + kk * 256, 128, 512, 0);
+      moec_gemm_wgmma(part, descA, descB, (firstOfBlock && kk == 0) ? 0 : 1);
+    }
     moec_gemm_wgmma_commit();
     moec_gemm_wgmma_wait_all();
     moec_gemm_fence_regs(part);
@@ -640,7 +822,9 @@ __device__ __forceinline__ void moec_fp8_gemm(
       }
     }
   }
-  moec_gemm_cp_async_wait<0>(); // no copy outlives the block
+  if (!USE_TMA)
+    moec_gemm_cp_async_wait<0>(); // no copy outlives the block (every TMA
+                                  // load was waited for above)
 
   // Epilogue: bias on the full product, then silu_mul or a plain store.
 #pragma unroll
@@ -726,6 +910,8 @@ llvm::Error mlir::moec::cuda::checkGemmConfig(const GemmConfig &c) {
   if (!c.biasCType.empty() && c.biasCType != "float" &&
       c.biasCType != "moec_bf16")
     return configError("expected an f32 or bf16 bias");
+  if (c.tma && (!c.fp8 || c.fp8Simt))
+    return configError("TMA loads need the tensor-core FP8 kernel");
   return llvm::Error::success();
 }
 
@@ -758,7 +944,8 @@ mlir::moec::cuda::getGemmLibraries(const GemmConfig &c) {
 std::string mlir::moec::cuda::emitGemmCall(
     const GemmConfig &c, llvm::StringRef x, llvm::StringRef xScale,
     llvm::StringRef offsets, llvm::StringRef w, llvm::StringRef wScale,
-    llvm::StringRef bias, llvm::StringRef y, llvm::StringRef rows) {
+    llvm::StringRef bias, llvm::StringRef y, llvm::StringRef rows,
+    llvm::StringRef mapA, llvm::StringRef mapB) {
   bool hasBias = !c.biasCType.empty();
   std::string biasType = hasBias ? c.biasCType : "float";
   std::string biasArg =
@@ -774,18 +961,52 @@ std::string mlir::moec::cuda::emitGemmCall(
                c.n, c.k, c.scaleBlock, silu, c.experts, hasB, biasType, x,
                xScale, offsetsArg, w, wScale, biasArg, y, rows)
         .str();
-  if (c.fp8)
-    return llvm::formatv("  moec_fp8_gemm<{0}, {1}, {2}, {3}, {4}, {5}, {6}>("
-                         "{7}, {8}, {9}, {10}, {11}, {12}, {13}, {14});\n",
-                         c.n, c.k, c.scaleBlock, silu, c.experts, hasB,
-                         biasType, x, xScale, offsetsArg, w, wScale, biasArg, y,
-                         rows)
+  if (c.fp8) {
+    std::string maps = c.tma ? (mapA + ", " + mapB).str()
+                             : "(const moec_tensor_map *)nullptr, "
+                               "(const moec_tensor_map *)nullptr /* no TMA */";
+    return llvm::formatv(
+               "  moec_fp8_gemm<{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}>("
+               "{8}, {9}, {10}, {11}, {12}, {13}, {14}, {15}, {16});\n",
+               c.n, c.k, c.scaleBlock, silu, c.experts, hasB, biasType,
+               c.tma ? "true" : "false", x, xScale, offsetsArg, w, wScale,
+               biasArg, y, rows, maps)
         .str();
+  }
   return llvm::formatv("  moec_f32_gemm<{0}, {1}, {2}, {3}, {4}, {5}, {6}>("
                        "{7}, {8}, {9}, {10}, {11}, {12});\n",
                        c.n, c.k, silu, c.experts, hasB, c.weightCType, biasType,
                        x, offsetsArg, w, biasArg, y, rows)
       .str();
+}
+
+bool mlir::moec::cuda::canUseGemmTma(const GemmConfig &c, int64_t rowCapacity) {
+  // Row and weight-row coordinates are 32-bit signed; byte strides must be
+  // below 2^40 (cuTensorMapEncodeTiled).
+  return c.fp8 && !c.fp8Simt && c.k % 16 == 0 && rowCapacity >= 1 &&
+         rowCapacity <= INT32_MAX && c.n <= INT32_MAX &&
+         c.n * c.k < (int64_t(1) << 40);
+}
+
+llvm::SmallVector<TensorMapSpec, 2>
+mlir::moec::cuda::getGemmTensorMaps(const GemmConfig &c, unsigned xArg,
+                                    unsigned wArg, int64_t rowCapacity) {
+  // Both boxes: 64 bytes of K (one stage, the swizzle span) x 64 rows; the
+  // kernel loads B's 128 rows as two boxes.
+  TensorMapSpec a;
+  a.arg = xArg;
+  a.dims = {uint64_t(c.k), uint64_t(rowCapacity)};
+  a.strides = {uint64_t(c.k)};
+  a.box = {64, 64};
+  a.swizzleBytes = 64;
+  TensorMapSpec b;
+  b.arg = wArg;
+  b.dims = {uint64_t(c.k), uint64_t(c.n),
+            uint64_t(std::max<int64_t>(c.experts, 1))};
+  b.strides = {uint64_t(c.k), uint64_t(c.n * c.k)};
+  b.box = {64, 64, 1};
+  b.swizzleBytes = 64;
+  return {a, b};
 }
 
 llvm::Expected<std::string>
@@ -807,10 +1028,14 @@ mlir::moec::cuda::emitStandaloneGemm(llvm::StringRef name,
               "w,\n"
               "    const float *__restrict__ ws, const {4} *__restrict__ "
               "bias,\n"
-              "    float *__restrict__ y, long long rows) {{\n",
-              geo.threads, name, xType, wType, bType)
+              "    float *__restrict__ y, long long rows{5}) {{\n",
+              geo.threads, name, xType, wType, bType,
+              c.tma ? ",\n    const __grid_constant__ moec_tensor_map tmA,\n"
+                      "    const __grid_constant__ moec_tensor_map tmB"
+                    : "")
               .str();
-  text += emitGemmCall(c, "x", "xs", "offsets", "w", "ws", "bias", "y", "rows");
+  text += emitGemmCall(c, "x", "xs", "offsets", "w", "ws", "bias", "y", "rows",
+                       "&tmA", "&tmB");
   text += "}\n";
   return text;
 }
@@ -963,17 +1188,28 @@ mlir::moec::cuda::emitGemmStep(const StepContext &ctx) {
   // Rows of x: per token (`tokens * rowsPerToken`) or static.
   std::string rows;
   GridExtent rowTiles;
+  int64_t rowCapacity; // rows at `max_tokens`
   GemmGeometry geo = getGemmGeometry(config);
   if (g.x->isPerToken()) {
     rows = llvm::formatv("tokens * {0}LL", g.x->rowsPerToken).str();
     rowTiles = GridExtent::tokens(g.x->rowsPerToken, geo.tileRows);
+    rowCapacity = ctx.maxTokens * g.x->rowsPerToken;
   } else {
     int64_t r = g.x->type.getDimSize(0);
     rows = std::to_string(r) + "LL";
     rowTiles = GridExtent::fixed(llvm::divideCeil(r, geo.tileRows));
+    rowCapacity = r;
   }
   // Grouped: each expert's last tile may be partial, so at most E more.
   rowTiles.constant += config.experts;
+
+  // The same kernel text serves every target: the maps are parameters of
+  // the launch everywhere and only the sm_90a path reads them.
+  config.tma = ctx.options.tma && canUseGemmTma(config, rowCapacity);
+  llvm::SmallVector<TensorMapSpec, 2> maps;
+  if (config.tma)
+    maps = getGemmTensorMaps(config, ctx.indexOf(*g.x), ctx.indexOf(*g.w),
+                             rowCapacity);
 
   CudaStep step;
   step.libraries = getGemmLibraries(config);
@@ -982,7 +1218,7 @@ mlir::moec::cuda::emitGemmStep(const StepContext &ctx) {
   step.source += llvm::formatv(
       R"cuda(
 // {0}: {1} GEMM{2}, y[rows, {3}] = x[rows, {4}] * w[{5}{6}, {4}]^T{7}{8}.
-// Grid (column tiles of {9}, row tiles of {10}{11}), {12} threads.
+// Grid (column tiles of {9}, row tiles of {10}{11}), {12} threads{14}.
 extern "C" __global__ void __launch_bounds__({12}) {0}({13}) {{
 )cuda",
       name,
@@ -994,10 +1230,14 @@ extern "C" __global__ void __launch_bounds__({12}) {0}({13}) {{
       g.bias ? " + bias" : "", config.siluMul ? ", silu_mul epilogue" : "",
       geo.tileCols, geo.tileRows,
       grouped ? " + one partial tile per expert" : "", geo.threads,
-      ctx.parameterList());
+      ctx.parameterList(maps.size()),
+      config.tma ? llvm::formatv(", TMA loads on sm_90a (tm0: {0}, tm1: {1})",
+                                 g.x->name, g.w->name)
+                       .str()
+                 : std::string());
   step.source += emitGemmCall(config, g.x->name, nameOf(g.xScale),
                               nameOf(g.offsets), g.w->name, nameOf(g.wScale),
-                              nameOf(g.bias), g.y->name, rows);
+                              nameOf(g.bias), g.y->name, rows, "&tm0", "&tm1");
   step.source += "}\n";
 
   CudaLaunch launch;
@@ -1005,6 +1245,7 @@ extern "C" __global__ void __launch_bounds__({12}) {0}({13}) {{
   launch.grid[0] = GridExtent::fixed(geo.columnTiles);
   launch.grid[1] = rowTiles;
   launch.block = {geo.threads, 1, 1};
+  launch.tensorMaps = std::move(maps);
   step.launches.push_back(std::move(launch));
   if (failed(appendFusedQuantize(ctx, step)))
     return failure();

@@ -9,7 +9,8 @@
 // - `moec_fp8_gemm`: block-scaled e4m3 times e4m3, f32 accumulation
 //   promoted once per scale block; `wgmma` on sm_90a, e4m3 `mma.sync` on
 //   sm_89, e4m3 decoded to bf16 and bf16 `mma.sync` on sm_80, selected by
-//   `#if` in one source with one launch shape.
+//   `#if` in one source with one launch shape. On sm_90a the operand tiles
+//   can come in by TMA (`GemmConfig::tma`: two tensor maps per launch).
 //
 // Both handle the dense and the grouped (expert-contiguous rows) forms, a
 // bias, and the `silu_mul` epilogue. Fused quantization is a second launch
@@ -50,6 +51,10 @@ struct GemmConfig {
   /// f32 on load: for scale blocks that are not a multiple of 64 or K not a
   /// multiple of 16, which the tensor-core kernel does not tile.
   bool fp8Simt = false;
+  /// Tensor-core FP8 only: on sm_90a, load operand tiles with TMA through
+  /// two tensor maps the kernel takes after `tokens` (`getGemmTensorMaps`);
+  /// other targets ignore the maps and use `cp.async`.
+  bool tma = false;
   /// f32 path: the C element type of the weights (`float`, `moec_bf16`).
   std::string weightCType = "float";
   /// The C element type of the bias, empty without a bias.
@@ -79,17 +84,35 @@ llvm::SmallVector<CudaLibrary> getGemmLibraries(const GemmConfig &config);
 
 /// The call of the kernel template for `config`: a C++ statement using the
 /// given argument expressions (`offsets`, `xScale`, `wScale`, `bias` may be
-/// empty where the config has none; `rows` is a `long long` expression).
+/// empty where the config has none; `rows` is a `long long` expression;
+/// `mapA` and `mapB`, the `const moec_tensor_map *` expressions of the maps
+/// of x and w, are only used when `config.tma`).
 std::string emitGemmCall(const GemmConfig &config, llvm::StringRef x,
                          llvm::StringRef xScale, llvm::StringRef offsets,
                          llvm::StringRef w, llvm::StringRef wScale,
                          llvm::StringRef bias, llvm::StringRef y,
-                         llvm::StringRef rows);
+                         llvm::StringRef rows, llvm::StringRef mapA = "",
+                         llvm::StringRef mapB = "");
+
+/// The tensor maps of a `config.tma` launch, in kernel parameter order:
+/// x (argument `xArg`, `rowCapacity` rows: the row count at `max_tokens`) as
+/// 2-d {K, rows} and w (argument `wArg`) as 3-d {K, N, E or 1}, both in
+/// boxes of 64 bytes x 64 rows with a 64-byte swizzle.
+llvm::SmallVector<TensorMapSpec, 2> getGemmTensorMaps(const GemmConfig &config,
+                                                      unsigned xArg,
+                                                      unsigned wArg,
+                                                      int64_t rowCapacity);
+
+/// Whether a tensor-core FP8 GEMM of `config` over activations of at most
+/// `rowCapacity` rows can load through TMA (coordinates are 32-bit, strides
+/// below 2^40).
+bool canUseGemmTma(const GemmConfig &config, int64_t rowCapacity);
 
 /// A whole translation unit (prelude, libraries, one `extern "C"` kernel
 /// `name`) for `config`, for tests: parameters `(x, xScale, offsets, w,
 /// wScale, bias, y, long long rows)` with the types of `config` (unused
-/// ones are `const void *`).
+/// ones are `const void *`), then `tmA, tmB` (`const __grid_constant__
+/// moec_tensor_map`) when `config.tma`.
 llvm::Expected<std::string> emitStandaloneGemm(llvm::StringRef name,
                                                const GemmConfig &config);
 

@@ -11,6 +11,13 @@
 static const char kPrelude[] = R"cuda(// ---- moec prelude ----
 typedef unsigned char moec_fp8;   // e4m3fn code
 typedef unsigned short moec_bf16; // bf16 bit pattern
+// A TMA descriptor (cuda.h's CUtensorMap: 128 opaque bytes, 64-byte
+// aligned) that the runtime encodes and passes by value after `tokens` as
+// `const __grid_constant__ moec_tensor_map tm<j>`; kernels only hand its
+// address to cp.async.bulk.tensor (docs/artifact.md, "CUDA kernel ABI").
+struct __align__(64) moec_tensor_map {
+  unsigned long long opaque[16];
+};
 
 // ---- conversions (bit-exact with runtime/fp8) ----
 __device__ __forceinline__ float moec_bf16_to_float(moec_bf16 b) {

@@ -12,10 +12,13 @@ compares the whole model and every step alone (per-step mode) against the
 CPU kernels, within gpu-check's bounds. Every model runs the sm_89 path
 (`__CUDA_ARCH__ 890`: e4m3 mma.sync in the FP8 GEMM); deepseek_v3-tiny FP8
 wide_moe FP8 and one f32 model also run the sm_80 (bf16 mma.sync) and sm_90a
-(wgmma) paths. gpu-check runs at 1, 7, 32 and 128 tokens (128 reaches
+(wgmma; on a fake 9.0 device, so that the runtime encodes the TMA maps)
+paths. gpu-check runs at 1, 7, 32 and 128 tokens (128 reaches
 several GEMM row tiles and dispatch chunks; the wide models 1, 7, 40). First, test/emu/selftest.cu checks the
 emulation's own rules (collectives, threads that return early, a missing
-barrier, a divergent barrier, a deadlock). docs/cuda.md, "Host emulation of the kernels". No GPU is needed.
+barrier, a divergent barrier, a deadlock; TMA loads and swizzles, mbarrier
+waits, wgmma on swizzled TMA tiles). docs/cuda.md, "Host emulation of the
+kernels". No GPU is needed.
 
 Usage: check_cuda_emulated.py --moec moec --gpu-check gpu-check
          --fake-driver libmoec_fake_cuda.so --data test/data [--jobs N]
@@ -166,16 +169,178 @@ def synthetic_models(tmp):
 SELFTEST = os.path.join(HERE, "..", "emu", "selftest.cu")
 
 
-def launch(so, kernel, grid, block, out, tokens):
+def launch(so, kernel, grid, block, out, tokens, maps=()):
     """Runs `kernel` of the emulated kernels `so` on the ctypes buffer
-    `out`, as FakeCudaDriver would."""
+    `out`, as FakeCudaDriver would; `maps`: 128-byte tensor maps passed by
+    value after `tokens`."""
     lib = ctypes.CDLL(so)
     fn = getattr(lib, kernel)
     values = [ctypes.c_void_p(ctypes.addressof(out)), ctypes.c_void_p(None),
               ctypes.c_longlong(tokens)]
-    params = (ctypes.c_void_p * 3)(*[ctypes.addressof(v) for v in values])
+    values += [(ctypes.c_char * 128).from_buffer_copy(m) for m in maps]
+    params = (ctypes.c_void_p * len(values))(
+        *[ctypes.addressof(v) for v in values])
     fn(params, (ctypes.c_uint * 3)(grid, 1, 1), (ctypes.c_uint * 3)(block, 1, 1),
        ctypes.c_uint(0))
+
+
+# test/emu/tensor_map_image.h: what FakeCudaDriver's cuTensorMapEncodeTiled
+# writes into a CUtensorMap.
+TENSOR_MAP_MAGIC = 0x4D414D54
+
+
+def tensor_map(array, dims, strides, box, swizzle):
+    """The 128-byte image of a tensor map over numpy `array` (kept alive by
+    the caller): dims and box innermost first, byte strides of dims[1:]."""
+    rank = len(dims)
+    pad = lambda v, n: list(v) + [0] * (n - len(v))  # noqa: E731
+    return struct.pack("<4IQ5Q4Q5I3I", TENSOR_MAP_MAGIC, array.itemsize,
+                       rank, swizzle, array.ctypes.data, *pad(dims, 5),
+                       *pad(strides, 4), *pad(box, 5), 0, 0, 0)
+
+
+def aligned_bytes(n, align=1024):
+    """A zeroed uint8 numpy array of n bytes at an `align`-aligned address."""
+    raw = np.zeros(n + align, np.uint8)
+    skip = -raw.ctypes.data % align
+    return raw[skip:skip + n]
+
+
+def swizzled(offset, span):
+    """Where the TMA unit puts byte `offset` of a box written from a
+    pattern-aligned shared address (CUDA Programming Guide, "The Swizzle
+    Modes": the 16-byte chunk x of 128-byte row y goes to chunk
+    (y % (span / 16)) ^ x)."""
+    if not span:
+        return offset
+    y, x = offset // 128, offset % 128 // 16
+    return y * 128 + ((y % (span // 16)) ^ x) * 16 + offset % 16
+
+
+def e4m3_value(b):
+    """The value of an e4m3 byte (no NaN codes here)."""
+    sign = -1.0 if b & 0x80 else 1.0
+    e, m = (b >> 3) & 15, b & 7
+    return sign * (m * 2.0 ** -9 if e == 0 else (1 + m / 8) * 2.0 ** (e - 7))
+
+
+def tma_gemm(so, out, mode, rng, kernel="emu_tma_wgmma"):
+    """Runs selftest.cu's emu_tma_wgmma (A [50, 64], B expert 1 of
+    [2, 100, 64]) or emu_tma_ring (A [50, 304], B [1, 100, 304]) in `mode`
+    on random e4m3 operands into `out`; returns the reference product."""
+    k, experts, expert = (64, 2, 1) if kernel == "emu_tma_wgmma" else \
+        (304, 1, 0)
+    # Exponents -1..1: products and their sums stay exact in f32.
+    codes = [s | e << 3 | m for s in (0, 0x80) for e in range(6, 9)
+             for m in range(8)]
+    a = aligned_bytes(50 * k)
+    a[:] = rng.choice(codes, a.size)
+    b = aligned_bytes(experts * 100 * k)
+    b[:] = rng.choice(codes, b.size)
+    value = np.array([e4m3_value(c) for c in range(256)])
+    fa = np.zeros((64, k))
+    fa[:50] = value[a.reshape(50, k)]
+    fb = np.zeros((128, k))
+    fb[:100] = value[b.reshape(experts, 100, k)[expert]]
+    launch(so, kernel, 1, 128, out, mode,
+           [tensor_map(a, [k, 50], [k], [64, 64], 64),
+            tensor_map(b, [k, 100, experts], [k, 100 * k], [64, 64, 1], 64)])
+    return (fa @ fb.T).astype(np.float32)
+
+
+def tma_rule(so, kind, mode):
+    """Runs a selftest.cu kernel that breaks an mbarrier or TMA rule (by
+    `mode`); the emulation must abort."""
+    if kind in ("gemm", "ring"):
+        tma_gemm(so, (ctypes.c_float * (64 * 128))(), mode,
+                 np.random.default_rng(0),
+                 "emu_tma_ring" if kind == "ring" else "emu_tma_wgmma")
+        return
+    f = aligned_bytes(256).view(np.float32)
+    tm = tensor_map(f, [64, 1], [256], [64, 1], 0) if mode != 2 else bytes(128)
+    launch(so, "emu_mbar_rules", 1, 64, (ctypes.c_float * 64)(), mode, [tm])
+
+
+def tma_problems(so):
+    """The TMA, mbarrier and swizzled-wgmma models (selftest.cu's emu_tma_*
+    and emu_mbar_* kernels); [] when all hold."""
+    problems = []
+    rng = np.random.default_rng(3)
+    # Round trip: a [40, 160] u8 matrix (and a [3, 10, 64] tensor) through
+    # boxes partly outside on every side, each swizzle span.
+    g = aligned_bytes(40 * 160)
+    g[:] = rng.integers(0, 256, g.size, dtype=np.uint8)
+    g3 = aligned_bytes(3 * 10 * 64)
+    g3[:] = rng.integers(0, 256, g3.size, dtype=np.uint8)
+    maps, want = [], np.full(5 * 2048, 0xFF, np.uint8)
+    for i, span in enumerate((0, 32, 64, 128)):
+        inner = span or 64
+        c0, c1 = 160 - inner // 2, -3
+        maps.append(tensor_map(g, [160, 40], [160], [inner, 16], span))
+        for r in range(16):
+            for k in range(inner):
+                row, col = c1 + r, c0 + k
+                v = g[row * 160 + col] if 0 <= row < 40 and col < 160 else 0
+                want[2048 * i + swizzled(r * inner + k, span)] = v
+    maps.append(tensor_map(g3, [64, 10, 3], [64, 640], [64, 8, 2], 64))
+    for e in range(2):
+        for r in range(8):
+            for k in range(64):
+                row, z = 5 + r, 2 + e
+                v = g3[z * 640 + row * 64 + k] if row < 10 and z < 3 else 0
+                want[4 * 2048 + swizzled((e * 8 + r) * 64 + k, 64)] = v
+    for order in ("forward", "reverse"):
+        os.environ["MOEC_EMU_ORDER"] = order
+        out = (ctypes.c_uint8 * (5 * 2048))()
+        launch(so, "emu_tma_roundtrip", 1, 64, out, 160, maps)
+        got = np.frombuffer(out, np.uint8)
+        if not np.array_equal(got, want):
+            bad = int(np.flatnonzero(got != want)[0])
+            problems.append(f"{order}: emu_tma_roundtrip: tile {bad // 2048} "
+                            f"byte {bad % 2048}: {got[bad]} != {want[bad]}")
+        # A read that does not wait for the copy sees poison.
+        f = aligned_bytes(256).view(np.float32)
+        f[:] = np.arange(64)
+        out = (ctypes.c_float * 64)()
+        launch(so, "emu_tma_no_wait", 1, 64, out, 0,
+               [tensor_map(f, [64, 1], [256], [64, 1], 0)])
+        if not all(math.isnan(v) for v in out):
+            problems.append(f"{order}: a read without waiting for the TMA "
+                            f"copy went unnoticed")
+        # wgmma on 64B-swizzled TMA tiles against a plain GEMM (exact:
+        # every partial sum fits f32's 24 bits).
+        # The same through the GEMM's 3-slot ring over 5 K stages.
+        for kernel in ("emu_tma_wgmma", "emu_tma_ring"):
+            out = (ctypes.c_float * (64 * 128))()
+            ref = tma_gemm(so, out, 0, rng, kernel)
+            got = np.frombuffer(out, np.float32).reshape(64, 128)
+            if not np.array_equal(got, ref):
+                r, c = np.unravel_index(np.argmax(np.abs(got - ref)),
+                                        ref.shape)
+                problems.append(f"{order}: {kernel}: D[{r}][{c}] = "
+                                f"{got[r, c]}, want {ref[r, c]}")
+    os.environ.pop("MOEC_EMU_ORDER")
+    # Rules the emulation must report (each aborts its process).
+    cases = [("rules", 0, "forward", "deadlock", "mbarrier bar+0",
+              "no pending arrival or copy can complete"),
+             ("rules", 1, "forward", "overshooting"),
+             ("rules", 2, "forward", "tensor map not encoded"),
+             ("rules", 3, "forward", "has not been seen complete"),
+             ("gemm", 1, "forward", "has not seen with mbarrier.try_wait"),
+             ("gemm", 2, "reverse", "is still writing"),
+             ("ring", 1, "forward", "deadlock", "mbarrier bars+0")]
+    for kind, mode, order, *messages in cases:
+        code = ("import sys; sys.path.insert(0, %r); "
+                "import check_cuda_emulated as c; c.tma_rule(%r, %r, %d)"
+                % (HERE, so, kind, mode))
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                           text=True, env=dict(os.environ,
+                                               MOEC_EMU_ORDER=order))
+        if p.returncode == 0 or not all(m in p.stderr for m in messages):
+            problems.append(f"{kernel} mode {mode}: {messages} not reported "
+                            f"(exit {p.returncode}, "
+                            f"{p.stderr.strip()[-400:]!r})")
+    return problems
 
 
 def self_check(tmp):
@@ -222,7 +387,7 @@ def self_check(tmp):
         if p.returncode == 0 or message not in p.stderr:
             problems.append(f"{kernel}: not reported (exit {p.returncode}, "
                             f"{p.stderr.strip()[-300:]!r})")
-    return problems
+    return problems + tma_problems(so)
 
 
 def run_case(args, tmp, name, source, precision):
@@ -234,14 +399,18 @@ def run_case(args, tmp, name, source, precision):
     os.mkdir(models)
     artifact = os.path.join(models, label + ".moea")
     t0 = time.time()
+    extra = EXTRA_ARCHS.get((name, precision), [])
+    # The sm_90a path runs on a fake 9.0 device (so that the runtime encodes
+    # the TMA maps), which loads cubin.sm_90a.
+    targets = "cpu,sm_89" + (",sm_90" if "sm_90a" in extra else "")
     p = subprocess.run([args.moec, source, "-o", artifact,
-                        f"--precision={precision}", "--target=cpu,sm_89"]
+                        f"--precision={precision}", f"--target={targets}"]
                        + (["--from=moe"] if source.endswith(".mlir") else []),
                        capture_output=True, text=True)
     if p.returncode != 0:
         return label, [("moec", False, time.time() - t0, p.stderr[-3000:])]
     results = []
-    for arch in ["sm_89"] + EXTRA_ARCHS.get((name, precision), []):
+    for arch in ["sm_89"] + extra:
         t0 = time.time()
         so = os.path.join(folder, f"kernels.{arch}.so")
         p = subprocess.run([sys.executable, BUILD, artifact, so,
@@ -261,6 +430,8 @@ def run_case(args, tmp, name, source, precision):
                    MOEC_FAKE_CUDA_KERNELS=so, MOEC_EMU_ORDER=order,
                    MOEC_CACHE_DIR=os.path.join(folder, "cache"))
         env.pop("MOEC_FAKE_CUDA_CC", None)
+        if arch == "sm_90a":
+            env["MOEC_FAKE_CUDA_CC"] = "9.0"
         # The extra paths run at up to 32 tokens (the GEMM paths differ only
         # in the MMA instructions, which 64-row tiles already exercise).
         # The wide synthetic models run at 1, 7 and 40 tokens (40 x top-8:
@@ -317,7 +488,8 @@ def main():
         failures += len(problems)
         if not problems:
             print("PASS emulation self-check (collectives, early return, "
-                  "missing barrier, divergent barrier, deadlock)")
+                  "missing barrier, divergent barrier, deadlock, TMA, "
+                  "mbarrier, swizzled wgmma)")
         futures = [pool.submit(run_case, args, tmp, *c) for c in cases]
         for future in futures:
             label, results = future.result()

@@ -23,14 +23,18 @@
 // blocks run sequentially; build_kernels.py registers each) are poisoned
 // with 0xFF bytes (NaN, -1) at the start of every block, as are values shuffled
 // from lanes that do not take part. cp.async copies land at
-// cp.async.wait_group, the latest time the PTX ISA allows. A failed check
-// prints what and where and aborts.
+// cp.async.wait_group, the latest time the PTX ISA allows; TMA copies
+// (cp.async.bulk.tensor) poison their destination at issue and land when a
+// mbarrier try_wait observes the phase they complete. A failed check prints
+// what and where and aborts.
 //
 // The inline-PTX leaf functions of the GEMM kernels are replaced (by
 // test/emu/build_kernels.py, through `using moec_emu::ptx::NAME;`) by models
 // written from the PTX ISA: cp.async, mma.sync m16n8k32 e4m3, mma.sync
-// m16n8k16 bf16 and wgmma m64n128k32 e4m3 (reading shared memory through the
-// descriptor's start address, LBO and SBO).
+// m16n8k16 bf16, wgmma m64n128k32 e4m3 (reading shared memory through the
+// descriptor's start address, LBO, SBO and swizzle mode), mbarrier (init,
+// arrive.expect_tx, try_wait.parity) and 2-D/3-D TMA tile loads through a
+// tensor map FakeCudaDriver encoded (tensor_map_image.h).
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -46,9 +50,13 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <map>
 #include <mutex>
+#include <string>
 #include <type_traits>
 #include <vector>
+
+#include "tensor_map_image.h"
 
 #if !defined(__x86_64__)
 #include <ucontext.h>
@@ -64,9 +72,16 @@
 #define __constant__ static
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
+// Kernel parameters arrive by value on each fiber's stack (a copy per
+// thread, which reads the same bytes as the one constant-bank copy).
+#define __grid_constant__
 // build_kernels.py follows every __shared__ declaration with a
 // moec_emu::SharedRegistration of each variable it declares.
 #define __shared__ static
+
+// The kernels' 128-byte CUtensorMap stand-in (defined by moec's prelude);
+// the TMA models read it as a moec_emu::TensorMapImage.
+struct moec_tensor_map;
 
 // ---- built-in types ----
 struct uint3 {
@@ -121,6 +136,11 @@ struct Fiber {
   std::vector<Copy> pending;             // cp.async not yet committed
   std::vector<std::vector<Copy>> groups; // committed, oldest first
   const void *sharedRegion = nullptr;    // of the last __cvta_generic_to_shared
+  // Per mbarrier: how many of its phases this thread has seen complete
+  // through a successful try_wait (what makes TMA writes visible to it).
+  std::map<const void *, unsigned long long> observed;
+  const void *waitBar = nullptr; // the mbarrier of a failed try_wait
+  unsigned waitParity = 0;
 };
 
 struct Warp {
@@ -158,11 +178,17 @@ inline std::mutex launchMutex;
 struct SharedRegion {
   char *start;
   size_t bytes;
+  // The declared alignment (__align__ or the type's): the real shared
+  // address of the array is known modulo this, and the emulation's shared
+  // addresses (offsets within the array) agree with it up to this.
+  size_t align;
+  const char *name;
 };
 inline std::deque<SharedRegion> sharedRegions; // stable addresses
 struct SharedRegistration {
-  SharedRegistration(void *p, size_t bytes) {
-    sharedRegions.push_back({static_cast<char *>(p), bytes});
+  SharedRegistration(void *p, size_t bytes, size_t align = 1,
+                     const char *name = "?") {
+    sharedRegions.push_back({static_cast<char *>(p), bytes, align, name});
     memset(p, 0xFF, bytes);
   }
 };
@@ -172,6 +198,65 @@ inline const SharedRegion *findShared(const void *p) {
     if (c >= r.start && c < r.start + r.bytes)
       return &r;
   return nullptr;
+}
+
+// "NAME+OFFSET" of a shared address, for messages.
+inline std::string sharedName(const void *p) {
+  const SharedRegion *r = findShared(p);
+  if (!r)
+    return "(not shared)";
+  return std::string(r->name) + "+" +
+         std::to_string(static_cast<const char *>(p) - r->start);
+}
+
+// ---- mbarrier and TMA state (per block) ----
+// A cp.async.bulk.tensor load issued and not yet performed: it is performed
+// (lands) only when a try_wait observes the phase it completes, the latest
+// time the PTX memory model allows.
+struct TmaCopy {
+  TensorMapImage map; // the tensor map as read at issue
+  int coords[5];
+  unsigned char *dst;
+  const SharedRegion *region;
+  size_t bytes;
+  int thread;
+};
+struct Mbarrier {
+  unsigned expected = 0;        // arrivals per phase (mbarrier.init count)
+  unsigned pending = 0;         // arrivals the current phase still needs
+  long long tx = 0;             // tx-count of the current phase
+  unsigned long long phase = 0; // phases completed so far
+  unsigned long long seen = 0;  // phases some try_wait has seen complete
+  int initThread = -1;
+  std::vector<TmaCopy> inflight; // in issue order
+};
+inline std::map<const void *, Mbarrier> mbarriers;
+// Shared bytes written by a TMA copy that has landed: visible to a thread
+// once it has seen phase `phase` of `bar` complete (wgmma checks this).
+struct LandedCopy {
+  const unsigned char *dst;
+  size_t bytes;
+  const void *bar;
+  unsigned long long phase; // the phase whose completion performed it
+  int thread;
+};
+inline std::vector<LandedCopy> landedCopies;
+
+inline std::string describeMbarrier(const void *bar) {
+  auto it = mbarriers.find(bar);
+  if (it == mbarriers.end())
+    return "mbarrier " + sharedName(bar) + " (not initialized)";
+  const Mbarrier &m = it->second;
+  size_t inflight = 0;
+  for (const TmaCopy &c : m.inflight)
+    inflight += c.bytes;
+  char text[256];
+  snprintf(text, sizeof text,
+           "mbarrier %s (phase %llu: %u of %u arrivals pending, tx-count "
+           "%lld, %zu bytes of TMA copies in flight)",
+           sharedName(bar).c_str(), m.phase, m.pending, m.expected, m.tx,
+           inflight);
+  return text;
 }
 
 [[noreturn]] inline void fail(const char *format, ...) {
@@ -288,6 +373,8 @@ inline void startFiber(unsigned t) {
   f.done = false;
   f.pending.clear();
   f.groups.clear();
+  f.observed.clear();
+  f.waitBar = nullptr;
 #if defined(__x86_64__)
   uintptr_t *sp = reinterpret_cast<uintptr_t *>(f.stack + kStackBytes);
   *--sp = 0; // fiberMain's return address: never used
@@ -332,6 +419,10 @@ inline void runBlock() {
     startFiber(t);
   for (const SharedRegion &r : sharedRegions)
     memset(r.start, 0xFF, r.bytes);
+  // Shared memory, and the mbarriers in it, are new in every block; copies
+  // still in flight when the previous block ended are dropped.
+  mbarriers.clear();
+  landedCopies.clear();
   while (state.live) {
     state.progress = false;
     for (unsigned i = 0; i < n; ++i) {
@@ -340,10 +431,27 @@ inline void runBlock() {
         resume(t);
     }
     if (state.live && !state.progress) {
+      // Name the mbarriers that threads spin on (try_wait), one line each.
+      std::string waits;
+      std::map<const void *, std::pair<unsigned, int>> byBar; // count, first
+      for (unsigned t = 0; t < n; ++t) {
+        const Fiber &f = state.fibers[t];
+        if (!f.done && f.waitBar) {
+          auto &e = byBar.try_emplace(f.waitBar, 0u, int(t)).first->second;
+          ++e.first;
+        }
+      }
+      for (const auto &[bar, e] : byBar)
+        waits += "\n  " + std::to_string(e.first) +
+                 " thread(s) (first: " + std::to_string(e.second) +
+                 ") wait with mbarrier.try_wait.parity " +
+                 std::to_string(state.fibers[e.second].waitParity) + " on " +
+                 describeMbarrier(bar) +
+                 ": no pending arrival or copy can complete that phase";
       state.current = -1;
-      fail("deadlock: %u of %u threads wait at a barrier or warp collective "
-           "that cannot complete (block barrier: %u arrived)",
-           state.live, n, state.arrived);
+      fail("deadlock: %u of %u threads wait at a barrier, warp collective or "
+           "mbarrier that cannot complete (block barrier: %u arrived)%s",
+           state.live, n, state.arrived, waits.c_str());
     }
   }
   state.current = -1;
@@ -539,6 +647,262 @@ template <int PENDING> inline void moec_gemm_cp_async_wait() {
   }
 }
 
+// ---- mbarrier (PTX ISA, "Parallel Synchronization and Communication
+// Instructions: mbarrier") ----
+// State per object, keyed by its address: expected and pending arrival
+// counts, the tx-count and the phase. A phase completes when its pending
+// arrivals and its tx-count are both 0; then the pending count is reset.
+// TMA copies complete their transactions (and land) only when a try_wait
+// observes the phase they finish, so a read that does not wait for them
+// sees the poison their issue wrote.
+
+inline void checkMbarrierAddress(const void *bar, const char *op) {
+  const SharedRegion *r = findShared(bar);
+  if (!r || static_cast<const char *>(bar) + 8 > r->start + r->bytes)
+    fail("%s: %p is not shared memory", op, bar);
+  if ((static_cast<const char *>(bar) - r->start) % 8 || r->align % 8)
+    fail("%s: mbarrier %s is not 8-byte aligned", op, sharedName(bar).c_str());
+}
+inline Mbarrier &mbarrierAt(const void *bar, const char *op) {
+  checkMbarrierAddress(bar, op);
+  auto it = mbarriers.find(bar);
+  if (it == mbarriers.end())
+    fail("%s on %s, which holds no mbarrier initialized in this block", op,
+         sharedName(bar).c_str());
+  return it->second;
+}
+inline void completePhase(Mbarrier &m) {
+  ++m.phase;
+  m.pending = m.expected;
+  m.tx = 0;
+  state.progress = true;
+}
+
+// mbarrier.init.shared::cta.b64 [bar], count.
+inline void moec_gemm_mbar_init(unsigned long long *bar, unsigned int count) {
+  checkMbarrierAddress(bar, "mbarrier.init");
+  if (count < 1 || count > (1u << 20) - 1)
+    fail("mbarrier.init of %s with count %u (valid: 1 .. 2^20 - 1)",
+         sharedName(bar).c_str(), count);
+  if (mbarriers.count(bar))
+    fail("mbarrier.init on %s, which already holds a valid mbarrier (PTX: "
+         "undefined without mbarrier.inval)",
+         sharedName(bar).c_str());
+  Mbarrier m;
+  m.expected = m.pending = count;
+  m.initThread = state.current;
+  mbarriers[bar] = std::move(m);
+  state.progress = true;
+}
+// fence.mbarrier_init.release.cluster: orders the inits before the async
+// proxy's use; the host has a single proxy.
+inline void moec_gemm_mbar_init_fence() {}
+
+// mbarrier.arrive.expect_tx.shared::cta.b64 _, [bar], bytes: expect-tx
+// (tx-count += bytes), then one arrive-on.
+inline void moec_gemm_mbar_arrive_expect_tx(unsigned long long *bar,
+                                            unsigned int bytes) {
+  Mbarrier &m = mbarrierAt(bar, "mbarrier.arrive.expect_tx");
+  // PTX ISA, "Primary phase": each phase must be seen complete by at least
+  // one test_wait/try_wait before an arrive-on of the next phase. A phase
+  // that has all its arrivals is only waiting for transactions.
+  if (m.pending == 0 || m.seen < m.phase)
+    fail("mbarrier.arrive.expect_tx on %s: its phase %llu has not been seen "
+         "complete by any try_wait (each phase must be, before an arrive-on "
+         "of the next)",
+         describeMbarrier(bar).c_str(), m.pending == 0 ? m.phase : m.phase - 1);
+  m.tx += bytes;
+  if (m.tx > (1 << 20) - 1)
+    fail("mbarrier.arrive.expect_tx on %s: tx-count %lld exceeds 2^20 - 1",
+         sharedName(bar).c_str(), m.tx);
+  if (--m.pending == 0 && m.tx == 0)
+    completePhase(m);
+  state.progress = true;
+}
+
+// Performs one TMA copy: every box element, innermost dimension first, at
+// dst + (its index in the box) * elementBytes, that shared address then
+// swizzled; elements with a coordinate outside [0, dims) read as zero
+// (FLOAT_OOB_FILL_NONE).
+inline void performTma(const TmaCopy &c, const void *bar,
+                       unsigned long long phase) {
+  const TensorMapImage &t = c.map;
+  const unsigned eb = t.elementBytes, span = t.swizzleBytes;
+  size_t total = 1;
+  for (unsigned d = 0; d < t.rank; ++d)
+    total *= t.box[d];
+  const size_t dstOffset =
+      size_t(c.dst - reinterpret_cast<unsigned char *>(c.region->start));
+  for (size_t e = 0; e < total; ++e) {
+    size_t rest = e;
+    bool outside = false;
+    uint64_t src = t.address;
+    for (unsigned d = 0; d < t.rank; ++d) {
+      const long long g = (long long)c.coords[d] + (long long)(rest % t.box[d]);
+      rest /= t.box[d];
+      if (g < 0 || g >= (long long)t.dims[d])
+        outside = true;
+      else
+        src += d == 0 ? uint64_t(g) * eb : uint64_t(g) * t.strides[d - 1];
+    }
+    size_t a = dstOffset + e * eb;
+    if (span)
+      a ^= ((a >> 7) & (span / 16 - 1)) << 4;
+    char *out = c.region->start + a;
+    if (outside)
+      memset(out, 0, eb);
+    else
+      memcpy(out, reinterpret_cast<const void *>(uintptr_t(src)), eb);
+  }
+  std::erase_if(landedCopies, [&](const LandedCopy &l) {
+    return l.dst < c.dst + c.bytes && c.dst < l.dst + l.bytes;
+  });
+  landedCopies.push_back({c.dst, c.bytes, bar, phase, c.thread});
+}
+
+// Completes the current phase if its arrivals are all in and the copies in
+// flight on it (a prefix, in issue order) bring its tx-count to exactly 0,
+// landing those copies. Returns whether the phase completed.
+inline bool tryCompletePhase(const void *bar, Mbarrier &m) {
+  if (m.pending)
+    return false;
+  long long sum = 0;
+  size_t n = 0;
+  while (n < m.inflight.size() && sum < m.tx)
+    sum += (long long)m.inflight[n++].bytes;
+  if (sum < m.tx)
+    return false; // copies not yet issued may still complete it
+  if (sum > m.tx)
+    fail("%s: the TMA copies in flight complete %lld bytes, overshooting the "
+         "%lld its phase still expects (expect_tx and the boxes disagree)",
+         describeMbarrier(bar).c_str(), sum, m.tx);
+  for (size_t i = 0; i < n; ++i)
+    performTma(m.inflight[i], bar, m.phase);
+  m.inflight.erase(m.inflight.begin(), m.inflight.begin() + ptrdiff_t(n));
+  completePhase(m);
+  return true;
+}
+
+// mbarrier.try_wait.parity.shared::cta.b64 p, [bar], parity: 1 when the
+// phase of that parity (the current one or the one before) has completed.
+// A failed wait yields the fiber; the scheduler reports a deadlock when no
+// thread can make progress.
+inline int moec_gemm_mbar_try_wait(unsigned long long *bar,
+                                   unsigned int parity) {
+  Mbarrier &m = mbarrierAt(bar, "mbarrier.try_wait.parity");
+  Fiber &f = state.fibers[state.current];
+  if ((m.phase & 1) == (parity & 1) && !tryCompletePhase(bar, m)) {
+    f.waitBar = bar;
+    f.waitParity = parity & 1;
+    toScheduler();
+    f.waitBar = nullptr;
+    return 0;
+  }
+  unsigned long long &seen = f.observed[bar];
+  seen = std::max(seen, m.phase);
+  m.seen = std::max(m.seen, m.phase);
+  state.progress = true;
+  return 1;
+}
+
+// cp.async.bulk.tensor.{2d,3d}.shared::cluster.global.tile.mbarrier::
+// complete_tx::bytes [dst], [map, coords], [bar]: checked and queued on the
+// mbarrier; the destination reads as poison until the copy lands.
+inline void tmaLoad(const char *op, void *dst, const moec_tensor_map *map,
+                    const int *coords, unsigned rank, unsigned long long *bar) {
+  TensorMapImage t;
+  memcpy(&t, map, sizeof t);
+  if (t.magic != kTensorMapMagic) {
+    bool zero = true;
+    for (size_t i = 0; i < sizeof t; ++i)
+      zero = zero && reinterpret_cast<const unsigned char *>(&t)[i] == 0;
+    if (zero)
+      fail("%s: tensor map not encoded (128 zero bytes, as passed on a device "
+           "without TMA)",
+           op);
+    fail("%s: the tensor map is not one cuTensorMapEncodeTiled wrote (magic "
+         "0x%08x)",
+         op, t.magic);
+  }
+  if (t.rank != rank)
+    fail("%s with a tensor map of rank %u", op, t.rank);
+  const unsigned eb = t.elementBytes, span = t.swizzleBytes;
+  if (eb != 1 && eb != 2 && eb != 4 && eb != 8)
+    fail("%s: tensor map with %u-byte elements", op, eb);
+  if (span != 0 && span != 32 && span != 64 && span != 128)
+    fail("%s: tensor map with swizzle span %u", op, span);
+  size_t bytes = eb;
+  for (unsigned d = 0; d < rank; ++d) {
+    if (t.box[d] < 1 || t.box[d] > 256 || t.dims[d] < 1)
+      fail("%s: tensor map dimension %u: %llu elements, box %u", op, d,
+           (unsigned long long)t.dims[d], t.box[d]);
+    if (d && t.strides[d - 1] % 16)
+      fail("%s: tensor map stride %llu is not a multiple of 16", op,
+           (unsigned long long)t.strides[d - 1]);
+    bytes *= t.box[d];
+  }
+  const unsigned inner = t.box[0] * eb;
+  if (inner % 16)
+    fail("%s: box inner dimension of %u bytes (not a multiple of 16)", op,
+         inner);
+  if (span && inner > span)
+    fail("%s: box inner dimension of %u bytes exceeds the %u-byte swizzle "
+         "span",
+         op, inner, span);
+  if (span && inner != span)
+    fail("%s: box inner dimension of %u bytes, narrower than the %u-byte "
+         "swizzle span (rows padded to the span: not modelled)",
+         op, inner, span);
+  // CUDA Programming Guide, TMA swizzle patterns: global memory aligned to
+  // 128 bytes when swizzled (16 otherwise).
+  if (t.address % (span ? 128 : 16))
+    fail("%s: tensor address 0x%llx is not %u-byte aligned", op,
+         (unsigned long long)t.address, span ? 128u : 16u);
+  const SharedRegion *r = findShared(dst);
+  if (!r)
+    fail("%s: destination %p is not shared memory", op, dst);
+  const size_t offset = size_t(static_cast<char *>(dst) - r->start);
+  // The shared destination must be 128-byte aligned; swizzled, the
+  // destination starts the pattern, which repeats every 8 x span bytes
+  // (its offset into the pattern would otherwise depend on the address).
+  const size_t need = span ? 8 * size_t(span) : 128;
+  if (offset % need || r->align % need)
+    fail("%s: destination %s (array __align__(%zu)) is not %zu-byte aligned",
+         op, sharedName(dst).c_str(), r->align, need);
+  if (offset + bytes > r->bytes)
+    fail("%s: %zu bytes to %s run past the end of the array (%zu bytes)", op,
+         bytes, sharedName(dst).c_str(), r->bytes);
+  Mbarrier &m = mbarrierAt(bar, op);
+  unsigned char *d = static_cast<unsigned char *>(dst);
+  for (const auto &[other, om] : mbarriers)
+    for (const TmaCopy &c : om.inflight)
+      if (c.dst < d + bytes && d < c.dst + c.bytes)
+        fail("%s to %s overlaps the copy to %s that thread %d issued, still "
+             "in flight on %s",
+             op, sharedName(dst).c_str(), sharedName(c.dst).c_str(), c.thread,
+             sharedName(other).c_str());
+  // Undefined until the copy completes: poison, and no longer a landed copy.
+  memset(dst, 0xFF, bytes);
+  std::erase_if(landedCopies, [&](const LandedCopy &l) {
+    return l.dst < d + bytes && d < l.dst + l.bytes;
+  });
+  TmaCopy c{t, {0, 0, 0, 0, 0}, d, r, bytes, state.current};
+  for (unsigned i = 0; i < rank; ++i)
+    c.coords[i] = coords[i];
+  m.inflight.push_back(c);
+  state.progress = true;
+}
+inline void moec_gemm_tma_load_2d(void *dst, const moec_tensor_map *map, int c0,
+                                  int c1, unsigned long long *bar) {
+  const int coords[2] = {c0, c1};
+  tmaLoad("cp.async.bulk.tensor.2d", dst, map, coords, 2, bar);
+}
+inline void moec_gemm_tma_load_3d(void *dst, const moec_tensor_map *map, int c0,
+                                  int c1, int c2, unsigned long long *bar) {
+  const int coords[3] = {c0, c1, c2};
+  tmaLoad("cp.async.bulk.tensor.3d", dst, map, coords, 3, bar);
+}
+
 // mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 (PTX ISA, "Matrix
 // Fragments for mma.m16n8k32"): g = lane / 4, t = lane % 4; a[i] holds
 // A[g + 8 (i % 2)][16 (i / 2) + 4t + byte], b[j] holds
@@ -621,35 +985,90 @@ inline void moec_gemm_fence_regs(float (&)[64]) {}
 
 // The operand a shared-memory matrix descriptor names (PTX ISA, "Matrix
 // Descriptor Format"): start address bits 0-13 (>> 4), LBO 16-29, SBO
-// 32-45, base offset 49-51, swizzle 62-63. K-major without swizzle: byte
-// (m, k) at start + (m / 8) SBO + (m % 8) 16 + (k / 16) LBO + k % 16.
+// 32-45, base offset 49-51, swizzle mode 62-63 (0 none, 1 128B, 2 64B,
+// 3 32B). K-major operands ("Shared Memory Matrix Layout"):
+// - no swizzle: byte (m, k) at start + (m / 8) SBO + (m % 8) 16 +
+//   (k / 16) LBO + k % 16 (8x16-byte core matrices);
+// - swizzle span W: byte (m, k) at a = start + (m / 8) SBO + (m % 8) W + k
+//   (rows of W bytes, LBO unused), stored at the shared address
+//   a ^ (((a >> 7) & (W / 16 - 1)) << 4), the same function of the address
+//   the TMA unit writes by; a k32 step inside a row moves start by 32.
+// Shared addresses are offsets in the operand's __shared__ array (see
+// sharedAddress); with the array aligned to the pattern's repeat (8 W) they
+// agree with the real ones in every bit the swizzle reads.
 struct Operand {
-  const unsigned char *start;
-  unsigned lbo, sbo;
+  const unsigned char *base; // the shared array: shared address 0
+  size_t start;
+  unsigned lbo, sbo, span;
+  size_t lo, hi; // the bytes it reads: [lo, hi) (shared addresses)
   float at(int m, int k) const {
-    return e4m3(start[(m / 8) * sbo + (m % 8) * 16 + (k / 16) * lbo + k % 16]);
+    if (!span)
+      return e4m3(
+          base[start + (m / 8) * sbo + (m % 8) * 16 + (k / 16) * lbo + k % 16]);
+    size_t a = start + size_t(m / 8) * sbo + size_t(m % 8) * span + size_t(k);
+    a ^= ((a >> 7) & (span / 16 - 1)) << 4;
+    return e4m3(base[a]);
   }
 };
-inline Operand decode(unsigned long long desc, int rows) {
-  if ((desc >> 62) & 3)
-    fail("wgmma descriptor with swizzle mode %llu (the model has none)",
-         (desc >> 62) & 3);
+inline Operand decode(unsigned long long desc, int rows, const char *what) {
+  static const unsigned spans[4] = {0, 128, 64, 32};
   if ((desc >> 49) & 7)
-    fail("wgmma descriptor with base offset %llu", (desc >> 49) & 7);
+    fail("wgmma %s descriptor with base offset %llu (not modelled)", what,
+         (desc >> 49) & 7);
   const auto *region = static_cast<const SharedRegion *>(
       state.fibers[state.current].sharedRegion);
   if (!region)
     fail("wgmma descriptor without a __cvta_generic_to_shared");
   Operand o;
-  o.start = reinterpret_cast<const unsigned char *>(region->start) +
-            (size_t(desc & 0x3FFF) << 4);
+  o.base = reinterpret_cast<const unsigned char *>(region->start);
+  o.start = size_t(desc & 0x3FFF) << 4;
   o.lbo = unsigned((desc >> 16) & 0x3FFF) << 4;
   o.sbo = unsigned((desc >> 32) & 0x3FFF) << 4;
-  const unsigned char *last =
-      o.start + (rows / 8 - 1) * size_t(o.sbo) + 7 * 16 + o.lbo + 16;
-  if (last >
-      reinterpret_cast<const unsigned char *>(region->start) + region->bytes)
-    fail("wgmma operand past the end of its shared array");
+  o.span = spans[(desc >> 62) & 3];
+  if (o.span) {
+    const size_t repeat = 8 * size_t(o.span);
+    if (region->align % repeat)
+      fail("wgmma %s: %u-byte swizzle on shared array %s, declared "
+           "__align__(%zu): the pattern (repeating every %zu bytes) would "
+           "depend on where the array lands",
+           what, o.span, region->name, region->align, repeat);
+    if (o.start % o.span + 32 > o.span)
+      fail("wgmma %s: a k32 step at byte %zu of a %u-byte swizzled row "
+           "crosses the row (not modelled)",
+           what, o.start % o.span, o.span);
+    // Base offset 0 holds when the pattern starts on a repeat boundary.
+    if ((o.start - o.start % o.span) % repeat || o.sbo % repeat)
+      fail("wgmma %s: start %zu / SBO %u not on the %zu-byte boundary of "
+           "the %u-byte swizzle pattern (needs a base offset: not modelled)",
+           what, o.start, o.sbo, repeat, o.span);
+    o.lo = o.start - o.start % o.span;
+    o.hi = o.lo + size_t(rows / 8 - 1) * o.sbo + repeat;
+  } else {
+    o.lo = o.start;
+    o.hi = o.start + size_t(rows / 8 - 1) * o.sbo + 7 * 16 + o.lbo + 16;
+  }
+  if (o.hi > region->bytes)
+    fail("wgmma %s operand past the end of its shared array", what);
+  // The async proxy reads what TMA wrote only after this thread has seen
+  // the copy's mbarrier phase complete, and never while a copy is writing.
+  const unsigned char *lo = o.base + o.lo, *hi = o.base + o.hi;
+  for (const auto &[bar, m] : mbarriers)
+    for (const TmaCopy &c : m.inflight)
+      if (c.dst < hi && lo < c.dst + c.bytes)
+        fail("wgmma %s reads %s, which cp.async.bulk.tensor (issued by thread "
+             "%d, completing on mbarrier %s) is still writing",
+             what, sharedName(lo).c_str(), c.thread, sharedName(bar).c_str());
+  const Fiber &f = state.fibers[state.current];
+  for (const LandedCopy &c : landedCopies)
+    if (c.dst < hi && lo < c.dst + c.bytes) {
+      auto seen = f.observed.find(c.bar);
+      if (seen == f.observed.end() || seen->second <= c.phase)
+        fail("wgmma %s reads %s, written by cp.async.bulk.tensor (thread %d) "
+             "at the completion of phase %llu of mbarrier %s, which this "
+             "thread has not seen with mbarrier.try_wait",
+             what, sharedName(c.dst).c_str(), c.thread, c.phase,
+             sharedName(c.bar).c_str());
+    }
   return o;
 }
 
@@ -659,7 +1078,7 @@ inline Operand decode(unsigned long long desc, int rows) {
 // [8i + 2t + j % 2] in d[4i + j].
 inline void moec_gemm_wgmma(float (&d)[64], unsigned long long descA,
                             unsigned long long descB, int accumulate) {
-  const Operand A = decode(descA, 64), B = decode(descB, 128);
+  const Operand A = decode(descA, 64, "A"), B = decode(descB, 128, "B");
   const int tid = state.current % 128, w = tid / 32, lane = tid % 32;
   const int g = lane / 4, t = lane % 4;
   float a[2][32], b[2][32]; // rows 16w + g (+8) of A; columns of B
@@ -711,6 +1130,8 @@ inline unsigned __activemask() {
 #define __ballot_sync(mask, p) moec_emu::vote(__LINE__, mask, p, 0)
 #define __any_sync(mask, p) moec_emu::vote(__LINE__, mask, p, 1)
 #define __all_sync(mask, p) moec_emu::vote(__LINE__, mask, p, 2)
+// A device trap aborts the kernel: the emulation reports it where it ran.
+[[noreturn]] inline void __trap() { moec_emu::fail("__trap()"); }
 inline void __threadfence() { asm volatile("" ::: "memory"); }
 inline void __threadfence_block() { asm volatile("" ::: "memory"); }
 inline size_t __cvta_generic_to_shared(const void *p) {

@@ -1,13 +1,24 @@
 // The gate/up GEMM of the routed experts: block-scaled FP8 grouped GEMM with
 // the SwiGLU (silu_mul) epilogue and fused quantization of its result, as
-// `moe.fp8_grouped_matmul` after --moec-fuse-quantize.
-// RUN: moec %s --from=fp8 --compile-to=codegen --target=sm_89 | FileCheck %s
+// `moe.fp8_grouped_matmul` after --moec-fuse-quantize. On sm_90a the GEMM
+// loads its tiles by TMA through two tensor maps; the quantize launch has
+// none.
+// RUN: moec %s --from=fp8 --compile-to=codegen --target=sm_89 --max-tokens=96 | FileCheck %s
 // RUN: moec %s --from=fp8 --compile-to=codegen --target=sm_80,sm_89,sm_90 --emit-ptx | FileCheck %s --check-prefix=PTX
+// RUN: moec %s --from=fp8 --compile-to=codegen --target=sm_90 --cuda-tma=false | FileCheck %s --check-prefix=NOTMA
+// The artifact's manifest carries the maps (arg, dtype, dims, strides, box,
+// swizzle) on the GEMM launch; the cubin is built by NVRTC (ptxas accepts the
+// TMA and mbarrier PTX).
+// RUN: rm -rf %t && mkdir -p %t
+// RUN: moec %s --from=fp8 --target=sm_90 --max-tokens=96 -o %t/g.moea 2>&1
+// RUN: %python -c "import sys; sys.path.insert(0, '%moec_src/test/e2e'); import moea; print(moea.decode_manifest(moea.read_sections('%t/g.moea')['manifest']))" | FileCheck %s --check-prefix=MANIFEST
 
 // Row tiles: ceil(T/64) for the rows plus one partial tile per expert (8);
-// column tiles: N/2 = 128 result columns in tiles of 64.
-// CHECK: // step 0: moec_step_0 grid (2, ceil(T/64)+8, 1) block (128, 1, 1) smem 0
-// CHECK-NEXT: // step 0: moec_step_0_quantize grid (T, 1, 1) block (32, 1, 1) smem 0
+// column tiles: N/2 = 128 result columns in tiles of 64. Maps: the rows
+// [T, 128] as {K, 96 rows at --max-tokens=96}, the weights [8, 256, 128] as
+// {K, N, E}.
+// CHECK: // step 0: moec_step_0 grid (2, ceil(T/64)+8, 1) block (128, 1, 1) smem 0 tma(a0 128x96 strides 128 box 64x64 sw64, a3 128x256x8 strides 128x32768 box 64x64x1 sw64)
+// CHECK-NEXT: // step 0: moec_step_0_quantize grid (T, 1, 1) block (32, 1, 1) smem 0{{$}}
 // CHECK: template <int BM, int E>
 // CHECK-NEXT: __device__ __forceinline__ bool moec_gemm_row_tile(
 // CHECK: #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -15,35 +26,86 @@
 // CHECK-NEXT: #elif __CUDA_ARCH__ >= 890
 // CHECK-NEXT: #define MOEC_GEMM_MMA_FP8 1
 // CHECK: wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3
-// CHECK: template <int N, int K, int SB, bool SILU, int E, bool HAS_BIAS, typename BT>
+// CHECK: template <int N, int K, int SB, bool SILU, int E, bool HAS_BIAS, typename BT,
+// CHECK-NEXT: bool TMA>
 // CHECK-NEXT: __device__ __forceinline__ void moec_fp8_gemm(
 // CHECK-LABEL: // ---- step 0: moe.fp8_grouped_matmul ----
 // CHECK: // moec_step_0: block-scaled FP8 GEMM per expert, y[rows, 128] = x[rows, 128] * w[8, 256, 128]^T, silu_mul epilogue.
-// CHECK: extern "C" __global__ void __launch_bounds__(128) moec_step_0(const moec_fp8 *__restrict__ a0, const float *__restrict__ a1, const int *__restrict__ a2, const moec_fp8 *__restrict__ a3, const float *__restrict__ a4, float *__restrict__ a5, moec_fp8 *__restrict__ a6, float *__restrict__ a7, void *__restrict__ workspace, long long tokens) {
-// CHECK-NEXT:   moec_fp8_gemm<256, 128, 128, true, 8, false, float>(a0, a1, a2, a3, a4, (const float *)nullptr /* no bias */, a5, tokens * 1LL);
-// CHECK: moec_step_0_quantize(
+// CHECK-NEXT: // Grid (column tiles of 64, row tiles of 64 + one partial tile per expert), 128 threads, TMA loads on sm_90a (tm0: a0, tm1: a3).
+// CHECK-NEXT: extern "C" __global__ void __launch_bounds__(128) moec_step_0(const moec_fp8 *__restrict__ a0, const float *__restrict__ a1, const int *__restrict__ a2, const moec_fp8 *__restrict__ a3, const float *__restrict__ a4, float *__restrict__ a5, moec_fp8 *__restrict__ a6, float *__restrict__ a7, void *__restrict__ workspace, long long tokens, const __grid_constant__ moec_tensor_map tm0, const __grid_constant__ moec_tensor_map tm1) {
+// CHECK-NEXT:   moec_fp8_gemm<256, 128, 128, true, 8, false, float, true>(a0, a1, a2, a3, a4, (const float *)nullptr /* no bias */, a5, tokens * 1LL, &tm0, &tm1);
+// CHECK: extern "C" __global__ void __launch_bounds__(32) moec_step_0_quantize(const moec_fp8 *__restrict__ a0, const float *__restrict__ a1, const int *__restrict__ a2, const moec_fp8 *__restrict__ a3, const float *__restrict__ a4, float *__restrict__ a5, moec_fp8 *__restrict__ a6, float *__restrict__ a7, void *__restrict__ workspace, long long tokens) {
 // CHECK-NEXT: moec_quantize_rows<128, 128, false>(a5, a6, a7, tokens * 1LL);
+
+// NOTMA: // step 0: moec_step_0 grid (2, ceil(T/64)+8, 1) block (128, 1, 1) smem 0{{$}}
+// NOTMA: moec_fp8_gemm<256, 128, 128, true, 8, false, float, false>(a0, a1, a2, a3, a4, (const float *)nullptr /* no bias */, a5, tokens * 1LL, (const moec_tensor_map *)nullptr, (const moec_tensor_map *)nullptr /* no TMA */);
+
+// MANIFEST: kernel: "moec_step_0"
+// MANIFEST: block: 128
+// MANIFEST-NEXT: block: 1
+// MANIFEST-NEXT: block: 1
+// MANIFEST-NEXT: tensor_maps {
+// MANIFEST-NEXT: dtype: DTYPE_F8E4M3FN
+// MANIFEST-NEXT: dims: 128
+// MANIFEST-NEXT: dims: 96
+// MANIFEST-NEXT: strides: 128
+// MANIFEST-NEXT: box: 64
+// MANIFEST-NEXT: box: 64
+// MANIFEST-NEXT: swizzle: TENSOR_MAP_SWIZZLE_64B
+// MANIFEST-NEXT: }
+// MANIFEST-NEXT: tensor_maps {
+// MANIFEST-NEXT: arg: 3
+// MANIFEST-NEXT: dtype: DTYPE_F8E4M3FN
+// MANIFEST-NEXT: dims: 128
+// MANIFEST-NEXT: dims: 256
+// MANIFEST-NEXT: dims: 8
+// MANIFEST-NEXT: strides: 128
+// MANIFEST-NEXT: strides: 32768
+// MANIFEST-NEXT: box: 64
+// MANIFEST-NEXT: box: 64
+// MANIFEST-NEXT: box: 1
+// MANIFEST-NEXT: swizzle: TENSOR_MAP_SWIZZLE_64B
+// MANIFEST-NEXT: }
+// MANIFEST-NEXT: }
+// MANIFEST-NEXT: cuda {
+// MANIFEST-NEXT: kernel: "moec_step_0_quantize"
+// MANIFEST-NOT: tensor_maps
 
 // PTX-LABEL: // ---- ptx sm_80 ----
 // PTX: .entry moec_step_0(
 // PTX-NOT: e4m3
 // PTX-NOT: wgmma
+// PTX-NOT: cp.async.bulk
+// PTX-NOT: mbarrier
 // PTX: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // PTX-NOT: e4m3
 // PTX-NOT: wgmma
+// PTX-NOT: cp.async.bulk
+// PTX-NOT: mbarrier
 // PTX: .entry moec_step_0_quantize(
 // PTX-LABEL: // ---- ptx sm_89 ----
 // PTX: .entry moec_step_0(
 // PTX-NOT: wgmma
 // PTX-NOT: bf16.bf16
+// PTX-NOT: cp.async.bulk
+// PTX-NOT: mbarrier
 // PTX: mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32
 // PTX-NOT: wgmma
 // PTX-NOT: bf16.bf16
+// PTX-NOT: cp.async.bulk
+// PTX-NOT: mbarrier
 // PTX: .entry moec_step_0_quantize(
 // PTX-LABEL: // ---- ptx sm_90a ----
 // PTX: .entry moec_step_0(
 // PTX-NOT: mma.sync
-// PTX: fence.proxy.async.shared::cta
+// PTX-NOT: cp.async.cg
+// PTX: mbarrier.init.shared::cta.b64
+// PTX: cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// PTX: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// PTX: cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// PTX-NOT: mma.sync
+// PTX-NOT: fence.proxy.async
+// PTX: mbarrier.try_wait.parity.shared::cta.b64
 // PTX-NOT: mma.sync
 // PTX: wgmma.fence.sync.aligned
 // PTX-NOT: mma.sync
