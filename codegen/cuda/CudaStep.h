@@ -63,7 +63,8 @@ struct TensorMapSpec {
   /// multiples of 16).
   llvm::SmallVector<uint64_t, 4> strides;
   /// Box elements per dimension (1..256; `box[0]` bytes a multiple of 16,
-  /// equal to the swizzle span when swizzled).
+  /// at most the swizzle span when swizzled; the GEMM uses exactly the span,
+  /// the only layout its wgmma descriptors and the host emulation model).
   llvm::SmallVector<unsigned, 5> box;
   /// Swizzle span in bytes: 0 (none), 32, 64 or 128.
   unsigned swizzleBytes = 0;
