@@ -7,6 +7,7 @@
 #                                        (libprotobuf and what it needs)
 #   OUT/models/                          every test model, f32 and FP8, for the
 #                                        CPU and TARGETS, with tokens + references
+#   OUT/models-cpasync/                  the FP8 ones again without TMA loads
 #   OUT/bench/                           one DeepSeek-V3 MoE layer (hidden 7168,
 #                                        256 experts, top-8, expert 2048, 1 shared)
 #                                        and its routed experts alone, weights
@@ -40,6 +41,12 @@ ldd "$out/bin/gpu-check" "$out/bin/moec-run" | awk '/=> \// {print $3}' |
 "$venv/bin/python" "$root/test/e2e/check_cuda_artifacts.py" \
   --moec "$build/tools/moec" --data "$root/test/data" --targets "$targets" \
   --out "$out/models"
+
+# The FP8 models once more with the cp.async ring on sm_90a (no TMA): if a
+# TMA GEMM fails on the GPU, these tell whether the rest of the kernel does.
+"$venv/bin/python" "$root/test/e2e/check_cuda_artifacts.py" \
+  --moec "$build/tools/moec" --data "$root/test/data" --targets "$targets" \
+  --precision fp8 --moec-arg=--cuda-tma=false --out "$out/models-cpasync"
 
 "$venv/bin/python" "$root/bench/gpu/make_moe_layer.py" "$out/bench/mlir"
 # Each benchmark twice on sm_90a: FP8 GEMM operands loaded by TMA (the
@@ -75,7 +82,13 @@ models=$?
 timeout -k 10 "${MOEC_BENCH_TIMEOUT:-200}" \
   "$here/bin/gpu-check" --bench --out "$logs/bench" "$here/bench"
 bench=$?
-echo "gpu-check models: exit $models, bench: exit $bench" | tee "$logs/exit.txt"
+# Last, as it only matters when the TMA path fails: the FP8 models without
+# TMA.
+timeout -k 10 "${MOEC_CPASYNC_TIMEOUT:-150}" \
+  "$here/bin/gpu-check" --out "$logs/models-cpasync" "$here/models-cpasync"
+cpasync=$?
+echo "gpu-check models: exit $models, bench: exit $bench," \
+  "models without TMA: exit $cpasync" | tee "$logs/exit.txt"
 if [ $models = 77 ] && [ $bench = 77 ]; then exit 77; fi
 if [ $models != 0 ] || [ $bench != 0 ]; then exit 1; fi
 exit 0

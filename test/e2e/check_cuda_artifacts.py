@@ -94,6 +94,12 @@ def main():
     parser.add_argument("--data", required=True)
     parser.add_argument("--targets", default="sm_80,sm_89,sm_90")
     parser.add_argument("--out", help="also write the gpu-check bundle here")
+    parser.add_argument("--precision", action="append",
+                        choices=("f32", "fp8"),
+                        help="only these pipelines (default: both)")
+    parser.add_argument("--moec-arg", action="append", default=[],
+                        help="one more moec option for every artifact, e.g. "
+                        "--moec-arg=--cuda-tma=false")
     args = parser.parse_args()
     targets = args.targets.split(",")
 
@@ -102,14 +108,14 @@ def main():
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         for name, source, tokens, reference in cases(args.data):
-            for precision in ("f32", "fp8"):
+            for precision in args.precision or ("f32", "fp8"):
                 total += 1
                 label = f"{name}-{precision}"
                 path = os.path.join(tmp, label + ".moea")
                 t0 = time.time()
                 run = subprocess.run(
                     [args.moec, source, "-o", path, f"--precision={precision}",
-                     "--target=cpu," + ",".join(targets)],
+                     "--target=cpu," + ",".join(targets), *args.moec_arg],
                     capture_output=True, text=True)
                 seconds = time.time() - t0
                 if run.returncode != 0:
