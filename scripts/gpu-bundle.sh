@@ -76,15 +76,15 @@ export MOEC_CACHE_DIR="${MOEC_CACHE_DIR:-$logs/kernel-cache}"
 nvidia-smi > "$logs/nvidia-smi.txt" 2>&1 || true
 # Exit 1 if a check failed, 77 if there is no GPU, else 0. Each part has a
 # time limit, so that a hung kernel still leaves the other part's logs.
-timeout -k 10 "${MOEC_MODELS_TIMEOUT:-300}" \
+timeout -k 10 "${MOEC_MODELS_TIMEOUT:-240}" \
   "$here/bin/gpu-check" --out "$logs/models" "$here/models"
 models=$?
-timeout -k 10 "${MOEC_BENCH_TIMEOUT:-200}" \
+timeout -k 10 "${MOEC_BENCH_TIMEOUT:-180}" \
   "$here/bin/gpu-check" --bench --out "$logs/bench" "$here/bench"
 bench=$?
 # Last, as it only matters when the TMA path fails: the FP8 models without
 # TMA.
-timeout -k 10 "${MOEC_CPASYNC_TIMEOUT:-150}" \
+timeout -k 10 "${MOEC_CPASYNC_TIMEOUT:-120}" \
   "$here/bin/gpu-check" --out "$logs/models-cpasync" "$here/models-cpasync"
 cpasync=$?
 echo "gpu-check models: exit $models, bench: exit $bench," \
