@@ -275,35 +275,37 @@ private:
     llvm_unreachable("unknown GEMM element type");
   }
 
-  /// E4M3FN (bias 7, no infinities, S.1111.111 is NaN) to f32, exactly:
-  /// normals rebias the exponent (7 → 127), subnormals are `m · 2⁻⁹`.
+  /// E4M3FN (bias 7, no infinities, S.1111.111 is NaN) to f32, exactly and
+  /// without a branch per case: the 7 magnitude bits placed at f32 bits
+  /// 20..26 read as 2^(e-127)·(1 + m/8) (e > 0) or as the f32 subnormal
+  /// m·2^-129 (e = 0); one exact multiplication by 2^120 turns both into
+  /// E4M3FN's 2^(e-7)·(1 + m/8) and m·2^-9. The sign goes to bit 31 and
+  /// S.1111.111 becomes NaN. (The GPU's sm_80 decode is the same.) This is
+  /// the GEMMs' inner loop when decoding one token: 10 vector operations
+  /// per element instead of the 15 of rebiasing normals and converting
+  /// subnormals separately, with the same bits.
   Value decodeE4M3FN(Value raw, Type i32, Type f32Like) {
     Type i8 = withShapeOf(raw.getType(), b.getI8Type());
     Value byte = arith::BitcastOp::create(b, loc, i8, raw);
     Value bits = arith::ExtUIOp::create(b, loc, i32, byte);
     Value magnitude = arith::AndIOp::create(b, loc, bits, constant(i32, 0x7f));
-    Value normalBits = arith::AddIOp::create(
-        b, loc, arith::ShLIOp::create(b, loc, magnitude, constant(i32, 20)),
-        constant(i32, 120 << 23));
-    Value normal = arith::BitcastOp::create(b, loc, f32Like, normalBits);
-    Value subnormal = arith::MulFOp::create(
-        b, loc, arith::SIToFPOp::create(b, loc, f32Like, magnitude),
-        constant(f32Like, 1.0 / 512.0));
-    Value isSubnormal = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                              magnitude, constant(i32, 8));
-    Value value =
-        arith::SelectOp::create(b, loc, isSubnormal, subnormal, normal);
-    Value isNaN = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                        magnitude, constant(i32, 0x7f));
-    value = arith::SelectOp::create(
-        b, loc, isNaN,
-        constant(f32Like, std::numeric_limits<double>::quiet_NaN()), value);
     Value sign = arith::ShLIOp::create(
         b, loc, arith::AndIOp::create(b, loc, bits, constant(i32, 0x80)),
         constant(i32, 24));
-    Value signedBits = arith::OrIOp::create(
-        b, loc, arith::BitcastOp::create(b, loc, i32, value), sign);
-    return arith::BitcastOp::create(b, loc, f32Like, signedBits);
+    Value placed = arith::OrIOp::create(
+        b, loc, arith::ShLIOp::create(b, loc, magnitude, constant(i32, 20)),
+        sign);
+    Value value = arith::MulFOp::create(
+        b, loc, arith::BitcastOp::create(b, loc, f32Like, placed),
+        constant(f32Like, 0x1p120));
+    // NaN keeps its sign, as runtime/fp8's decode does.
+    Value isNaN = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                        magnitude, constant(i32, 0x7f));
+    Value nanBits =
+        arith::OrIOp::create(b, loc, sign, constant(i32, 0x7fc00000));
+    Value result = arith::SelectOp::create(
+        b, loc, isNaN, nanBits, arith::BitcastOp::create(b, loc, i32, value));
+    return arith::BitcastOp::create(b, loc, f32Like, result);
   }
 
   /// Multiplies `value` by `scales[scaleRow, column / block]` when `scales`
