@@ -51,10 +51,12 @@ mlir::moec::cpu::getCpuTargetInfo(const CpuTargetOptions &options) {
     info.vectorBits = has("avx512f") ? 512 : has("avx") ? 256 : 128;
     info.vectorRegisters = has("avx512f") ? 32 : 16;
     info.hasFma = has("fma");
+    info.hasF16Convert = has("f16c");
   } else {
     info.vectorBits = 128;
     info.vectorRegisters = triple.isAArch64() ? 32 : 16;
     info.hasFma = triple.isAArch64();
+    info.hasF16Convert = triple.isAArch64();
   }
   return info;
 }

@@ -38,6 +38,9 @@ struct CpuTargetInfo {
   int64_t vectorRegisters = 16;
   /// Whether fused multiply-add is available in hardware.
   bool hasFma = false;
+  /// Whether vectors of f16 convert to f32 in hardware (x86 F16C, AArch64):
+  /// then `fpext` of an f16 vector is one instruction, not a library call.
+  bool hasF16Convert = false;
 
   /// Number of f32 lanes in one vector register.
   int64_t f32Lanes() const { return vectorBits / 32; }

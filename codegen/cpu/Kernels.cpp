@@ -33,6 +33,7 @@ CpuKernelOptions CpuKernelOptions::forTarget(const CpuTargetInfo &target) {
   bool large = target.vectorRegisters >= 32;
   options.tileRows = large ? 6 : 3;
   options.tileCols = large ? 4 : 3;
+  options.f16Decode = target.hasF16Convert;
   return options;
 }
 
@@ -150,9 +151,10 @@ class GemmEmitter : public EmitterBase {
 public:
   GemmEmitter(OpBuilder &b, Location loc, const GemmKernelSpec &spec,
               const CpuKernelOptions &options)
-      : EmitterBase(b, loc), spec(spec), lanes(options.lanes),
-        tileRows(options.tileRows), tileCols(options.tileCols), n(spec.n),
-        k(spec.k), block(spec.scaleBlock) {
+      : EmitterBase(b, loc), spec(spec), f16Decode(options.f16Decode),
+        lanes(options.lanes), tileRows(options.tileRows),
+        tileCols(options.tileCols), n(spec.n), k(spec.k),
+        block(spec.scaleBlock) {
     f32 = b.getF32Type();
     f32Vector = VectorType::get({lanes}, f32);
     // Enough whole micro-tiles of FP8 activation rows to fill the budget.
@@ -285,6 +287,8 @@ private:
   /// per element instead of the 15 of rebiasing normals and converting
   /// subnormals separately, with the same bits.
   Value decodeE4M3FN(Value raw, Type i32, Type f32Like) {
+    if (f16Decode && isa<VectorType>(raw.getType()))
+      return decodeE4M3FNThroughF16(raw, f32Like);
     Type i8 = withShapeOf(raw.getType(), b.getI8Type());
     Value byte = arith::BitcastOp::create(b, loc, i8, raw);
     Value bits = arith::ExtUIOp::create(b, loc, i32, byte);
@@ -306,6 +310,34 @@ private:
     Value result = arith::SelectOp::create(
         b, loc, isNaN, nanBits, arith::BitcastOp::create(b, loc, i32, value));
     return arith::BitcastOp::create(b, loc, f32Like, result);
+  }
+
+  /// The same through f16, whose bits S.EEEEE.MMMMMMMMMM hold E4M3FN's
+  /// S.EEEE.MMM as S.0EEEE.MMM0000000: read as f16 that is the E4M3FN value
+  /// times 2^-8 (bias 15 instead of 7; subnormals m·2^-17 included), which
+  /// one exact multiplication by 256 undoes after the hardware widening.
+  /// The bit work is on 16-bit lanes; S.1111.111 becomes the f16 NaN of
+  /// that sign, which the widening and the product keep.
+  Value decodeE4M3FNThroughF16(Value raw, Type f32Like) {
+    Type i8 = withShapeOf(raw.getType(), b.getI8Type());
+    Type i16 = withShapeOf(raw.getType(), b.getI16Type());
+    Type f16Like = withShapeOf(raw.getType(), b.getF16Type());
+    Value byte = arith::BitcastOp::create(b, loc, i8, raw);
+    Value bits = arith::ExtUIOp::create(b, loc, i16, byte);
+    Value magnitude = arith::AndIOp::create(b, loc, bits, constant(i16, 0x7f));
+    Value sign = arith::ShLIOp::create(
+        b, loc, arith::AndIOp::create(b, loc, bits, constant(i16, 0x80)),
+        constant(i16, 8));
+    Value placed = arith::OrIOp::create(
+        b, loc, arith::ShLIOp::create(b, loc, magnitude, constant(i16, 7)),
+        sign);
+    Value isNaN = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                        magnitude, constant(i16, 0x7f));
+    Value nan = arith::OrIOp::create(b, loc, sign, constant(i16, 0x7e00));
+    Value half = arith::BitcastOp::create(
+        b, loc, f16Like, arith::SelectOp::create(b, loc, isNaN, nan, placed));
+    Value wide = arith::ExtFOp::create(b, loc, f32Like, half);
+    return arith::MulFOp::create(b, loc, wide, constant(f32Like, 256.0));
   }
 
   /// Multiplies `value` by `scales[scaleRow, column / block]` when `scales`
@@ -510,6 +542,7 @@ private:
   }
 
   const GemmKernelSpec &spec;
+  bool f16Decode;
   int64_t lanes, tileRows, tileCols, n, k, block, activationBlock;
   Type f32;
   VectorType f32Vector;

@@ -34,6 +34,10 @@ struct CpuKernelOptions {
   /// activation rows; it sets how many tokens share one dequantization of
   /// the weights.
   int64_t packedActivationBytes = 256 * 1024;
+  /// Decode vectors of FP8 through f16 (`CpuTargetInfo::hasF16Convert`):
+  /// the bit shuffling then runs on 16-bit lanes and one conversion widens
+  /// them, cheaper than building f32 bits directly.
+  bool f16Decode = false;
 
   /// The options that suit `target`: one vector register wide, and a
   /// micro-tile whose accumulators and operands fit its register file.

@@ -78,6 +78,9 @@ int main(int argc, char **argv) {
     options.tileRows = std::atoll(argv[3]);
     options.tileCols = std::atoll(argv[4]);
   }
+  // MOEC_BENCH_F16_DECODE=0/1 overrides how FP8 vectors are decoded.
+  if (const char *f16 = std::getenv("MOEC_BENCH_F16_DECODE"))
+    options.f16Decode = f16[0] == '1';
   struct Variant {
     const char *name;
     GemmElementType weights, activations;
@@ -130,12 +133,12 @@ int main(int argc, char **argv) {
     wFp8[i] = static_cast<uint8_t>(rng() % 0x7f) | (rng() & 0x80);
   }
   double flops = 2.0 * tokens * kN * kK;
-  std::printf("cpu=%s lanes=%lld tile=%lldx%lld T=%lld K=%lld N=%lld "
-              "(compile %.2f s, .so %zu bytes)\n",
+  std::printf("cpu=%s lanes=%lld tile=%lldx%lld f16-decode=%d T=%lld K=%lld "
+              "N=%lld (compile %.2f s, .so %zu bytes)\n",
               info.cpu.c_str(), (long long)options.lanes,
               (long long)options.tileRows, (long long)options.tileCols,
-              (long long)tokens, (long long)kK, (long long)kN, compileSeconds,
-              bytes->size());
+              int(options.f16Decode), (long long)tokens, (long long)kK,
+              (long long)kN, compileSeconds, bytes->size());
 
   // The naive triple loops (scalar: no reassociation without -ffast-math).
   auto naive = [&](bool useBf16) {
