@@ -74,18 +74,54 @@ mkdir -p "$logs"
 export LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export MOEC_CACHE_DIR="${MOEC_CACHE_DIR:-$logs/kernel-cache}"
 nvidia-smi > "$logs/nvidia-smi.txt" 2>&1 || true
-# Exit 1 if a check failed, 77 if there is no GPU, else 0. Each part has a
-# time limit, so that a hung kernel still leaves the other part's logs.
-timeout -k 10 "${MOEC_MODELS_TIMEOUT:-240}" \
-  "$here/bin/gpu-check" --out "$logs/models" "$here/models"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# check_each FOLDER LOGS BUDGET [gpu-check options]: gpu-check on every
+# artifact of FOLDER in a process of its own (a kernel that traps takes its
+# process's CUDA context down, not the next artifact's), each under 60 s,
+# none started once BUDGET seconds have passed. Exit status: 77 without a
+# GPU, 1 if any failed or was not run, else 0. Logs: LOGS/NAME/, LOGS/NAME.log
+# and LOGS/summary.txt.
+check_each() {
+  local folder=$1 out=$2 budget=$3
+  shift 3
+  local start=$SECONDS status=0 rc name one artifact
+  mkdir -p "$out"
+  for artifact in "$folder"/*.moea; do
+    name="$(basename "$artifact" .moea)"
+    if (( SECONDS - start > budget )); then
+      echo "$name: not run (the part's $budget s were spent)" | tee -a "$out/summary.txt"
+      status=1
+      continue
+    fi
+    one="$work/$(basename "$folder")/$name"
+    mkdir -p "$one"
+    ln -sf "$folder/$name".* "$one/"
+    timeout -k 5 60 "$here/bin/gpu-check" "$@" --out "$out/$name" "$one" \
+      > "$out/$name.log" 2>&1
+    rc=$?
+    echo "$name: exit $rc ($(grep -c '^FAIL' "$out/$name.log") failed checks)" |
+      tee -a "$out/summary.txt"
+    if [ $rc = 77 ]; then
+      cat "$out/$name.log"
+      return 77
+    fi
+    [ $rc != 0 ] && status=1
+  done
+  return $status
+}
+
+# Exit 1 if a check failed, 77 if there is no GPU, else 0. The three parts'
+# budgets plus one artifact's limit each stay within 600 s.
+check_each "$here/models" "$logs/models" "${MOEC_MODELS_BUDGET:-180}"
 models=$?
-timeout -k 10 "${MOEC_BENCH_TIMEOUT:-180}" \
-  "$here/bin/gpu-check" --bench --out "$logs/bench" "$here/bench"
+check_each "$here/bench" "$logs/bench" "${MOEC_BENCH_BUDGET:-150}" --bench
 bench=$?
 # Last, as it only matters when the TMA path fails: the FP8 models without
 # TMA.
-timeout -k 10 "${MOEC_CPASYNC_TIMEOUT:-120}" \
-  "$here/bin/gpu-check" --out "$logs/models-cpasync" "$here/models-cpasync"
+check_each "$here/models-cpasync" "$logs/models-cpasync" \
+  "${MOEC_CPASYNC_BUDGET:-90}"
 cpasync=$?
 echo "gpu-check models: exit $models, bench: exit $bench," \
   "models without TMA: exit $cpasync" | tee "$logs/exit.txt"

@@ -438,6 +438,15 @@ __device__ __forceinline__ void moec_gemm_mbar_init(unsigned long long *bar,
 // unit's complete_tx finds the barriers initialised.
 __device__ __forceinline__ void moec_gemm_mbar_init_fence() {
   asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  // As DeepGEMM does: the generic-proxy init is also fenced against the
+  // async proxy that the TMA unit's complete_tx uses.
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+// PTX ISA, "Special registers: %globaltimer": a 64-bit nanosecond timer.
+__device__ __forceinline__ unsigned long long moec_gemm_globaltimer() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
+  return t;
 }
 // PTX ISA, "mbarrier.arrive" (.expect_tx): raises the current phase's
 // expected transaction count by `bytes`, then arrives once. The phase
@@ -762,13 +771,19 @@ __device__ __forceinline__ void moec_fp8_gemm(
       // Stage s is the (s / STAGES)-th fill of its slot: wait for the
       // phase of that parity (acquire: the TMA's bytes are then visible).
       // A phase that never completes (a byte count the copies do not reach,
-      // a copy the hardware drops) would hang the GPU; after 2^26 failed
-      // waits, far beyond any stage's load time, the kernel traps instead,
-      // which the runtime reports as a sticky error naming this step.
-      for (unsigned int spins = 0;
-           !moec_gemm_mbar_try_wait(&full[s % STAGES], (s / STAGES) & 1);)
-        if (++spins == (1u << 26))
-          __trap();
+      // a copy the hardware drops) would hang the GPU; 10 s after the first
+      // failed wait, far beyond any stage's load time (each try_wait itself
+      // suspends for a hardware-chosen time, so a try count bounds nothing),
+      // the kernel traps instead, which the runtime reports as a sticky
+      // error naming this step.
+      unsigned long long *bar = &full[s % STAGES];
+      const unsigned int parity = (s / STAGES) & 1;
+      if (!moec_gemm_mbar_try_wait(bar, parity)) {
+        const unsigned long long start = moec_gemm_globaltimer();
+        while (!moec_gemm_mbar_try_wait(bar, parity))
+          if (moec_gemm_globaltimer() - start > 10000000000ull)
+            __trap();
+      }
     }
     moec_gemm_fence_regs(part);
     moec_gemm_wgmma_fence();

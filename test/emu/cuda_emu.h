@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cmath>
@@ -694,9 +695,17 @@ inline void moec_gemm_mbar_init(unsigned long long *bar, unsigned int count) {
   mbarriers[bar] = std::move(m);
   state.progress = true;
 }
-// fence.mbarrier_init.release.cluster: orders the inits before the async
-// proxy's use; the host has a single proxy.
+// fence.mbarrier_init.release.cluster and fence.proxy.async.shared::cta:
+// order the inits before the async proxy's use; the host has a single proxy.
 inline void moec_gemm_mbar_init_fence() {}
+
+// mov.u64 %globaltimer: nanoseconds of a monotonic clock.
+inline unsigned long long moec_gemm_globaltimer() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (unsigned long long)now.tv_sec * 1000000000ull +
+         (unsigned long long)now.tv_nsec;
+}
 
 // mbarrier.arrive.expect_tx.shared::cta.b64 _, [bar], bytes: expect-tx
 // (tx-count += bytes), then one arrive-on.
