@@ -1,16 +1,24 @@
 //===- Checksum.cpp - CRC-32 and SHA-256 ------------------------*- C++ -*-===//
 //
 // CRC-32 with the reflected polynomial 0xEDB88320, computed slicing-by-8
-// from tables built at compile time, and a straightforward SHA-256 following
-// FIPS 180-4 section 6.2. Both read their input bytewise, so any alignment
-// and any host byte order work.
+// from tables built at compile time, and SHA-256 following FIPS 180-4
+// section 6.2: straightforward C++ that reads its input bytewise (any
+// alignment, any byte order), or on x86 CPUs with the SHA extensions the
+// same rounds through SHA256RNDS2 / SHA256MSG1 / SHA256MSG2.
 //
 //===----------------------------------------------------------------------===//
 
 #include "runtime/support/Checksum.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define MOEC_SHA256_X86 1
+#endif
 
 namespace moec::runtime {
 
@@ -93,7 +101,109 @@ void Sha256::reset() {
   totalBytes_ = 0;
 }
 
-void Sha256::compress(const uint8_t *block) {
+namespace {
+
+// The portable block function.
+void compressPortable(std::array<uint32_t, 8> &state, const uint8_t *block);
+
+#if defined(MOEC_SHA256_X86)
+// SHA-NI needs SSSE3 (PSHUFB), SSE4.1 (PBLENDW) and SHA (CPUID.7.0:EBX[29]).
+bool cpuHasShaExtensions() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSSE3) || !(c & bit_SSE4_1))
+    return false;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+    return false;
+  return (b & (1u << 29)) != 0;
+}
+
+// FIPS 180-4's 64 rounds, four at a time. The SHA instructions keep the
+// working variables as {A, B, E, F} and {C, D, G, H} (lane 3 first) and
+// take the message words plus round constants, W[t] + K[t], two rounds per
+// SHA256RNDS2 in the low half of their operand. Message words 16..63 come
+// from SHA256MSG1 (W[t-16] + sigma0(W[t-15])), the W[t-7] terms (PALIGNR)
+// and SHA256MSG2 (+ sigma1(W[t-2])).
+__attribute__((target("sha,sse4.1,ssse3"))) void
+compressShaNi(std::array<uint32_t, 8> &state, const uint8_t *data,
+              size_t blocks) {
+  // Big-endian words: reverse the bytes of each 32-bit lane.
+  const __m128i byteSwap =
+      _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+  __m128i dcba = _mm_loadu_si128(reinterpret_cast<const __m128i *>(&state[0]));
+  __m128i hgfe = _mm_loadu_si128(reinterpret_cast<const __m128i *>(&state[4]));
+  __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
+  __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+  __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
+  __m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+  for (; blocks > 0; --blocks, data += 64) {
+    const __m128i abefStart = abef, cdghStart = cdgh;
+    __m128i w[4]; // W[4i..4i+3] for the last four groups, ring-indexed
+    for (int i = 0; i < 16; ++i) {
+      __m128i &wi = w[i % 4];
+      if (i < 4) {
+        wi = _mm_shuffle_epi8(
+            _mm_loadu_si128(reinterpret_cast<const __m128i *>(data + 16 * i)),
+            byteSwap);
+      } else {
+        // w[i % 4] still holds group i-4; groups i-3, i-2, i-1 follow.
+        __m128i t = _mm_sha256msg1_epu32(wi, w[(i - 3) % 4]);
+        t = _mm_add_epi32(t,
+                          _mm_alignr_epi8(w[(i - 1) % 4], w[(i - 2) % 4], 4));
+        wi = _mm_sha256msg2_epu32(t, w[(i - 1) % 4]);
+      }
+      __m128i wk =
+          _mm_add_epi32(wi, _mm_loadu_si128(reinterpret_cast<const __m128i *>(
+                                &kRoundConstants[4 * i])));
+      cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);
+      abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(wk, 0x0E));
+    }
+    abef = _mm_add_epi32(abef, abefStart);
+    cdgh = _mm_add_epi32(cdgh, cdghStart);
+  }
+  __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+  __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+  dcba = _mm_blend_epi16(feba, dchg, 0xF0);
+  hgfe = _mm_alignr_epi8(dchg, feba, 8);
+  _mm_storeu_si128(reinterpret_cast<__m128i *>(&state[0]), dcba);
+  _mm_storeu_si128(reinterpret_cast<__m128i *>(&state[4]), hgfe);
+}
+#endif
+
+// Whether to use the SHA instructions: detected once; tests may force the
+// portable code.
+std::atomic<bool> forcePortable{false};
+
+bool hardwareSha256() {
+#if defined(MOEC_SHA256_X86)
+  static const bool available = cpuHasShaExtensions();
+  return available && !forcePortable.load(std::memory_order_relaxed);
+#else
+  return false;
+#endif
+}
+
+} // namespace
+
+bool Sha256::usesHardware() { return hardwareSha256(); }
+
+void Sha256::forcePortableForTesting(bool portable) {
+  forcePortable.store(portable, std::memory_order_relaxed);
+}
+
+void Sha256::compress(const uint8_t *data, size_t blocks) {
+#if defined(MOEC_SHA256_X86)
+  if (hardwareSha256()) {
+    compressShaNi(state_, data, blocks);
+    return;
+  }
+#endif
+  for (; blocks > 0; --blocks, data += 64)
+    compressPortable(state_, data);
+}
+
+namespace {
+
+void compressPortable(std::array<uint32_t, 8> &state_, const uint8_t *block) {
   uint32_t w[64];
   for (int i = 0; i < 16; ++i)
     w[i] = uint32_t(block[4 * i]) << 24 | uint32_t(block[4 * i + 1]) << 16 |
@@ -131,6 +241,8 @@ void Sha256::compress(const uint8_t *block) {
   state_[7] += h;
 }
 
+} // namespace
+
 void Sha256::update(const void *data, size_t size) {
   const auto *p = static_cast<const uint8_t *>(data);
   totalBytes_ += size;
@@ -142,12 +254,16 @@ void Sha256::update(const void *data, size_t size) {
     size -= take;
     if (buffered_ < buffer_.size())
       return;
-    compress(buffer_.data());
+    compress(buffer_.data(), 1);
     buffered_ = 0;
   }
   // Whole blocks straight from the input, no copy.
-  for (; size >= 64; p += 64, size -= 64)
-    compress(p);
+  size_t blocks = size / 64;
+  if (blocks > 0) {
+    compress(p, blocks);
+    p += 64 * blocks;
+    size -= 64 * blocks;
+  }
   if (size > 0) {
     std::memcpy(buffer_.data(), p, size);
     buffered_ = size;

@@ -40,8 +40,15 @@ public:
   /// The digest of `size` bytes at `data` in one call.
   static Sha256Digest hash(const void *data, size_t size);
 
+  /// Whether this process compresses with the CPU's SHA instructions (x86
+  /// SHA-NI, about 5x faster: artifact verification hashes every byte).
+  static bool usesHardware();
+  /// Tests: force the portable code (true) or go back to the detected path.
+  static void forcePortableForTesting(bool portable);
+
 private:
-  void compress(const uint8_t *block);
+  /// Compresses `blocks` 64-byte blocks at `data` into the state.
+  void compress(const uint8_t *data, size_t blocks);
 
   std::array<uint32_t, 8> state_;
   std::array<uint8_t, 64> buffer_;
