@@ -159,6 +159,25 @@ TEST(ArtifactTest, RoundTripRandomSectionsWithLargeStreamedWeights) {
   auto fromBytes = Artifact::fromBytes("image", bytes.data(), bytes.size());
   ASSERT_TRUE(fromBytes.isOk()) << fromBytes.status().toString();
   EXPECT_EQ((*fromBytes)->digest(), a.digest());
+
+  // Large enough that the digest is computed on a second thread while the
+  // CRCs are checked: a flipped weight byte is still reported as the
+  // section's CRC mismatch, and a flipped digest byte as the SHA-256's.
+  std::vector<uint8_t> flipped = bytes;
+  flipped[weights->offset + kWeightBytes / 2] ^= 0x10;
+  auto badWeight = Artifact::fromBytes("image", flipped.data(), flipped.size());
+  ASSERT_FALSE(badWeight.isOk());
+  EXPECT_NE(
+      badWeight.status().message().find("section 'weights': CRC-32 mismatch"),
+      std::string::npos)
+      << badWeight.status().toString();
+  flipped = bytes;
+  flipped[flipped.size() - kTrailerSize + kTrailerDigestOffset + 5] ^= 0x01;
+  auto badDigest = Artifact::fromBytes("image", flipped.data(), flipped.size());
+  ASSERT_FALSE(badDigest.isOk());
+  EXPECT_NE(badDigest.status().message().find("SHA-256 mismatch"),
+            std::string::npos)
+      << badDigest.status().toString();
 }
 
 TEST(ArtifactTest, TestModelWeightsAreAddressable) {
