@@ -21,6 +21,11 @@ namespace moec::runtime {
 /// Continues the CRC-32 `crc` (start with 0) over `size` bytes at `data`;
 /// `crc32Update(0, p, n)` equals Python's `zlib.crc32(bytes(p[:n]))`.
 uint32_t crc32Update(uint32_t crc, const void *data, size_t size);
+/// Whether `crc32Update` folds with carry-less multiplication (x86
+/// PCLMULQDQ) in this process: several times faster than the tables.
+bool crc32UsesHardware();
+/// Tests: force the table code (true) or go back to the detected path.
+void crc32ForcePortableForTesting(bool portable);
 
 /// A SHA-256 digest.
 using Sha256Digest = std::array<uint8_t, 32>;
