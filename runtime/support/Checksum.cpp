@@ -23,6 +23,61 @@
 
 namespace moec::runtime {
 
+namespace {
+
+// An instruction-set path detected once at first use, which tests may turn
+// off to run the portable code on the same machine.
+class CpuPath {
+public:
+  explicit CpuPath(bool available) : available_(available) {}
+  bool use() const {
+    return available_ && !forcePortable_.load(std::memory_order_relaxed);
+  }
+  void forcePortable(bool portable) {
+    forcePortable_.store(portable, std::memory_order_relaxed);
+  }
+
+private:
+  const bool available_;
+  std::atomic<bool> forcePortable_{false};
+};
+
+// PCLMULQDQ (CPUID.1:ECX[1]) and SSE4.1 (PEXTRD), for the CRC-32 folding.
+bool cpuHasPclmul() {
+#if defined(MOEC_CHECKSUM_X86)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_PCLMUL) && (c & bit_SSE4_1);
+#else
+  return false;
+#endif
+}
+
+// SSSE3 (PSHUFB), SSE4.1 (PBLENDW) and SHA (CPUID.7.0:EBX[29]), for SHA-NI.
+bool cpuHasShaExtensions() {
+#if defined(MOEC_CHECKSUM_X86)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSSE3) || !(c & bit_SSE4_1))
+    return false;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+    return false;
+  return (b & (1u << 29)) != 0;
+#else
+  return false;
+#endif
+}
+
+CpuPath &crcPath() {
+  static CpuPath path(cpuHasPclmul());
+  return path;
+}
+
+CpuPath &shaPath() {
+  static CpuPath path(cpuHasShaExtensions());
+  return path;
+}
+
+} // namespace
+
 //===----------------------------------------------------------------------===//
 // CRC-32
 //===----------------------------------------------------------------------===//
@@ -52,12 +107,6 @@ constexpr CrcTables kCrcTables = makeCrcTables();
 
 #if defined(MOEC_CHECKSUM_X86)
 namespace {
-
-// PCLMULQDQ (CPUID.1:ECX[1]) and SSE4.1 (PEXTRD).
-bool cpuHasPclmul() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_PCLMUL) && (c & bit_SSE4_1);
-}
 
 // x * k.lo + x.hi * k.hi in GF(2)[x], plus `data`: one 128-bit lane of the
 // running remainder moved `distance` bits ahead (the distance the constants
@@ -112,26 +161,13 @@ crc32Pclmul(uint32_t c, const uint8_t *p, size_t size) {
   return uint32_t(_mm_extract_epi32(_mm_xor_si128(t, x1), 1));
 }
 
-std::atomic<bool> forcePortableCrc{false};
-
 } // namespace
 #endif
 
-bool crc32UsesHardware() {
-#if defined(MOEC_CHECKSUM_X86)
-  static const bool available = cpuHasPclmul();
-  return available && !forcePortableCrc.load(std::memory_order_relaxed);
-#else
-  return false;
-#endif
-}
+bool crc32UsesHardware() { return crcPath().use(); }
 
 void crc32ForcePortableForTesting(bool portable) {
-#if defined(MOEC_CHECKSUM_X86)
-  forcePortableCrc.store(portable, std::memory_order_relaxed);
-#else
-  (void)portable;
-#endif
+  crcPath().forcePortable(portable);
 }
 
 uint32_t crc32Update(uint32_t crc, const void *data, size_t size) {
@@ -196,20 +232,46 @@ void Sha256::reset() {
 
 namespace {
 
-// The portable block function.
-void compressPortable(std::array<uint32_t, 8> &state, const uint8_t *block);
-
-#if defined(MOEC_CHECKSUM_X86)
-// SHA-NI needs SSSE3 (PSHUFB), SSE4.1 (PBLENDW) and SHA (CPUID.7.0:EBX[29]).
-bool cpuHasShaExtensions() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSSE3) || !(c & bit_SSE4_1))
-    return false;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
-    return false;
-  return (b & (1u << 29)) != 0;
+// One block, FIPS 180-4 section 6.2.2, bytewise.
+void compressPortable(std::array<uint32_t, 8> &state, const uint8_t *block) {
+  uint32_t w[64];
+  for (int i = 0; i < 16; ++i)
+    w[i] = uint32_t(block[4 * i]) << 24 | uint32_t(block[4 * i + 1]) << 16 |
+           uint32_t(block[4 * i + 2]) << 8 | uint32_t(block[4 * i + 3]);
+  for (int i = 16; i < 64; ++i) {
+    uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+    uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+  }
+  uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+  uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
+  for (int i = 0; i < 64; ++i) {
+    uint32_t s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
+    uint32_t ch = (e & f) ^ (~e & g);
+    uint32_t t1 = h + s1 + ch + kRoundConstants[i] + w[i];
+    uint32_t s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
+    uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
+    uint32_t t2 = s0 + maj;
+    h = g;
+    g = f;
+    f = e;
+    e = d + t1;
+    d = c;
+    c = b;
+    b = a;
+    a = t1 + t2;
+  }
+  state[0] += a;
+  state[1] += b;
+  state[2] += c;
+  state[3] += d;
+  state[4] += e;
+  state[5] += f;
+  state[6] += g;
+  state[7] += h;
 }
 
+#if defined(MOEC_CHECKSUM_X86)
 // FIPS 180-4's 64 rounds, four at a time. The SHA instructions keep the
 // working variables as {A, B, E, F} and {C, D, G, H} (lane 3 first) and
 // take the message words plus round constants, W[t] + K[t], two rounds per
@@ -262,30 +324,17 @@ compressShaNi(std::array<uint32_t, 8> &state, const uint8_t *data,
 }
 #endif
 
-// Whether to use the SHA instructions: detected once; tests may force the
-// portable code.
-std::atomic<bool> forcePortable{false};
-
-bool hardwareSha256() {
-#if defined(MOEC_CHECKSUM_X86)
-  static const bool available = cpuHasShaExtensions();
-  return available && !forcePortable.load(std::memory_order_relaxed);
-#else
-  return false;
-#endif
-}
-
 } // namespace
 
-bool Sha256::usesHardware() { return hardwareSha256(); }
+bool Sha256::usesHardware() { return shaPath().use(); }
 
 void Sha256::forcePortableForTesting(bool portable) {
-  forcePortable.store(portable, std::memory_order_relaxed);
+  shaPath().forcePortable(portable);
 }
 
 void Sha256::compress(const uint8_t *data, size_t blocks) {
 #if defined(MOEC_CHECKSUM_X86)
-  if (hardwareSha256()) {
+  if (usesHardware()) {
     compressShaNi(state_, data, blocks);
     return;
   }
@@ -293,48 +342,6 @@ void Sha256::compress(const uint8_t *data, size_t blocks) {
   for (; blocks > 0; --blocks, data += 64)
     compressPortable(state_, data);
 }
-
-namespace {
-
-void compressPortable(std::array<uint32_t, 8> &state_, const uint8_t *block) {
-  uint32_t w[64];
-  for (int i = 0; i < 16; ++i)
-    w[i] = uint32_t(block[4 * i]) << 24 | uint32_t(block[4 * i + 1]) << 16 |
-           uint32_t(block[4 * i + 2]) << 8 | uint32_t(block[4 * i + 3]);
-  for (int i = 16; i < 64; ++i) {
-    uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
-    uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
-    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-  }
-  uint32_t a = state_[0], b = state_[1], c = state_[2], d = state_[3];
-  uint32_t e = state_[4], f = state_[5], g = state_[6], h = state_[7];
-  for (int i = 0; i < 64; ++i) {
-    uint32_t s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
-    uint32_t ch = (e & f) ^ (~e & g);
-    uint32_t t1 = h + s1 + ch + kRoundConstants[i] + w[i];
-    uint32_t s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
-    uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
-    uint32_t t2 = s0 + maj;
-    h = g;
-    g = f;
-    f = e;
-    e = d + t1;
-    d = c;
-    c = b;
-    b = a;
-    a = t1 + t2;
-  }
-  state_[0] += a;
-  state_[1] += b;
-  state_[2] += c;
-  state_[3] += d;
-  state_[4] += e;
-  state_[5] += f;
-  state_[6] += g;
-  state_[7] += h;
-}
-
-} // namespace
 
 void Sha256::update(const void *data, size_t size) {
   const auto *p = static_cast<const uint8_t *>(data);
