@@ -693,6 +693,38 @@ void checkReference(const std::string &name, const std::string &base,
 // (c) benchmarks
 //===----------------------------------------------------------------------===//
 
+/// The middle of `times` (the upper one of an even count).
+double median(std::vector<float> times) {
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+/// What `ms` for `work` amounts to: TFLOP/s, GB/s, and ms over the HBM and
+/// FP8 floors (0 where there is no time or no such work).
+struct Rates {
+  double tflops = 0, gbps = 0, xHbm = 0, xFp8 = 0;
+};
+Rates ratesOf(const WorkEstimate &work, double ms, const Options &o) {
+  Rates rates;
+  double seconds = ms * 1e-3;
+  double hbmMs = work.bytes / (o.hbmTBps * 1e12) * 1e3;
+  double fp8Ms = work.flops / (o.fp8Tflops * 1e12) * 1e3;
+  if (seconds > 0) {
+    rates.tflops = work.flops / seconds / 1e12;
+    rates.gbps = work.bytes / seconds / 1e9;
+  }
+  rates.xHbm = hbmMs > 0 ? ms / hbmMs : 0;
+  rates.xFp8 = fp8Ms > 0 ? ms / fp8Ms : 0;
+  return rates;
+}
+
+/// `| ms | TFLOP/s | GB/s | x HBM floor | x FP8 floor |` cells.
+std::string rateCells(double ms, const Rates &x) {
+  return strCat(fmt("%.4f", ms), " | ", fmt("%.2f", x.tflops), " | ",
+                fmt("%.1f", x.gbps), " | ", fmt("%.2f", x.xHbm), " | ",
+                fmt("%.2f", x.xFp8), " |\n");
+}
+
 void bench(const std::string &name, const std::string &base, CudaExecutor &gpu,
            const Options &o, Report &r) {
   const manifest::Manifest &m = gpu.artifact().manifest();
@@ -733,24 +765,13 @@ void bench(const std::string &name, const std::string &base, CudaExecutor &gpu,
       r.fail(strCat(name, " (c) T=", t, ": ", times.status().message()));
       return;
     }
-    std::vector<float> sorted = *times;
-    std::sort(sorted.begin(), sorted.end());
-    double ms = sorted[sorted.size() / 2];
-    WorkEstimate w = estimateWork(m, t);
-    double seconds = ms * 1e-3;
-    double hbmMs = w.bytes / (o.hbmTBps * 1e12) * 1e3;
-    double fp8Ms = w.flops / (o.fp8Tflops * 1e12) * 1e3;
+    double ms = median(*times);
+    Rates x = ratesOf(estimateWork(m, t), ms, o);
     char row[160];
     std::snprintf(row, sizeof(row), "%8lld %9.4f %9.2f %9.1f %10.2f %10.2f",
-                  (long long)t, ms, w.flops / seconds / 1e12,
-                  w.bytes / seconds / 1e9, hbmMs > 0 ? ms / hbmMs : 0,
-                  fp8Ms > 0 ? ms / fp8Ms : 0);
+                  (long long)t, ms, x.tflops, x.gbps, x.xHbm, x.xFp8);
     r.line(row);
-    r.markdown += strCat("| ", t, " | ", fmt("%.4f", ms), " | ",
-                         fmt("%.2f", w.flops / seconds / 1e12), " | ",
-                         fmt("%.1f", w.bytes / seconds / 1e9), " | ",
-                         fmt("%.2f", hbmMs > 0 ? ms / hbmMs : 0), " | ",
-                         fmt("%.2f", fp8Ms > 0 ? ms / fp8Ms : 0), " |\n");
+    r.markdown += strCat("| ", t, " | ", rateCells(ms, x));
     perStep.push_back({t, {}});
     auto steps = gpu.timeSteps(t, o.warmup, o.iters);
     if (!steps.isOk()) {
@@ -762,8 +783,7 @@ void bench(const std::string &name, const std::string &base, CudaExecutor &gpu,
       std::vector<float> times;
       for (const std::vector<float> &round : *steps)
         times.push_back(round[size_t(i)]);
-      std::sort(times.begin(), times.end());
-      perStep.back().second.push_back(times[times.size() / 2]);
+      perStep.back().second.push_back(median(std::move(times)));
     }
   }
   // Where the time goes: each step alone (e.g. the FP8 grouped GEMMs of the
@@ -777,24 +797,15 @@ void bench(const std::string &name, const std::string &base, CudaExecutor &gpu,
     r.line(strCat("  per step at ", t, " tokens:"));
     for (int i = 0; i < m.steps_size(); ++i) {
       double ms = times[size_t(i)];
-      WorkEstimate w = estimateStepWork(m, i, t);
-      double seconds = ms * 1e-3;
-      double hbmMs = w.bytes / (o.hbmTBps * 1e12) * 1e3;
-      double fp8Ms = w.flops / (o.fp8Tflops * 1e12) * 1e3;
-      double tflops = seconds > 0 ? w.flops / seconds / 1e12 : 0;
-      double gbps = seconds > 0 ? w.bytes / seconds / 1e9 : 0;
-      double xHbm = hbmMs > 0 ? ms / hbmMs : 0;
-      double xFp8 = fp8Ms > 0 ? ms / fp8Ms : 0;
+      Rates x = ratesOf(estimateStepWork(m, i, t), ms, o);
       std::string op = m.steps(i).op().substr(0, 40);
       char row[200];
       std::snprintf(row, sizeof(row),
                     "    %3d %-40s %9.4f %9.2f %9.1f %10.2f %10.2f", i,
-                    op.c_str(), ms, tflops, gbps, xHbm, xFp8);
+                    op.c_str(), ms, x.tflops, x.gbps, x.xHbm, x.xFp8);
       r.line(row);
       r.markdown +=
-          strCat("| ", t, " | ", i, " | ", op, " | ", fmt("%.4f", ms), " | ",
-                 fmt("%.2f", tflops), " | ", fmt("%.1f", gbps), " | ",
-                 fmt("%.2f", xHbm), " | ", fmt("%.2f", xFp8), " |\n");
+          strCat("| ", t, " | ", i, " | ", op, " | ", rateCells(ms, x));
     }
   }
 }
