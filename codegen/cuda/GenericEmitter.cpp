@@ -40,18 +40,11 @@ __device__ __forceinline__ long long moec_generic_index() {
   return (long long)blockIdx.x * 256 + threadIdx.x;
 }
 
-// Float stores, rounded as runtime/fp8 does (e4m3fn saturates).
-__device__ __forceinline__ void moec_store_float(float *p, long long i,
-                                                 float v) {
-  p[i] = v;
-}
-__device__ __forceinline__ void moec_store_float(moec_bf16 *p, long long i,
-                                                 float v) {
-  p[i] = moec_float_to_bf16(v);
-}
-__device__ __forceinline__ void moec_store_float(moec_fp8 *p, long long i,
-                                                 float v) {
-  p[i] = moec_float_to_fp8(v);
+// Float stores (beside moec_store_int below): the prelude's moec_store,
+// rounded as runtime/fp8 does (e4m3fn saturates).
+template <typename T>
+__device__ __forceinline__ void moec_store_float(T *p, long long i, float v) {
+  moec_store(p, i, v);
 }
 
 // Integers read as signed 64-bit: i1 is a byte holding 0 or 1, i8 (an

@@ -88,6 +88,9 @@ __device__ __forceinline__ void moec_store(moec_bf16 *p, long long i,
                                            float v) {
   p[i] = moec_float_to_bf16(v);
 }
+__device__ __forceinline__ void moec_store(moec_fp8 *p, long long i, float v) {
+  p[i] = moec_float_to_fp8(v);
+}
 
 // ---- reductions (blockDim.x a multiple of 32, at most 1024) ----
 __device__ __forceinline__ float moec_warp_sum(float v) {

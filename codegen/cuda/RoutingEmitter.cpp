@@ -55,20 +55,6 @@ bool isTokenRows(const StepArg &arg) {
 //===----------------------------------------------------------------------===//
 
 static const char kRoutingCommon[] = R"cuda(
-// Stores `v` into element `i` of an f32, bf16 or e4m3 array (the CPU
-// kernels' storeF: bf16 rounds to nearest even, e4m3 saturates).
-__device__ __forceinline__ void moec_routing_put(float *p, long long i,
-                                                 float v) {
-  p[i] = v;
-}
-__device__ __forceinline__ void moec_routing_put(moec_bf16 *p, long long i,
-                                                 float v) {
-  p[i] = moec_float_to_bf16(v);
-}
-__device__ __forceinline__ void moec_routing_put(moec_fp8 *p, long long i,
-                                                 float v) {
-  p[i] = moec_float_to_fp8(v);
-}
 // Copies one element: raw bits when the types agree, else through f32.
 template <typename T>
 __device__ __forceinline__ void moec_routing_copy(const T *src, long long i,
@@ -78,7 +64,7 @@ __device__ __forceinline__ void moec_routing_copy(const T *src, long long i,
 template <typename S, typename D>
 __device__ __forceinline__ void moec_routing_copy(const S *src, long long i,
                                                   D *dst, long long j) {
-  moec_routing_put(dst, j, moec_load(src, i));
+  moec_store(dst, j, moec_load(src, i));
 }
 )cuda";
 
@@ -596,7 +582,7 @@ moec_combine(const R *__restrict__ rows, const int *__restrict__ positions,
   }
   if (RESIDUAL)
     acc = __fadd_rn(acc, moec_load(residual, t * H + h));
-  moec_routing_put(out, t * H + h, acc);
+  moec_store(out, t * H + h, acc);
 }
 )cuda";
 
