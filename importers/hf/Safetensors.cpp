@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "importers/hf/Safetensors.h"
+#include "runtime/support/File.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallString.h"
@@ -34,6 +35,10 @@ namespace {
 /// nests three levels; the limit keeps the recursive parser off the stack's
 /// edge on hostile input.
 constexpr unsigned kMaxJsonDepth = 64;
+
+/// Most JSON one tensor entry of a header may take; a real one takes 60-150
+/// bytes, and each is parsed alone, so this bounds the parser's memory.
+constexpr uint64_t kMaxEntryBytes = 64 * 1024;
 
 /// Longest stretch of an untrusted name echoed into a message.
 constexpr size_t kMaxQuotedLength = 200;
@@ -132,6 +137,18 @@ std::string decodeJsonString(StringRef token) {
   return token.str();
 }
 
+/// Decodes the key token `token` (quotes included) of an object member,
+/// refusing a malformed escape; `what` names the text in messages.
+Expected<std::string> decodeKey(StringRef token, const Twine &what) {
+  if (!token.contains('\\'))
+    return token.drop_front().drop_back().str();
+  Expected<json::Value> value = json::parse(token);
+  if (!value)
+    return makeError(what +
+                     " is not valid JSON: " + toString(value.takeError()));
+  return value->getAsString()->str();
+}
+
 /// Object keys of a JSON text, read straight from the text because
 /// json::Object keeps only the last of two equal keys and forgets order.
 struct KeyScan {
@@ -203,10 +220,159 @@ KeyScan scanKeys(StringRef text) {
   return result;
 }
 
-/// Parses `text` as JSON whose top level must be an object, applying the
-/// UTF-8 and depth checks first. `what` names the text in messages
-/// ("<path>: header").
-Expected<json::Value> parseJsonObject(StringRef text, const Twine &what) {
+/// True for the four JSON whitespace characters.
+bool isJsonSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/// Names the JSON kind a value starting with `c` would have, for messages
+/// about texts too large to parse whole.
+StringRef kindOfFirstChar(char c) {
+  switch (c) {
+  case '{':
+    return "an object";
+  case '[':
+    return "an array";
+  case '"':
+    return "a string";
+  case 't':
+  case 'f':
+    return "a boolean";
+  case 'n':
+    return "null";
+  default:
+    return "a number";
+  }
+}
+
+/// One member of a JSON object: its key as written (quotes and escapes
+/// included) and its value's text, both spans of the object's text.
+struct JsonMember {
+  StringRef keyToken;
+  StringRef value;
+};
+
+/// Texts up to this size that are not a JSON object are parsed whole, so
+/// their message carries the JSON parser's own words.
+constexpr size_t kParseWholeBytes = 1 << 20;
+
+/// Walks the members of the JSON object `text` in text order without
+/// building a tree: memory does not grow with the text, and each value is
+/// left to the caller (who parses it alone, so that it is validated fully).
+/// Checks the structure between values (braces, colons, commas, string
+/// ends); `what` names the text in messages ("<path>: header"). Stops at the
+/// first error `visit` returns.
+Error forEachMember(StringRef text, const Twine &what,
+                    function_ref<Error(const JsonMember &)> visit) {
+  size_t i = 0, n = text.size();
+  auto skipSpace = [&] {
+    while (i < n && isJsonSpace(text[i]))
+      ++i;
+  };
+  auto broken = [&](const Twine &why) {
+    return makeError(what + " is not valid JSON: " + why + " at offset " +
+                     Twine(i));
+  };
+  // Scans the string literal at `i`; false when the text ends inside it.
+  auto skipString = [&] {
+    for (++i; i < n; ++i) {
+      if (text[i] == '\\')
+        ++i;
+      else if (text[i] == '"')
+        return ++i, true;
+    }
+    return false;
+  };
+  skipSpace();
+  if (i == n)
+    return broken("the text is empty");
+  if (text[i] != '{') {
+    if (text.size() <= kParseWholeBytes) {
+      Expected<json::Value> value = json::parse(text);
+      if (!value)
+        return makeError(what +
+                         " is not valid JSON: " + toString(value.takeError()));
+      return makeError(what + " must be a JSON object, but it is " +
+                       kindName(*value));
+    }
+    return makeError(what + " must be a JSON object, but it is " +
+                     kindOfFirstChar(text[i]));
+  }
+  ++i;
+  skipSpace();
+  bool first = true;
+  while (true) {
+    if (i == n)
+      return broken("the object is not closed");
+    if (text[i] == '}' && first) {
+      ++i;
+      break;
+    }
+    if (text[i] != '"')
+      return broken("expected a string key");
+    size_t keyStart = i;
+    if (!skipString())
+      return broken("a string is not closed");
+    StringRef keyToken = text.slice(keyStart, i);
+    skipSpace();
+    if (i == n || text[i] != ':')
+      return broken("expected ':' after a key");
+    ++i;
+    skipSpace();
+    // The value: a string, a bracketed value (brackets counted outside
+    // strings), or a scalar token ending at a delimiter.
+    size_t valueStart = i;
+    if (i < n && text[i] == '"') {
+      if (!skipString())
+        return broken("a string is not closed");
+    } else if (i < n && (text[i] == '{' || text[i] == '[')) {
+      size_t depth = 0;
+      do {
+        char c = text[i];
+        if (c == '"') {
+          if (!skipString())
+            return broken("a string is not closed");
+          continue;
+        }
+        if (c == '{' || c == '[')
+          ++depth;
+        else if (c == '}' || c == ']')
+          --depth;
+        ++i;
+      } while (depth > 0 && i < n);
+      if (depth > 0)
+        return broken("a bracket is not closed");
+    } else {
+      while (i < n && text[i] != ',' && text[i] != '}' && !isJsonSpace(text[i]))
+        ++i;
+    }
+    StringRef value = text.slice(valueStart, i);
+    if (value.empty())
+      return broken("expected a value");
+    if (Error err = visit(JsonMember{keyToken, value}))
+      return err;
+    skipSpace();
+    if (i < n && text[i] == ',') {
+      ++i;
+      skipSpace();
+      first = false;
+      continue;
+    }
+    if (i < n && text[i] == '}') {
+      ++i;
+      break;
+    }
+    return broken("expected ',' or '}'");
+  }
+  skipSpace();
+  if (i != n)
+    return broken("text follows the object");
+  return Error::success();
+}
+
+/// Checks what can be checked of a JSON text before any of it is parsed:
+/// UTF-8 and nesting depth. Both scans keep no state that grows.
+Error checkJsonText(StringRef text, const Twine &what) {
   size_t badOffset = 0;
   if (!json::isUTF8(text, &badOffset))
     return makeError(what + " is not valid UTF-8 (first bad byte at offset " +
@@ -214,19 +380,37 @@ Expected<json::Value> parseJsonObject(StringRef text, const Twine &what) {
   if (nestsDeeperThan(text, kMaxJsonDepth))
     return makeError(what + " nests JSON deeper than " + Twine(kMaxJsonDepth) +
                      " levels");
+  return Error::success();
+}
+
+/// Parses one member value alone; `what` names it in messages.
+Expected<json::Value> parseValue(StringRef text, const Twine &what) {
   Expected<json::Value> value = json::parse(text);
   if (!value)
     return makeError(what +
                      " is not valid JSON: " + toString(value.takeError()));
-  if (!value->getAsObject())
-    return makeError(what + " must be a JSON object, but it is " +
-                     kindName(*value));
   return value;
 }
 
 /// Spells "1 <noun>" or "<n> <noun>s".
 std::string countOf(uint64_t n, StringRef noun) {
   return std::to_string(n) + " " + noun.str() + (n == 1 ? "" : "s");
+}
+
+/// Checks that a JSON text of `size` bytes describing `entries` tensors
+/// stays within what that many tensors can need (see `kJsonBytesPerTensor`).
+Error checkJsonBudget(uint64_t size, uint64_t entries, const Twine &what) {
+  if (entries > kMaxTensors)
+    return makeError(what + " lists " + Twine(entries) +
+                     " tensors, more than the " + Twine(kMaxTensors) +
+                     " a checkpoint may have");
+  uint64_t budget = kJsonSlackBytes + kJsonBytesPerTensor * entries;
+  if (size > budget)
+    return makeError(what + " is " + Twine(size) + " bytes for " +
+                     countOf(entries, "tensor") + "; at most " + Twine(budget) +
+                     " bytes are accepted (" + Twine(kJsonBytesPerTensor) +
+                     " per tensor plus " + Twine(kJsonSlackBytes) + ")");
+  return Error::success();
 }
 
 /// Prints `value` as JSON, cut like an untrusted name.
@@ -439,15 +623,29 @@ Expected<TensorInfo> parseEntry(StringRef path, StringRef name,
 // SafetensorsFile
 //===----------------------------------------------------------------------===//
 
+/// Maps (or, when small, reads) the regular file at `path`: opened without
+/// blocking and checked with fstat first, so that a FIFO, a device such as
+/// `/dev/zero` or a folder is refused before anything is read.
+static Expected<std::unique_ptr<MemoryBuffer>> openRegular(StringRef path) {
+  moec::runtime::StatusOr<moec::runtime::RegularFile> file =
+      moec::runtime::openRegularFile(path.str());
+  if (!file.isOk())
+    return makeError(file.status().message());
+  ErrorOr<std::unique_ptr<MemoryBuffer>> buffer = MemoryBuffer::getOpenFile(
+      sys::fs::convertFDToNativeFile(file->fd.get()), path, file->size,
+      /*RequiresNullTerminator=*/false);
+  if (!buffer)
+    return makeError(path + ": cannot read: " + buffer.getError().message());
+  return std::move(*buffer);
+}
+
 Expected<std::unique_ptr<SafetensorsFile>>
 SafetensorsFile::open(StringRef path) {
   // Large files are memory-mapped, so weight bytes are only paged in when a
   // later stage reads them.
-  ErrorOr<std::unique_ptr<MemoryBuffer>> buffer =
-      MemoryBuffer::getFile(path, /*IsText=*/false,
-                            /*RequiresNullTerminator=*/false);
+  Expected<std::unique_ptr<MemoryBuffer>> buffer = openRegular(path);
   if (!buffer)
-    return makeError(path + ": cannot open: " + buffer.getError().message());
+    return buffer.takeError();
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->buffer = std::move(*buffer);
   file->filePath = path.str();
@@ -503,52 +701,77 @@ Error SafetensorsFile::parse() {
   dataStart = 8 + headerSize;
   uint64_t dataSize = size - dataStart;
 
-  Expected<json::Value> parsed = parseJsonObject(header, path + ": header");
-  if (!parsed)
-    return parsed.takeError();
-  const json::Object &root = *parsed->getAsObject();
-
-  KeyScan scan = scanKeys(header);
-  if (scan.hasDuplicate) {
-    if (scan.duplicatePath.empty())
-      return makeError(path + ": duplicate tensor name " +
-                       quote(scan.duplicateKey));
-    if (scan.duplicatePath.front() == kMetadataKey)
-      return makeError(path + ": duplicate key " + quote(scan.duplicateKey) +
-                       " in " + kMetadataKey);
-    return makeError(path + ": tensor " + quote(scan.duplicatePath.front()) +
-                     ": duplicate key " + quote(scan.duplicateKey));
-  }
+  // Count the entries before parsing any, so that the header's size can be
+  // held against what that many tensors need; then parse one entry at a
+  // time, so that memory follows the tensors, not the text.
+  std::string what = path + ": header";
+  if (Error err = checkJsonText(header, what))
+    return err;
+  uint64_t entries = 0;
+  if (Error err =
+          forEachMember(header, what, [&](const JsonMember &member) -> Error {
+            entries += member.keyToken != "\"__metadata__\"";
+            return Error::success();
+          }))
+    return err;
+  if (Error err = checkJsonBudget(header.size(), entries, what))
+    return err;
+  tensorList.reserve(entries);
 
   // Entries are visited in header order so that the first error reported is
   // the same on every run.
-  for (const std::string &name : scan.topKeys) {
-    const json::Value *value = root.get(name);
-    if (!value)
-      return makeError(path + ": internal error: header key " + quote(name) +
-                       " vanished while parsing");
-    if (StringRef(name) == kMetadataKey) {
-      const json::Object *meta = value->getAsObject();
-      if (!meta)
-        return makeError(path + ": " + kMetadataKey +
-                         " must be an object of strings, but it is " +
-                         kindName(*value));
-      for (const auto &kv : *meta) {
-        std::optional<StringRef> str = kv.second.getAsString();
-        if (!str)
-          return makeError(path + ": " + kMetadataKey + " value for key " +
-                           quote(kv.first) + " must be a string, but it is " +
-                           kindName(kv.second));
-        metadataMap[kv.first.str()] = str->str();
-      }
-      continue;
-    }
-
-    Expected<TensorInfo> info = parseEntry(path, name, *value, dataSize);
-    if (!info)
-      return info.takeError();
-    tensorList.push_back(std::move(*info));
-  }
+  Error err =
+      forEachMember(header, what, [&](const JsonMember &member) -> Error {
+        Expected<std::string> key = decodeKey(member.keyToken, what);
+        if (!key)
+          return key.takeError();
+        const std::string &name = *key;
+        if (!tensorIndex.try_emplace(name, 0).second)
+          return makeError(path + ": duplicate tensor name " + quote(name));
+        bool isMetadata = StringRef(name) == kMetadataKey;
+        std::string where = isMetadata ? (path + ": " + kMetadataKey).str()
+                                       : path + ": tensor " + quote(name);
+        uint64_t limit = isMetadata ? kJsonSlackBytes : kMaxEntryBytes;
+        if (member.value.size() > limit)
+          return makeError(where + ": entry is " + Twine(member.value.size()) +
+                           " bytes of JSON, more than the " + Twine(limit) +
+                           " accepted");
+        KeyScan scan = scanKeys(member.value);
+        if (scan.hasDuplicate)
+          return makeError(
+              isMetadata
+                  ? path + ": duplicate key " + quote(scan.duplicateKey) +
+                        " in " + kMetadataKey
+                  : where + ": duplicate key " + quote(scan.duplicateKey));
+        Expected<json::Value> value = parseValue(member.value, what);
+        if (!value)
+          return value.takeError();
+        if (isMetadata) {
+          const json::Object *meta = value->getAsObject();
+          if (!meta)
+            return makeError(path + ": " + kMetadataKey +
+                             " must be an object of strings, but it is " +
+                             kindName(*value));
+          for (const auto &kv : *meta) {
+            std::optional<StringRef> str = kv.second.getAsString();
+            if (!str)
+              return makeError(path + ": " + kMetadataKey + " value for key " +
+                               quote(kv.first) +
+                               " must be a string, but it is " +
+                               kindName(kv.second));
+            metadataMap[kv.first.str()] = str->str();
+          }
+          return Error::success();
+        }
+        Expected<TensorInfo> info = parseEntry(path, name, *value, dataSize);
+        if (!info)
+          return info.takeError();
+        tensorList.push_back(std::move(*info));
+        return Error::success();
+      });
+  if (err)
+    return err;
+  tensorIndex.erase(kMetadataKey);
 
   // The tensors must tile the data section exactly: sorted by offset, each
   // starts where the previous one ended and the last ends at the file end.
@@ -661,68 +884,118 @@ Error Checkpoint::openSingle() {
   return Error::success();
 }
 
-Error Checkpoint::openSharded(StringRef indexPath) {
-  sharded = true;
-  ErrorOr<std::unique_ptr<MemoryBuffer>> buffer =
-      MemoryBuffer::getFile(indexPath, /*IsText=*/false,
-                            /*RequiresNullTerminator=*/false);
-  if (!buffer)
-    return makeError(indexPath +
-                     ": cannot open: " + buffer.getError().message());
-  StringRef text = (*buffer)->getBuffer();
+Expected<ShardIndex> mlir::moec::hf::parseShardIndex(StringRef text,
+                                                     StringRef indexPath) {
   if (text.size() > SafetensorsFile::kMaxHeaderSize)
     return makeError(indexPath + ": index file of " + Twine(text.size()) +
                      " bytes exceeds " +
                      Twine(SafetensorsFile::kMaxHeaderSize) + " bytes");
-  Expected<json::Value> parsed = parseJsonObject(text, indexPath + ": index");
-  if (!parsed)
-    return parsed.takeError();
-  KeyScan scan = scanKeys(text);
-  if (scan.hasDuplicate) {
-    if (scan.duplicatePath.size() == 1 &&
-        scan.duplicatePath.front() == "weight_map")
-      return makeError(indexPath + ": duplicate tensor name " +
-                       quote(scan.duplicateKey) + " in weight_map");
-    return makeError(indexPath + ": duplicate key " + quote(scan.duplicateKey));
-  }
-  const json::Object &root = *parsed->getAsObject();
-  if (const json::Value *meta = root.get("metadata");
-      meta && !meta->getAsObject())
-    return makeError(indexPath + ": 'metadata' must be an object, but it is " +
-                     kindName(*meta));
-  const json::Value *weightMapValue = root.get("weight_map");
-  if (!weightMapValue)
+  std::string what = (indexPath + ": index").str();
+  if (Error err = checkJsonText(text, what))
+    return std::move(err);
+
+  // The top level: `weight_map` is found, not parsed; every other value is
+  // small and parsed alone.
+  std::optional<StringRef> weightMapText;
+  StringSet<> topKeys;
+  Error err = forEachMember(text, what, [&](const JsonMember &member) -> Error {
+    Expected<std::string> key = decodeKey(member.keyToken, what);
+    if (!key)
+      return key.takeError();
+    if (!topKeys.insert(*key).second)
+      return makeError(indexPath + ": duplicate key " + quote(*key));
+    if (*key == "weight_map") {
+      weightMapText = member.value;
+      return Error::success();
+    }
+    if (member.value.size() > kJsonSlackBytes)
+      return makeError(indexPath + ": " + quote(*key) + " is " +
+                       Twine(member.value.size()) +
+                       " bytes of JSON, more than the " +
+                       Twine(kJsonSlackBytes) + " accepted");
+    KeyScan scan = scanKeys(member.value);
+    if (scan.hasDuplicate)
+      return makeError(indexPath + ": duplicate key " +
+                       quote(scan.duplicateKey));
+    Expected<json::Value> value = parseValue(member.value, what);
+    if (!value)
+      return value.takeError();
+    if (*key == "metadata" && !value->getAsObject())
+      return makeError(indexPath +
+                       ": 'metadata' must be an object, but it is " +
+                       kindName(*value));
+    return Error::success();
+  });
+  if (err)
+    return std::move(err);
+  if (!weightMapText)
     return makeError(indexPath + ": missing key 'weight_map'");
-  const json::Object *weightMap = weightMapValue->getAsObject();
-  if (!weightMap)
+  if (weightMapText->front() != '{')
     return makeError(indexPath +
                      ": 'weight_map' must be an object mapping tensor names "
                      "to shard file names, but it is " +
-                     kindName(*weightMapValue));
-  if (weightMap->empty())
-    return makeError(indexPath + ": 'weight_map' lists no tensors");
+                     kindOfFirstChar(weightMapText->front()));
 
-  // Validate every entry, in name order for stable messages, and remember
-  // the first tensor that names each shard.
+  uint64_t entries = 0;
+  if (Error err =
+          forEachMember(*weightMapText, what, [&](const JsonMember &) -> Error {
+            ++entries;
+            return Error::success();
+          }))
+    return std::move(err);
+  if (entries == 0)
+    return makeError(indexPath + ": 'weight_map' lists no tensors");
+  if (Error err = checkJsonBudget(text.size(), entries, what))
+    return std::move(err);
+
+  ShardIndex index;
+  index.reserve(entries);
+  err = forEachMember(
+      *weightMapText, what, [&](const JsonMember &member) -> Error {
+        Expected<std::string> name = decodeKey(member.keyToken, what);
+        if (!name)
+          return name.takeError();
+        std::string where = (indexPath + ": tensor " + quote(*name)).str();
+        if (member.value.front() != '"')
+          return makeError(where +
+                           ": weight_map entry must be a string (a shard "
+                           "file name), but it is " +
+                           kindOfFirstChar(member.value.front()));
+        Expected<std::string> shard = decodeKey(member.value, what);
+        if (!shard)
+          return shard.takeError();
+        if (Error err = checkShardName(*shard, where))
+          return err;
+        index.emplace_back(std::move(*name), std::move(*shard));
+        return Error::success();
+      });
+  if (err)
+    return std::move(err);
+  llvm::sort(index,
+             [](const auto &a, const auto &b) { return a.first < b.first; });
+  for (size_t i = 1; i < index.size(); ++i)
+    if (index[i].first == index[i - 1].first)
+      return makeError(indexPath + ": duplicate tensor name " +
+                       quote(index[i].first) + " in weight_map");
+  return index;
+}
+
+Error Checkpoint::openSharded(StringRef indexPath) {
+  sharded = true;
+  Expected<std::unique_ptr<MemoryBuffer>> buffer = openRegular(indexPath);
+  if (!buffer)
+    return buffer.takeError();
+  Expected<ShardIndex> index =
+      parseShardIndex((*buffer)->getBuffer(), indexPath);
+  if (!index)
+    return index.takeError();
+
+  // Remember the first tensor (in name order) that names each shard.
   StringMap<std::string> shardOf;
   std::map<std::string, std::string> firstTensorOfShard;
-  std::vector<std::string> listed;
-  for (const auto &kv : *weightMap)
-    listed.push_back(kv.first.str());
-  llvm::sort(listed);
-  for (const std::string &name : listed) {
-    const json::Value &value = *weightMap->get(name);
-    std::optional<StringRef> shard = value.getAsString();
-    std::string where = (indexPath + ": tensor " + quote(name)).str();
-    if (!shard)
-      return makeError(where +
-                       ": weight_map entry must be a string (a shard "
-                       "file name), but it is " +
-                       kindName(value));
-    if (Error err = checkShardName(*shard, where))
-      return err;
-    shardOf[name] = shard->str();
-    firstTensorOfShard.emplace(shard->str(), name);
+  for (const auto &[name, shard] : *index) {
+    shardOf[name] = shard;
+    firstTensorOfShard.emplace(shard, name);
   }
 
   // Open and validate each shard once.
@@ -751,8 +1024,7 @@ Error Checkpoint::openSharded(StringRef indexPath) {
                          quote(sys::path::filename(it->second->path())) +
                          " and " + quote(sys::path::filename(file->path())));
     }
-  for (const std::string &name : listed) {
-    const std::string &shard = shardOf[name];
+  for (const auto &[name, shard] : *index) {
     const SafetensorsFile *file = fileOfShard[shard];
     if (file->lookup(name))
       continue;

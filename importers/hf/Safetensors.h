@@ -26,6 +26,22 @@
 
 namespace mlir::moec::hf {
 
+/// Most tensors one checkpoint (and so one file or index) may list: five
+/// times DeepSeek-V3's ~92,000, and a bound on what a header may make the
+/// reader allocate.
+constexpr uint64_t kMaxTensors = uint64_t(1) << 19;
+
+/// JSON bytes a safetensors header or index may spend per tensor it lists:
+/// a real entry takes 60-150 bytes. Beyond that a header is refused before
+/// any entry is parsed, so that a large text cannot cost memory or time out
+/// of proportion to what it describes.
+constexpr uint64_t kJsonBytesPerTensor = 256;
+
+/// JSON bytes allowed on top of the per-tensor budget, for `__metadata__`,
+/// an index's `metadata` and formatting; also the most any one of those
+/// values may take.
+constexpr uint64_t kJsonSlackBytes = uint64_t(1) << 20;
+
 /// Element types a safetensors header may name.
 enum class DType : uint8_t {
   F64,
@@ -125,6 +141,17 @@ private:
   llvm::StringMap<size_t> tensorIndex;
   std::map<std::string, std::string> metadataMap;
 };
+
+/// The `weight_map` of a `model.safetensors.index.json`: (tensor name, shard
+/// file name) pairs sorted by tensor name.
+using ShardIndex = std::vector<std::pair<std::string, std::string>>;
+
+/// Parses and validates the text of an index file: a JSON object whose
+/// `weight_map` maps each tensor name once to a plain file name inside the
+/// checkpoint folder. `indexPath` names the file in messages. Costs memory
+/// in proportion to the entries, never to the text (docs/importers-hf.md).
+llvm::Expected<ShardIndex> parseShardIndex(llvm::StringRef text,
+                                           llvm::StringRef indexPath);
 
 /// Where a checkpoint tensor lives: its file and its entry in that file.
 struct TensorRef {

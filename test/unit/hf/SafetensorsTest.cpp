@@ -18,9 +18,12 @@
 
 #include "gtest/gtest.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <set>
 #include <string>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <vector>
 
 using namespace mlir::moec::hf;
@@ -292,6 +295,177 @@ TEST(SafetensorsMalformed, CheckpointFolderMissing) {
   expectRejected(Checkpoint::open(dir), dir, "does not exist");
   std::string file = corpusPath("valid/known.safetensors");
   expectRejected(Checkpoint::open(file), file, "not a folder");
+}
+
+//===----------------------------------------------------------------------===//
+// Hostile but well-formed files: limits that scale with what a text describes
+//===----------------------------------------------------------------------===//
+
+/// A safetensors image whose header is `header` and whose data section has
+/// `dataBytes` zero bytes.
+std::string safetensorsImage(llvm::StringRef header, size_t dataBytes = 0) {
+  std::string image(8, '\0');
+  llvm::support::endian::write64le(image.data(), header.size());
+  image += header.str();
+  image.append(dataBytes, '\0');
+  return image;
+}
+
+/// `count` scalar F32 tensor entries `"t<i>"` tiling `4 * count` data bytes,
+/// without the braces.
+std::string scalarEntries(size_t count) {
+  std::string out;
+  for (size_t i = 0; i < count; ++i)
+    out += (i ? "," : "") + ("\"t" + std::to_string(i)) +
+           "\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[" +
+           std::to_string(4 * i) + "," + std::to_string(4 * i + 4) + "]}";
+  return out;
+}
+
+TEST(SafetensorsLimits, HeaderLargerThanItsTensorsNeedIsRefusedUnparsed) {
+  // Two tensors and 3 MiB of metadata: valid JSON, but far more text than
+  // two tensors can need.
+  std::string pad(3 << 20, 'x');
+  std::string header =
+      "{\"__metadata__\":{\"pad\":\"" + pad + "\"}," + scalarEntries(2) + "}";
+  expectRejected(parseBytes(safetensorsImage(header, 8), "padded"), "padded",
+                 "header is " + std::to_string(header.size()) +
+                     " bytes for 2 tensors; at most 1049088 bytes are "
+                     "accepted (256 per tensor plus 1048576)");
+  // The same padding inside one tensor entry is refused for that entry.
+  std::string big = "{\"a\":{\"dtype\":\"F32\",\"shape\":[" +
+                    std::string(70000, '1') + "],\"data_offsets\":[0,4]}," +
+                    scalarEntries(4000) + "}";
+  expectRejected(parseBytes(safetensorsImage(big, 4 * 4001), "wide"), "wide",
+                 "tensor 'a': entry is 70047 bytes of JSON, more than the "
+                 "65536 accepted");
+}
+
+TEST(SafetensorsLimits, TooManyTensorsAreRefusedBeforeAnyIsParsed) {
+  size_t count = kMaxTensors + 1;
+  std::string header = "{" + scalarEntries(count) + "}";
+  expectRejected(parseBytes(safetensorsImage(header, 4 * count), "many"),
+                 "many",
+                 "header lists 524289 tensors, more than the 524288 a "
+                 "checkpoint may have");
+}
+
+TEST(SafetensorsLimits, ManySmallTensorsWithinTheLimitsParse) {
+  size_t count = 20000;
+  std::string header = "{" + scalarEntries(count) + "}";
+  auto file = parseBytes(safetensorsImage(header, 4 * count), "ok");
+  ASSERT_TRUE(bool(file)) << llvm::toString(file.takeError());
+  EXPECT_EQ((*file)->tensors().size(), count);
+  EXPECT_NE((*file)->lookup("t19999"), nullptr);
+}
+
+TEST(SafetensorsLimits, StructureErrorsBetweenEntriesAreCaught) {
+  struct Case {
+    const char *header;
+    const char *fragment;
+  } cases[] = {
+      {"{\"a\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]},}",
+       "header is not valid JSON: expected a string key at offset"},
+      {"{\"a\" {}}", "expected ':' after a key"},
+      {"{\"a\":{\"dtype\":\"F32\"", "a bracket is not closed"},
+      {"{\"a\":1 2}", "header is not valid JSON"},
+      {"{\"a\":{}} x", "text follows the object"},
+      {"{\"a\":", "expected a value"},
+      {"{\"a\\q\":{}}", "header is not valid JSON"},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.header);
+    expectRejected(parseBytes(safetensorsImage(c.header, 4), "s"), "s",
+                   c.fragment);
+  }
+}
+
+TEST(ShardIndex, ParsesAndSortsTheWeightMap) {
+  auto index = parseShardIndex(
+      "{\"metadata\":{\"total_size\":8},\"weight_map\":{\"b\":\"s2\","
+      "\"a\":\"s1\",\"c\\u0041\":\"s1\"}}",
+      "idx.json");
+  ASSERT_TRUE(bool(index)) << llvm::toString(index.takeError());
+  ShardIndex want = {{"a", "s1"}, {"b", "s2"}, {"cA", "s1"}};
+  EXPECT_EQ(*index, want);
+}
+
+TEST(ShardIndex, HostileIndexesAreRefusedCheaply) {
+  std::string pad(3 << 20, ' ');
+  expectRejected(
+      parseShardIndex("{\"weight_map\":{\"a\":\"s\"}" + pad + "}", "idx.json"),
+      "idx.json", "index is 3145752 bytes for 1 tensor");
+  expectRejected(
+      parseShardIndex("{\"junk\":\"" + pad + "\",\"weight_map\":{\"a\":\"s\"}}",
+                      "idx.json"),
+      "idx.json", "'junk' is 3145730 bytes of JSON, more than the 1048576");
+  std::string many = "{\"weight_map\":{";
+  for (size_t i = 0; i <= kMaxTensors; ++i)
+    many += (i ? ",\"" : "\"") + std::to_string(i) + "\":\"s\"";
+  many += "}}";
+  expectRejected(parseShardIndex(many, "idx.json"), "idx.json",
+                 "index lists 524289 tensors, more than the 524288");
+  expectRejected(parseShardIndex("{\"weight_map\":{\"a\":\"s\"},"
+                                 "\"weight_map\":{}}",
+                                 "idx.json"),
+                 "idx.json", "duplicate key 'weight_map'");
+  expectRejected(
+      parseShardIndex("{\"weight_map\":{\"a\":{\"x\":1}}}", "idx.json"),
+      "idx.json",
+      "tensor 'a': weight_map entry must be a string (a shard "
+      "file name), but it is an object");
+}
+
+/// A sharded checkpoint folder whose one shard is whatever `makeShard`
+/// puts at `<dir>/s.safetensors`.
+class NonRegularShard : public ::testing::Test {
+protected:
+  void SetUp() override {
+    llvm::SmallString<128> dir;
+    ASSERT_FALSE(llvm::sys::fs::createUniqueDirectory("moec-shard", dir));
+    root = std::string(dir);
+    std::string index = root + "/model.safetensors.index.json";
+    std::FILE *f = std::fopen(index.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("{\"weight_map\":{\"a\":\"s.safetensors\"}}", f);
+    std::fclose(f);
+    shard = root + "/s.safetensors";
+  }
+  void TearDown() override {
+    std::remove(shard.c_str());
+    std::remove((root + "/model.safetensors.index.json").c_str());
+    std::remove((root + "/model.safetensors").c_str());
+    llvm::sys::fs::remove(root);
+  }
+  std::string root, shard;
+};
+
+TEST_F(NonRegularShard, DevZeroThroughALinkIsRefusedUnread) {
+  ASSERT_EQ(::symlink("/dev/zero", shard.c_str()), 0);
+  expectRejected(Checkpoint::open(root), shard,
+                 "is a character device, not a regular file");
+  // The single-file layout takes the same path.
+  std::remove((root + "/model.safetensors.index.json").c_str());
+  ASSERT_EQ(::symlink("/dev/zero", (root + "/model.safetensors").c_str()), 0);
+  std::remove(shard.c_str());
+  auto single = Checkpoint::open(root);
+  EXPECT_FALSE(bool(single));
+  if (!single)
+    llvm::consumeError(single.takeError());
+}
+
+TEST_F(NonRegularShard, FifoIsRefusedWithoutBlocking) {
+  ASSERT_EQ(::mkfifo(shard.c_str(), 0600), 0);
+  expectRejected(Checkpoint::open(root), shard,
+                 "is a FIFO, not a regular file");
+}
+
+TEST_F(NonRegularShard, FifoIndexIsRefusedWithoutBlocking) {
+  std::string index = root + "/model.safetensors.index.json";
+  std::remove(index.c_str());
+  ASSERT_EQ(::mkfifo(index.c_str(), 0600), 0);
+  expectRejected(Checkpoint::open(root), index,
+                 "is a FIFO, not a regular file");
 }
 
 //===----------------------------------------------------------------------===//
