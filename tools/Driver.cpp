@@ -15,6 +15,7 @@
 #include "codegen/cuda/Nvrtc.h"
 #include "importers/hf/HFImporter.h"
 #include "importers/onnx/OnnxImporter.h"
+#include "runtime/artifact/ArtifactWriter.h"
 #include "runtime/nvrtc/Nvrtc.h"
 #include "tools/InitAll.h"
 
@@ -426,6 +427,13 @@ int mlir::moec::moecMain(int argc, char **argv) {
   if (writeArtifact && outputFile == "-")
     return fail("an artifact is written to a file: add -o model.moea (or "
                 "print IR with --compile-to=<phase>)");
+  // A bad -o (a device, a folder, a dangling link) fails before the work.
+  if (writeArtifact) {
+    ::moec::runtime::StatusOr<std::string> target =
+        ::moec::runtime::ArtifactWriter::resolveTarget(outputFile);
+    if (!target.isOk())
+      return fail("cannot write the artifact: " + target.status().message());
+  }
   std::string error;
   FailureOr<std::vector<std::string>> targets = parseTargets(targetList, error);
   if (failed(targets))

@@ -8,8 +8,10 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/artifact/ArtifactWriter.h"
+#include "runtime/support/File.h"
 
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -66,10 +68,40 @@ SectionSpec SectionSpec::forKind(SectionKind kind, std::string name) {
 // Lifetime
 //===----------------------------------------------------------------------===//
 
-StatusOr<std::unique_ptr<ArtifactWriter>>
-ArtifactWriter::create(const std::string &path) {
+StatusOr<std::string> ArtifactWriter::resolveTarget(const std::string &path) {
   if (path.empty())
     return Status(StatusCode::kInvalidArgument, "empty artifact path");
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT)
+      return path;
+    return ioError(strCat(path, ": cannot stat"), errno);
+  }
+  std::string target = path;
+  if (S_ISLNK(st.st_mode)) {
+    char resolved[PATH_MAX];
+    if (!::realpath(path.c_str(), resolved))
+      return makeError(StatusCode::kInvalidArgument, path,
+                       ": is a symbolic link that does not lead to an "
+                       "existing file (",
+                       std::strerror(errno),
+                       "); an artifact is written through a link only to a "
+                       "regular file");
+    target = resolved;
+    if (::stat(target.c_str(), &st) != 0)
+      return ioError(strCat(target, ": cannot stat"), errno);
+  }
+  if (!S_ISREG(st.st_mode))
+    return makeError(StatusCode::kInvalidArgument, target, ": is ",
+                     fileKindName(st.st_mode),
+                     "; an artifact is written only to a new or regular file "
+                     "(it is written beside it and renamed over it)");
+  return target;
+}
+
+StatusOr<std::unique_ptr<ArtifactWriter>>
+ArtifactWriter::create(const std::string &requested) {
+  MOEC_ASSIGN_OR_RETURN(std::string path, resolveTarget(requested));
   std::unique_ptr<ArtifactWriter> writer(new ArtifactWriter());
   writer->path_ = path;
   std::string tmpl = path + ".tmp-XXXXXX";

@@ -51,9 +51,20 @@ public:
   /// an error it returns (or one the sink returned) aborts the whole file.
   using SectionProducer = std::function<Status(const ChunkSink &sink)>;
 
-  /// Creates `<path>.tmp-XXXXXX` next to `path` and writes the header.
+  /// Creates `<path>.tmp-XXXXXX` next to `path` (next to its target when
+  /// `path` is a symbolic link) and writes the header. Refuses what
+  /// `resolveTarget` refuses.
   static StatusOr<std::unique_ptr<ArtifactWriter>>
   create(const std::string &path);
+
+  /// The file an artifact written to `path` replaces: `path` itself when it
+  /// does not exist or is a regular file, the link's target when it is a
+  /// symbolic link to a regular file. Anything else (a device such as
+  /// `/dev/null`, a FIFO, a folder, a dangling link) is refused, because the
+  /// writer renames a finished temp file over the target and must never
+  /// replace something that is not an artifact. Tools call it before long
+  /// work, so that a bad `-o` fails at once.
+  static StatusOr<std::string> resolveTarget(const std::string &path);
 
   /// Removes the temp file unless `commit` succeeded.
   ~ArtifactWriter();

@@ -17,6 +17,8 @@
 #include <cstring>
 #include <random>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
 
 using namespace moec::runtime;
 using namespace moec::runtime::test;
@@ -318,16 +320,97 @@ TEST(ArtifactWriterTest, UnwritableTargetsFailCleanly) {
   EXPECT_EQ(missing.status().code(), StatusCode::kIoError);
   EXPECT_NE(missing.status().message().find("cannot create a temp file in"),
             std::string::npos);
-  // The target is a folder: the final rename fails and the temp goes away.
+  // A folder is refused before a temp file is made.
   ASSERT_EQ(mkdir(dir.file("target").c_str(), 0755), 0);
-  auto writer = ArtifactWriter::create(dir.file("target"));
-  ASSERT_TRUE(writer.isOk());
-  ASSERT_TRUE((*writer)->addManifest(manifest::Manifest()).isOk());
-  Status s = (*writer)->commit();
-  EXPECT_EQ(s.code(), StatusCode::kIoError);
-  EXPECT_NE(s.message().find("cannot rename"), std::string::npos);
+  auto folder = ArtifactWriter::create(dir.file("target"));
+  ASSERT_FALSE(folder.isOk());
+  EXPECT_EQ(folder.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(folder.status().message().find("is a folder; an artifact is "
+                                           "written only to a new or regular "
+                                           "file"),
+            std::string::npos)
+      << folder.status().message();
   EXPECT_EQ(dir.list(), std::vector<std::string>{"target"});
   rmdir(dir.file("target").c_str());
+}
+
+/// Writes a minimal artifact to `path`; returns the commit status.
+static Status writeMinimalArtifact(const std::string &path) {
+  MOEC_ASSIGN_OR_RETURN(std::unique_ptr<ArtifactWriter> writer,
+                        ArtifactWriter::create(path));
+  MOEC_RETURN_IF_ERROR(writer->addManifest(manifest::Manifest()));
+  return writer->commit();
+}
+
+/// True when `path` is (not following links) of the file type `type`.
+static bool hasType(const std::string &path, mode_t type) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0 && (st.st_mode & S_IFMT) == type;
+}
+
+TEST(ArtifactWriterTest, FifoOutputIsRefusedAndKept) {
+  TempDir dir;
+  std::string fifo = dir.file("out.moea");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Status s = writeMinimalArtifact(fifo);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find(fifo + ": is a FIFO; an artifact is written "
+                                    "only to a new or regular file"),
+            std::string::npos)
+      << s.message();
+  EXPECT_TRUE(hasType(fifo, S_IFIFO));
+  EXPECT_EQ(dir.list(), std::vector<std::string>{"out.moea"});
+}
+
+TEST(ArtifactWriterTest, DeviceOutputIsRefusedAndKept) {
+  // `moec ckpt -o /dev/null` as root once replaced the device node with a
+  // regular file. A private node stands in for /dev/null.
+  if (geteuid() != 0)
+    GTEST_SKIP() << "needs root to create a character device node";
+  TempDir dir;
+  std::string node = dir.file("null");
+  ASSERT_EQ(mknod(node.c_str(), S_IFCHR | 0666, makedev(1, 3)), 0)
+      << std::strerror(errno);
+  Status s = writeMinimalArtifact(node);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find(node + ": is a character device;"),
+            std::string::npos)
+      << s.message();
+  EXPECT_TRUE(hasType(node, S_IFCHR));
+  EXPECT_EQ(dir.list(), std::vector<std::string>{"null"});
+}
+
+TEST(ArtifactWriterTest, SymlinkOutputIsWrittenThroughToItsTarget) {
+  TempDir dir;
+  std::string target = dir.file("v1.moea"), link = dir.file("live.moea");
+  ASSERT_TRUE(writeMinimalArtifact(target).isOk());
+  struct stat before;
+  ASSERT_EQ(stat(target.c_str(), &before), 0);
+  ASSERT_EQ(symlink("v1.moea", link.c_str()), 0);
+  ASSERT_TRUE(writeMinimalArtifact(link).isOk());
+  EXPECT_TRUE(hasType(link, S_IFLNK)) << "the link was replaced";
+  char pointee[64] = {};
+  ASSERT_GT(readlink(link.c_str(), pointee, sizeof(pointee) - 1), 0);
+  EXPECT_STREQ(pointee, "v1.moea");
+  // The target was replaced (by rename), not the link.
+  struct stat after;
+  ASSERT_EQ(stat(target.c_str(), &after), 0);
+  EXPECT_TRUE(S_ISREG(after.st_mode));
+  EXPECT_NE(after.st_ino, before.st_ino);
+  EXPECT_EQ(dir.list(), (std::vector<std::string>{"live.moea", "v1.moea"}));
+
+  // A dangling link is refused, and nothing is created at either end.
+  std::string dangling = dir.file("dangling.moea");
+  ASSERT_EQ(symlink("missing.moea", dangling.c_str()), 0);
+  Status s = writeMinimalArtifact(dangling);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("is a symbolic link that does not lead to an "
+                             "existing file"),
+            std::string::npos)
+      << s.message();
+  EXPECT_TRUE(hasType(dangling, S_IFLNK));
+  EXPECT_EQ(dir.list(), (std::vector<std::string>{"dangling.moea", "live.moea",
+                                                  "v1.moea"}));
 }
 
 //===----------------------------------------------------------------------===//
