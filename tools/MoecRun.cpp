@@ -1,9 +1,10 @@
 //===- MoecRun.cpp - The moec-run command line ------------------*- C++ -*-===//
 //
-// Argument parsing, the top-k printout, .npy input and output and timing of
-// `moec-run`. Running goes through the C API (runtime/capi/moec.h), so the
-// tool exercises exactly what embedders use; `--info` reads the artifact
-// with the C++ reader to show the manifest.
+// Argument parsing, the top-k printout, checking .npy inputs against the
+// manifest, .npy output and timing of `moec-run`. Reading .npy files is
+// runtime/support/Npy.h; running goes through the C API
+// (runtime/capi/moec.h), so the tool exercises exactly what embedders use;
+// `--info` reads the artifact with the C++ reader to show the manifest.
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,6 +12,7 @@
 
 #include "runtime/artifact/Artifact.h"
 #include "runtime/capi/moec.h"
+#include "runtime/support/Npy.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -40,8 +42,9 @@ block) and prints the shape of every output.
 options:
   --tokens LIST        comma-separated token ids, e.g. 1,2,3 (at most the
                        artifact's max tokens; ids must be < its vocabulary)
-  --input NAME=FILE    set the model input NAME from a NumPy .npy file
-                       (float32, int32 or int64, C order, matching the
+  --input NAME=FILE    set the model input NAME from a NumPy .npy file, a
+                       regular file (float32, float16, int32, int64, int8
+                       or uint8, little-endian, C order, matching the
                        input's dtype; first dimension = tokens, the others
                        as the manifest says); repeat for every input but
                        `positions` (which defaults to 0 .. T-1); replaces
@@ -295,119 +298,37 @@ bool writeNpy(const std::string &path, const std::string &descr,
 // --input: .npy files checked against the manifest
 //===----------------------------------------------------------------------===//
 
-/// An input read from a .npy file.
-struct NpyArray {
+/// An input read from a .npy file, for the model input `index`.
+struct InputArray {
+  NpyArray array;
   moec_dtype dtype = MOEC_DTYPE_F32;
-  std::vector<int64_t> shape;
-  std::vector<unsigned char> data;
-  /// The model input it is for.
   int64_t index = 0;
 };
 
-// The value of `key` in the .npy header dict `header` (up to the next ','
-// outside parentheses, or '}'), trimmed; "" when absent.
-std::string npyField(const std::string &header, const std::string &key) {
-  size_t at = header.find("'" + key + "'");
-  if (at == std::string::npos)
-    return "";
-  at = header.find(':', at);
-  if (at == std::string::npos)
-    return "";
-  size_t end = ++at;
-  for (int depth = 0; end < header.size(); ++end) {
-    char c = header[end];
-    depth += c == '(' ? 1 : c == ')' ? -1 : 0;
-    if (depth == 0 && (c == ',' || c == '}'))
-      break;
+// The C API's dtype of a .npy element type.
+moec_dtype toMoecDtype(NpyDtype dtype) {
+  switch (dtype) {
+  case NpyDtype::kF32:
+    return MOEC_DTYPE_F32;
+  case NpyDtype::kF16:
+    return MOEC_DTYPE_F16;
+  case NpyDtype::kI32:
+    return MOEC_DTYPE_I32;
+  case NpyDtype::kI64:
+    return MOEC_DTYPE_I64;
+  case NpyDtype::kI8:
+    return MOEC_DTYPE_I8;
+  case NpyDtype::kU8:
+    return MOEC_DTYPE_U8;
   }
-  std::string value = header.substr(at, end - at);
-  value.erase(0, value.find_first_not_of(" "));
-  value.erase(value.find_last_not_of(" ") + 1);
-  return value;
-}
-
-// Reads `path` as a C-order float32/int32/int64 .npy; "" on success, else
-// why not.
-std::string readNpy(const std::string &path, NpyArray &array) {
-  FILE *f = std::fopen(path.c_str(), "rb");
-  if (!f)
-    return std::string("cannot open: ") + std::strerror(errno);
-  std::vector<unsigned char> bytes;
-  unsigned char chunk[65536];
-  size_t got;
-  while ((got = std::fread(chunk, 1, sizeof(chunk), f)) > 0)
-    bytes.insert(bytes.end(), chunk, chunk + got);
-  bool readError = std::ferror(f);
-  std::fclose(f);
-  if (readError)
-    return "read error";
-  static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-  if (bytes.size() < 10 || std::memcmp(bytes.data(), magic, 6) != 0)
-    return "not a NumPy .npy file (bad magic)";
-  unsigned major = bytes[6];
-  size_t lengthBytes = major == 1 ? 2 : 4;
-  if (major < 1 || major > 3)
-    return "unsupported .npy version " + std::to_string(major);
-  size_t headerLength = 0;
-  for (size_t i = 0; i < lengthBytes && 8 + i < bytes.size(); ++i)
-    headerLength |= size_t(bytes[8 + i]) << (8 * i);
-  size_t dataStart = 8 + lengthBytes + headerLength;
-  if (dataStart > bytes.size())
-    return "truncated .npy header";
-  std::string header(bytes.begin() + 8 + lengthBytes,
-                     bytes.begin() + dataStart);
-  std::string descr = npyField(header, "descr");
-  if (descr == "'<f4'")
-    array.dtype = MOEC_DTYPE_F32;
-  else if (descr == "'<i4'")
-    array.dtype = MOEC_DTYPE_I32;
-  else if (descr == "'<i8'")
-    array.dtype = MOEC_DTYPE_I64;
-  else
-    return "dtype " + (descr.empty() ? std::string("(none)") : descr) +
-           " is not supported (expected little-endian float32 '<f4', int32 "
-           "'<i4' or int64 '<i8')";
-  if (npyField(header, "fortran_order") != "False")
-    return "Fortran-order arrays are not supported (save a C-order array)";
-  std::string shape = npyField(header, "shape");
-  if (shape.size() < 2 || shape.front() != '(' || shape.back() != ')')
-    return "bad shape '" + shape + "' in the .npy header";
-  array.shape.clear();
-  std::string dims = shape.substr(1, shape.size() - 2);
-  for (size_t start = 0; start < dims.size();) {
-    size_t comma = dims.find(',', start);
-    std::string dim = dims.substr(start, comma - start);
-    dim.erase(0, dim.find_first_not_of(" "));
-    dim.erase(dim.find_last_not_of(" ") + 1);
-    int64_t value;
-    if (!dim.empty()) {
-      if (!parseInt(dim, 0, INT64_MAX, value))
-        return "bad shape '" + shape + "' in the .npy header";
-      array.shape.push_back(value);
-    }
-    if (comma == std::string::npos)
-      break;
-    start = comma + 1;
-  }
-  uint64_t elements = 1;
-  for (int64_t d : array.shape) {
-    if (d != 0 && elements > UINT64_MAX / 8 / uint64_t(d))
-      return "shape '" + shape + "' is too large";
-    elements *= uint64_t(d);
-  }
-  uint64_t want = elements * (array.dtype == MOEC_DTYPE_I64 ? 8 : 4);
-  if (bytes.size() - dataStart != want)
-    return "holds " + std::to_string(bytes.size() - dataStart) +
-           " data bytes, but shape " + shape + " needs " + std::to_string(want);
-  array.data.assign(bytes.begin() + dataStart, bytes.end());
-  return "";
+  return MOEC_DTYPE_F32;
 }
 
 // Reads every --input file into `arrays` and checks it against the model's
 // input of that name; stores the token count in `tokens`. Returns 0, or 1
 // after printing why not.
 int readInputs(moec_model *model, const Options &o,
-               std::vector<NpyArray> &arrays, int64_t &tokens) {
+               std::vector<InputArray> &arrays, int64_t &tokens) {
   int64_t count = moec_model_tensor_count(model, 0);
   std::vector<bool> given(size_t(count), false);
   tokens = 0;
@@ -436,24 +357,37 @@ int readInputs(moec_model *model, const Options &o,
       return 1;
     }
     given[size_t(index)] = true;
+    // readNpyFile refuses FIFOs and devices without blocking, and checks the
+    // size the header implies against the file before reading the data;
+    // its messages start with the path.
+    StatusOr<NpyArray> read = readNpyFile(path);
+    if (!read.isOk()) {
+      std::fprintf(stderr, "moec-run: --input %s: %s\n", name.c_str(),
+                   read.status().message().c_str());
+      return 1;
+    }
+    InputArray input;
+    input.array = std::move(read).value();
+    input.dtype = toMoecDtype(input.array.dtype);
+    input.index = index;
+    const std::vector<int64_t> &shape = input.array.shape;
     std::vector<int64_t> want(dims, dims + rank);
-    NpyArray array;
-    std::string why = readNpy(path, array);
-    if (why.empty() && array.dtype != dtype)
-      why = std::string("is ") + dtypeLabel(array.dtype) + ", but input '" +
+    std::string why;
+    if (input.dtype != dtype)
+      why = std::string("is ") + dtypeLabel(input.dtype) + ", but input '" +
             name + "' is " + dtypeLabel(dtype);
     if (why.empty() &&
-        (array.shape.size() != want.size() || want.empty() || want[0] != -1))
-      why = "has shape " + shapeText(array.shape) + ", but input '" + name +
+        (shape.size() != want.size() || want.empty() || want[0] != -1))
+      why = "has shape " + shapeText(shape) + ", but input '" + name +
             "' has shape " + shapeText(want) +
             " (the first dimension is the tokens)";
     for (size_t d = 1; why.empty() && d < want.size(); ++d)
-      if (array.shape[d] != want[d])
-        why = "has shape " + shapeText(array.shape) + ", but input '" + name +
+      if (shape[d] != want[d])
+        why = "has shape " + shapeText(shape) + ", but input '" + name +
               "' has shape " + shapeText(want) + ": dimension " +
               std::to_string(d) + " differs";
-    if (why.empty() && tokens != 0 && array.shape[0] != tokens)
-      why = "has " + std::to_string(array.shape[0]) +
+    if (why.empty() && tokens != 0 && shape[0] != tokens)
+      why = "has " + std::to_string(shape[0]) +
             " tokens (first dimension), but an earlier --input has " +
             std::to_string(tokens);
     if (!why.empty()) {
@@ -461,9 +395,8 @@ int readInputs(moec_model *model, const Options &o,
                    path.c_str(), why.c_str());
       return 1;
     }
-    tokens = array.shape[0];
-    array.index = index;
-    arrays.push_back(std::move(array));
+    tokens = shape[0];
+    arrays.push_back(std::move(input));
   }
   for (int64_t index = 0; index < count; ++index) {
     const char *inputName = nullptr;
@@ -585,17 +518,17 @@ int runOnTokens(moec_model *model, const Options &o,
 // output's shape and dumps output 0 when asked. Returns the exit code.
 int runOnInputs(moec_model *model, const Options &o,
                 std::vector<double> &times) {
-  std::vector<NpyArray> arrays;
+  std::vector<InputArray> arrays;
   int64_t tokens = 0;
   if (int code = readInputs(model, o, arrays, tokens))
     return code;
   for (int64_t r = 0; r < o.repeat; ++r) {
     // Inputs are set anew for every run: the arena reuses their memory.
     auto start = std::chrono::steady_clock::now();
-    for (const NpyArray &array : arrays) {
+    for (const InputArray &input : arrays) {
       moec_status status = moec_model_set_input(
-          model, array.index, array.dtype, array.data.data(),
-          int64_t(array.data.size()), tokens);
+          model, input.index, input.dtype, input.array.data.data(),
+          int64_t(input.array.data.size()), tokens);
       if (status != MOEC_OK)
         return fail("setting the inputs", status);
     }

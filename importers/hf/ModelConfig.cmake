@@ -2,8 +2,9 @@
 #
 # MoecHFConfig: parses and validates a Hugging Face checkpoint's config.json
 # into mlir::moec::hf::ModelConfig and lists the tensors the checkpoint must
-# hold. Depends on LLVM Support only (llvm::json, file I/O).
+# hold. Depends on LLVM Support (llvm::json, file I/O) and on
+# MoecRuntimeSupport for opening config.json (openRegularFile).
 #
 #===------------------------------------------------------------------------===#
 add_library(MoecHFConfig ModelConfig.cpp)
-target_link_libraries(MoecHFConfig PUBLIC LLVM)
+target_link_libraries(MoecHFConfig PUBLIC LLVM PRIVATE MoecRuntimeSupport)

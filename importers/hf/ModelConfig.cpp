@@ -9,6 +9,8 @@
 
 #include "importers/hf/ModelConfig.h"
 
+#include "runtime/support/File.h"
+
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallString.h"
 #include "llvm/ADT/StringExtras.h"
@@ -514,6 +516,10 @@ static void readQwen(ConfigReader &r, ModelConfig &c, const ArchDefaults &d,
   c.decoderSparseStep = r.getInt("decoder_sparse_step", 1);
   r.checkRange("decoder_sparse_step", c.decoderSparseStep, 1, kMaxLayers);
   c.mlpOnlyLayers = r.getIntList("mlp_only_layers");
+  // Each layer's placement looks the list up: one entry per layer at most,
+  // so a long list of repeats cannot multiply that work.
+  llvm::sort(c.mlpOnlyLayers);
+  c.mlpOnlyLayers.erase(llvm::unique(c.mlpOnlyLayers), c.mlpOnlyLayers.end());
   for (int64_t layer : c.mlpOnlyLayers) {
     if (layer < 0 || layer >= c.numLayers) {
       r.fail(r.field("mlp_only_layers") + " holds layer " + Twine(layer) +
@@ -661,6 +667,26 @@ static void readQuantization(ConfigReader &r, ModelConfig &c) {
     }
   }
   quant.modulesToNotConvert = q.getStringList("modules_to_not_convert");
+  // Every quantizable weight is matched against every name (a substring
+  // search): repeats and empty names, which match nothing, are dropped, and
+  // the names times the weights is bounded (kMaxModuleNameChecks).
+  std::vector<std::string> &skip = quant.modulesToNotConvert;
+  llvm::sort(skip);
+  skip.erase(llvm::unique(skip), skip.end());
+  llvm::erase(skip, std::string());
+  // The layer and expert counts were range-checked (checkMoE) unless the
+  // reader failed, so the product below cannot overflow.
+  if (!r.failed() && !skip.empty()) {
+    int64_t layers = c.numLayers + c.numNextnPredictLayers;
+    int64_t weights = layers * kMaxLinearsPerLayer + 3 * layers * c.numExperts;
+    if (int64_t(skip.size()) > kMaxModuleNameChecks / weights)
+      q.fail(q.field("modules_to_not_convert") + " holds " +
+             Twine(uint64_t(skip.size())) +
+             " distinct names; times the up to " + Twine(weights) +
+             " quantizable weights they are matched against, " +
+             "that is more than " + Twine(kMaxModuleNameChecks) +
+             " substring checks");
+  }
   if (!r.failed())
     c.quantization = std::move(quant);
 }
@@ -676,8 +702,15 @@ static void checkMoE(ConfigReader &r, ModelConfig &c, StringRef expertsKey) {
   if (r.failed())
     return;
   r.checkAtMost("num_experts_per_tok", c.topK, expertsKey, c.numExperts);
-  if (c.numLayers * c.numExperts > kMaxExpertInstances)
+  // Every layer with routed experts puts its experts' tensors in the
+  // expected list: the main layers and DeepSeek's MTP layers, each a full
+  // decoder layer (numNextnPredictLayers is 0 for the other models).
+  if ((c.numLayers + c.numNextnPredictLayers) * c.numExperts >
+      kMaxExpertInstances)
     r.fail(r.field("num_hidden_layers") + " = " + Twine(c.numLayers) +
+           (c.numNextnPredictLayers > 0 ? " plus num_nextn_predict_layers = " +
+                                              Twine(c.numNextnPredictLayers)
+                                        : Twine()) +
            " times " + expertsKey + " = " + Twine(c.numExperts) +
            " must be <= " + Twine(kMaxExpertInstances));
   if (c.arch == Architecture::DeepseekV3) {
@@ -842,19 +875,20 @@ llvm::Expected<ModelConfig> mlir::moec::hf::parseModelConfig(StringRef jsonText,
 llvm::Expected<ModelConfig> mlir::moec::hf::loadModelConfig(StringRef dir) {
   llvm::SmallString<256> path(dir);
   llvm::sys::path::append(path, "config.json");
-  llvm::sys::fs::file_status status;
-  if (std::error_code ec = llvm::sys::fs::status(path, status))
-    return makeError(path + ": cannot read: " + ec.message());
-  if (!llvm::sys::fs::is_regular_file(status))
-    return makeError(path + ": not a regular file");
-  if (status.getSize() > kMaxConfigBytes)
-    return tooLarge(path, status.getSize());
+  // Opened without blocking and checked on the descriptor, so a FIFO or a
+  // device is refused unread ("<path>: is a FIFO, not a regular file"); the
+  // size is checked before a byte is read, and exactly that much is read.
+  ::moec::runtime::StatusOr<::moec::runtime::RegularFile> file =
+      ::moec::runtime::openRegularFile(std::string(path));
+  if (!file.isOk())
+    return makeError(file.status().message());
+  if (file->size > kMaxConfigBytes)
+    return tooLarge(path, file->size);
   llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> buffer =
-      llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                  /*RequiresNullTerminator=*/false);
+      llvm::MemoryBuffer::getOpenFile(file->fd.get(), path, file->size,
+                                      /*RequiresNullTerminator=*/false);
   if (!buffer)
     return makeError(path + ": cannot read: " + buffer.getError().message());
-  // parseModelConfig re-checks the size, in case the file grew meanwhile.
   return parseModelConfig((*buffer)->getBuffer(), path);
 }
 

@@ -41,9 +41,19 @@ constexpr int64_t kMaxLayers = 4096;
 constexpr int64_t kMaxHeads = 65536;
 /// Upper bound on the number of routed experts.
 constexpr int64_t kMaxExperts = 65536;
-/// Upper bound on `num_hidden_layers` times the number of routed experts, which
-/// bounds the size of the expected tensor list.
-constexpr int64_t kMaxExpertInstances = int64_t(1) << 18;
+/// Upper bound on the layers with routed experts (`num_hidden_layers` plus
+/// DeepSeek's `num_nextn_predict_layers`) times the number of routed experts,
+/// which bounds the size of the expected tensor list: 2.7 times Kimi K2's
+/// 62 x 384, and at the bound a config costs under a second to refuse.
+constexpr int64_t kMaxExpertInstances = int64_t(1) << 16;
+/// Most Linear weights one decoder layer has besides its routed experts
+/// (attention, dense or shared MLP, MTP projection), for
+/// `kMaxModuleNameChecks`.
+constexpr int64_t kMaxLinearsPerLayer = 16;
+/// Upper bound on the distinct names of `modules_to_not_convert` times the
+/// quantizable weights they are matched against (each match a substring
+/// search): at most `kMaxLinearsPerLayer` per layer plus 3 per routed expert.
+constexpr int64_t kMaxModuleNameChecks = int64_t(1) << 25;
 /// Upper bound on `max_position_embeddings` and YaRN's original length.
 constexpr int64_t kMaxPositions = int64_t(1) << 31;
 

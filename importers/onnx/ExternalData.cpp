@@ -2,11 +2,14 @@
 //
 // Resolves and reads ONNX external data under the model's folder. Files are
 // opened one path component at a time with O_NOFOLLOW, so no symbolic link is
-// ever followed, and checked with fstat on the descriptor that is read.
+// ever followed, the last one with O_NONBLOCK, so a FIFO cannot block the
+// open, and checked with fstat on the descriptor that is read.
 //
 //===----------------------------------------------------------------------===//
 
 #include "importers/onnx/ExternalData.h"
+
+#include "runtime/support/File.h"
 
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringSet.h"
@@ -24,32 +27,8 @@ using namespace mlir::moec;
 
 namespace {
 
-/// Closes a file descriptor when it goes out of scope.
-class ScopedFd {
-public:
-  explicit ScopedFd(int fd = -1) : fd(fd) {}
-  ScopedFd(const ScopedFd &) = delete;
-  ScopedFd &operator=(const ScopedFd &) = delete;
-  ~ScopedFd() {
-    if (fd >= 0)
-      ::close(fd);
-  }
-  int get() const { return fd; }
-  /// Gives up ownership of the descriptor.
-  int release() {
-    int owned = fd;
-    fd = -1;
-    return owned;
-  }
-  void reset(int other) {
-    if (fd >= 0)
-      ::close(fd);
-    fd = other;
-  }
-
-private:
-  int fd;
-};
+using ::moec::runtime::fileKindName;
+using ::moec::runtime::ScopedFd;
 
 /// The prefix of every message: `'<model>': <what>: external data`.
 std::string prefix(StringRef modelPath, StringRef what) {
@@ -123,7 +102,10 @@ openUnderModelDir(StringRef modelPath, StringRef what, StringRef location) {
     if (!walked.empty())
       walked += "/";
     walked += part.str();
-    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (last ? 0 : O_DIRECTORY);
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+    // writer; it is cleared again once fstat has seen a regular file.
+    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+                (last ? O_NONBLOCK | O_NOCTTY : O_DIRECTORY);
     int fd = ::openat(current.get(), part.str().c_str(), flags);
     if (fd < 0) {
       int code = errno;
@@ -147,13 +129,19 @@ openUnderModelDir(StringRef modelPath, StringRef what, StringRef location) {
                          "': cannot stat: " + std::strerror(errno));
   if (!S_ISREG(info.st_mode))
     return makeError(modelPath, what,
-                     "location '" + location + "' is not a regular file");
+                     "location '" + location + "' is " +
+                         fileKindName(info.st_mode) + ", not a regular file");
   if (info.st_nlink > 1)
     return makeError(modelPath, what,
                      "location '" + location + "' has " +
                          llvm::Twine(static_cast<uint64_t>(info.st_nlink)) +
                          " hard links; a file with more than one name is "
                          "not allowed");
+  int flags = ::fcntl(current.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(current.get(), F_SETFL, flags & ~O_NONBLOCK) != 0)
+    return makeError(modelPath, what,
+                     "location '" + location + "': cannot set blocking mode: " +
+                         std::strerror(errno));
   return std::make_pair(current.release(), static_cast<uint64_t>(info.st_size));
 }
 

@@ -11,6 +11,7 @@
 #include "importers/onnx/OnnxReader.h"
 #include "importers/onnx/ExternalData.h"
 #include "importers/onnx/OnnxDialect.h"
+#include "runtime/support/File.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -771,36 +772,59 @@ llvm::Error OnnxModel::Impl::validate() {
 
 llvm::Expected<std::unique_ptr<OnnxModel>>
 OnnxModel::load(StringRef path, const OnnxReaderOptions &options) {
-  auto impl = std::make_unique<Impl>();
-  impl->path = path.str();
-  impl->options = options;
-  Reader r = impl->reader();
+  Reader r(path, options);
 
-  // Check the size before reading anything.
-  uint64_t size = 0;
-  if (std::error_code ec = llvm::sys::fs::file_size(path, size))
-    return r.fail("cannot open: " + ec.message());
-  if (llvm::sys::fs::is_directory(path))
-    return r.fail("is a folder, not an ONNX file");
-  if (size == 0)
-    return r.fail("is empty, not an ONNX model");
+  // Open without blocking and check on the descriptor that this is a
+  // regular file (a FIFO would hang the open, /dev/zero never end), then
+  // check the size, all before reading anything.
+  std::string file = path.str();
+  ::moec::runtime::StatusOr<::moec::runtime::RegularFile> opened =
+      ::moec::runtime::openRegularFile(file);
+  if (!opened.isOk()) {
+    // The message starts with the path, which Reader::fail puts first.
+    StringRef message = opened.status().message();
+    message.consume_front(file + ": ");
+    return r.fail(message);
+  }
+  uint64_t size = opened->size;
   if (size > options.maxFileBytes)
     return r.fail(llvm::formatv("is {0} bytes; ONNX files are limited to {1} "
                                 "(keep large weights in external data)",
                                 size, options.maxFileBytes)
                       .str());
-  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                            /*RequiresNullTerminator=*/false);
+  auto buffer = llvm::MemoryBuffer::getOpenFile(
+      opened->fd.get(), path, size, /*RequiresNullTerminator=*/false);
   if (!buffer)
     return r.fail("cannot read: " + buffer.getError().message());
   if ((*buffer)->getBufferSize() != size)
     return r.fail("changed size while it was read");
+  return fromBuffer(llvm::MemoryBufferRef((*buffer)->getBuffer(), path),
+                    options);
+}
 
+llvm::Expected<std::unique_ptr<OnnxModel>>
+OnnxModel::fromBuffer(llvm::MemoryBufferRef buffer,
+                      const OnnxReaderOptions &options) {
+  auto impl = std::make_unique<Impl>();
+  impl->path = buffer.getBufferIdentifier().str();
+  impl->options = options;
+  Reader r = impl->reader();
+
+  uint64_t size = buffer.getBufferSize();
+  if (size == 0)
+    return r.fail("is empty, not an ONNX model");
+  // protobuf reads at most INT32_MAX bytes: a larger limit is clamped, so
+  // that a file of exactly 2 GiB cannot wrap the int below.
+  uint64_t limit = std::min<uint64_t>(options.maxFileBytes, INT32_MAX);
+  if (size > limit)
+    return r.fail(llvm::formatv("is {0} bytes; ONNX files are limited to {1} "
+                                "(keep large weights in external data)",
+                                size, limit)
+                      .str());
   google::protobuf::io::CodedInputStream stream(
-      reinterpret_cast<const uint8_t *>((*buffer)->getBufferStart()),
-      static_cast<int>((*buffer)->getBufferSize()));
-  stream.SetTotalBytesLimit(
-      static_cast<int>(std::min<uint64_t>(options.maxFileBytes, INT32_MAX)));
+      reinterpret_cast<const uint8_t *>(buffer.getBufferStart()),
+      static_cast<int>(size));
+  stream.SetTotalBytesLimit(static_cast<int>(limit));
   stream.SetRecursionLimit(options.maxNesting);
   if (!impl->model.ParseFromCodedStream(&stream) ||
       !stream.ConsumedEntireMessage())

@@ -15,6 +15,7 @@
 #include "mlir/IR/OwningOpRef.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
+#include "llvm/Support/MemoryBufferRef.h"
 
 #include <cstdint>
 #include <memory>
@@ -42,6 +43,13 @@ public:
   /// the tensor, node or value concerned.
   static llvm::Expected<std::unique_ptr<OnnxModel>>
   load(llvm::StringRef path, const OnnxReaderOptions &options = {});
+
+  /// Validates the model image in `buffer` with the same checks and limits
+  /// as `load`; the buffer identifier stands in for the path in messages and
+  /// external data is looked up next to it. The bytes are not kept.
+  static llvm::Expected<std::unique_ptr<OnnxModel>>
+  fromBuffer(llvm::MemoryBufferRef buffer,
+             const OnnxReaderOptions &options = {});
   ~OnnxModel();
 
   /// The path the model was loaded from.

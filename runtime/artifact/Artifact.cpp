@@ -10,6 +10,8 @@
 
 #include "runtime/artifact/Artifact.h"
 
+#include "runtime/support/File.h"
+
 #include <google/protobuf/stubs/common.h>
 #if GOOGLE_PROTOBUF_VERSION < 4022000
 #include <google/protobuf/stubs/logging.h>
@@ -20,14 +22,11 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
-#include <fcntl.h>
 #include <iomanip>
 #include <set>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <system_error>
 #include <thread>
-#include <unistd.h>
 
 namespace moec::runtime {
 
@@ -41,38 +40,23 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 
 StatusOr<std::unique_ptr<Artifact>> Artifact::open(const std::string &path,
                                                    const OpenOptions &options) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return makeError(errno == ENOENT ? StatusCode::kNotFound
-                                     : StatusCode::kIoError,
-                     path, ": cannot open: ", std::strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return makeError(StatusCode::kIoError, path,
-                     ": cannot stat: ", std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return makeError(StatusCode::kInvalidArgument, path,
-                     ": not a regular file");
-  }
+  // openRegularFile does not block on a FIFO and refuses anything but a
+  // regular file (a device such as /dev/zero cannot be mapped sensibly).
+  MOEC_ASSIGN_OR_RETURN(RegularFile file, openRegularFile(path));
   std::unique_ptr<Artifact> artifact(new Artifact());
   artifact->path_ = path;
-  artifact->size_ = uint64_t(st.st_size);
+  artifact->size_ = file.size;
   if (artifact->size_ > 0) {
-    void *map = mmap(nullptr, artifact->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-      int err = errno;
-      ::close(fd);
+    void *map = mmap(nullptr, artifact->size_, PROT_READ, MAP_PRIVATE,
+                     file.fd.get(), 0);
+    if (map == MAP_FAILED)
       return makeError(StatusCode::kIoError, path,
-                       ": cannot map: ", std::strerror(err));
-    }
+                       ": cannot map: ", std::strerror(errno));
     artifact->bytes_ = static_cast<const uint8_t *>(map);
     artifact->mapped_ = true;
   }
-  ::close(fd);
+  // The mapping stays valid once the descriptor is closed.
+  file.fd.reset(-1);
   MOEC_RETURN_IF_ERROR(artifact->verify(options));
   return artifact;
 }

@@ -335,7 +335,9 @@ Status checkWeights(const Manifest &m, const ManifestContext &ctx,
         if (block <= 0)
           return corrupt(
               strCat(where, ": block_shape has non-positive entry ", block));
-        expected = (w.shape(d) + block - 1) / block;
+        // ceil(dim / block) without `dim + block - 1`, which overflows
+        // int64 for a block near 2^63 (both are positive here).
+        expected = w.shape(d) / block + (w.shape(d) % block != 0);
       }
       if (s.shape(d) != expected)
         return corrupt(strCat(where, ": scale ", quoted(s.name()),

@@ -18,8 +18,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <set>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using namespace mlir::moec::hf;
 
@@ -899,7 +903,8 @@ TEST(ModelConfigTest, MutatedInputNeverCrashes) {
       EXPECT_TRUE(llvm::StringRef(message).starts_with("m: ")) << message;
       continue;
     }
-    EXPECT_LE(c->numLayers * c->numExperts, kMaxExpertInstances);
+    EXPECT_LE((c->numLayers + c->numNextnPredictLayers) * c->numExperts,
+              kMaxExpertInstances);
     EXPECT_FALSE(expectedTensors(*c).empty());
   }
 }
@@ -908,7 +913,85 @@ TEST(ModelConfigTest, ExpertInstancesAreBounded) {
   EXPECT_EQ(parseError(R"({"model_type": "qwen3_moe",
     "num_hidden_layers": 4096, "num_experts": 65536})"),
             "cfg: field 'num_hidden_layers' = 4096 times num_experts = 65536 "
-            "must be <= 262144");
+            "must be <= 65536");
+}
+
+/// A 0.7 KB DeepSeek config whose 16 MTP layers each hold 16384 experts.
+constexpr const char *kHugeMtpConfig = R"json({
+  "model_type": "deepseek_v3", "vocab_size": 128, "hidden_size": 64,
+  "intermediate_size": 96, "moe_intermediate_size": 32,
+  "num_hidden_layers": 4, "num_nextn_predict_layers": 16,
+  "num_attention_heads": 2, "num_key_value_heads": 2,
+  "n_routed_experts": 16384, "n_shared_experts": 1, "num_experts_per_tok": 2,
+  "n_group": 1, "topk_group": 1, "first_k_dense_replace": 0,
+  "q_lora_rank": 32, "kv_lora_rank": 32, "qk_nope_head_dim": 16,
+  "qk_rope_head_dim": 16, "v_head_dim": 16,
+  "quantization_config": {"quant_method": "fp8",
+    "weight_block_size": [128, 128]}
+})json";
+
+TEST(ModelConfigTest, MtpLayersCountTowardTheExpertBound) {
+  // 4 main layers x 16384 experts is at the bound, but the 16 MTP layers
+  // are decoder layers with experts too: 20 x 16384 tensors' worth of
+  // experts (2 million tensors, seconds and gigabytes) is refused by the
+  // parse, before any tensor list is built.
+  EXPECT_EQ(parseError(kHugeMtpConfig),
+            "cfg: field 'num_hidden_layers' = 4 plus num_nextn_predict_layers "
+            "= 16 times n_routed_experts = 16384 must be <= 65536");
+  // At the bound with MTP counted: 3 + 1 layers of 16384 experts.
+  std::string atBound = kHugeMtpConfig;
+  for (auto [from, to] :
+       {std::pair<std::string, std::string>{"\"num_hidden_layers\": 4",
+                                            "\"num_hidden_layers\": 3"},
+        {"\"num_nextn_predict_layers\": 16",
+         "\"num_nextn_predict_layers\": 1"}})
+    atBound.replace(atBound.find(from), from.size(), to);
+  ModelConfig c = parseOrDie(atBound);
+  EXPECT_EQ((c.numLayers + c.numNextnPredictLayers) * c.numExperts,
+            kMaxExpertInstances);
+  // DeepSeek's default is one MTP layer, which counts as well.
+  EXPECT_EQ(parseError(R"({"model_type": "deepseek_v3",
+    "num_hidden_layers": 4, "n_routed_experts": 16384, "n_group": 1})"),
+            "cfg: field 'num_hidden_layers' = 4 plus num_nextn_predict_layers "
+            "= 1 times n_routed_experts = 16384 must be <= 65536");
+}
+
+TEST(ModelConfigTest, ModulesToNotConvertWorkIsBounded) {
+  // Every quantizable weight is matched against every name: names times
+  // weights is bounded. Repeats and empty names are dropped first.
+  std::string names;
+  for (int i = 0; i < 400; ++i)
+    names += (i ? ", " : "") + std::string("\"m") + std::to_string(i) + "\"";
+  std::string config = R"({"model_type": "mixtral", "num_hidden_layers": 32,
+    "num_local_experts": 1024, "quantization_config": {"quant_method": "fp8",
+    "modules_to_not_convert": [)" +
+                       names + "]}}";
+  EXPECT_EQ(parseError(config),
+            "cfg: field 'quantization_config.modules_to_not_convert' holds "
+            "400 distinct names; times the up to 98816 quantizable weights "
+            "they are matched against, that is more than 33554432 substring "
+            "checks");
+  config = R"({"model_type": "mixtral", "quantization_config": {
+    "quant_method": "fp8", "modules_to_not_convert": ["lm_head", "", "gate",
+    "lm_head", "gate", ""]}})";
+  ModelConfig c = parseOrDie(config);
+  ASSERT_TRUE(c.quantization);
+  EXPECT_EQ(c.quantization->modulesToNotConvert,
+            (std::vector<std::string>{"gate", "lm_head"}));
+}
+
+TEST(ModelConfigTest, MlpOnlyLayersRepeatsAreMerged) {
+  // The list is looked up for every layer: repeats are merged so that its
+  // length is at most the layer count.
+  std::string repeats;
+  for (int i = 0; i < 100000; ++i)
+    repeats += (i ? ", " : "") + std::to_string(i % 3);
+  ModelConfig c = parseOrDie(R"({"model_type": "qwen3_moe",
+    "num_hidden_layers": 4, "mlp_only_layers": [)" +
+                             repeats + "]}");
+  EXPECT_EQ(c.mlpOnlyLayers, (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_FALSE(c.isMoELayer(2));
+  EXPECT_TRUE(c.isMoELayer(3));
 }
 
 //===----------------------------------------------------------------------===//
@@ -955,7 +1038,7 @@ TEST(ModelConfigTest, LoadMissingFile) {
   llvm::Expected<ModelConfig> c = loadModelConfig(tmp.dir());
   ASSERT_FALSE(static_cast<bool>(c));
   EXPECT_EQ(llvm::toString(c.takeError()), tmp.file("config.json") +
-                                               ": cannot read: No such file or "
+                                               ": cannot open: No such file or "
                                                "directory");
 }
 
@@ -965,7 +1048,29 @@ TEST(ModelConfigTest, LoadDirectoryNamedConfigJson) {
   llvm::Expected<ModelConfig> c = loadModelConfig(tmp.dir());
   ASSERT_FALSE(static_cast<bool>(c));
   EXPECT_EQ(llvm::toString(c.takeError()),
-            tmp.file("config.json") + ": not a regular file");
+            tmp.file("config.json") + ": is a folder, not a regular file");
+}
+
+TEST(ModelConfigTest, LoadFifoOrDeviceNamedConfigJson) {
+  // Refused on the opened descriptor, without blocking on the FIFO (no
+  // writer ever comes) or reading the device.
+  TempDir tmp;
+  std::string path = tmp.file("config.json");
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0) << std::strerror(errno);
+  llvm::Expected<ModelConfig> c = loadModelConfig(tmp.dir());
+  ASSERT_FALSE(static_cast<bool>(c));
+  EXPECT_EQ(llvm::toString(c.takeError()),
+            path + ": is a FIFO, not a regular file");
+  // (llvm::sys::fs::remove refuses to remove a FIFO.)
+  ASSERT_EQ(::unlink(path.c_str()), 0) << std::strerror(errno);
+  if (::access("/dev/zero", R_OK) != 0)
+    GTEST_SKIP() << "no readable /dev/zero";
+  // A symbolic link is followed (as in the Hugging Face cache).
+  ASSERT_FALSE(llvm::sys::fs::create_link("/dev/zero", path));
+  c = loadModelConfig(tmp.dir());
+  ASSERT_FALSE(static_cast<bool>(c));
+  EXPECT_EQ(llvm::toString(c.takeError()),
+            path + ": is a character device, not a regular file");
 }
 
 TEST(ModelConfigTest, FileTooLarge) {

@@ -1,16 +1,18 @@
 //===- OnnxReaderTest.cpp - Tests for the ONNX reader -----------*- C++ -*-===//
 //
 // Builds ONNX models with the protobuf classes, writes them (and external
-// data files, symbolic and hard links) to a temporary folder, and checks that
-// the reader rejects every escape and malformed input with a message naming
-// the file and the tensor or node, reads valid data back, maps tensors and
-// types faithfully, and that legalisation of malformed nodes fails cleanly.
+// data files, symbolic and hard links, FIFOs) to a temporary folder, and
+// checks that the reader rejects every escape and malformed input with a
+// message naming the file and the tensor or node (a FIFO or a device without
+// blocking or reading it), reads valid data back, maps tensors and types
+// faithfully, and that legalisation of malformed nodes fails cleanly.
 //
 //===----------------------------------------------------------------------===//
 
 #include "importers/onnx/OnnxReader.h"
 #include "importers/onnx/OnnxDialect.h"
 #include "importers/onnx/OnnxImporter.h"
+#include "test/unit/FifoWatchdog.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Diagnostics.h"
@@ -22,13 +24,20 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <chrono>
+#include <cstring>
+#include <fcntl.h>
 #include <fstream>
+#include <future>
 #include <string>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <vector>
 
 using namespace mlir;
 using namespace mlir::moec;
+using ::moec::test::returnsWithoutBlocking;
 
 namespace {
 
@@ -316,7 +325,7 @@ TEST_F(OnnxReaderTest, ExternalDataRejectsBadNumbersAndLocations) {
   model.mutable_graph()->mutable_initializer(0)->clear_external_data();
   makeExternal(model.mutable_graph()->mutable_initializer(0),
                {{"location", "folder"}});
-  expectRejected(model, "location 'folder' is not a regular file");
+  expectRejected(model, "location 'folder' is a folder, not a regular file");
   model.mutable_graph()->mutable_initializer(0)->clear_external_data();
   makeExternal(model.mutable_graph()->mutable_initializer(0),
                {{"location", "sub\\w.bin"}});
@@ -324,6 +333,32 @@ TEST_F(OnnxReaderTest, ExternalDataRejectsBadNumbersAndLocations) {
   // Data both embedded and external is contradictory.
   model.mutable_graph()->mutable_initializer(0)->set_raw_data(weightBytes());
   expectRejected(model, "initializer 'w' has both raw_data and external data");
+}
+
+TEST_F(OnnxReaderTest, ExternalDataFifoIsRefusedWithoutBlocking) {
+  ASSERT_EQ(::mkfifo(path("w.bin").c_str(), 0600), 0) << std::strerror(errno);
+  onnx::ModelProto model = makeModel();
+  makeExternal(model.mutable_graph()->mutable_initializer(0),
+               {{"location", "w.bin"}});
+  std::string file = writeModel(model);
+  std::string error =
+      returnsWithoutBlocking(path("w.bin"), [&] { return loadError(file); });
+  EXPECT_EQ(error, "'" + file +
+                       "': initializer 'w': external data location 'w.bin' "
+                       "is a FIFO, not a regular file");
+}
+
+TEST_F(OnnxReaderTest, ExternalDataDeviceIsRefused) {
+  if (::geteuid() != 0)
+    GTEST_SKIP() << "needs root to create a device node (mknod)";
+  // The character device of /dev/zero (1, 5), inside the model's folder.
+  if (::mknod(path("w.bin").c_str(), S_IFCHR | 0600, makedev(1, 5)) != 0)
+    GTEST_SKIP() << "mknod is not permitted here: " << std::strerror(errno);
+  onnx::ModelProto model = makeModel();
+  makeExternal(model.mutable_graph()->mutable_initializer(0),
+               {{"location", "w.bin"}});
+  expectRejected(model, "initializer 'w': external data location 'w.bin' is "
+                        "a character device, not a regular file");
 }
 
 TEST_F(OnnxReaderTest, ExternalDataEscapesInSubgraphsAreRejected) {
@@ -365,6 +400,23 @@ TEST_F(OnnxReaderTest, RejectsFilesThatAreNotModels) {
   EXPECT_NE(loadError(writeModel(makeModel()), small)
                 .find("bytes; ONNX files are limited to 16"),
             std::string::npos);
+}
+
+TEST_F(OnnxReaderTest, ModelFileMustBeARegularFile) {
+  // A FIFO would block open(2) and read(2), /dev/zero would be read without
+  // end: both are refused before a byte is read.
+  std::string fifo = path("pipe.onnx");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  EXPECT_EQ(returnsWithoutBlocking(fifo, [&] { return loadError(fifo); }),
+            "'" + fifo + "': is a FIFO, not a regular file");
+  if (::access("/dev/zero", R_OK) == 0)
+    EXPECT_EQ(loadError("/dev/zero"),
+              "'/dev/zero': is a character device, not a regular file");
+  EXPECT_EQ(loadError(dir.str().str()),
+            "'" + dir.str().str() + "': is a folder, not a regular file");
+  EXPECT_EQ(loadError(path("missing.onnx")),
+            "'" + path("missing.onnx") +
+                "': cannot open: No such file or directory");
 }
 
 TEST_F(OnnxReaderTest, RejectsNestingBeyondTheLimit) {

@@ -14,7 +14,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
+#include <fcntl.h>
+#include <future>
 #include <random>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -509,6 +512,36 @@ TEST_F(ArtifactBytesTest, MissingFileAndNonFiles) {
             std::string::npos);
 }
 
+TEST_F(ArtifactBytesTest, FifoIsRefusedWithoutBlocking) {
+  // A plain open(2) of a FIFO waits for a writer. Should Artifact::open
+  // block, a writer opens and closes the FIFO after 10 s so that it returns,
+  // and the test fails instead of hanging.
+  std::string fifo = dir.file("pipe.moea");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  auto opened = std::async(std::launch::async,
+                           [&] { return Artifact::open(fifo).status(); });
+  if (opened.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    ADD_FAILURE() << "Artifact::open blocked on the FIFO " << fifo;
+    int fd = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0)
+      ::close(fd);
+  }
+  Status status = opened.get();
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(), fifo + ": is a FIFO, not a regular file");
+}
+
+TEST_F(ArtifactBytesTest, DevicesAreRefusedNamingTheirKind) {
+  if (::access("/dev/zero", R_OK) != 0)
+    GTEST_SKIP() << "no readable /dev/zero";
+  auto a = Artifact::open("/dev/zero");
+  EXPECT_EQ(a.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(a.status().message(),
+            "/dev/zero: is a character device, not a regular file");
+  EXPECT_EQ(Artifact::open(dir.path()).status().message(),
+            dir.path() + ": is a folder, not a regular file");
+}
+
 //===----------------------------------------------------------------------===//
 // Manifest consistency: one case per rule
 //===----------------------------------------------------------------------===//
@@ -697,9 +730,11 @@ TEST(ManifestTest, WeightsWithoutWeightsSection) {
             "section");
 }
 
-TEST(ManifestTest, BlockScaledWeightIsAccepted) {
-  // A [300, 200] FP8 weight with 128x128 blocks needs a [3, 2] f32 scale.
-  manifest::Manifest m = TestModel::random(7).manifest();
+/// Adds to `m` a [300, 200] FP8 weight (id 20, 'w_fp8') with blocks of
+/// [128, `innerBlock`] and a [3, 2] f32 scale (id 21), laid out after the
+/// test model's weights; returns both.
+std::pair<manifest::Weight *, manifest::Weight *>
+addBlockScaledWeight(manifest::Manifest &m, int64_t innerBlock) {
   manifest::Weight *w = m.add_weights();
   w->set_id(20);
   w->set_name("w_fp8");
@@ -710,7 +745,7 @@ TEST(ManifestTest, BlockScaledWeightIsAccepted) {
   w->set_bytes(60000);
   w->set_scale(21);
   w->add_block_shape(128);
-  w->add_block_shape(128);
+  w->add_block_shape(innerBlock);
   manifest::Weight *s = m.add_weights();
   s->set_id(21);
   s->set_name("w_fp8.scale");
@@ -719,9 +754,22 @@ TEST(ManifestTest, BlockScaledWeightIsAccepted) {
   s->add_shape(2);
   s->set_offset(64896);
   s->set_bytes(24);
+  return {w, s};
+}
+
+/// The file around `addBlockScaledWeight`'s manifest.
+ManifestContext blockScaledContext() {
   ManifestContext context;
   context.sectionNames = {"manifest", "cpu.so", "weights"};
   context.weightsSectionSize = 64920;
+  return context;
+}
+
+TEST(ManifestTest, BlockScaledWeightIsAccepted) {
+  // A [300, 200] FP8 weight with 128x128 blocks needs a [3, 2] f32 scale.
+  manifest::Manifest m = TestModel::random(7).manifest();
+  auto [w, s] = addBlockScaledWeight(m, 128);
+  ManifestContext context = blockScaledContext();
   auto index = verifyManifest(m, context);
   EXPECT_TRUE(index.isOk()) << index.status().toString();
   s->set_shape(1, 1);
@@ -730,6 +778,32 @@ TEST(ManifestTest, BlockScaledWeightIsAccepted) {
   EXPECT_EQ(index.status().message(),
             "weights[3] (id 20, 'w_fp8'): scale 'w_fp8.scale' has shape [3, "
             "1] but dimension 1 should be 2");
+}
+
+TEST(ManifestTest, BlockShapeNearInt64MaxIsOneBlockWithoutOverflow) {
+  // ceil(200 / block) for a block of 2^63 - 1 is 1; computing it as
+  // (200 + block - 1) / block overflows int64 (UBSan: signed overflow) and,
+  // wrapped, gives 0. The scale must then be [3, 1], and a [3, 2] scale is
+  // refused naming the dimension.
+  manifest::Manifest m = TestModel::random(7).manifest();
+  auto [w, s] = addBlockScaledWeight(m, INT64_MAX);
+  ManifestContext context = blockScaledContext();
+  auto index = verifyManifest(m, context);
+  ASSERT_FALSE(index.isOk());
+  EXPECT_EQ(index.status().code(), StatusCode::kCorrupt);
+  EXPECT_EQ(index.status().message(),
+            "weights[3] (id 20, 'w_fp8'): scale 'w_fp8.scale' has shape [3, "
+            "2] but dimension 1 should be 1");
+  s->set_shape(1, 1);
+  s->set_bytes(12);
+  index = verifyManifest(m, context);
+  EXPECT_TRUE(index.isOk()) << index.status().toString();
+  // Both dimensions in one huge block: a [1, 1] scale.
+  w->set_block_shape(0, INT64_MAX - 1);
+  index = verifyManifest(m, context);
+  EXPECT_EQ(index.status().message(),
+            "weights[3] (id 20, 'w_fp8'): scale 'w_fp8.scale' has shape [3, "
+            "1] but dimension 0 should be 1");
 }
 
 } // namespace

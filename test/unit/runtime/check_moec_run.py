@@ -7,7 +7,9 @@ against numpy ((embed[tokens] + bias) @ head.T in float32, max relative error
 <= 1e-5), the printed top-k ids against numpy's ordering (ties to the lower
 id), --input/--dump-output against --tokens, --repeat timing, --info,
 --help, --device handling, and that bad input gives the documented exit
-codes (1 runtime error, 2 usage error).
+codes (1 runtime error, 2 usage error). A FIFO or /dev/zero as --input or
+as the model, and a .npy header claiming far more data than the file holds,
+must each be refused at once (within the run timeout) with a clear message.
 
 Usage: check_moec_run.py --driver runtime-test-driver --moec-run moec-run
 """
@@ -18,6 +20,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -27,8 +30,17 @@ def fail(msg):
     sys.exit(1)
 
 
+# Every command finishes within this many seconds, or it hung.
+TIMEOUT_S = 60
+
+
 def run(cmd, expect_rc):
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True,
+                           timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        fail(f"{' '.join(cmd)}: still running after {TIMEOUT_S} s (it "
+             f"blocked or read without end)")
     if p.returncode != expect_rc:
         fail(f"{' '.join(cmd)}: exit {p.returncode}, expected {expect_rc}\n"
              f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
@@ -102,6 +114,47 @@ def main():
         run([mr, model, "--input", "tokens"], 2)
         print("moec-run: --input and --dump-output match --tokens, bad .npy "
               "files are refused")
+
+        # Files that are not regular files are refused before a byte is
+        # read: a FIFO without a writer would block open(2) and read(2),
+        # and /dev/zero never ends.
+        fifo = os.path.join(tmp, "fifo.npy")
+        os.mkfifo(fifo)
+        for path, kind in ((fifo, "a FIFO"),
+                           ("/dev/zero", "a character device")):
+            if not os.path.exists(path):
+                continue
+            start = time.monotonic()
+            err = run([mr, model, "--input", f"tokens={path}"], 1).stderr
+            want = f"--input tokens: {path}: is {kind}, not a regular file"
+            if want not in err:
+                fail(f"--input tokens={path}: {err}")
+            err = run([mr, path, "--tokens", "1"], 1).stderr
+            if f"{path}: is {kind}, not a regular file" not in err:
+                fail(f"model {path}: {err}")
+            print(f"moec-run: {path} as --input and as the model refused in "
+                  f"{time.monotonic() - start:.2f} s")
+        # A header claiming 4 PB in a file of 16 data bytes: refused by the
+        # size check before anything is allocated.
+        huge = os.path.join(tmp, "huge.npy")
+        header = ("{'descr': '<i4', 'fortran_order': False, "
+                  "'shape': (1000000000, 1000000), }")
+        header += " " * (63 - (10 + len(header)) % 64) + "\n"
+        with open(huge, "wb") as f:
+            f.write(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+                    + header.encode() + bytes(16))
+        err = run([mr, model, "--input", f"tokens={huge}"], 1).stderr
+        if (f"--input tokens: {huge}: holds 16 data bytes, but shape "
+                "(1000000000, 1000000) of int32 needs 4000000000000000"
+                not in err):
+            fail(f"--input with a huge claimed shape: {err}")
+        with open(huge, "wb") as f:
+            f.write(b"PK\x03\x04")
+        err = run([mr, model, "--input", f"tokens={huge}"], 1).stderr
+        if f"{huge}: not a NumPy .npy file (bad magic)" not in err:
+            fail(f"--input with a bad magic: {err}")
+        print("moec-run: FIFOs, devices and impossible .npy headers are "
+              "refused at once")
 
         out = run([mr, model, "--tokens=7", "--top=0"], 0).stdout
         if "on cpu" not in out or "position" in out:
