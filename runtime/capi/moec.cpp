@@ -2,18 +2,22 @@
 //
 // The C functions of moec.h over `Artifact` and an `Executor`: device
 // selection ("auto" takes CUDA when a device is usable and the artifact
-// carries CUDA code, else the CPU), argument checks, and the translation of
-// `Status` into `moec_status` plus the thread-local last-error string.
+// carries CUDA code, else the CPU), argument checks, the one-thread-at-a-time
+// check on each model, and the translation of `Status` into `moec_status`
+// plus the thread-local last-error string.
 //
 //===----------------------------------------------------------------------===//
 
 #include "runtime/capi/moec.h"
 
 #include "runtime/artifact/Artifact.h"
+#include "runtime/capi/ModelTesting.h"
 #include "runtime/cpu/CpuExecutor.h"
 #include "runtime/cuda/CudaExecutor.h"
 
+#include <atomic>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +35,11 @@ struct moec_model {
   std::string tokensError, logitsError;
   // The resolved shape of each output as last returned by moec_model_output.
   std::vector<std::vector<int64_t>> outputShapes;
+  // Held by the call that runs the model or touches its inputs and outputs
+  // (`ModelCall`): a second thread's call fails instead of racing with it.
+  mutable std::atomic<bool> busy{false};
+  // Tests only: called inside every run while `busy` is held.
+  std::function<void()> runHookForTesting;
 };
 
 namespace {
@@ -69,6 +78,45 @@ moec_status report(const Status &status) {
 
 moec_status invalid(const std::string &message) {
   return report(Status(StatusCode::kInvalidArgument, message));
+}
+
+const char kModelBusy[] =
+    "model is already running on another thread; a model may be used from "
+    "one thread at a time \u2014 load it once per thread";
+
+// Marks `model` busy for the scope of one C API call. A model is documented
+// as usable from one thread at a time; a call that finds it busy reports
+// that instead of running the executor concurrently (which would race on
+// the arena, the inputs and the outputs). Never waits: a caller that
+// serialises its calls never sees the error.
+class ModelCall {
+public:
+  explicit ModelCall(const moec_model &model) : busy_(model.busy) {
+    bool expected = false;
+    acquired_ = busy_.compare_exchange_strong(
+        expected, true, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+  ~ModelCall() {
+    if (acquired_)
+      busy_.store(false, std::memory_order_release);
+  }
+  ModelCall(const ModelCall &) = delete;
+  ModelCall &operator=(const ModelCall &) = delete;
+
+  /// False when another thread is inside a call on the same model.
+  bool acquired() const { return acquired_; }
+
+private:
+  std::atomic<bool> &busy_;
+  bool acquired_ = false;
+};
+
+moec_status busy() { return invalid(kModelBusy); }
+
+// Calls the test hook of `model` (inside a run, `busy` held).
+void runHook(const moec_model &model) {
+  if (model.runHookForTesting)
+    model.runHookForTesting();
 }
 
 // Binds `artifact` to `device` ("cpu", "cuda" or "auto"). "auto" uses CUDA
@@ -210,6 +258,9 @@ moec_status moec_model_run(moec_model *model, const int32_t *tokens,
     return invalid("moec_model_run: `tokens` is null");
   if (!model->tokensError.empty())
     return invalid(model->tokensError);
+  ModelCall call(*model);
+  if (!call.acquired())
+    return busy();
   Executor &ex = *model->executor;
   if (n < 1 || n > ex.maxTokens())
     return invalid("moec_model_run: token count " + std::to_string(n) +
@@ -221,8 +272,10 @@ moec_status moec_model_run(moec_model *model, const int32_t *tokens,
   } else {
     status = ex.setInput(0, tokens, uint64_t(n) * sizeof(int32_t), n);
   }
-  if (status.isOk())
+  if (status.isOk()) {
+    runHook(*model);
     status = ex.run(n);
+  }
   if (!status.isOk()) {
     model->lastTokens = 0;
     return report(status);
@@ -237,6 +290,9 @@ moec_status moec_model_logits(const moec_model *model, const float **data,
     return invalid("moec_model_logits: null argument");
   if (!model->logitsError.empty())
     return invalid(model->logitsError);
+  ModelCall call(*model);
+  if (!call.acquired())
+    return busy();
   if (model->lastTokens == 0)
     return invalid("moec_model_logits: the model has not run successfully");
   Executor &ex = *model->executor;
@@ -289,6 +345,9 @@ moec_status moec_model_set_input(moec_model *model, int64_t index,
                           " data (moec_dtype ", int(dtype), ")"));
   if (bytes < 0)
     return invalid(strCat("moec_model_set_input: negative byte count ", bytes));
+  ModelCall call(*model);
+  if (!call.acquired())
+    return busy();
   // The arena may reuse an input's memory for outputs, and outputs read now
   // would no longer match the last run's inputs: they are invalid until the
   // next run.
@@ -301,7 +360,11 @@ moec_status moec_model_set_input(moec_model *model, int64_t index,
 moec_status moec_model_run_tokens(moec_model *model, int64_t tokens) {
   if (!model)
     return invalid("moec_model_run_tokens: `model` is null");
+  ModelCall call(*model);
+  if (!call.acquired())
+    return busy();
   model->lastTokens = 0;
+  runHook(*model);
   Status status = model->executor->run(tokens);
   if (!status.isOk())
     return report(status.withPrefix("moec_model_run_tokens"));
@@ -317,6 +380,9 @@ moec_status moec_model_output(moec_model *model, int64_t index,
   if (Status s = checkIndex(*model, true, index, "moec_model_output");
       !s.isOk())
     return report(s);
+  ModelCall call(*model);
+  if (!call.acquired())
+    return busy();
   if (model->lastTokens == 0)
     return invalid("moec_model_output: the model has not run successfully");
   StatusOr<TensorView> view =
@@ -339,6 +405,9 @@ const char *moec_model_device(const moec_model *model) {
 moec_status moec_model_set_threads(moec_model *model, int threads) {
   if (!model)
     return invalid("moec_model_set_threads: `model` is null");
+  ModelCall call(*model);
+  if (!call.acquired())
+    return busy();
   if (std::string(model->executor->device()) == "cpu")
     static_cast<CpuExecutor *>(model->executor.get())->setThreads(threads);
   return MOEC_OK;
@@ -383,3 +452,8 @@ const char *moec_status_string(moec_status status) {
 }
 
 } // extern "C"
+
+void moec::runtime::setModelRunHookForTesting(moec_model *model,
+                                              std::function<void()> hook) {
+  model->runHookForTesting = std::move(hook);
+}

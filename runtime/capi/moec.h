@@ -3,9 +3,10 @@
  * Load a compiled `.moea` artifact, run it on token ids and read its logits,
  * or set any input, run, and read any output (the generic calls, for models
  * such as an MoE block whose input is an f32 activation). Every function
- *returns a `moec_status`; on failure `moec_last_error()` holds the message (per
- *thread). A model is not thread-safe: use one model per thread or serialise
- *calls. Pure C89-compatible declarations.
+ * returns a `moec_status`; on failure `moec_last_error()` holds the message
+ * (per thread). A model may be used from one thread at a time (see "Threads"
+ * below); different models may run on different threads at once. Pure
+ * C89-compatible declarations.
  *
  *===----------------------------------------------------------------------===*/
 
@@ -52,7 +53,22 @@ typedef enum moec_dtype {
   MOEC_DTYPE_U8 = 9
 } moec_dtype;
 
-/** A loaded model bound to one device. */
+/** A loaded model bound to one device.
+ *
+ *  Threads: a model may be used from one thread at a time. A call that runs
+ *  the model or reads or changes its inputs and outputs
+ *  (`moec_model_run`, `moec_model_run_tokens`, `moec_model_set_input`,
+ *  `moec_model_logits`, `moec_model_output`, `moec_model_set_threads`)
+ *  while another thread is inside one of these calls on the same model does
+ *  not race with it: it returns MOEC_INVALID_ARGUMENT at once, without
+ *  waiting, and `moec_last_error()` says "model is already running on
+ *  another thread; a model may be used from one thread at a time — load it
+ *  once per thread" (the dash is UTF-8). The check catches overlapping calls
+ *  only: a sequence of calls (set the inputs, run, read the outputs) from
+ *  several threads must still be serialised by the caller, data pointers
+ *  from a model are only valid until its next run, and `moec_model_free`
+ *  must not overlap any other call on the model. Load the artifact once per
+ *  thread to run it on several threads at once. */
 typedef struct moec_model moec_model;
 
 /** Loads and verifies the artifact at `path` for `device`: "cpu", "cuda"

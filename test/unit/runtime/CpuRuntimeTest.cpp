@@ -4,19 +4,25 @@
 // are loaded through memfd + dlopen and run; logits are compared with the
 // host reference of TestModel. Also: load errors (missing symbols, a symbol
 // from libc, a non-ELF cpu.so), input validation, two different models in
-// one process, and the C API including its device handling and errors.
+// one process, and the C API including its device handling and errors and
+// its refusal of calls from two threads at once on one model.
 //
 //===----------------------------------------------------------------------===//
 
 #include "TestModel.h"
 
 #include "runtime/artifact/Artifact.h"
+#include "runtime/capi/ModelTesting.h"
 #include "runtime/capi/moec.h"
 #include "runtime/cpu/CpuExecutor.h"
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -528,6 +534,156 @@ TEST_F(CpuRuntimeTest, CApiGenericCallsReportErrors) {
             MOEC_INVALID_ARGUMENT);
   EXPECT_EQ(moec_model_output(m, 0, &data, &dtype, &shape, &rank),
             MOEC_INVALID_ARGUMENT);
+  moec_model_free(m);
+}
+
+//===----------------------------------------------------------------------===//
+// One model, two threads
+//===----------------------------------------------------------------------===//
+
+/// What moec.h promises a call gets while another thread uses the model.
+const char kBusyMessage[] =
+    "model is already running on another thread; a model may be used from "
+    "one thread at a time \u2014 load it once per thread";
+
+TEST_F(CpuRuntimeTest, CApiConcurrentCallsFailWhileAnotherThreadRuns) {
+  std::string path = dir.file("m.moea");
+  ASSERT_TRUE(model.write(path, kernelsSo()).isOk());
+  moec_model *m = nullptr;
+  ASSERT_EQ(moec_model_load(path.c_str(), "cpu", &m), MOEC_OK)
+      << moec_last_error();
+  std::vector<int32_t> tokens = {7, 0, 36, 12};
+  int64_t n = int64_t(tokens.size());
+  // The hook holds the runner inside its run until this thread has made
+  // every call: the overlap is certain, not a matter of timing. Only the
+  // first run is held, so that a runtime without the check fails the test
+  // (this thread's run would succeed) instead of hanging in the hook.
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool inside = false, release = false;
+  setModelRunHookForTesting(m, [&] {
+    std::unique_lock<std::mutex> lock(mutex);
+    if (inside)
+      return;
+    inside = true;
+    changed.notify_all();
+    changed.wait(lock, [&] { return release; });
+  });
+  moec_status runnerStatus = MOEC_INTERNAL;
+  std::thread runner(
+      [&] { runnerStatus = moec_model_run(m, tokens.data(), n); });
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    changed.wait(lock, [&] { return inside; });
+  }
+  const float *logits = nullptr;
+  int64_t rows = 0, cols = 0;
+  const void *data = nullptr;
+  moec_dtype dtype;
+  const int64_t *shape = nullptr;
+  int64_t rank = 0;
+  EXPECT_EQ(moec_model_run(m, tokens.data(), n), MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(), kBusyMessage);
+  EXPECT_EQ(moec_model_run_tokens(m, n), MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(), kBusyMessage);
+  EXPECT_EQ(moec_model_set_input(m, 0, MOEC_DTYPE_I32, tokens.data(), n * 4, n),
+            MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(), kBusyMessage);
+  EXPECT_EQ(moec_model_logits(m, &logits, &rows, &cols), MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(), kBusyMessage);
+  EXPECT_EQ(moec_model_output(m, 0, &data, &dtype, &shape, &rank),
+            MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(), kBusyMessage);
+  EXPECT_EQ(moec_model_set_threads(m, 1), MOEC_INVALID_ARGUMENT);
+  EXPECT_STREQ(moec_last_error(), kBusyMessage);
+  // What the manifest says stays readable.
+  EXPECT_EQ(moec_model_tensor_count(m, 1), 1);
+  EXPECT_EQ(moec_model_max_tokens(m), 8);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    release = true;
+  }
+  changed.notify_all();
+  runner.join();
+  EXPECT_EQ(runnerStatus, MOEC_OK);
+  setModelRunHookForTesting(m, {});
+  // The refused calls changed nothing: the runner's run is intact, and the
+  // model is free again for this thread.
+  ASSERT_EQ(moec_model_logits(m, &logits, &rows, &cols), MOEC_OK)
+      << moec_last_error();
+  EXPECT_EQ(rows, n);
+  expectClose(logits, model.reference(tokens), "after the refused calls");
+  EXPECT_EQ(moec_model_run(m, tokens.data(), n), MOEC_OK) << moec_last_error();
+  moec_model_free(m);
+}
+
+TEST_F(CpuRuntimeTest, CApiConcurrentRunsFromTwoThreadsFailOrSucceed) {
+  std::string path = dir.file("m.moea");
+  ASSERT_TRUE(model.write(path, kernelsSo()).isOk());
+  moec_model *m = nullptr;
+  ASSERT_EQ(moec_model_load(path.c_str(), "cpu", &m), MOEC_OK)
+      << moec_last_error();
+  std::vector<int32_t> tokens = {3, 1, 4, 1, 5, 9, 2, 6};
+  int64_t n = int64_t(tokens.size());
+  // Until the first refusal, a run waits inside (model busy) for the other
+  // thread to be refused, and each thread keeps calling until one was: at
+  // least one overlap is certain, whatever the scheduling. (An unexpected
+  // status, or a minute without a refusal, which only a runtime without the
+  // check can take, ends the waiting too: a failure cannot hang the test.)
+  std::atomic<int> refused{0}, succeeded{0}, wrong{0};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  auto waiting = [&] {
+    return refused.load() == 0 && wrong.load() == 0 &&
+           std::chrono::steady_clock::now() < deadline;
+  };
+  setModelRunHookForTesting(m, [&] {
+    while (waiting())
+      std::this_thread::yield();
+  });
+  auto check = [&](moec_status status, const char *call) {
+    if (status == MOEC_OK) {
+      ++succeeded;
+    } else if (status == MOEC_INVALID_ARGUMENT &&
+               std::string(moec_last_error()) == kBusyMessage) {
+      ++refused;
+    } else {
+      ++wrong;
+      ADD_FAILURE() << call << ": " << moec_status_string(status) << ": "
+                    << moec_last_error();
+    }
+  };
+  constexpr int kIterations = 500;
+  auto worker = [&] {
+    for (int i = 0; i < kIterations || waiting(); ++i) {
+      check(moec_model_run(m, tokens.data(), n), "moec_model_run");
+      const float *logits = nullptr;
+      int64_t rows = 0, cols = 0;
+      // Only the status is looked at: the data belongs to whichever thread
+      // runs the model next.
+      check(moec_model_logits(m, &logits, &rows, &cols), "moec_model_logits");
+      const void *data = nullptr;
+      moec_dtype dtype;
+      const int64_t *shape = nullptr;
+      int64_t rank = 0;
+      check(moec_model_output(m, 0, &data, &dtype, &shape, &rank),
+            "moec_model_output");
+      if (wrong.load() > 0)
+        return;
+    }
+  };
+  std::thread first(worker), second(worker);
+  first.join();
+  second.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GE(refused.load(), 1);
+  EXPECT_GT(succeeded.load(), 0);
+  setModelRunHookForTesting(m, {});
+  // The model still computes the right logits.
+  ASSERT_EQ(moec_model_run(m, tokens.data(), n), MOEC_OK) << moec_last_error();
+  const float *logits = nullptr;
+  int64_t rows = 0, cols = 0;
+  ASSERT_EQ(moec_model_logits(m, &logits, &rows, &cols), MOEC_OK);
+  expectClose(logits, model.reference(tokens), "after the concurrent runs");
   moec_model_free(m);
 }
 
