@@ -62,7 +62,7 @@ protected:
 
   StatusOr<std::unique_ptr<CpuExecutor>>
   load(const std::string &name, const std::vector<uint8_t> &so,
-       const std::function<void(manifest::Manifest &)> &edit = {}) {
+       const std::function<void(manifest::ManifestT &)> &edit = {}) {
     std::string path = dir.file(name);
     MOEC_RETURN_IF_ERROR(model.write(path, so, edit));
     MOEC_ASSIGN_OR_RETURN(std::unique_ptr<Artifact> artifact,
@@ -120,8 +120,8 @@ TEST_F(CpuRuntimeTest, TwoModelsInOneProcessKeepTheirOwnKernels) {
 }
 
 TEST_F(CpuRuntimeTest, MissingSymbolIsALoadErrorNamingIt) {
-  auto ex = load("m.moea", kernelsSo(), [](manifest::Manifest &m) {
-    m.mutable_steps(1)->set_kernel("moec_test_missing");
+  auto ex = load("m.moea", kernelsSo(), [](manifest::ManifestT &m) {
+    m.steps[1]->kernel = "moec_test_missing";
   });
   ASSERT_FALSE(ex.isOk());
   EXPECT_EQ(ex.status().code(), StatusCode::kNotFound);
@@ -132,9 +132,8 @@ TEST_F(CpuRuntimeTest, MissingSymbolIsALoadErrorNamingIt) {
 }
 
 TEST_F(CpuRuntimeTest, SymbolsOutsideTheLibraryAreRefused) {
-  auto ex = load("m.moea", kernelsSo(), [](manifest::Manifest &m) {
-    m.mutable_steps(0)->set_kernel("free");
-  });
+  auto ex = load("m.moea", kernelsSo(),
+                 [](manifest::ManifestT &m) { m.steps[0]->kernel = "free"; });
   ASSERT_FALSE(ex.isOk());
   EXPECT_NE(ex.status().message().find(
                 "step 0: cpu.so: kernel symbol 'free' is not defined by this "
@@ -183,20 +182,22 @@ TEST_F(CpuRuntimeTest, PositionsInputIsFilledUnlessSet) {
   // A `positions` input in a region of its own, past the model's buffers, so
   // that no kernel writes over it and its contents stay visible after a run.
   int64_t maxTokens = model.maxTokens;
-  auto ex = load("m.moea", kernelsSo(), [&](manifest::Manifest &m) {
-    manifest::Buffer *b = m.add_buffers();
-    b->set_id(4);
-    b->set_name("positions");
-    b->set_dtype(manifest::DTYPE_I32);
-    b->set_elements_per_token(1);
-    b->set_offset(m.arena_bytes());
-    b->set_bytes(uint64_t(maxTokens) * 4);
-    m.set_arena_bytes(m.arena_bytes() + 64);
-    manifest::TensorSpec *in = m.add_inputs();
-    in->set_name("positions");
-    in->set_dtype(manifest::DTYPE_I32);
-    in->add_shape(-1);
-    in->set_buffer(4);
+  auto ex = load("m.moea", kernelsSo(), [&](manifest::ManifestT &m) {
+    auto b = std::make_unique<manifest::BufferT>();
+    b->id = 4;
+    b->name = "positions";
+    b->dtype = manifest::DType::I32;
+    setElementsPerToken(*b, 1);
+    b->offset = m.arena_bytes;
+    b->bytes = uint64_t(maxTokens) * 4;
+    m.buffers.push_back(std::move(b));
+    m.arena_bytes += 64;
+    auto in = std::make_unique<manifest::TensorSpecT>();
+    in->name = "positions";
+    in->dtype = manifest::DType::I32;
+    in->shape = {-1};
+    in->buffer = 4;
+    m.inputs.push_back(std::move(in));
   });
   ASSERT_TRUE(ex.isOk()) << ex.status().toString();
   auto positions = [&](int64_t n) {
@@ -261,9 +262,8 @@ TEST_F(CpuRuntimeTest, StepsRunOneAtATimeAndTheArenaIsReadable) {
 TEST_F(CpuRuntimeTest, AbsurdArenaIsRefusedNotWrapped) {
   // Consistent as far as the manifest goes, but rounding 2^64 - 1 up to
   // the arena alignment would wrap to a tiny allocation.
-  auto ex = load("m.moea", kernelsSo(), [](manifest::Manifest &m) {
-    m.set_arena_bytes(~uint64_t(0));
-  });
+  auto ex = load("m.moea", kernelsSo(),
+                 [](manifest::ManifestT &m) { m.arena_bytes = ~uint64_t(0); });
   ASSERT_FALSE(ex.isOk());
   EXPECT_EQ(ex.status().code(), StatusCode::kOutOfMemory);
   EXPECT_EQ(ex.status().message(),
@@ -275,10 +275,10 @@ TEST_F(CpuRuntimeTest, ArtifactWithoutCpuCodeIsUnavailable) {
   std::string path = dir.file("gpu-only.moea");
   auto writer = ArtifactWriter::create(path);
   ASSERT_TRUE(writer.isOk());
-  manifest::Manifest m = model.manifest();
-  m.clear_targets();
-  m.clear_weights();
-  m.clear_steps();
+  manifest::ManifestT m = model.manifest();
+  m.targets.clear();
+  m.weights.clear();
+  m.steps.clear();
   ASSERT_TRUE((*writer)->addManifest(m).isOk());
   ASSERT_TRUE((*writer)->commit().isOk());
   auto a = Artifact::open(path);
@@ -371,10 +371,10 @@ TEST_F(CpuRuntimeTest, CApiTokenCallsRefuseModelsWithoutLogits) {
   std::string path = dir.file("m.moea");
   ASSERT_TRUE(model
                   .write(path, kernelsSo(),
-                         [](manifest::Manifest &m) {
-                           m.mutable_outputs(0)->set_name("hidden");
-                           m.mutable_outputs(0)->set_dtype(manifest::DTYPE_I32);
-                           m.mutable_buffers(3)->set_dtype(manifest::DTYPE_I32);
+                         [](manifest::ManifestT &m) {
+                           m.outputs[0]->name = "hidden";
+                           m.outputs[0]->dtype = manifest::DType::I32;
+                           m.buffers[3]->dtype = manifest::DType::I32;
                          })
                   .isOk());
   // Such a model loads for the generic calls; the token calls say why they

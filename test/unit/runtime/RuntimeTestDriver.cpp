@@ -63,9 +63,9 @@ int writeCudaModels(const std::string &dir) {
   std::vector<uint8_t> so = readFile(MOEC_TEST_KERNELS_SO);
   Status s = model.write(dir + "/model.moea", so);
   if (s.isOk())
-    s = model.write(dir + "/bench.moea", so, [](manifest::Manifest &m) {
-      m.set_weights_device_filled(true);
-      m.set_weights_fill_seed(7);
+    s = model.write(dir + "/bench.moea", so, [](manifest::ManifestT &m) {
+      m.weights_device_filled = true;
+      m.weights_fill_seed = 7;
     });
   if (!s.isOk()) {
     std::fprintf(stderr, "runtime-test-driver: %s\n", s.toString().c_str());
