@@ -531,4 +531,90 @@ TEST_F(CpuRuntimeTest, CApiGenericCallsReportErrors) {
   moec_model_free(m);
 }
 
+//===----------------------------------------------------------------------===//
+// Weights are verified before the first run that reads them
+//===----------------------------------------------------------------------===//
+
+TEST_F(CpuRuntimeTest, FlippedWeightFailsTheFirstRunThatUsesIt) {
+  // One byte of `head` (read by step 2 only) flipped, in the second of two
+  // 4 KiB hash blocks (embed and bias are in the first): the default load
+  // succeeds, steps 0 and 1 run, step 2 and every whole run refuse with the
+  // file, the weight, the block and both digests; a full-verify load, or
+  // the C API with MOEC_VERIFY_FULL, refuses at once.
+  model.weightsBlockSize = 4096;
+  std::string path = dir.file("m.moea");
+  ASSERT_TRUE(model.write(path, kernelsSo()).isOk());
+  std::vector<uint8_t> bytes = readFile(path);
+  uint64_t headAt = 0;
+  {
+    auto a = Artifact::open(path);
+    ASSERT_TRUE(a.isOk());
+    // head is [2432, 4800) of the section.
+    ASSERT_EQ((*a)->findWeight(12)->offset(), 2432u);
+    headAt = (*a)->findSection("weights")->offset + 4500;
+  }
+  bytes[headAt] ^= 0x01;
+  ASSERT_TRUE(writeFile(path, bytes));
+
+  auto artifact = Artifact::open(path);
+  ASSERT_TRUE(artifact.isOk()) << artifact.status().toString();
+  auto ex = CpuExecutor::create(std::move(artifact).value());
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  std::vector<int32_t> tokens = {3, 1, 4};
+  ASSERT_TRUE((*ex)->setInput(0, tokens.data(), 12, 3).isOk());
+  EXPECT_TRUE((*ex)->runStep(0, 3).isOk());
+  EXPECT_TRUE((*ex)->runStep(1, 3).isOk());
+  std::string prefix = path + ": weight 'head' (id 12): section 'weights': "
+                              "block 1 (bytes [4096, 4800)): SHA-256 mismatch "
+                              "(expected ";
+  Status step = (*ex)->runStep(2, 3);
+  EXPECT_EQ(step.code(), StatusCode::kCorrupt);
+  EXPECT_EQ(step.message().rfind(prefix, 0), 0u) << step.message();
+  EXPECT_NE(step.message().find("): the weights are corrupted"),
+            std::string::npos);
+  Status run = (*ex)->run(3);
+  EXPECT_EQ(run.message(), step.message());
+
+  auto full = Artifact::open(path, OpenOptions{VerifyLevel::kFull});
+  ASSERT_FALSE(full.isOk());
+  EXPECT_EQ(full.status().code(), StatusCode::kCorrupt);
+
+  moec_model *m = nullptr;
+  ASSERT_EQ(moec_model_load_ex(path.c_str(), "cpu", MOEC_VERIFY_DEFAULT, &m),
+            MOEC_OK)
+      << moec_last_error();
+  EXPECT_EQ(moec_model_run(m, tokens.data(), 3), MOEC_CORRUPT);
+  EXPECT_EQ(std::string(moec_last_error()).rfind(prefix, 0), 0u)
+      << moec_last_error();
+  moec_model_free(m);
+  m = nullptr;
+  EXPECT_EQ(moec_model_load_ex(path.c_str(), "cpu", MOEC_VERIFY_FULL, &m),
+            MOEC_CORRUPT);
+  EXPECT_EQ(m, nullptr);
+  EXPECT_EQ(std::string(moec_last_error())
+                .rfind(path + ": section 'weights': "
+                              "block 1 (bytes [4096, "
+                              "4800)): SHA-256 "
+                              "mismatch",
+                       0),
+            0u)
+      << moec_last_error();
+  EXPECT_EQ(moec_model_load_ex(path.c_str(), "cpu", moec_verify(7), &m),
+            MOEC_INVALID_ARGUMENT);
+}
+
+TEST_F(CpuRuntimeTest, IntactWeightsAreVerifiedOnceByTheFirstRun) {
+  std::string path = dir.file("m.moea");
+  ASSERT_TRUE(model.write(path, kernelsSo()).isOk());
+  auto artifact = Artifact::open(path);
+  ASSERT_TRUE(artifact.isOk());
+  std::shared_ptr<const Artifact> shared(std::move(artifact).value().release());
+  auto ex = CpuExecutor::create(shared);
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  EXPECT_EQ(shared->weightsBlocksVerified(), 0u);
+  runAndCheck(**ex, {3, 1, 4}, 1.0f);
+  EXPECT_EQ(shared->weightsBlocksVerified(), shared->weightsBlockCount());
+  runAndCheck(**ex, {2, 7}, 1.0f);
+}
+
 } // namespace

@@ -478,6 +478,37 @@ TEST_F(FakeCudaTest, JitCompilesKernelsCuThroughTheCache) {
   unsetenv("MOEC_FAKE_CUDA_KERNELS");
 }
 
+TEST_F(FakeCudaTest, WeightsAreVerifiedBeforeTheUpload) {
+  // The upload reads every weight, so it verifies every block first: intact
+  // weights end up all verified; a flipped byte in the second of two 4 KiB
+  // blocks fails the load (not a later run), naming the block.
+  model.weightsBlockSize = 4096;
+  auto artifact = write();
+  ASSERT_TRUE(artifact);
+  EXPECT_EQ(artifact->weightsBlocksVerified(), 0u);
+  {
+    auto ex = CudaExecutor::create(artifact, options);
+    ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+    EXPECT_EQ(artifact->weightsBlocksVerified(), 2u);
+    EXPECT_EQ(logits(**ex, {1, 2}), model.reference({1, 2}));
+  }
+  std::string path = dir.file("m.moea");
+  std::vector<uint8_t> bytes = readFile(path);
+  bytes[artifact->findSection("weights")->offset + 4500] ^= 0x40;
+  ASSERT_TRUE(writeFile(path, bytes));
+  auto flipped = Artifact::open(path);
+  ASSERT_TRUE(flipped.isOk()) << flipped.status().toString();
+  auto ex = CudaExecutor::create(std::move(flipped).value(), options);
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_EQ(ex.status().code(), StatusCode::kCorrupt);
+  EXPECT_EQ(ex.status().message().rfind(
+                path + ": section 'weights': block 1 (bytes [4096, 4800)): "
+                       "SHA-256 mismatch (expected ",
+                0),
+            0u)
+      << ex.status().message();
+}
+
 TEST_F(FakeCudaTest, DeviceFilledWeightsMatchTheCpu) {
   if (!Nvrtc::get().isOk())
     GTEST_SKIP() << Nvrtc::get().status().message();

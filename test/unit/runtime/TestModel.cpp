@@ -237,6 +237,8 @@ TestModel::write(const std::string &path, const std::vector<uint8_t> &cpuSo,
     MOEC_RETURN_IF_ERROR(writer->addSection(spec, bytes.data(), bytes.size()));
   std::vector<uint8_t> weights = weightsSection();
   SectionSpec weightsSpec = SectionSpec::forKind(SectionKind::kWeights);
+  if (weightsBlockSize)
+    weightsSpec.blockSize = weightsBlockSize;
   MOEC_RETURN_IF_ERROR(writer->addStreamedSection(
       weightsSpec, [&](const ArtifactWriter::ChunkSink &sink) -> Status {
         // Uneven chunks, as a weight streamer would produce.

@@ -97,6 +97,9 @@ struct TestModel {
   static std::string cudaSource();
   /// Whether `write` adds CUDA launches, and for which arch.
   std::string cudaArch;
+  /// The weights section's hash block size (0: the writer's 16 MiB, which
+  /// puts every weight of this model in one block).
+  uint64_t weightsBlockSize = 0;
   /// The bytes of the weights section (weights at 64-byte aligned offsets).
   std::vector<uint8_t> weightsSection() const;
 
