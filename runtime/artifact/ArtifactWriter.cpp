@@ -319,9 +319,12 @@ Status ArtifactWriter::skipZeros(uint64_t size) {
   // The manifest, table and trailer always follow, so the skipped range
   // ends up inside the file, reading as zeros.
   MOEC_RETURN_IF_ERROR(flush());
-  if (size > uint64_t(INT64_MAX) - position_ ||
-      ::lseek(fd_, off_t(size), SEEK_CUR) < 0)
-    return failWith(ioError(strCat(tempPath_, ": seek"), errno));
+  if (size > uint64_t(INT64_MAX) - position_)
+    return failWith(ioError(strCat(tempPath_, ": seek"), EFBIG));
+  if (::lseek(fd_, off_t(size), SEEK_CUR) < 0) {
+    int err = errno;
+    return failWith(ioError(strCat(tempPath_, ": seek"), err));
+  }
   position_ += size;
   return Status::ok();
 }
