@@ -32,29 +32,29 @@ namespace {
 // Types and names
 //===----------------------------------------------------------------------===//
 
-/// The manifest dtype of `type`'s elements, or DTYPE_UNSPECIFIED.
+/// The manifest dtype of `type`'s elements, or `DType::UNSPECIFIED`.
 mf::DType toDType(Type type) {
   Type element = cast<ShapedType>(type).getElementType();
   if (element.isF32())
-    return mf::DTYPE_F32;
+    return mf::DType::F32;
   if (element.isBF16())
-    return mf::DTYPE_BF16;
+    return mf::DType::BF16;
   if (element.isF16())
-    return mf::DTYPE_F16;
+    return mf::DType::F16;
   if (isa<Float8E4M3FNType>(element))
-    return mf::DTYPE_F8E4M3FN;
+    return mf::DType::F8E4M3FN;
   if (isa<Float8E5M2Type>(element))
-    return mf::DTYPE_F8E5M2;
+    return mf::DType::F8E5M2;
   if (element.isInteger(32))
-    return mf::DTYPE_I32;
+    return mf::DType::I32;
   if (element.isInteger(64))
-    return mf::DTYPE_I64;
+    return mf::DType::I64;
   if (element.isInteger(8))
-    return mf::DTYPE_I8;
+    return mf::DType::I8;
   // Booleans are one byte, 0 or 1.
   if (element.isInteger(1))
-    return mf::DTYPE_U8;
-  return mf::DTYPE_UNSPECIFIED;
+    return mf::DType::U8;
+  return mf::DType::UNSPECIFIED;
 }
 
 /// `names` as one pattern: the name when there is one, else the common
@@ -122,12 +122,12 @@ std::string weightName(Value value) {
 mf::Precision precisionOf(Type type) {
   Type element = cast<ShapedType>(type).getElementType();
   if (element.isF32())
-    return mf::PRECISION_F32;
+    return mf::Precision::F32;
   if (element.isBF16())
-    return mf::PRECISION_BF16;
+    return mf::Precision::BF16;
   if (isa<Float8E4M3FNType, Float8E5M2Type>(element))
-    return mf::PRECISION_FP8;
-  return mf::PRECISION_UNSPECIFIED;
+    return mf::Precision::FP8;
+  return mf::Precision::UNSPECIFIED;
 }
 
 /// The op class of a dense GEMM over `weight`, from the role of the
@@ -174,16 +174,16 @@ classifyPrecision(Operation *op) {
       .Case([&](moe::RmsNormOp o) { return of("norm", o.getWeight()); })
       .Case([&](moe::AddRmsNormOp o) { return of("norm", o.getWeight()); })
       .Case([&](moe::AttentionOp) {
-        return std::make_pair(std::string("attention"), mf::PRECISION_F32);
+        return std::make_pair(std::string("attention"), mf::Precision::F32);
       })
       .Case([&](moe::MatmulOp o) { return of(gemmClass(o.getW()), o.getW()); })
       .Case([&](moe::Fp8MatmulOp o) {
-        return std::make_pair(gemmClass(o.getW()), mf::PRECISION_FP8);
+        return std::make_pair(gemmClass(o.getW()), mf::Precision::FP8);
       })
       .Case(
           [&](moe::GroupedMatmulOp o) { return of("expert_matmul", o.getW()); })
       .Case([&](moe::Fp8GroupedMatmulOp) {
-        return std::make_pair(std::string("expert_matmul"), mf::PRECISION_FP8);
+        return std::make_pair(std::string("expert_matmul"), mf::Precision::FP8);
       })
       .Case([&](moe::MoEOp o) { return of("expert_matmul", o.getGateProj()); })
       .Default([](Operation *) -> Entry { return std::nullopt; });
@@ -196,7 +196,7 @@ classifyPrecision(Operation *op) {
 /// Appends `spec`, a tensor map of a launch of step `step` (the planned
 /// `op`), to `launch`: the argument's dtype (operands, then results, as
 /// `Step.args`), dims, strides, box and swizzle.
-LogicalResult addTensorMap(mf::CudaLaunch &launch,
+LogicalResult addTensorMap(mf::CudaLaunchT &launch,
                            const cuda::TensorMapSpec &spec, Operation *op,
                            int64_t step) {
   unsigned numArgs = op->getNumOperands() + op->getNumResults();
@@ -209,31 +209,29 @@ LogicalResult addTensorMap(mf::CudaLaunch &launch,
   mf::TensorMapSwizzle swizzle;
   switch (spec.swizzleBytes) {
   case 0:
-    swizzle = mf::TENSOR_MAP_SWIZZLE_NONE;
+    swizzle = mf::TensorMapSwizzle::NONE;
     break;
   case 32:
-    swizzle = mf::TENSOR_MAP_SWIZZLE_32B;
+    swizzle = mf::TensorMapSwizzle::SWIZZLE_32B;
     break;
   case 64:
-    swizzle = mf::TENSOR_MAP_SWIZZLE_64B;
+    swizzle = mf::TensorMapSwizzle::SWIZZLE_64B;
     break;
   case 128:
-    swizzle = mf::TENSOR_MAP_SWIZZLE_128B;
+    swizzle = mf::TensorMapSwizzle::SWIZZLE_128B;
     break;
   default:
     return op->emitError("internal error: a tensor map of step ")
            << step << " has a swizzle of " << spec.swizzleBytes << " bytes";
   }
-  mf::TensorMap *map = launch.add_tensor_maps();
-  map->set_arg(spec.arg);
-  map->set_dtype(toDType(value.getType()));
-  for (uint64_t d : spec.dims)
-    map->add_dims(d);
-  for (uint64_t s : spec.strides)
-    map->add_strides(s);
-  for (unsigned b : spec.box)
-    map->add_box(b);
-  map->set_swizzle(swizzle);
+  auto map = std::make_unique<mf::TensorMapT>();
+  map->arg = spec.arg;
+  map->dtype = toDType(value.getType());
+  map->dims.assign(spec.dims.begin(), spec.dims.end());
+  map->strides.assign(spec.strides.begin(), spec.strides.end());
+  map->box.assign(spec.box.begin(), spec.box.end());
+  map->swizzle = swizzle;
+  launch.tensor_maps.push_back(std::move(map));
   return success();
 }
 
@@ -248,7 +246,7 @@ public:
 private:
   FailureOr<uint32_t> addBuffer(Value value, const std::string &name);
   FailureOr<uint32_t> addWeight(Value value, Operation *user);
-  LogicalResult addArgument(mf::Step &step, Value operand, Operation *user);
+  LogicalResult addArgument(mf::StepT &step, Value operand, Operation *user);
   void pairScale(Value data, Value scale, ArrayRef<int64_t> block);
   LogicalResult addInputsAndOutputs();
 
@@ -267,7 +265,7 @@ FailureOr<uint32_t> PlanBuilder::addBuffer(Value value,
     return it->second;
   std::optional<int64_t> offset = getBufferOffset(root);
   auto type = dyn_cast<RankedTensorType>(root.getType());
-  mf::DType dtype = type ? toDType(type) : mf::DTYPE_UNSPECIFIED;
+  mf::DType dtype = type ? toDType(type) : mf::DType::UNSPECIFIED;
   int64_t rows = getRowsPerToken(root);
   std::optional<int64_t> bytes =
       type ? getPlannedBytes(type, rows, maxTokens) : std::nullopt;
@@ -283,7 +281,7 @@ FailureOr<uint32_t> PlanBuilder::addBuffer(Value value,
   if (!offset)
     return diag() << "has a value without a `moe.buffer` offset; plan the "
                      "function again (--moec-plan-buffers)";
-  if (dtype == mf::DTYPE_UNSPECIFIED || !bytes)
+  if (dtype == mf::DType::UNSPECIFIED || !bytes)
     return diag() << "has a value of type " << root.getType()
                   << ", which the artifact cannot hold";
   if (*offset < 0 || *offset % kBufferAlignment != 0 ||
@@ -292,20 +290,21 @@ FailureOr<uint32_t> PlanBuilder::addBuffer(Value value,
                   << " bytes, outside the " << arenaBytes
                   << "-byte arena; plan the function again";
 
-  uint32_t id = uint32_t(plan.manifest.buffers_size());
-  mf::Buffer *buffer = plan.manifest.add_buffers();
-  buffer->set_id(id);
-  buffer->set_name(name);
-  buffer->set_dtype(dtype);
+  uint32_t id = uint32_t(plan.manifest.buffers.size());
+  auto buffer = std::make_unique<mf::BufferT>();
+  buffer->id = id;
+  buffer->name = name;
+  buffer->dtype = dtype;
   uint64_t elements = 1;
   for (int64_t d : type.getShape().drop_front(type.isDynamicDim(0) ? 1 : 0))
     elements *= uint64_t(d);
   if (type.getRank() > 0 && type.isDynamicDim(0))
-    buffer->set_elements_per_token(elements * uint64_t(rows));
+    rt::setElementsPerToken(*buffer, elements * uint64_t(rows));
   else
-    buffer->set_fixed_elements(elements);
-  buffer->set_offset(uint64_t(*offset));
-  buffer->set_bytes(uint64_t(*bytes));
+    rt::setFixedElements(*buffer, elements);
+  buffer->offset = uint64_t(*offset);
+  buffer->bytes = uint64_t(*bytes);
+  plan.manifest.buffers.push_back(std::move(buffer));
   bufferIds[root] = id;
   return id;
 }
@@ -316,43 +315,42 @@ FailureOr<uint32_t> PlanBuilder::addWeight(Value value, Operation *user) {
   auto type = cast<RankedTensorType>(value.getType());
   mf::DType dtype = toDType(type);
   std::optional<int64_t> elementBytes = getElementBytes(type);
-  if (dtype == mf::DTYPE_UNSPECIFIED || !elementBytes ||
+  if (dtype == mf::DType::UNSPECIFIED || !elementBytes ||
       !type.hasStaticShape() ||
       llvm::any_of(type.getShape(), [](int64_t d) { return d <= 0; }))
     return user->emitOpError("reads a weight of type ")
            << type << ", which the artifact cannot hold";
-  uint32_t id = uint32_t(plan.manifest.weights_size());
-  mf::Weight *weight = plan.manifest.add_weights();
-  weight->set_id(id);
-  weight->set_name(weightName(value));
-  weight->set_dtype(dtype);
-  for (int64_t d : type.getShape())
-    weight->add_shape(d);
+  uint32_t id = uint32_t(plan.manifest.weights.size());
+  auto weight = std::make_unique<mf::WeightT>();
+  weight->id = id;
+  weight->name = weightName(value);
+  weight->dtype = dtype;
+  weight->shape.assign(type.getShape().begin(), type.getShape().end());
   uint64_t bytes = uint64_t(type.getNumElements()) * uint64_t(*elementBytes);
   uint64_t offset = llvm::alignTo(plan.weightsSectionBytes, kBufferAlignment);
-  weight->set_offset(offset);
-  weight->set_bytes(bytes);
+  weight->offset = offset;
+  weight->bytes = bytes;
+  plan.manifest.weights.push_back(std::move(weight));
   plan.weightsSectionBytes = offset + bytes;
   plan.weights.push_back(value);
   weightIds[value] = id;
   return id;
 }
 
-LogicalResult PlanBuilder::addArgument(mf::Step &step, Value operand,
+LogicalResult PlanBuilder::addArgument(mf::StepT &step, Value operand,
                                        Operation *user) {
-  mf::Argument *arg = step.add_args();
   if (isPlannedConstant(operand)) {
     FailureOr<uint32_t> id = addWeight(operand, user);
     if (failed(id))
       return failure();
-    arg->set_weight(*id);
+    step.args.emplace_back(mf::ArgumentKind::WEIGHT, *id);
     return success();
   }
   auto it = bufferIds.find(getBufferRoot(operand));
   if (it == bufferIds.end())
     return user->emitOpError("reads a value that no earlier step or argument "
                              "defines; plan the function again");
-  arg->set_buffer(it->second);
+  step.args.emplace_back(mf::ArgumentKind::BUFFER, it->second);
   return success();
 }
 
@@ -362,34 +360,35 @@ void PlanBuilder::pairScale(Value data, Value scale, ArrayRef<int64_t> block) {
   auto d = weightIds.find(data), s = weightIds.find(scale);
   if (d == weightIds.end() || s == weightIds.end())
     return;
-  mf::Weight *weight = plan.manifest.mutable_weights(int(d->second));
-  if (weight->has_scale())
+  mf::WeightT &weight = *plan.manifest.weights[d->second];
+  if (weight.scale)
     return;
-  weight->set_scale(s->second);
+  weight.scale = s->second;
   // Block shapes cover the trailing dimensions only.
-  size_t rank = size_t(weight->shape_size());
-  for (int64_t b : block.take_back(std::min(block.size(), rank)))
-    weight->add_block_shape(b);
+  ArrayRef<int64_t> covered =
+      block.take_back(std::min(block.size(), weight.shape.size()));
+  weight.block_shape.assign(covered.begin(), covered.end());
 }
 
 LogicalResult PlanBuilder::addInputsAndOutputs() {
   for (BlockArgument arg : func.getArguments()) {
     auto name =
         func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "moe.name");
-    mf::TensorSpec *input = plan.manifest.add_inputs();
-    input->set_name(name ? name.str()
-                         : "input" + std::to_string(arg.getArgNumber()));
+    auto input = std::make_unique<mf::TensorSpecT>();
+    input->name =
+        name ? name.str() : "input" + std::to_string(arg.getArgNumber());
     auto type = cast<RankedTensorType>(arg.getType());
-    input->set_dtype(toDType(type));
+    input->dtype = toDType(type);
     for (int64_t d : type.getShape())
-      input->add_shape(ShapedType::isDynamic(d) ? -1 : d);
-    input->set_buffer(bufferIds.lookup(arg));
+      input->shape.push_back(ShapedType::isDynamic(d) ? -1 : d);
+    input->buffer = bufferIds.lookup(arg);
     // Token ids index the embedding table: the runtime checks them first.
     for (Operation *user : arg.getUsers())
       if (auto embed = dyn_cast<moe::EmbedOp>(user))
         if (embed.getIds() == arg)
-          input->set_index_bound(
-              cast<RankedTensorType>(embed.getTable().getType()).getDimSize(0));
+          input->index_bound =
+              cast<RankedTensorType>(embed.getTable().getType()).getDimSize(0);
+    plan.manifest.inputs.push_back(std::move(input));
   }
   auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
   for (auto [index, value] : llvm::enumerate(ret.getOperands())) {
@@ -397,15 +396,16 @@ LogicalResult PlanBuilder::addInputsAndOutputs() {
       return ret.emitOpError("returns a value that is not computed at run "
                              "time: result #")
              << index;
-    mf::TensorSpec *output = plan.manifest.add_outputs();
-    output->set_name(index == 0 ? "logits" : "output" + std::to_string(index));
+    auto output = std::make_unique<mf::TensorSpecT>();
+    output->name = index == 0 ? "logits" : "output" + std::to_string(index);
     auto type = cast<RankedTensorType>(value.getType());
     if (getRowsPerToken(value) != 1)
       return ret.emitOpError("returns rows in expert order: result #") << index;
-    output->set_dtype(toDType(type));
+    output->dtype = toDType(type);
     for (int64_t d : type.getShape())
-      output->add_shape(ShapedType::isDynamic(d) ? -1 : d);
-    output->set_buffer(bufferIds.lookup(getBufferRoot(value)));
+      output->shape.push_back(ShapedType::isDynamic(d) ? -1 : d);
+    output->buffer = bufferIds.lookup(getBufferRoot(value));
+    plan.manifest.outputs.push_back(std::move(output));
   }
   return success();
 }
@@ -421,27 +421,26 @@ FailureOr<ArtifactPlan> PlanBuilder::build() {
            << func.getSymName() << " has more than one block";
   maxTokens = func->getAttrOfType<IntegerAttr>(kMaxTokensAttrName).getInt();
   arenaBytes = func->getAttrOfType<IntegerAttr>(kArenaBytesAttrName).getInt();
-  mf::Manifest &m = plan.manifest;
+  mf::ManifestT &m = plan.manifest;
   ModuleOp module = func->getParentOfType<ModuleOp>();
-  m.set_compiler_version(options.compilerVersion);
+  m.compiler_version = options.compilerVersion;
   if (auto type = module ? module->getAttrOfType<StringAttr>("moe.model_type")
                          : StringAttr())
-    m.set_model_type(type.str());
+    m.model_type = type.str();
   if (auto dir = module ? module->getAttrOfType<StringAttr>("moe.checkpoint")
                         : StringAttr())
-    m.set_source(options.checkpointDir.empty() ? dir.str()
-                                               : options.checkpointDir);
-  m.set_max_tokens(maxTokens);
-  m.set_arena_bytes(uint64_t(arenaBytes));
-  for (const std::string &target : options.targets)
-    m.add_targets(target);
+    m.source =
+        options.checkpointDir.empty() ? dir.str() : options.checkpointDir;
+  m.max_tokens = maxTokens;
+  m.arena_bytes = uint64_t(arenaBytes);
+  m.targets = options.targets;
   if (const cuda::CudaProgram *program = options.cudaProgram) {
-    m.set_cuda_workspace_bytes(program->workspaceBytes);
-    m.set_nvrtc_version(options.nvrtcVersion);
+    m.cuda_workspace_bytes = program->workspaceBytes;
+    m.nvrtc_version = options.nvrtcVersion;
   }
   if (options.deviceFillSeed) {
-    m.set_weights_device_filled(true);
-    m.set_weights_fill_seed(*options.deviceFillSeed);
+    m.weights_device_filled = true;
+    m.weights_fill_seed = *options.deviceFillSeed;
   }
 
   for (BlockArgument arg : func.getArguments()) {
@@ -465,31 +464,28 @@ FailureOr<ArtifactPlan> PlanBuilder::build() {
              << *index << "`, but step " << expected
              << " comes next; plan the function again";
     ++expected;
-    mf::Step *step = m.add_steps();
-    step->set_kernel(getStepKernelName(*index));
+    m.steps.push_back(std::make_unique<mf::StepT>());
+    mf::StepT *step = m.steps.back().get();
+    step->kernel = getStepKernelName(*index);
     if (const cuda::CudaProgram *program = options.cudaProgram) {
       if (size_t(*index) >= program->launches.size() ||
           program->launches[*index].empty())
         return op.emitError("internal error: step ")
                << *index << " has no CUDA launches";
       for (const cuda::CudaLaunch &launch : program->launches[*index]) {
-        mf::CudaLaunch *l = step->add_cuda();
-        l->set_kernel(launch.kernel);
-        for (const cuda::GridExtent &g : launch.grid) {
-          mf::GridExtent *e = l->add_grid();
-          e->set_per_token(g.perToken);
-          e->set_divisor(g.divisor);
-          e->set_constant(g.constant);
-        }
-        for (unsigned b : launch.block)
-          l->add_block(b);
-        l->set_shared_bytes(launch.sharedBytes);
+        step->cuda.push_back(std::make_unique<mf::CudaLaunchT>());
+        mf::CudaLaunchT *l = step->cuda.back().get();
+        l->kernel = launch.kernel;
+        for (const cuda::GridExtent &g : launch.grid)
+          l->grid.emplace_back(g.perToken, g.divisor, g.constant);
+        l->block.assign(std::begin(launch.block), std::end(launch.block));
+        l->shared_bytes = launch.sharedBytes;
         for (const cuda::TensorMapSpec &spec : launch.tensorMaps)
           if (failed(addTensorMap(*l, spec, &op, *index)))
             return failure();
       }
     }
-    step->set_op(op.getName().getStringRef().str());
+    step->op = op.getName().getStringRef().str();
     // The contract with the kernel builder: operands, then results.
     for (Value operand : op.getOperands())
       if (failed(addArgument(*step, operand, &op)))
@@ -504,17 +500,18 @@ FailureOr<ArtifactPlan> PlanBuilder::build() {
       FailureOr<uint32_t> id = addBuffer(result, name);
       if (failed(id))
         return failure();
-      step->add_args()->set_buffer(*id);
+      step->args.emplace_back(mf::ArgumentKind::BUFFER, *id);
     }
     if (auto entry = classifyPrecision(&op);
-        entry && entry->second != mf::PRECISION_UNSPECIFIED &&
+        entry && entry->second != mf::Precision::UNSPECIFIED &&
         !llvm::is_contained(precision, *entry))
       precision.push_back(*entry);
   }
   for (auto &[opClass, p] : precision) {
-    mf::PrecisionEntry *entry = m.add_precision();
-    entry->set_op_class(opClass);
-    entry->set_precision(p);
+    auto entry = std::make_unique<mf::PrecisionEntryT>();
+    entry->op_class = opClass;
+    entry->precision = p;
+    m.precision.push_back(std::move(entry));
   }
 
   // Block scales: from the GEMMs that read FP8 weights, and from the ops
@@ -591,7 +588,7 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
   FailureOr<ArtifactPlan> plan = buildArtifactPlan(func, options);
   if (failed(plan))
     return failure();
-  mf::Manifest &m = plan->manifest;
+  mf::ManifestT &m = plan->manifest;
 
   std::string dir = options.checkpointDir;
   if (auto attr = module->getAttrOfType<StringAttr>("moe.checkpoint");
@@ -612,7 +609,7 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
              << llvm::toString(opened.takeError());
     source = std::move(*opened);
   }
-  m.set_source_weight_bytes(checkpointBytes(func));
+  m.source_weight_bytes = checkpointBytes(func);
 
   // The runtime refuses an inconsistent manifest; find out before writing.
   rt::ManifestContext context;
@@ -671,11 +668,10 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
     status = (*writer)->addStreamedSection(
         rt::SectionSpec::forKind(rt::SectionKind::kWeights),
         [&](const rt::ArtifactWriter::ChunkSink &sink) -> rt::Status {
-          static const uint8_t zeros[kBufferAlignment] = {};
           uint64_t position = 0;
           for (auto [index, value] : llvm::enumerate(plan->weights)) {
-            const mf::Weight &weight = m.weights(int(index));
-            MOEC_RETURN_IF_ERROR(sink(zeros, weight.offset() - position));
+            const mf::WeightT &weight = *m.weights[index];
+            MOEC_RETURN_IF_ERROR(sink.zeros(weight.offset - position));
             uint64_t written = 0;
             rt::Status sinkStatus;
             LogicalResult streamed =
@@ -686,16 +682,16 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
                 });
             if (!sinkStatus.isOk())
               return sinkStatus;
-            if (failed(streamed) || written != weight.bytes()) {
+            if (failed(streamed) || written != weight.bytes) {
               if (succeeded(streamed))
                 value.getDefiningOp()->emitOpError("folded to ")
-                    << written << " bytes, expected " << weight.bytes();
+                    << written << " bytes, expected " << weight.bytes;
               evaluationFailed = true;
               return rt::Status(rt::StatusCode::kInternal,
-                                "weight '" + weight.name() +
+                                "weight '" + weight.name +
                                     "' could not be evaluated");
             }
-            position = weight.offset() + weight.bytes();
+            position = weight.offset + weight.bytes;
           }
           return rt::Status::ok();
         });
@@ -712,16 +708,16 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
     return fail(toError(status));
 
   ArtifactSummary summary;
-  summary.steps = m.steps_size();
-  summary.weights = m.weights_size();
-  for (const mf::Weight &w : m.weights())
-    summary.weightBytes += w.bytes();
-  summary.checkpointBytes = m.source_weight_bytes();
-  summary.arenaBytes = m.arena_bytes();
-  summary.maxTokens = m.max_tokens();
+  summary.steps = int64_t(m.steps.size());
+  summary.weights = int64_t(m.weights.size());
+  for (const auto &w : m.weights)
+    summary.weightBytes += w->bytes;
+  summary.checkpointBytes = m.source_weight_bytes;
+  summary.arenaBytes = m.arena_bytes;
+  summary.maxTokens = m.max_tokens;
   summary.fileBytes = (*writer)->bytesWritten();
-  for (const mf::PrecisionEntry &p : m.precision())
-    summary.precision.push_back(p.op_class() + "=" +
-                                rt::precisionName(p.precision()));
+  for (const auto &p : m.precision)
+    summary.precision.push_back(p->op_class + "=" +
+                                rt::precisionName(p->precision));
   return summary;
 }

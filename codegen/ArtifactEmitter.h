@@ -56,7 +56,7 @@ struct ArtifactOptions {
 /// of its weights (`weights[i]` is manifest weight id `i`).
 struct ArtifactPlan {
   /// Complete but for `source_weight_bytes`, which needs the checkpoint.
-  ::moec::runtime::manifest::Manifest manifest;
+  ::moec::runtime::manifest::ManifestT manifest;
   /// The value each manifest weight holds.
   std::vector<Value> weights;
   /// Bytes of the `weights` section.

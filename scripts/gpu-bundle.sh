@@ -4,7 +4,8 @@
 #
 #   OUT/bin/gpu-check, OUT/bin/moec-run  the runtime only (no MLIR/LLVM)
 #   OUT/lib/                             shared libraries a CUDA image may lack
-#                                        (libprotobuf and what it needs)
+#                                        (none today: the runtime links only
+#                                        glibc and libstdc++)
 #   OUT/models/                          every test model, f32 and FP8, for the
 #                                        CPU and TARGETS, with tokens + references
 #   OUT/models-cpasync/                  the FP8 ones again without TMA loads
@@ -32,8 +33,9 @@ cmake --build "$build" -j "$(nproc)" --target moec moec-run gpu-check
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib" "$out/bench"
 cp "$build/tools/gpu-check" "$build/tools/moec-run" "$out/bin/"
-# The runtime links libprotobuf from Debian; carry it and what it pulls in
-# beyond glibc and libstdc++ (a CUDA image has those, newer).
+# Carry whatever the runtime links beyond glibc and libstdc++ (a CUDA image
+# has those, newer). Nothing since the manifest is a FlatBuffer (header-only);
+# the copy stays so that a new dependency cannot be forgotten.
 ldd "$out/bin/gpu-check" "$out/bin/moec-run" | awk '/=> \// {print $3}' |
   sort -u | grep -Ev '/(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so' |
   while read -r lib; do cp -L "$lib" "$out/lib/"; done

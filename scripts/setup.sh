@@ -10,6 +10,7 @@ jobs="${MOEC_JOBS:-2}"
 packages=(cmake ninja-build ccache g++ python3 python3-venv clang-format
           llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools liblld-22-dev
           libonnx-dev libprotobuf-dev protobuf-compiler nlohmann-json3-dev
+          flatbuffers-compiler libflatbuffers-dev
           libgtest-dev libgmock-dev libbenchmark-dev
           clang libclang-rt-14-dev)
 missing=()

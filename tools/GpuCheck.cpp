@@ -129,37 +129,37 @@ std::vector<double> toDoubles(const uint8_t *data, uint64_t bytes,
   for (uint64_t i = 0; i < n; ++i) {
     const uint8_t *p = data + i * size;
     switch (dtype) {
-    case manifest::DTYPE_F32: {
+    case manifest::DType::F32: {
       float f;
       std::memcpy(&f, p, 4);
       out[i] = f;
       break;
     }
-    case manifest::DTYPE_BF16:
+    case manifest::DType::BF16:
       out[i] = fp8::bf16ToFloat(uint16_t(p[0] | p[1] << 8));
       break;
-    case manifest::DTYPE_F16:
+    case manifest::DType::F16:
       out[i] = fp8::halfToFloat(uint16_t(p[0] | p[1] << 8));
       break;
-    case manifest::DTYPE_F8E4M3FN:
+    case manifest::DType::F8E4M3FN:
       out[i] = fp8::e4m3fnToFloat(p[0]);
       break;
-    case manifest::DTYPE_F8E5M2:
+    case manifest::DType::F8E5M2:
       out[i] = fp8::e5m2ToFloat(p[0]);
       break;
-    case manifest::DTYPE_I32: {
+    case manifest::DType::I32: {
       int32_t v;
       std::memcpy(&v, p, 4);
       out[i] = v;
       break;
     }
-    case manifest::DTYPE_I64: {
+    case manifest::DType::I64: {
       int64_t v;
       std::memcpy(&v, p, 8);
       out[i] = double(v);
       break;
     }
-    case manifest::DTYPE_I8:
+    case manifest::DType::I8:
       out[i] = int8_t(p[0]);
       break;
     default:
@@ -195,8 +195,8 @@ Compare compare(const std::vector<double> &x, const std::vector<double> &y) {
 }
 
 bool hasPrecision(const manifest::Manifest &m, manifest::Precision p) {
-  for (const manifest::PrecisionEntry &e : m.precision())
-    if (e.precision() == p)
+  for (const manifest::PrecisionEntry *e : *m.precision())
+    if (e->precision() == p)
       return true;
   return false;
 }
@@ -207,9 +207,9 @@ bool hasPrecision(const manifest::Manifest &m, manifest::Precision p) {
 Status setRandomInputs(Executor &ex, int64_t tokens, uint32_t seed) {
   const manifest::Manifest &m = ex.artifact().manifest();
   std::mt19937 rng(seed);
-  for (int i = 0; i < m.inputs_size(); ++i) {
-    const manifest::TensorSpec &spec = m.inputs(i);
-    if (spec.name() == "positions")
+  for (int i = 0; i < int(m.inputs()->size()); ++i) {
+    const manifest::TensorSpec &spec = *m.inputs()->Get(uint32_t(i));
+    if (text(spec.name()) == "positions")
       continue;
     const manifest::Buffer &b = *ex.artifact().findBuffer(spec.buffer());
     uint64_t bytes = bufferBytesAt(b, tokens), size = dtypeSize(spec.dtype());
@@ -220,22 +220,22 @@ Status setRandomInputs(Executor &ex, int64_t tokens, uint32_t seed) {
     for (uint64_t e = 0; e < bytes / size; ++e) {
       uint8_t *p = data.data() + e * size;
       switch (spec.dtype()) {
-      case manifest::DTYPE_I32: {
+      case manifest::DType::I32: {
         int32_t v = int32_t(ids(rng));
         std::memcpy(p, &v, 4);
         break;
       }
-      case manifest::DTYPE_I64: {
+      case manifest::DType::I64: {
         int64_t v = ids(rng);
         std::memcpy(p, &v, 8);
         break;
       }
-      case manifest::DTYPE_F32: {
+      case manifest::DType::F32: {
         float v = uniform(rng);
         std::memcpy(p, &v, 4);
         break;
       }
-      case manifest::DTYPE_BF16: {
+      case manifest::DType::BF16: {
         float v = uniform(rng);
         uint32_t bits;
         std::memcpy(&bits, &v, 4);
@@ -274,7 +274,7 @@ void checkCpuVsGpu(const std::string &name,
   auto cpu = CpuExecutor::create(artifact);
   if (!cpu.isOk())
     return r.fail(name + " (a): CPU load: " + cpu.status().message());
-  bool fp8 = hasPrecision(m, manifest::PRECISION_FP8);
+  bool fp8 = hasPrecision(m, manifest::Precision::FP8);
   std::set<int64_t> counts;
   for (int64_t t : tokens)
     counts.insert(std::min<int64_t>(t, m.max_tokens()));
@@ -292,7 +292,7 @@ void checkCpuVsGpu(const std::string &name,
         return r.fail(strCat(name, " (a) T=", t, " on ", ex->device(), ": ",
                              s.message()));
     }
-    for (int o = 0; o < m.outputs_size(); ++o) {
+    for (int o = 0; o < int(m.outputs()->size()); ++o) {
       auto a = (*cpu)->tensor(true, o, t), b = gpu.tensor(true, o, t);
       if (!a.isOk() || !b.isOk())
         return r.fail(name + " (a): reading outputs");
@@ -301,25 +301,25 @@ void checkCpuVsGpu(const std::string &name,
                           got = toDoubles(b->data, b->bytes, dtype);
       Compare c = compare(got, ref);
       bool integer =
-          dtype == manifest::DTYPE_I32 || dtype == manifest::DTYPE_I64;
+          dtype == manifest::DType::I32 || dtype == manifest::DType::I64;
       bool pass = c.finite && (integer ? c.maxAbs == 0
                                : fp8   ? c.diff <= 2e-2
                                        : c.relL2 <= 1e-3);
       std::string bound = integer ? "exact"
                           : fp8   ? "diff<=2e-2"
                                   : "relL2<=1e-3";
-      std::string text =
-          strCat(name, " (a) T=", t, " '", a->spec->name(), "': rel-L2 ",
+      std::string line =
+          strCat(name, " (a) T=", t, " '", text(a->spec->name()), "': rel-L2 ",
                  fmt("%.3g", c.relL2), " max-abs ", fmt("%.3g", c.maxAbs),
                  " diff ", fmt("%.3g", c.diff), " [", bound, "]");
-      r.markdown +=
-          strCat("| ", t, " | ", a->spec->name(), " | ", fmt("%.3g", c.relL2),
-                 " | ", fmt("%.3g", c.maxAbs), " | ", fmt("%.3g", c.diff),
-                 " | ", bound, " | ", pass ? "pass" : "**FAIL**", " |\n");
+      r.markdown += strCat("| ", t, " | ", text(a->spec->name()), " | ",
+                           fmt("%.3g", c.relL2), " | ", fmt("%.3g", c.maxAbs),
+                           " | ", fmt("%.3g", c.diff), " | ", bound, " | ",
+                           pass ? "pass" : "**FAIL**", " |\n");
       if (pass)
-        r.line("ok   " + text);
+        r.line("ok   " + line);
       else
-        r.fail(text);
+        r.fail(line);
     }
   }
   if (perStep)
@@ -332,11 +332,12 @@ void checkCpuVsGpu(const std::string &name,
 
 /// The op's name without the dialect ("fp8_matmul"), else the kernel.
 std::string opKind(const manifest::Step &s) {
-  return s.op().empty() ? s.kernel() : s.op();
+  return std::string(s.op()->size() ? text(s.op()) : text(s.kernel()));
 }
 
 bool isFp8Gemm(const manifest::Step &s) {
-  std::string op = s.op().substr(s.op().rfind('.') + 1);
+  std::string_view full = text(s.op());
+  std::string_view op = full.substr(full.rfind('.') + 1);
   return op == "fp8_matmul" || op == "fp8_grouped_matmul";
 }
 
@@ -360,9 +361,10 @@ ResultCompare compareResult(const std::vector<uint8_t> &cpuBytes,
   uint64_t size = dtypeSize(dtype);
   c.elements = size ? cpuBytes.size() / size : 0;
   bool fp8 =
-      dtype == manifest::DTYPE_F8E4M3FN || dtype == manifest::DTYPE_F8E5M2;
-  bool floating = fp8 || dtype == manifest::DTYPE_F32 ||
-                  dtype == manifest::DTYPE_BF16 || dtype == manifest::DTYPE_F16;
+      dtype == manifest::DType::F8E4M3FN || dtype == manifest::DType::F8E5M2;
+  bool floating = fp8 || dtype == manifest::DType::F32 ||
+                  dtype == manifest::DType::BF16 ||
+                  dtype == manifest::DType::F16;
   for (uint64_t e = 0; e < c.elements; ++e)
     if (std::memcmp(&cpuBytes[e * size], &gpuBytes[e * size], size) != 0)
       ++c.mismatches;
@@ -410,9 +412,9 @@ std::string mismatchingTokens(const std::vector<uint8_t> &cpuBytes,
                               const std::vector<uint8_t> &gpuBytes,
                               const manifest::Buffer &b) {
   uint64_t size = dtypeSize(b.dtype()), n = cpuBytes.size() / size;
-  bool perToken = b.elements_case() == manifest::Buffer::kElementsPerToken;
-  uint64_t row = perToken && b.elements_per_token() ? b.elements_per_token()
-                                                    : std::max<uint64_t>(n, 1);
+  bool perToken = isPerToken(b);
+  uint64_t row = perToken && bufferElements(b) ? bufferElements(b)
+                                               : std::max<uint64_t>(n, 1);
   std::vector<double> ref = toDoubles(cpuBytes.data(), cpuBytes.size(),
                                       b.dtype()),
                       got = toDoubles(gpuBytes.data(), gpuBytes.size(),
@@ -461,14 +463,14 @@ void checkPerStep(const std::string &name, const std::set<int64_t> &counts,
       if (Status s = setRandomInputs(*ex, t, inputSeed(t)); !s.isOk())
         return r.fail(strCat(name, " (a) per-step T=", t, " on ", ex->device(),
                              ": ", s.message()));
-    for (int i = 0; i < m.steps_size(); ++i) {
-      const manifest::Step &step = m.steps(i);
+    for (int i = 0; i < int(m.steps()->size()); ++i) {
+      const manifest::Step &step = *m.steps()->Get(uint32_t(i));
       std::string kernels;
-      for (const manifest::CudaLaunch &l : step.cuda())
-        kernels += (kernels.empty() ? "" : "+") + l.kernel();
+      for (const manifest::CudaLaunch *l : *step.cuda())
+        kernels += (kernels.empty() ? "" : "+") + l->kernel()->str();
       std::string where =
           strCat(name, " (a) T=", t, " step ", i, " ", opKind(step), " (cuda '",
-                 kernels, "', cpu '", step.kernel(), "')");
+                 kernels, "', cpu '", text(step.kernel()), "')");
       Status s = cpu.readArena(0, arena.size(), arena.data());
       if (s.isOk())
         s = gpu.writeArena(0, arena.size(), arena.data());
@@ -485,8 +487,9 @@ void checkPerStep(const std::string &name, const std::set<int64_t> &counts,
         sum.unchecked += results[size_t(i)].empty();
       }
       for (size_t k = 0; k < results[size_t(i)].size(); ++k) {
-        const manifest::Argument &arg = step.args(results[size_t(i)][k]);
-        const manifest::Buffer &b = *artifact.findBuffer(arg.buffer());
+        const manifest::Argument &arg =
+            *step.args()->Get(uint32_t(results[size_t(i)][k]));
+        const manifest::Buffer &b = *artifact.findBuffer(arg.id());
         uint64_t bytes = bufferBytesAt(b, t);
         cpuBytes.resize(size_t(bytes));
         gpuBytes.resize(size_t(bytes));
@@ -513,27 +516,28 @@ void checkPerStep(const std::string &name, const std::set<int64_t> &counts,
         if (c.pass)
           continue;
         ++sum.failures;
-        std::string text = strCat(where, " result ", k, " '", b.name(), "' ",
-                                  dtypeName(b.dtype()), ": ");
+        std::string line = strCat(where, " result ", k, " '", text(b.name()),
+                                  "' ", dtypeName(b.dtype()), ": ");
         if (c.kind == ResultCompare::kInteger)
-          text += strCat(c.mismatches, " of ", c.elements, " elements differ: ",
+          line += strCat(c.mismatches, " of ", c.elements, " elements differ: ",
                          mismatchingTokens(cpuBytes, gpuBytes, b));
         else
-          text += strCat(
+          line += strCat(
               "rel-L2 ", fmt("%.3g", c.relL2), " max-abs ",
               fmt("%.3g", c.maxAbs),
               c.kind == ResultCompare::kFp8
                   ? strCat(" codes equal ", fmt("%.2f%%", 100 * c.equalCodes))
                   : std::string(),
               c.finite ? "" : " (non-finite values differ)");
-        r.fail(text + " [" + c.boundText + "]");
+        r.fail(line + " [" + c.boundText + "]");
       }
     }
   }
   int failed = r.failures - failuresBefore;
-  r.line(strCat(failed ? "FAIL " : "ok   ", name, " (a) per-step: ",
-                m.steps_size(), " steps x ", counts.size(), " token counts, ",
-                compared, " results compared, ", failed, " failure(s)"));
+  r.line(strCat(failed ? "FAIL " : "ok   ", name,
+                " (a) per-step: ", int(m.steps()->size()), " steps x ",
+                counts.size(), " token counts, ", compared,
+                " results compared, ", failed, " failure(s)"));
   r.line(strCat("  ", name, " per-step summary (worst over T = ",
                 *counts.begin(), " .. ", *counts.rbegin(), "):"));
   r.line("  op                           steps results   worst-relL2  "
@@ -640,13 +644,13 @@ void checkReference(const std::string &name, const std::string &base,
   if (!readNpyF32(base + ".logits.npy", ref, shape, why))
     return r.fail(name + " (b): " + base + ".logits.npy: " + why);
   int64_t t = int64_t(ids.size());
-  if (t < 1 || m.inputs_size() < 1 || shape.size() != 2 || shape[0] != t)
+  if (t < 1 || m.inputs()->size() < 1 || shape.size() != 2 || shape[0] != t)
     return r.fail(strCat(name, " (b): ", t, " tokens but reference shape [",
                          shape.empty() ? 0 : shape[0], ", ...]"));
-  const manifest::TensorSpec &in0 = m.inputs(0);
+  const manifest::TensorSpec &in0 = *m.inputs()->Get(0);
   std::vector<uint8_t> data(size_t(t) * dtypeSize(in0.dtype()));
   for (int64_t i = 0; i < t; ++i) {
-    if (in0.dtype() == manifest::DTYPE_I64) {
+    if (in0.dtype() == manifest::DType::I64) {
       std::memcpy(&data[size_t(i) * 8], &ids[size_t(i)], 8);
     } else {
       int32_t v = int32_t(ids[size_t(i)]);
@@ -654,9 +658,9 @@ void checkReference(const std::string &name, const std::string &base,
     }
   }
   int logits = 0;
-  for (int o = 0; o < m.outputs_size(); ++o)
-    if (m.outputs(o).name() == "logits")
-      logits = o;
+  for (uint32_t o = 0; o < m.outputs()->size(); ++o)
+    if (text(m.outputs()->Get(o)->name()) == "logits")
+      logits = int(o);
   Status s = gpu.setInput(0, data.data(), data.size(), t);
   if (s.isOk())
     s = gpu.run(t);
@@ -665,14 +669,14 @@ void checkReference(const std::string &name, const std::string &base,
     return r.fail(name + " (b): " + view.status().message());
   Compare c =
       compare(toDoubles(view->data, view->bytes, view->spec->dtype()), ref);
-  bool fp8 = hasPrecision(m, manifest::PRECISION_FP8);
-  bool bf16 = hasPrecision(m, manifest::PRECISION_BF16);
+  bool fp8 = hasPrecision(m, manifest::Precision::FP8);
+  bool bf16 = hasPrecision(m, manifest::Precision::BF16);
   bool pass = c.finite && view->bytes / 4 == ref.size() &&
               (fp8    ? c.diff <= 2e-2
                : bf16 ? c.relL2 <= 1e-2
                       : c.relL2 <= 1e-4);
   std::string bound = fp8 ? "diff<=2e-2" : bf16 ? "relL2<=1e-2" : "relL2<=1e-4";
-  std::string text =
+  std::string line =
       strCat(name, " (b) T=", t, " logits vs reference: rel-L2 ",
              fmt("%.3g", c.relL2), " max-abs ", fmt("%.3g", c.maxAbs), " diff ",
              fmt("%.3g", c.diff), " [", bound, "]");
@@ -684,9 +688,9 @@ void checkReference(const std::string &name, const std::string &base,
                        fmt("%.3g", c.maxAbs), " | ", fmt("%.3g", c.diff), " | ",
                        bound, " | ", pass ? "pass" : "**FAIL**", " |\n");
   if (pass)
-    r.line("ok   " + text);
+    r.line("ok   " + line);
   else
-    r.fail(text);
+    r.fail(line);
 }
 
 //===----------------------------------------------------------------------===//
@@ -779,7 +783,7 @@ void bench(const std::string &name, const std::string &base, CudaExecutor &gpu,
           strCat(name, " (c) T=", t, " per step: ", steps.status().message()));
       return;
     }
-    for (int i = 0; i < m.steps_size(); ++i) {
+    for (int i = 0; i < int(m.steps()->size()); ++i) {
       std::vector<float> times;
       for (const std::vector<float> &round : *steps)
         times.push_back(round[size_t(i)]);
@@ -795,10 +799,10 @@ void bench(const std::string &name, const std::string &base, CudaExecutor &gpu,
                        "|\n|---|---|---|---|---|---|---|---|\n");
   for (const auto &[t, times] : perStep) {
     r.line(strCat("  per step at ", t, " tokens:"));
-    for (int i = 0; i < m.steps_size(); ++i) {
+    for (int i = 0; i < int(m.steps()->size()); ++i) {
       double ms = times[size_t(i)];
       Rates x = ratesOf(estimateStepWork(m, i, t), ms, o);
-      std::string op = m.steps(i).op().substr(0, 40);
+      std::string op(text(m.steps()->Get(uint32_t(i))->op()).substr(0, 40));
       char row[200];
       std::snprintf(row, sizeof(row),
                     "    %3d %-40s %9.4f %9.2f %9.1f %10.2f %10.2f", i,
@@ -876,30 +880,33 @@ int parseArgs(int argc, char **argv, Options &o) {
 
 std::vector<std::vector<int>> stepResultArgs(const manifest::Manifest &m) {
   std::set<uint32_t> seen;
-  for (const manifest::TensorSpec &in : m.inputs())
-    seen.insert(in.buffer());
-  std::vector<std::vector<int>> results(size_t(m.steps_size()));
-  for (int i = 0; i < m.steps_size(); ++i) {
-    const manifest::Step &s = m.steps(i);
-    std::vector<int> &out = results[size_t(i)];
-    for (int j = s.args_size() - 1; j >= 0; --j) {
-      const manifest::Argument &a = s.args(j);
-      if (a.ref_case() != manifest::Argument::kBuffer || seen.count(a.buffer()))
+  for (const manifest::TensorSpec *in : *m.inputs())
+    seen.insert(in->buffer());
+  const auto &steps = *m.steps();
+  std::vector<std::vector<int>> results(steps.size());
+  for (uint32_t i = 0; i < steps.size(); ++i) {
+    const auto &args = *steps[i]->args();
+    auto isBuffer = [&](int k, uint32_t id) {
+      const manifest::Argument &a = *args.Get(uint32_t(k));
+      return a.kind() == manifest::ArgumentKind::BUFFER && a.id() == id;
+    };
+    std::vector<int> &out = results[i];
+    for (int j = int(args.size()) - 1; j >= 0; --j) {
+      const manifest::Argument &a = *args.Get(uint32_t(j));
+      if (a.kind() != manifest::ArgumentKind::BUFFER || seen.count(a.id()))
         break;
       bool earlier = false, repeated = false;
       for (int k = 0; k < j; ++k)
-        earlier =
-            earlier || (s.args(k).ref_case() == manifest::Argument::kBuffer &&
-                        s.args(k).buffer() == a.buffer());
+        earlier = earlier || isBuffer(k, a.id());
       for (int k : out)
-        repeated = repeated || s.args(k).buffer() == a.buffer();
+        repeated = repeated || isBuffer(k, a.id());
       if (earlier || repeated)
         break;
       out.insert(out.begin(), j);
     }
-    for (const manifest::Argument &a : s.args())
-      if (a.ref_case() == manifest::Argument::kBuffer)
-        seen.insert(a.buffer());
+    for (const manifest::Argument *a : args)
+      if (a->kind() == manifest::ArgumentKind::BUFFER)
+        seen.insert(a->id());
   }
   return results;
 }
@@ -910,58 +917,59 @@ WorkEstimate estimateStepWork(const manifest::Manifest &m, int step,
   std::set<uint32_t> scales;
   std::map<uint32_t, const manifest::Weight *> weights;
   std::map<uint32_t, const manifest::Buffer *> buffers;
-  for (const manifest::Weight &x : m.weights()) {
-    weights[x.id()] = &x;
-    if (x.has_scale())
-      scales.insert(x.scale());
+  for (const manifest::Weight *x : *m.weights()) {
+    weights[x->id()] = x;
+    if (x->scale())
+      scales.insert(*x->scale());
   }
-  for (const manifest::Buffer &b : m.buffers())
-    buffers[b.id()] = &b;
+  for (const manifest::Buffer *b : *m.buffers())
+    buffers[b->id()] = b;
   {
-    const manifest::Step &s = m.steps(step);
-    bool embedding = s.op().find("embed") != std::string::npos;
+    const manifest::Step &s = *m.steps()->Get(uint32_t(step));
+    bool embedding = text(s.op()).find("embed") != std::string_view::npos;
     // Rows per token from the first [E, N, K] weight's K and the first
     // buffer argument (an operand) that is a multiple of it.
     int64_t rowsPerToken = 1;
-    for (const manifest::Argument &a : s.args()) {
-      if (a.ref_case() != manifest::Argument::kWeight)
+    for (const manifest::Argument *a : *s.args()) {
+      if (a->kind() != manifest::ArgumentKind::WEIGHT)
         continue;
-      const manifest::Weight &x = *weights[a.weight()];
-      if (x.shape_size() != 3)
+      const manifest::Weight &x = *weights[a->id()];
+      if (x.shape()->size() != 3)
         continue;
-      uint64_t k = uint64_t(x.shape(2));
-      for (const manifest::Argument &b : s.args())
-        if (b.ref_case() == manifest::Argument::kBuffer) {
-          const manifest::Buffer &buf = *buffers[b.buffer()];
-          if (buf.elements_case() == manifest::Buffer::kElementsPerToken &&
-              buf.elements_per_token() >= k &&
-              buf.elements_per_token() % k == 0) {
-            rowsPerToken = int64_t(buf.elements_per_token() / k);
+      uint64_t k = uint64_t(x.shape()->Get(2));
+      for (const manifest::Argument *b : *s.args())
+        if (b->kind() == manifest::ArgumentKind::BUFFER) {
+          const manifest::Buffer &buf = *buffers[b->id()];
+          uint64_t perToken = bufferElements(buf);
+          if (isPerToken(buf) && perToken >= k && perToken % k == 0) {
+            rowsPerToken = int64_t(perToken / k);
             break;
           }
         }
       break;
     }
-    for (const manifest::Argument &a : s.args()) {
-      if (a.ref_case() == manifest::Argument::kBuffer) {
-        w.bytes += double(bufferBytesAt(*buffers[a.buffer()], tokens));
+    for (const manifest::Argument *a : *s.args()) {
+      if (a->kind() == manifest::ArgumentKind::BUFFER) {
+        w.bytes += double(bufferBytesAt(*buffers[a->id()], tokens));
         continue;
       }
-      const manifest::Weight &x = *weights[a.weight()];
+      const manifest::Weight &x = *weights[a->id()];
       if (scales.count(x.id()))
         continue; // counted with the weight it scales
       double scaleBytes =
-          x.has_scale() ? double(weights[x.scale()]->bytes()) : 0.0;
-      int rank = x.shape_size();
+          x.scale() ? double(weights[*x.scale()]->bytes()) : 0.0;
+      const auto &shape = *x.shape();
+      int rank = int(shape.size());
       if (embedding || rank < 2) {
-        double rows = rank >= 1 ? double(x.shape(0)) : 1;
+        double rows = rank >= 1 ? double(shape[0]) : 1;
         w.bytes += embedding ? std::min(double(x.bytes()),
                                         double(x.bytes()) / rows * tokens)
                              : double(x.bytes());
         continue;
       }
-      double n = double(x.shape(rank - 2)), k = double(x.shape(rank - 1));
-      double experts = rank == 3 ? double(x.shape(0)) : 1;
+      double n = double(shape[uint32_t(rank - 2)]),
+             k = double(shape[uint32_t(rank - 1)]);
+      double experts = rank == 3 ? double(shape[0]) : 1;
       double rows = double(tokens) * (rank == 3 ? rowsPerToken : 1);
       w.flops += 2 * rows * n * k;
       double touched = rank == 3 ? std::min(experts, rows) / experts : 1;
@@ -973,7 +981,7 @@ WorkEstimate estimateStepWork(const manifest::Manifest &m, int step,
 
 WorkEstimate estimateWork(const manifest::Manifest &m, int64_t tokens) {
   WorkEstimate w;
-  for (int i = 0; i < m.steps_size(); ++i) {
+  for (int i = 0; i < int(m.steps()->size()); ++i) {
     WorkEstimate step = estimateStepWork(m, i, tokens);
     w.flops += step.flops;
     w.bytes += step.bytes;
@@ -1034,8 +1042,9 @@ int gpuCheckMain(int argc, char **argv) {
     r.line("load " + name + ": " + (*gpu)->description());
     if (!(*gpu)->cacheWarning().empty())
       r.line("warn " + name + ": " + (*gpu)->cacheWarning());
-    bool cpu = std::find(m.targets().begin(), m.targets().end(), "cpu") !=
-               m.targets().end();
+    bool cpu = std::any_of(
+        m.targets()->begin(), m.targets()->end(),
+        [](const flatbuffers::String *t) { return text(t) == "cpu"; });
     if (cpu &&
         (!m.weights_device_filled() || weightsExtent(m) <= kMaxCpuFilledBytes))
       checkCpuVsGpu(name, artifact, **gpu, o.perStep, o.tokens, r);

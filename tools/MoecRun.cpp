@@ -63,6 +63,11 @@ options:
                        whatever its shape (as --dump-output)
   --dump-output FILE   write output 0 as a NumPy .npy file, in its dtype
                        and shape with the token dimension resolved
+  --verify LEVEL       default or full (also --verify=full): what loading
+                       checks. default: header, table, manifest and code
+                       sections, and each 16 MiB weight block when a run
+                       (or the GPU upload) first uses it, so loading reads
+                       no weight byte; full: every weight block at load
   --info               print the artifact's manifest summary: versions,
                        model, targets, inputs, outputs, buffers, weight
                        bytes, precision per op class, CUDA code and
@@ -79,6 +84,7 @@ struct Options {
   std::vector<int32_t> tokens;
   bool haveTokens = false;
   std::string device = "auto";
+  std::string verify = "default";
   std::string dumpLogits;
   std::string dumpOutput;
   // --input NAME=FILE pairs, in command-line order.
@@ -161,6 +167,14 @@ int parseArgs(int argc, char **argv, Options &o) {
         return usageError("--input needs NAME=FILE.npy, e.g. --input "
                           "x=activations.npy");
       o.inputs.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+    } else if (arg == "--verify" || arg.rfind("--verify=", 0) == 0) {
+      if (arg != "--verify")
+        v = arg.substr(9);
+      else if (!next(v))
+        v.clear();
+      if (v != "default" && v != "full")
+        return usageError("--verify must be default or full");
+      o.verify = v;
     } else if (arg == "--device") {
       if (!next(v) || (v != "cpu" && v != "cuda" && v != "auto"))
         return usageError("--device must be cpu, cuda or auto");
@@ -574,14 +588,22 @@ int moecRunMain(int argc, char **argv) {
     return 0;
   }
 
+  bool full = o.verify == "full";
   if (o.info) {
-    StatusOr<std::unique_ptr<Artifact>> artifact = Artifact::open(o.model);
+    OpenOptions options;
+    options.verify = full ? VerifyLevel::kFull : VerifyLevel::kDefault;
+    auto openStart = std::chrono::steady_clock::now();
+    StatusOr<std::unique_ptr<Artifact>> artifact =
+        Artifact::open(o.model, options);
+    double openMs = msSince(openStart);
     if (!artifact.isOk()) {
       std::fprintf(stderr, "moec-run: %s\n",
                    artifact.status().toString().c_str());
       return 1;
     }
     std::fputs((*artifact)->summary().c_str(), stdout);
+    std::printf("opened and verified (--verify=%s) in %.3f ms\n",
+                o.verify.c_str(), openMs);
     if (!o.haveTokens && o.inputs.empty())
       return 0;
   }
@@ -589,7 +611,8 @@ int moecRunMain(int argc, char **argv) {
   auto loadStart = std::chrono::steady_clock::now();
   moec_model *model = nullptr;
   moec_status status =
-      moec_model_load(o.model.c_str(), o.device.c_str(), &model);
+      moec_model_load_ex(o.model.c_str(), o.device.c_str(),
+                         full ? MOEC_VERIFY_FULL : MOEC_VERIFY_DEFAULT, &model);
   if (status != MOEC_OK)
     return fail("loading the model", status);
   if (o.threads > 0)

@@ -3,19 +3,17 @@
 // Verification runs in a fixed order so that the message names the most
 // specific problem: magic and version first (a newer file may have another
 // layout), then the trailer and section table (bounds, alignment, overlap),
-// then each section's CRC-32, the whole-file SHA-256, and last the manifest
-// and its consistency with the sections. Nothing is used before all passed.
+// the meta digest, the manifest (FlatBuffers verifier, its section digest
+// records against the table, `verifyManifest`), and last the SHA-256 of
+// every section but the weights. Weight blocks are hashed on first use, or
+// all at load (kFull) on several threads. Nothing is used before its
+// check passed.
 //
 //===----------------------------------------------------------------------===//
 
 #include "runtime/artifact/Artifact.h"
 
 #include "runtime/support/File.h"
-
-#include <google/protobuf/stubs/common.h>
-#if GOOGLE_PROTOBUF_VERSION < 4022000
-#include <google/protobuf/stubs/logging.h>
-#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -54,10 +52,20 @@ StatusOr<std::unique_ptr<Artifact>> Artifact::open(const std::string &path,
                        ": cannot map: ", std::strerror(errno));
     artifact->bytes_ = static_cast<const uint8_t *>(map);
     artifact->mapped_ = true;
+    // A default open must not read weights, not even by the kernel's
+    // read-around of the pages it faults in (which can span megabytes, into
+    // the weights next to the manifest or the code): no read-around while
+    // verifying; `verify` asks for exactly the sections it hashes.
+    if (options.verify == VerifyLevel::kDefault)
+      (void)madvise(map, artifact->size_, MADV_RANDOM);
   }
   // The mapping stays valid once the descriptor is closed.
   file.fd.reset(-1);
-  MOEC_RETURN_IF_ERROR(artifact->verify(options));
+  Status verified = artifact->verify(options);
+  if (artifact->mapped_ && options.verify == VerifyLevel::kDefault)
+    (void)madvise(const_cast<uint8_t *>(artifact->bytes_), artifact->size_,
+                  MADV_NORMAL);
+  MOEC_RETURN_IF_ERROR(verified);
   return artifact;
 }
 
@@ -96,9 +104,25 @@ Status Artifact::fail(StatusCode code, const std::string &what) const {
 
 Status Artifact::verify(const OpenOptions &options) {
   MOEC_RETURN_IF_ERROR(verifyStructure());
-  if (options.verifyContents)
-    MOEC_RETURN_IF_ERROR(verifyContents());
-  return verifyManifestSection();
+  if (mapped_ && options.verify == VerifyLevel::kDefault) {
+    // Read ahead exactly what the default open hashes: every section but
+    // the weights (see `open`).
+    const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+    for (const SectionInfo &s : sections_) {
+      if (s.name == "weights" || s.size == 0)
+        continue;
+      uintptr_t begin = uintptr_t(bytes_ + s.offset) & ~(page - 1);
+      uintptr_t end = uintptr_t(bytes_ + s.offset + s.size);
+      (void)madvise(reinterpret_cast<void *>(begin), end - begin,
+                    MADV_WILLNEED);
+    }
+  }
+  MOEC_RETURN_IF_ERROR(verifyMetaDigest());
+  MOEC_RETURN_IF_ERROR(verifyManifestSection());
+  MOEC_RETURN_IF_ERROR(verifySections());
+  if (options.verify == VerifyLevel::kFull)
+    MOEC_RETURN_IF_ERROR(verifyBlocks(0, blockCount_));
+  return Status::ok();
 }
 
 //===----------------------------------------------------------------------===//
@@ -123,7 +147,9 @@ Status Artifact::verifyStructure() {
     return fail(StatusCode::kUnsupportedVersion,
                 strCat("artifact version ", major_, ".", minor_,
                        " is not readable by this runtime (", kArtifactMajor,
-                       ".", kArtifactMinor, "): the major version differs"));
+                       ".", kArtifactMinor, "): the major version differs; ",
+                       major_ < kArtifactMajor ? "recompile it with this moec"
+                                               : "it needs a newer runtime"));
   if (minor_ > kArtifactMinor)
     return fail(StatusCode::kUnsupportedVersion,
                 strCat("artifact version ", major_, ".", minor_,
@@ -136,7 +162,10 @@ Status Artifact::verifyStructure() {
     return fail(corrupt, "header: reserved bytes 12..15 are not zero");
 
   Trailer trailer = decodeTrailer(bytes_ + size_ - kTrailerSize);
-  digest_ = trailer.digest;
+  metaDigest_ = trailer.digest;
+  signature_ = trailer.signature;
+  signerPublicKey_ = trailer.signerPublicKey;
+  tableOffset_ = trailer.tableOffset;
   if (std::memcmp(trailer.magic, kTrailerMagic, sizeof(kTrailerMagic)) != 0)
     return fail(corrupt, "trailer: end marker \"MOECEND\\0\" missing (the file "
                          "is truncated, extended, or was not completely "
@@ -189,12 +218,13 @@ Status Artifact::verifyStructure() {
       return fail(corrupt, strCat(where, ": name field: ", nameProblem));
     if (!names.insert(std::string(name)).second)
       return fail(corrupt, strCat(where, ": the name is used twice"));
-    if (e.checksumKind != kChecksumCrc32)
+    if (e.checksumKind != kChecksumSha256InManifest)
       return fail(corrupt,
                   strCat(where, ": checksum kind ", int(e.checksumKind),
-                         " is unknown (expected 1, CRC-32)"));
-    if (e.reserved != 0)
-      return fail(corrupt, strCat(where, ": reserved byte is not zero"));
+                         " is unknown (expected 2, SHA-256 in the "
+                         "manifest)"));
+    if (e.reserved != 0 || e.checksum != 0)
+      return fail(corrupt, strCat(where, ": reserved bytes are not zero"));
     if (e.alignment == 0 || (e.alignment & (e.alignment - 1)) != 0 ||
         e.alignment > kMaxSectionAlignment)
       return fail(corrupt,
@@ -220,7 +250,6 @@ Status Artifact::verifyStructure() {
     info.offset = e.offset;
     info.size = e.size;
     info.alignment = e.alignment;
-    info.crc32 = e.checksum;
     info.required = required;
     info.known = isKnownSectionKind(e.kind);
     sections_.push_back(std::move(info));
@@ -241,78 +270,38 @@ Status Artifact::verifyStructure() {
 }
 
 //===----------------------------------------------------------------------===//
-// Checksums and digest
+// Meta digest and manifest
 //===----------------------------------------------------------------------===//
 
-Status Artifact::verifyContents() {
-  // The section CRCs and the whole-file digest read the same bytes
-  // independently, so for a large file the SHA-256 runs on a second thread
-  // while this one checks the CRCs: opening then takes the slower of the
-  // two, not their sum. A CRC mismatch is still the error reported first.
-  const uint64_t digestBytes = size_ - kTrailerSize + kTrailerDigestOffset;
-  constexpr uint64_t kThreadedDigestBytes = uint64_t(16) << 20;
-  Sha256Digest actual{};
-  std::thread hasher;
-  if (digestBytes >= kThreadedDigestBytes) {
-    try {
-      hasher = std::thread([this, digestBytes, &actual] {
-        actual = Sha256::hash(bytes_, digestBytes);
-      });
-    } catch (const std::system_error &) {
-      // No thread to be had: hash below, on this one.
-    }
-  }
-  Status crcStatus = Status::ok();
-  for (const SectionInfo &s : sections_) {
-    uint32_t crc = crc32Update(0, bytes_ + s.offset, s.size);
-    if (crc != s.crc32) {
-      crcStatus = fail(
-          StatusCode::kCorrupt,
-          strCat("section '", s.name, "': CRC-32 mismatch (stored ", std::hex,
-                 std::setw(8), std::setfill('0'), s.crc32, ", computed ",
-                 std::setw(8), crc, "): the section is corrupted"));
-      break;
-    }
-  }
-  if (hasher.joinable())
-    hasher.join();
-  else if (crcStatus.isOk())
-    actual = Sha256::hash(bytes_, digestBytes);
-  if (!crcStatus.isOk())
-    return crcStatus;
-  if (actual != digest_)
+Status Artifact::verifyMetaDigest() {
+  const SectionInfo *manifest = findSection("manifest");
+  if (!manifest)
+    return fail(StatusCode::kCorrupt, "has no 'manifest' section");
+  // The header, the manifest, the table and the trailer before the digest:
+  // everything that is read on every load, and nothing else.
+  Sha256 meta;
+  meta.update(bytes_, kHeaderSize);
+  meta.update(bytes_ + manifest->offset, manifest->size);
+  meta.update(bytes_ + tableOffset_, size_ - kTrailerSize - tableOffset_);
+  meta.update(bytes_ + size_ - kTrailerSize, kTrailerDigestOffset);
+  Sha256Digest actual = meta.finish();
+  if (actual != metaDigest_)
     return fail(StatusCode::kCorrupt,
-                strCat("SHA-256 mismatch (stored ", toHex(digest_),
+                strCat("meta digest mismatch (stored ", toHex(metaDigest_),
                        ", computed ", toHex(actual),
-                       "): the file is corrupted"));
+                       "): the header, section table or manifest is "
+                       "corrupted"));
   return Status::ok();
 }
 
-//===----------------------------------------------------------------------===//
-// Manifest
-//===----------------------------------------------------------------------===//
-
 Status Artifact::verifyManifestSection() {
   const SectionInfo *section = findSection("manifest");
-  if (!section)
-    return fail(StatusCode::kCorrupt, "has no 'manifest' section");
-  if (section->size > uint64_t(INT_MAX))
-    return fail(StatusCode::kCorrupt,
-                strCat("section 'manifest': size ", section->size,
-                       " exceeds the 2 GiB protobuf limit"));
-  bool parsed;
-  {
-    // A corrupted string would also be logged to stderr by protobuf; the
-    // returned status is the one report.
-#if GOOGLE_PROTOBUF_VERSION < 4022000
-    google::protobuf::LogSilencer silence;
-#endif
-    parsed =
-        manifest_.ParseFromArray(bytes_ + section->offset, int(section->size));
-  }
-  if (!parsed)
-    return fail(StatusCode::kCorrupt,
-                "section 'manifest': not a valid protobuf Manifest message");
+  StatusOr<const manifest::Manifest *> parsed =
+      readManifest(bytes_ + section->offset, section->size);
+  if (!parsed.isOk())
+    return parsed.status().withPrefix(strCat(path_, ": section 'manifest'"));
+  manifest_ = *parsed;
+  MOEC_RETURN_IF_ERROR(verifySectionDigests());
 
   ManifestContext context;
   for (const SectionInfo &s : sections_)
@@ -321,10 +310,231 @@ Status Artifact::verifyManifestSection() {
     context.weightsSectionSize = weights->size;
     weights_ = sectionData(*weights);
   }
-  StatusOr<ManifestIndex> index = verifyManifest(manifest_, context);
+  StatusOr<ManifestIndex> index = verifyManifest(*manifest_, context);
   if (!index.isOk())
     return index.status().withPrefix(strCat(path_, ": manifest"));
   index_ = std::move(index).value();
+  return Status::ok();
+}
+
+// The records of `Manifest.sections` must match the table one to one: one
+// per section but the manifest, with its size; the weights hashed in
+// blocks, everything else whole.
+Status Artifact::verifySectionDigests() {
+  const auto &records = *manifest_->sections();
+  for (uint32_t i = 0; i < records.size(); ++i) {
+    const manifest::SectionDigest &r = *records[i];
+    std::string name(text(r.name()));
+    auto bad = [&](const std::string &what) {
+      return fail(StatusCode::kCorrupt,
+                  strCat("manifest: sections[", i, "] ('", name, "'): ", what));
+    };
+    auto it =
+        std::find_if(sections_.begin(), sections_.end(),
+                     [&](const SectionInfo &s) { return s.name == name; });
+    if (it == sections_.end() || name == "manifest")
+      return bad(name == "manifest"
+                     ? "the manifest has no record (the meta digest covers it)"
+                     : "names no section of the table");
+    if (it->digest)
+      return bad("the section has two records");
+    if (r.size() != it->size)
+      return bad(
+          strCat("size ", r.size(), " differs from the table's ", it->size));
+    const auto &blocks = *r.blocks();
+    if (name != "weights") {
+      if (r.block_size() != 0 || blocks.size() != 0)
+        return bad(strCat("block_size ", r.block_size(), " and ", blocks.size(),
+                          " block digests, but only the weights section is "
+                          "hashed in blocks"));
+    } else {
+      uint64_t b = r.block_size();
+      if (b < kMinWeightsBlockSize || b > kMaxWeightsBlockSize ||
+          (b & (b - 1)) != 0)
+        return bad(strCat("block_size ", b, " is not a power of two in [",
+                          kMinWeightsBlockSize, ", ", kMaxWeightsBlockSize,
+                          "]"));
+      uint64_t count = r.size() / b + (r.size() % b != 0);
+      if (blocks.size() != count)
+        return bad(strCat(blocks.size(), " block digests, expected ", count,
+                          " for ", r.size(), " bytes in blocks of ", b));
+      // The record's own digest is the SHA-256 of the block digests.
+      Sha256Digest list =
+          Sha256::hash(blocks.data(), blocks.size() * sizeof(manifest::Hash));
+      if (list != fromHash(*r.sha256()))
+        return bad("sha256 is not the SHA-256 of the block digests");
+      weightsDigest_ = &r;
+      blockSize_ = b;
+      blockCount_ = count;
+      blockState_.reset(new std::atomic<uint8_t>[count]);
+      for (uint64_t k = 0; k < count; ++k)
+        blockState_[k].store(0, std::memory_order_relaxed);
+    }
+    it->digest = &r;
+  }
+  for (const SectionInfo &s : sections_)
+    if (!s.digest && s.name != "manifest")
+      return fail(StatusCode::kCorrupt,
+                  strCat("manifest: section '", s.name,
+                         "' has no record in `sections`"));
+  return Status::ok();
+}
+
+//===----------------------------------------------------------------------===//
+// Section contents
+//===----------------------------------------------------------------------===//
+
+Status Artifact::verifySections() {
+  // Everything but the weights is small and read at load (code is
+  // executable): hash it all before anything uses it.
+  for (const SectionInfo &s : sections_) {
+    if (!s.digest || s.name == "weights")
+      continue;
+    Sha256Digest actual = Sha256::hash(bytes_ + s.offset, s.size);
+    Sha256Digest expected = fromHash(*s.digest->sha256());
+    if (actual != expected)
+      return fail(StatusCode::kCorrupt,
+                  strCat("section '", s.name, "': SHA-256 mismatch (expected ",
+                         toHex(expected), ", computed ", toHex(actual),
+                         "): the section is corrupted"));
+  }
+  return Status::ok();
+}
+
+namespace {
+
+/// Block states of lazy weight verification.
+enum : uint8_t { kUnverified = 0, kHashing = 1, kVerified = 2 };
+
+/// Below this many bytes a batch of blocks is hashed on the calling thread.
+constexpr uint64_t kThreadedHashBytes = uint64_t(64) << 20;
+/// Most threads that hash weight blocks at once.
+constexpr unsigned kMaxHashThreads = 8;
+
+} // namespace
+
+Status Artifact::verifyWeights(uint64_t offset, uint64_t size) const {
+  uint64_t sectionSize = weightsDigest_ ? weightsDigest_->size() : 0;
+  if (offset > sectionSize || size > sectionSize - offset)
+    return makeError(StatusCode::kInvalidArgument, path_, ": weights range [",
+                     offset, ", +", size, ") is outside the weights section (",
+                     sectionSize, " bytes)");
+  if (size == 0)
+    return Status::ok();
+  return verifyBlocks(offset / blockSize_,
+                      (offset + size - 1) / blockSize_ + 1);
+}
+
+Status Artifact::verifyWeight(uint32_t id) const {
+  const manifest::Weight *w = findWeight(id);
+  if (!w)
+    return makeError(StatusCode::kInvalidArgument, path_, ": no weight id ",
+                     id);
+  // Benchmark artifacts carry no weight bytes.
+  if (manifest_->weights_device_filled())
+    return Status::ok();
+  Status s = verifyWeights(w->offset(), w->bytes());
+  if (!s.isOk()) {
+    // Name the weight after the file: "m.moea: weight 'x' (id 3): ...".
+    std::string what = s.message();
+    if (what.rfind(path_ + ": ", 0) == 0)
+      what.erase(0, path_.size() + 2);
+    return Status(s.code(), strCat(path_, ": weight '", text(w->name()),
+                                   "' (id ", id, "): ", what));
+  }
+  if (w->scale())
+    return verifyWeight(*w->scale());
+  return Status::ok();
+}
+
+uint64_t Artifact::weightsBlocksVerified() const {
+  uint64_t count = 0;
+  for (uint64_t k = 0; k < blockCount_; ++k)
+    count += blockState_[k].load(std::memory_order_acquire) == kVerified;
+  return count;
+}
+
+Status Artifact::verifyBlocks(uint64_t begin, uint64_t end) const {
+  auto allVerified = [&] {
+    for (uint64_t k = begin; k < end; ++k)
+      if (blockState_[k].load(std::memory_order_acquire) != kVerified)
+        return false;
+    return true;
+  };
+  // Claim the unverified blocks, hash them (on several threads when there
+  // are many), publish the results, then wait for blocks other threads
+  // were hashing. A block that failed elsewhere went back to unverified:
+  // the next round hashes it here and reports it.
+  while (!allVerified()) {
+    std::vector<uint64_t> mine;
+    {
+      std::lock_guard<std::mutex> lock(blockMutex_);
+      for (uint64_t k = begin; k < end; ++k)
+        if (blockState_[k].load(std::memory_order_relaxed) == kUnverified) {
+          blockState_[k].store(kHashing, std::memory_order_relaxed);
+          mine.push_back(k);
+        }
+    }
+    const uint8_t *base = weights_.data;
+    const auto &digests = *weightsDigest_->blocks();
+    uint64_t sectionSize = weightsDigest_->size();
+    auto blockBytes = [&](uint64_t k) {
+      return std::min(blockSize_, sectionSize - k * blockSize_);
+    };
+    std::vector<Sha256Digest> actual(mine.size());
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t i = next++; i < mine.size(); i = next++)
+        actual[i] = Sha256::hash(base + mine[i] * blockSize_,
+                                 size_t(blockBytes(mine[i])));
+    };
+    std::vector<std::thread> threads;
+    if (mine.size() * blockSize_ >= kThreadedHashBytes) {
+      unsigned n = std::min<unsigned>(
+          {std::max(1u, std::thread::hardware_concurrency()), kMaxHashThreads,
+           unsigned(std::min<size_t>(mine.size(), kMaxHashThreads))});
+      for (unsigned t = 1; t < n; ++t) {
+        try {
+          threads.emplace_back(work);
+        } catch (const std::system_error &) {
+          break; // fewer threads, same result
+        }
+      }
+    }
+    work();
+    for (std::thread &t : threads)
+      t.join();
+
+    Status failure = Status::ok();
+    {
+      std::lock_guard<std::mutex> lock(blockMutex_);
+      for (size_t i = 0; i < mine.size(); ++i) {
+        uint64_t k = mine[i];
+        Sha256Digest expected = fromHash(*digests.Get(uint32_t(k)));
+        bool ok = actual[i] == expected;
+        blockState_[k].store(ok ? kVerified : kUnverified,
+                             std::memory_order_release);
+        if (!ok && failure.isOk())
+          failure =
+              fail(StatusCode::kCorrupt,
+                   strCat("section 'weights': block ", k, " (bytes [",
+                          k * blockSize_, ", ", k * blockSize_ + blockBytes(k),
+                          ")): SHA-256 mismatch (expected ", toHex(expected),
+                          ", computed ", toHex(actual[i]),
+                          "): the weights are corrupted"));
+      }
+    }
+    blockDone_.notify_all();
+    if (!failure.isOk())
+      return failure;
+    std::unique_lock<std::mutex> lock(blockMutex_);
+    blockDone_.wait(lock, [&] {
+      for (uint64_t k = begin; k < end; ++k)
+        if (blockState_[k].load(std::memory_order_relaxed) == kHashing)
+          return false;
+      return true;
+    });
+  }
   return Status::ok();
 }
 
@@ -345,19 +555,21 @@ ByteSpan Artifact::sectionData(const SectionInfo &section) const {
 
 const manifest::Buffer *Artifact::findBuffer(uint32_t id) const {
   auto it = index_.bufferById.find(id);
-  return it == index_.bufferById.end() ? nullptr
-                                       : &manifest_.buffers(it->second);
+  return it == index_.bufferById.end()
+             ? nullptr
+             : manifest_->buffers()->Get(uint32_t(it->second));
 }
 
 const manifest::Weight *Artifact::findWeight(uint32_t id) const {
   auto it = index_.weightById.find(id);
-  return it == index_.weightById.end() ? nullptr
-                                       : &manifest_.weights(it->second);
+  return it == index_.weightById.end()
+             ? nullptr
+             : manifest_->weights()->Get(uint32_t(it->second));
 }
 
 ByteSpan Artifact::weightData(uint32_t id) const {
   const manifest::Weight *w = findWeight(id);
-  if (!w)
+  if (!w || !weights_.data)
     return {};
   return ByteSpan{weights_.data + w->offset(), w->bytes()};
 }

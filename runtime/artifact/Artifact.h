@@ -1,10 +1,13 @@
 //===- Artifact.h - Verified, memory-mapped artifact ------------*- C++ -*-===//
 //
-// `Artifact::open` maps a `.moea` file and verifies all of it before handing
-// anything out: magic, version, section table, per-section CRC-32, the
-// whole-file SHA-256, the manifest and its consistency with the file. The
-// weights stay mapped and are used in place. Every failure is a `Status`
-// naming the file and the field; malformed input never crashes the reader.
+// `Artifact::open` maps a `.moea` file and verifies it before handing
+// anything out: magic, version, section table, the meta digest over header,
+// table and manifest, the manifest (FlatBuffers verifier, then its
+// consistency with the file) and the SHA-256 of every section but the
+// weights. The weights stay mapped and are used in place; their 16 MiB
+// blocks are verified when first used (`verifyWeights`), or all at load with
+// `VerifyLevel::kFull`. Every failure is a `Status` naming the file and the
+// field; malformed input never crashes the reader.
 //
 //===----------------------------------------------------------------------===//
 
@@ -15,8 +18,12 @@
 #include "runtime/artifact/Manifest.h"
 #include "runtime/support/Status.h"
 
+#include <array>
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,24 +50,36 @@ struct SectionInfo {
   uint64_t size = 0;
   /// Alignment of `offset` in the file.
   uint32_t alignment = 1;
-  /// CRC-32 of the section's bytes, as stored (and checked).
-  uint32_t crc32 = 0;
   /// The `required` flag.
   bool required = false;
   /// False for kinds this runtime does not know; such sections were
-  /// bounds-checked and checksummed but are otherwise skipped.
+  /// bounds-checked and hashed but are otherwise skipped.
   bool known = false;
+  /// The section's digest record in the manifest (its SHA-256, for the
+  /// weights the block digests); null for the manifest itself.
+  const manifest::SectionDigest *digest = nullptr;
 };
 
-/// How much of the file `Artifact::open` checks.
+/// How much of the file `Artifact::open` reads and checks.
+enum class VerifyLevel {
+  /// Header, table, trailer, meta digest, the manifest (FlatBuffers
+  /// verifier and `verifyManifest`) and the SHA-256 of every section but
+  /// the weights (code is small and executable: it is checked before use).
+  /// No weight byte is read: weight blocks are verified when first used
+  /// (`Artifact::verifyWeights`).
+  kDefault,
+  /// All of that and every weight block, at load.
+  kFull,
+};
+
+/// Options of `Artifact::open`.
 struct OpenOptions {
-  /// Check every section's CRC-32 and the file's SHA-256. Turning it off
-  /// skips reading the weights at load time; the structure and the manifest
-  /// are always checked.
-  bool verifyContents = true;
+  /// How much to verify at load.
+  VerifyLevel verify = VerifyLevel::kDefault;
 };
 
-/// A verified artifact. Immutable; its bytes stay valid while it lives.
+/// A verified artifact. Immutable but for the record of which weight blocks
+/// were verified; its bytes stay valid while it lives. Thread-safe.
 class Artifact {
 public:
   /// Maps and verifies the file at `path`.
@@ -86,8 +105,19 @@ public:
   uint16_t minorVersion() const { return minor_; }
   /// Total size of the file in bytes.
   uint64_t fileSize() const { return size_; }
-  /// The stored (and verified) whole-file digest.
-  const Sha256Digest &digest() const { return digest_; }
+  /// The stored (and verified) meta digest: SHA-256 of the header, the
+  /// manifest, the section table and the trailer's first 32 bytes. Through
+  /// the manifest's section digests it identifies every byte in use.
+  const Sha256Digest &metaDigest() const { return metaDigest_; }
+  /// The trailer's signature field (zero when unsigned; not checked by
+  /// this runtime).
+  const std::array<uint8_t, kSignatureSize> &signature() const {
+    return signature_;
+  }
+  /// The trailer's signer public key field (zero when unsigned).
+  const std::array<uint8_t, kPublicKeySize> &signerPublicKey() const {
+    return signerPublicKey_;
+  }
 
   /// All sections, in table order.
   const std::vector<SectionInfo> &sections() const { return sections_; }
@@ -96,14 +126,30 @@ public:
   /// The bytes of `section`.
   ByteSpan sectionData(const SectionInfo &section) const;
 
-  /// The parsed, verified manifest.
-  const manifest::Manifest &manifest() const { return manifest_; }
+  /// The verified manifest, read in place from the file.
+  const manifest::Manifest &manifest() const { return *manifest_; }
   /// The buffer with id `id`, or nullptr.
   const manifest::Buffer *findBuffer(uint32_t id) const;
   /// The weight with id `id`, or nullptr.
   const manifest::Weight *findWeight(uint32_t id) const;
-  /// The bytes of the weight with id `id` (empty when there is none).
+  /// The bytes of the weight with id `id` (empty when there is none). They
+  /// are verified only once `verifyWeight(id)` (or a kFull open) said so.
   ByteSpan weightData(uint32_t id) const;
+
+  /// Verifies the `weights` blocks covering bytes `[offset, offset + size)`
+  /// of the weights section that were not verified yet, and remembers them.
+  /// Safe to call from several threads: each block is hashed once (large
+  /// ranges on several threads). A mismatch is `kCorrupt` naming the file,
+  /// the block index, its byte range and both digests; the block stays
+  /// unverified. A range outside the section is `kInvalidArgument`.
+  Status verifyWeights(uint64_t offset, uint64_t size) const;
+  /// Verifies the bytes of weight `id` and of its scale weight, if any.
+  Status verifyWeight(uint32_t id) const;
+  /// The weights section's hash block size (0 without weights).
+  uint64_t weightsBlockSize() const { return blockSize_; }
+  /// How many weight blocks are verified so far, out of `weightsBlockCount`.
+  uint64_t weightsBlocksVerified() const;
+  uint64_t weightsBlockCount() const { return blockCount_; }
 
   /// A human-readable summary: versions, model, targets, inputs, outputs,
   /// buffers, weights, precision, steps and sections (`moec-run --info`).
@@ -113,8 +159,11 @@ private:
   Artifact() = default;
   Status verify(const OpenOptions &options);
   Status verifyStructure();
-  Status verifyContents();
+  Status verifyMetaDigest();
   Status verifyManifestSection();
+  Status verifySectionDigests();
+  Status verifySections();
+  Status verifyBlocks(uint64_t begin, uint64_t end) const;
   Status fail(StatusCode code, const std::string &what) const;
 
   std::string path_;
@@ -123,11 +172,24 @@ private:
   // How to release `bytes_`: munmap for files, free for in-memory images.
   bool mapped_ = false;
   uint16_t major_ = 0, minor_ = 0;
-  Sha256Digest digest_ = {};
+  uint64_t tableOffset_ = 0;
+  Sha256Digest metaDigest_ = {};
+  std::array<uint8_t, kSignatureSize> signature_ = {};
+  std::array<uint8_t, kPublicKeySize> signerPublicKey_ = {};
   std::vector<SectionInfo> sections_;
-  manifest::Manifest manifest_;
+  const manifest::Manifest *manifest_ = nullptr;
   ManifestIndex index_;
   ByteSpan weights_;
+
+  // Lazy weight verification: one state per block (kUnverified, kHashing,
+  // kVerified), read without the lock on the fast path; `blockMutex_` and
+  // `blockDone_` coordinate threads that need the same blocks.
+  const manifest::SectionDigest *weightsDigest_ = nullptr;
+  uint64_t blockSize_ = 0;
+  uint64_t blockCount_ = 0;
+  std::unique_ptr<std::atomic<uint8_t>[]> blockState_;
+  mutable std::mutex blockMutex_;
+  mutable std::condition_variable blockDone_;
 };
 
 } // namespace moec::runtime

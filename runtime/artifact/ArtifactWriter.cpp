@@ -1,15 +1,17 @@
 //===- ArtifactWriter.cpp - Streaming, atomic artifact writer ---*- C++ -*-===//
 //
-// Bytes flow through one buffered `write` that also feeds the whole-file
-// SHA-256, so the file is produced in a single forward pass without seeking:
-// header, sections (each padded to its alignment), table, trailer. The first
-// error is sticky and removes the temp file at once.
+// Bytes flow through one buffered `write`, so the file is produced in a
+// single forward pass without seeking back: header, sections (each padded to
+// its alignment and hashed as it streams by), the manifest with those
+// hashes, table, trailer with the meta digest. The first error is sticky and
+// removes the temp file at once.
 //
 //===----------------------------------------------------------------------===//
 
 #include "runtime/artifact/ArtifactWriter.h"
 #include "runtime/support/File.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -24,6 +26,10 @@ namespace {
 
 /// Writes are collected up to this many bytes before going to the file.
 constexpr size_t kWriteBufferBytes = size_t(1) << 20;
+/// Runs of zeros at least this long are skipped with lseek, not written.
+constexpr uint64_t kSkipZerosBytes = uint64_t(1) << 20;
+/// A page of zeros to hash and write from.
+const uint8_t kZeros[65536] = {};
 
 Status ioError(const std::string &what, int err) {
   return makeError(StatusCode::kIoError, what, ": ", std::strerror(err));
@@ -61,7 +67,125 @@ SectionSpec SectionSpec::forKind(SectionKind kind, std::string name) {
           ? kWeightsAlignment
           : 64;
   spec.required = true;
+  spec.blockSize = kind == SectionKind::kWeights ? kDefaultWeightsBlockSize : 0;
   return spec;
+}
+
+//===----------------------------------------------------------------------===//
+// Section hashing
+//===----------------------------------------------------------------------===//
+
+/// A section being streamed: its size so far and its running SHA-256, or
+/// for a blocked section the running SHA-256 of the current block and the
+/// digests of the finished ones.
+struct ArtifactWriter::SectionState {
+  const SectionSpec &spec;
+  uint64_t size = 0;
+  Sha256 hash;
+  uint64_t inBlock = 0;
+  std::vector<manifest::Hash> blocks;
+
+  explicit SectionState(const SectionSpec &spec) : spec(spec) {}
+
+  void update(const uint8_t *data, uint64_t n) {
+    size += n;
+    if (!spec.blockSize) {
+      hash.update(data, size_t(n));
+      return;
+    }
+    while (n > 0) {
+      uint64_t take = std::min(n, spec.blockSize - inBlock);
+      hash.update(data, size_t(take));
+      inBlock += take;
+      data += take;
+      n -= take;
+      if (inBlock == spec.blockSize)
+        endBlock();
+    }
+  }
+
+  /// Appends `n` zeros; whole blocks take `zeroBlock`, their digest.
+  void zeros(uint64_t n, const Sha256Digest *zeroBlock) {
+    while (n > 0) {
+      if (zeroBlock && inBlock == 0 && n >= spec.blockSize) {
+        blocks.push_back(toHash(*zeroBlock));
+        size += spec.blockSize;
+        n -= spec.blockSize;
+        continue;
+      }
+      uint64_t take = std::min<uint64_t>(n, sizeof(kZeros));
+      if (spec.blockSize)
+        take = std::min(take, spec.blockSize - inBlock);
+      update(kZeros, take);
+      n -= take;
+    }
+  }
+
+  void endBlock() {
+    blocks.push_back(toHash(hash.finish()));
+    hash.reset();
+    inBlock = 0;
+  }
+
+  /// The section's record for the manifest.
+  std::unique_ptr<manifest::SectionDigestT> finish() {
+    auto record = std::make_unique<manifest::SectionDigestT>();
+    record->name = spec.name;
+    record->size = size;
+    record->block_size = spec.blockSize;
+    if (!spec.blockSize) {
+      record->sha256 = std::make_unique<manifest::Hash>(toHash(hash.finish()));
+      return record;
+    }
+    if (inBlock > 0)
+      endBlock();
+    // A blocked section's digest is the SHA-256 of its block digests.
+    Sha256 list;
+    list.update(blocks.data(), blocks.size() * sizeof(manifest::Hash));
+    record->sha256 = std::make_unique<manifest::Hash>(toHash(list.finish()));
+    record->blocks = std::move(blocks);
+    return record;
+  }
+};
+
+static_assert(sizeof(manifest::Hash) == 32, "block digests are packed");
+
+Status ArtifactWriter::ChunkSink::operator()(const void *data,
+                                             size_t size) const {
+  if (!writer_.failed_.isOk())
+    return writer_.failed_;
+  if (size == 0)
+    return Status::ok();
+  if (!data)
+    return writer_.failWith(
+        Status(StatusCode::kInvalidArgument,
+               strCat(writer_.path_, ": section '", state_.spec.name,
+                      "': null chunk of ", size, " bytes")));
+  state_.update(static_cast<const uint8_t *>(data), size);
+  return writer_.write(data, size);
+}
+
+Status ArtifactWriter::ChunkSink::zeros(uint64_t size) const {
+  if (!writer_.failed_.isOk())
+    return writer_.failed_;
+  const Sha256Digest *zeroBlock =
+      state_.spec.blockSize && size >= state_.spec.blockSize
+          ? &writer_.zeroBlockDigest(state_.spec.blockSize)
+          : nullptr;
+  state_.zeros(size, zeroBlock);
+  return writer_.skipZeros(size);
+}
+
+const Sha256Digest &ArtifactWriter::zeroBlockDigest(uint64_t blockSize) {
+  if (zeroBlockSize_ != blockSize) {
+    Sha256 hash;
+    for (uint64_t done = 0; done < blockSize; done += sizeof(kZeros))
+      hash.update(kZeros,
+                  size_t(std::min<uint64_t>(sizeof(kZeros), blockSize - done)));
+    zeroBlockDigest_ = hash.finish();
+    zeroBlockSize_ = blockSize;
+  }
+  return zeroBlockDigest_;
 }
 
 //===----------------------------------------------------------------------===//
@@ -119,9 +243,8 @@ ArtifactWriter::create(const std::string &requested) {
     return writer->failWith(
         ioError(strCat(writer->tempPath_, ": chmod"), errno));
   writer->buffer_.reserve(kWriteBufferBytes);
-  uint8_t header[kHeaderSize];
-  encodeHeader(header, kArtifactMajor, kArtifactMinor);
-  MOEC_RETURN_IF_ERROR(writer->write(header, sizeof(header)));
+  encodeHeader(writer->header_, kArtifactMajor, kArtifactMinor);
+  MOEC_RETURN_IF_ERROR(writer->write(writer->header_, kHeaderSize));
   return writer;
 }
 
@@ -159,7 +282,6 @@ Status ArtifactWriter::write(const void *data, size_t size) {
   if (!failed_.isOk())
     return failed_;
   const auto *bytes = static_cast<const uint8_t *>(data);
-  digest_.update(bytes, size);
   position_ += size;
   if (buffer_.size() + size > kWriteBufferBytes)
     MOEC_RETURN_IF_ERROR(flush());
@@ -183,8 +305,31 @@ Status ArtifactWriter::flush() {
   return Status::ok();
 }
 
+Status ArtifactWriter::skipZeros(uint64_t size) {
+  if (!failed_.isOk())
+    return failed_;
+  if (size < kSkipZerosBytes) {
+    while (size > 0) {
+      size_t n = size_t(std::min<uint64_t>(size, sizeof(kZeros)));
+      MOEC_RETURN_IF_ERROR(write(kZeros, n));
+      size -= n;
+    }
+    return Status::ok();
+  }
+  // The manifest, table and trailer always follow, so the skipped range
+  // ends up inside the file, reading as zeros.
+  MOEC_RETURN_IF_ERROR(flush());
+  if (size > uint64_t(INT64_MAX) - position_)
+    return failWith(ioError(strCat(tempPath_, ": seek"), EFBIG));
+  if (::lseek(fd_, off_t(size), SEEK_CUR) < 0) {
+    int err = errno;
+    return failWith(ioError(strCat(tempPath_, ": seek"), err));
+  }
+  position_ += size;
+  return Status::ok();
+}
+
 Status ArtifactWriter::writePadding(uint64_t alignment) {
-  static const uint8_t kZeros[4096] = {};
   uint64_t pad = (alignment - position_ % alignment) % alignment;
   while (pad > 0) {
     size_t n = size_t(std::min<uint64_t>(pad, sizeof(kZeros)));
@@ -229,11 +374,24 @@ Status ArtifactWriter::beginSection(const SectionSpec &spec,
                spec.kind == uint32_t(SectionKind::kWeights) ? kWeightsAlignment
                                                             : 1,
                ", ", kMaxSectionAlignment, "]")));
+  bool weights = spec.kind == uint32_t(SectionKind::kWeights);
+  if (weights != (spec.blockSize != 0) ||
+      (weights && (spec.blockSize < kMinWeightsBlockSize ||
+                   spec.blockSize > kMaxWeightsBlockSize ||
+                   (spec.blockSize & (spec.blockSize - 1)) != 0)))
+    return failWith(
+        Status(StatusCode::kInvalidArgument,
+               strCat(where, ": block size ", spec.blockSize,
+                      weights ? strCat(" is not a power of two in [",
+                                       kMinWeightsBlockSize, ", ",
+                                       kMaxWeightsBlockSize, "]")
+                              : std::string(": only the weights section is "
+                                            "hashed in blocks"))));
   MOEC_RETURN_IF_ERROR(writePadding(align));
   entry = SectionEntry();
   entry.kind = spec.kind;
   entry.flags = spec.required ? kSectionRequired : 0;
-  entry.checksumKind = kChecksumCrc32;
+  entry.checksumKind = kChecksumSha256InManifest;
   entry.offset = position_;
   entry.alignment = align;
   std::memcpy(entry.name, spec.name.data(), spec.name.size());
@@ -248,44 +406,45 @@ Status ArtifactWriter::addSection(const SectionSpec &spec, const void *data,
 
 Status ArtifactWriter::addStreamedSection(const SectionSpec &spec,
                                           const SectionProducer &producer) {
+  if (spec.kind == uint32_t(SectionKind::kManifest))
+    return failWith(Status(StatusCode::kInvalidArgument,
+                           strCat(path_, ": section '", spec.name,
+                                  "': the manifest is added with "
+                                  "addManifest and written by commit")));
+  return writeSection(spec, producer, nullptr);
+}
+
+Status ArtifactWriter::writeSection(const SectionSpec &spec,
+                                    const SectionProducer &producer,
+                                    Sha256 *meta) {
   SectionEntry entry;
   MOEC_RETURN_IF_ERROR(beginSection(spec, entry));
   inSection_ = true;
-  uint32_t crc = 0;
-  uint64_t size = 0;
-  ChunkSink sink = [&](const void *data, size_t n) -> Status {
-    if (!failed_.isOk())
-      return failed_;
-    if (n == 0)
-      return Status::ok();
-    if (!data)
-      return failWith(Status(StatusCode::kInvalidArgument,
-                             strCat(path_, ": section '", spec.name,
-                                    "': null chunk of ", n, " bytes")));
-    crc = crc32Update(crc, data, n);
-    size += n;
-    return write(data, n);
-  };
-  Status produced = producer(sink);
+  SectionState state(spec);
+  Status produced = producer(ChunkSink(*this, state));
   inSection_ = false;
   if (!produced.isOk() && failed_.isOk())
     return failWith(
         produced.withPrefix(strCat(path_, ": section '", spec.name, "'")));
   if (!failed_.isOk())
     return failed_;
-  entry.size = size;
-  entry.checksum = crc;
+  entry.size = state.size;
   entries_.push_back(entry);
+  // The manifest is covered by the meta digest; every other section by its
+  // record in the manifest.
+  if (!meta)
+    digests_.push_back(state.finish());
   return Status::ok();
 }
 
-Status ArtifactWriter::addManifest(const manifest::Manifest &manifest) {
-  std::string bytes;
-  if (!manifest.SerializeToString(&bytes))
-    return failWith(Status(StatusCode::kInternal,
-                           strCat(path_, ": cannot serialize the manifest")));
-  return addSection(SectionSpec::forKind(SectionKind::kManifest), bytes.data(),
-                    bytes.size());
+Status ArtifactWriter::addManifest(const manifest::ManifestT &manifest) {
+  if (!failed_.isOk())
+    return failed_;
+  if (manifest_)
+    return failWith(Status(StatusCode::kInvalidArgument,
+                           strCat(path_, ": section 'manifest': added twice")));
+  manifest_ = std::make_unique<manifest::ManifestT>(manifest);
+  return Status::ok();
 }
 
 //===----------------------------------------------------------------------===//
@@ -301,9 +460,23 @@ Status ArtifactWriter::commit() {
   if (inSection_)
     return failWith(Status(StatusCode::kInvalidArgument,
                            strCat(path_, ": commit while streaming")));
-  if (!names_.count("manifest"))
+  if (!manifest_)
     return failWith(Status(StatusCode::kInvalidArgument,
                            strCat(path_, ": no 'manifest' section was added")));
+
+  // The manifest goes last, carrying every other section's digest; the
+  // meta digest covers it, the header, the table and the trailer's start.
+  manifest_->sections = std::move(digests_);
+  std::vector<uint8_t> manifestBytes = packManifest(*manifest_);
+  Sha256 meta;
+  meta.update(header_, kHeaderSize);
+  meta.update(manifestBytes.data(), manifestBytes.size());
+  MOEC_RETURN_IF_ERROR(writeSection(
+      SectionSpec::forKind(SectionKind::kManifest),
+      [&](const ChunkSink &sink) {
+        return sink(manifestBytes.data(), manifestBytes.size());
+      },
+      &meta));
 
   MOEC_RETURN_IF_ERROR(writePadding(8));
   Trailer trailer;
@@ -312,17 +485,19 @@ Status ArtifactWriter::commit() {
   for (const SectionEntry &entry : entries_) {
     uint8_t encoded[kTableEntrySize];
     encodeSectionEntry(encoded, entry);
+    meta.update(encoded, sizeof(encoded));
     MOEC_RETURN_IF_ERROR(write(encoded, sizeof(encoded)));
   }
   trailer.fileSize = position_ + kTrailerSize;
   std::memcpy(trailer.magic, kTrailerMagic, sizeof(kTrailerMagic));
   uint8_t encoded[kTrailerSize];
   encodeTrailer(encoded, trailer);
-  // The digest covers everything before it, the trailer's first half
-  // included.
-  MOEC_RETURN_IF_ERROR(write(encoded, kTrailerDigestOffset));
-  Sha256Digest digest = digest_.finish();
-  MOEC_RETURN_IF_ERROR(write(digest.data(), digest.size()));
+  meta.update(encoded, kTrailerDigestOffset);
+  // Unsigned: the signature and key fields stay zero (and are not covered
+  // by the digest, so that signing does not change it).
+  trailer.digest = meta.finish();
+  encodeTrailer(encoded, trailer);
+  MOEC_RETURN_IF_ERROR(write(encoded, kTrailerSize));
   MOEC_RETURN_IF_ERROR(flush());
 
   if (fsync(fd_) != 0)

@@ -133,6 +133,10 @@ void encodeTrailer(uint8_t *out, const Trailer &trailer) {
   storeLE<uint64_t>(out + 16, trailer.fileSize);
   std::memcpy(out + 24, trailer.magic, 8);
   std::memcpy(out + kTrailerDigestOffset, trailer.digest.data(), 32);
+  std::memcpy(out + kTrailerSignatureOffset, trailer.signature.data(),
+              kSignatureSize);
+  std::memcpy(out + kTrailerPublicKeyOffset, trailer.signerPublicKey.data(),
+              kPublicKeySize);
 }
 
 Trailer decodeTrailer(const uint8_t *in) {
@@ -143,6 +147,10 @@ Trailer decodeTrailer(const uint8_t *in) {
   trailer.fileSize = loadLE<uint64_t>(in + 16);
   std::memcpy(trailer.magic, in + 24, 8);
   std::memcpy(trailer.digest.data(), in + kTrailerDigestOffset, 32);
+  std::memcpy(trailer.signature.data(), in + kTrailerSignatureOffset,
+              kSignatureSize);
+  std::memcpy(trailer.signerPublicKey.data(), in + kTrailerPublicKeyOffset,
+              kPublicKeySize);
   return trailer;
 }
 

@@ -1,10 +1,11 @@
 //===- Format.h - Byte layout of the artifact container ---------*- C++ -*-===//
 //
 // The on-disk layout of a `.moea` file (docs/artifact.md): a 16-byte header,
-// sections at their alignment, a section table and a 64-byte trailer holding
-// the table's position and the whole-file SHA-256. Everything is
-// little-endian and encoded/decoded bytewise here, so the reader never casts
-// file bytes to structs. Shared by `ArtifactWriter` and `Artifact`.
+// sections at their alignment, a section table and a 160-byte trailer holding
+// the table's position, the meta digest (SHA-256 of the header, the table and
+// the manifest) and room for a signature. Everything is little-endian and
+// encoded/decoded bytewise here, so the reader never casts file bytes to
+// structs. Shared by `ArtifactWriter` and `Artifact`.
 //
 //===----------------------------------------------------------------------===//
 
@@ -13,6 +14,7 @@
 
 #include "runtime/support/Checksum.h"
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -26,7 +28,7 @@ namespace moec::runtime {
 
 /// The format major version this runtime reads and writes; a file with any
 /// other major is refused.
-constexpr uint16_t kArtifactMajor = 1;
+constexpr uint16_t kArtifactMajor = 2;
 /// The newest minor version this runtime understands; newer minors of the
 /// same major are refused, older ones are read.
 constexpr uint16_t kArtifactMinor = 0;
@@ -41,10 +43,18 @@ constexpr uint64_t kHeaderSize = 16;
 /// Size of one section table entry.
 constexpr uint64_t kTableEntrySize = 64;
 /// Size of the trailer at the very end of the file.
-constexpr uint64_t kTrailerSize = 64;
-/// Offset of the SHA-256 digest inside the trailer; the digest covers every
-/// byte of the file before it.
+constexpr uint64_t kTrailerSize = 160;
+/// Offset of the meta digest inside the trailer. It covers the header, the
+/// manifest section, the section table and the trailer's bytes before it.
 constexpr uint64_t kTrailerDigestOffset = 32;
+/// Offset and size of the signature field inside the trailer (reserved for
+/// an Ed25519 signature; zero when unsigned; not covered by the digest).
+constexpr uint64_t kTrailerSignatureOffset = 64;
+constexpr uint64_t kSignatureSize = 64;
+/// Offset and size of the signer's public key inside the trailer (zero when
+/// unsigned; not covered by the digest).
+constexpr uint64_t kTrailerPublicKeyOffset = 128;
+constexpr uint64_t kPublicKeySize = 32;
 /// Longest section name (the name field is 32 bytes, NUL-padded).
 constexpr size_t kMaxSectionNameLength = 31;
 /// Most sections a file may have.
@@ -54,12 +64,25 @@ constexpr uint32_t kMaxSectionAlignment = 1u << 20;
 /// Alignment of the `weights` section, so that it can be mapped and used in
 /// place.
 constexpr uint32_t kWeightsAlignment = 4096;
+/// The writer's default size of the `weights` section's hash blocks: each
+/// 16 MiB of weights has its own SHA-256 in the manifest, so that using a
+/// weight needs only its blocks verified.
+constexpr uint64_t kDefaultWeightsBlockSize = uint64_t(16) << 20;
+/// Smallest and largest block size a reader accepts (powers of two).
+constexpr uint64_t kMinWeightsBlockSize = 4096;
+constexpr uint64_t kMaxWeightsBlockSize = uint64_t(1) << 30;
 
 /// `SectionEntry::flags` bit: a reader that does not know the section's kind
 /// must refuse the file instead of skipping the section.
 constexpr uint16_t kSectionRequired = 1;
-/// `SectionEntry::checksumKind`: CRC-32 (IEEE 802.3, zlib's `crc32`).
+/// `SectionEntry::checksumKind` of format 1: a CRC-32 in the table. Not
+/// written or read since 2.0.
 constexpr uint8_t kChecksumCrc32 = 1;
+/// `SectionEntry::checksumKind` of format 2: the section's SHA-256 is in the
+/// manifest (`Manifest.sections`; the `weights` section's per block), and
+/// the manifest itself is covered by the trailer's meta digest. The table's
+/// 4-byte checksum field is reserved and 0.
+constexpr uint8_t kChecksumSha256InManifest = 2;
 
 //===----------------------------------------------------------------------===//
 // Section kinds
@@ -67,7 +90,7 @@ constexpr uint8_t kChecksumCrc32 = 1;
 
 /// What a section holds. Values are part of the format; never renumber.
 enum class SectionKind : uint32_t {
-  /// The serialized `moec.runtime.manifest.Manifest` (manifest.proto); name
+  /// The `moec.runtime.manifest.Manifest` FlatBuffer (manifest.fbs); name
   /// "manifest".
   kManifest = 1,
   /// The CPU target's position-independent shared object; name "cpu.so".
@@ -109,8 +132,8 @@ struct SectionEntry {
   uint32_t kind = 0;
   /// `kSectionRequired` or 0 (bytes 4..5).
   uint16_t flags = 0;
-  /// `kChecksumCrc32` (byte 6).
-  uint8_t checksumKind = kChecksumCrc32;
+  /// `kChecksumSha256InManifest` (byte 6).
+  uint8_t checksumKind = kChecksumSha256InManifest;
   /// Must be 0 (byte 7).
   uint8_t reserved = 0;
   /// First byte of the section in the file (bytes 8..15).
@@ -119,7 +142,7 @@ struct SectionEntry {
   uint64_t size = 0;
   /// Power of two dividing `offset` (bytes 24..27).
   uint32_t alignment = 1;
-  /// CRC-32 of the section's bytes (bytes 28..31).
+  /// Reserved, 0 (bytes 28..31; format 1 kept a CRC-32 here).
   uint32_t checksum = 0;
   /// The raw 32-byte name field, NUL-padded (bytes 32..63).
   char name[32] = {};
@@ -142,8 +165,14 @@ struct Trailer {
   uint64_t fileSize = 0;
   /// `kTrailerMagic` (bytes 24..31).
   char magic[8] = {};
-  /// SHA-256 of every byte before it (bytes 32..63).
+  /// The meta digest (bytes 32..63): SHA-256 of the header, the manifest
+  /// section, the section table and trailer bytes 0..31, in that order.
   Sha256Digest digest = {};
+  /// Reserved for an Ed25519 signature (bytes 64..127); zero when unsigned.
+  std::array<uint8_t, kSignatureSize> signature = {};
+  /// Reserved for the signer's Ed25519 public key (bytes 128..159); zero
+  /// when unsigned.
+  std::array<uint8_t, kPublicKeySize> signerPublicKey = {};
 };
 
 /// Little-endian load of an unsigned integer of type `T` at `p`.

@@ -1,36 +1,84 @@
 //===- Manifest.cpp - Manifest helpers and consistency checks ---*- C++ -*-===//
 //
-// `verifyManifest` walks every message of a parsed manifest once and refuses
-// anything the executor could trip over: unknown enum values (proto3 enums
-// are open), duplicate ids, ranges outside the arena or the weights section,
-// shapes that disagree with their buffers, dangling step arguments. All size
-// arithmetic is checked for overflow.
+// `readManifest` runs the FlatBuffers verifier (bounds, required fields,
+// depth and table limits); `verifyManifest` then walks every table once and
+// refuses anything the executor could trip over: unknown enum values
+// (FlatBuffers enums are open), duplicate ids, ranges outside the arena or
+// the weights section, shapes that disagree with their buffers, dangling
+// step arguments. All size arithmetic is checked for overflow.
 //
 //===----------------------------------------------------------------------===//
 
 #include "runtime/artifact/Manifest.h"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 namespace moec::runtime {
 
 using namespace manifest;
 
+//===----------------------------------------------------------------------===//
+// Reading and writing the FlatBuffer
+//===----------------------------------------------------------------------===//
+
+StatusOr<const Manifest *> readManifest(const uint8_t *data, uint64_t size) {
+  if (size > kMaxManifestBytes)
+    return makeError(StatusCode::kCorrupt, "size ", size,
+                     " exceeds the 2 GiB FlatBuffers limit");
+  if (size < 8 || !flatbuffers::BufferHasIdentifier(data, ManifestIdentifier()))
+    return makeError(StatusCode::kCorrupt,
+                     "not a FlatBuffers Manifest (no file identifier \"",
+                     ManifestIdentifier(), "\")");
+  // Every table takes at least 4 bytes (its vtable offset), so a manifest
+  // that does not share tables has at most size / 4 of them; one that does
+  // (a DAG) cannot make the verifier do more than linear work.
+  flatbuffers::Verifier verifier(data, size_t(size), kManifestVerifierMaxDepth,
+                                 flatbuffers::uoffset_t(size / 4 + 16));
+  if (!VerifyManifestBuffer(verifier))
+    return makeError(StatusCode::kCorrupt,
+                     "not a valid FlatBuffers Manifest (the verifier refused "
+                     "an offset, a bound, a missing required field, or the "
+                     "depth or table limits)");
+  return GetManifest(data);
+}
+
+std::vector<uint8_t> packManifest(const ManifestT &manifest) {
+  flatbuffers::FlatBufferBuilder builder(4096);
+  FinishManifestBuffer(builder, Manifest::Pack(builder, &manifest));
+  return std::vector<uint8_t>(builder.GetBufferPointer(),
+                              builder.GetBufferPointer() + builder.GetSize());
+}
+
+Hash toHash(const Sha256Digest &digest) {
+  return Hash(flatbuffers::span<const uint8_t, 32>(digest.data(), 32));
+}
+
+Sha256Digest fromHash(const Hash &hash) {
+  Sha256Digest digest;
+  std::memcpy(digest.data(), hash.bytes()->Data(), digest.size());
+  return digest;
+}
+
+//===----------------------------------------------------------------------===//
+// Field helpers
+//===----------------------------------------------------------------------===//
+
 uint64_t dtypeSize(DType dtype) {
   switch (dtype) {
-  case DTYPE_F32:
-  case DTYPE_I32:
+  case DType::F32:
+  case DType::I32:
     return 4;
-  case DTYPE_BF16:
-  case DTYPE_F16:
+  case DType::BF16:
+  case DType::F16:
     return 2;
-  case DTYPE_F8E4M3FN:
-  case DTYPE_F8E5M2:
-  case DTYPE_I8:
-  case DTYPE_U8:
+  case DType::F8E4M3FN:
+  case DType::F8E5M2:
+  case DType::I8:
+  case DType::U8:
     return 1;
-  case DTYPE_I64:
+  case DType::I64:
     return 8;
   default:
     return 0;
@@ -39,23 +87,23 @@ uint64_t dtypeSize(DType dtype) {
 
 const char *dtypeName(DType dtype) {
   switch (dtype) {
-  case DTYPE_F32:
+  case DType::F32:
     return "f32";
-  case DTYPE_BF16:
+  case DType::BF16:
     return "bf16";
-  case DTYPE_F16:
+  case DType::F16:
     return "f16";
-  case DTYPE_F8E4M3FN:
+  case DType::F8E4M3FN:
     return "f8e4m3fn";
-  case DTYPE_F8E5M2:
+  case DType::F8E5M2:
     return "f8e5m2";
-  case DTYPE_I32:
+  case DType::I32:
     return "i32";
-  case DTYPE_I64:
+  case DType::I64:
     return "i64";
-  case DTYPE_I8:
+  case DType::I8:
     return "i8";
-  case DTYPE_U8:
+  case DType::U8:
     return "u8";
   default:
     return "unspecified";
@@ -64,32 +112,70 @@ const char *dtypeName(DType dtype) {
 
 const char *precisionName(Precision precision) {
   switch (precision) {
-  case PRECISION_F32:
+  case Precision::F32:
     return "f32";
-  case PRECISION_BF16:
+  case Precision::BF16:
     return "bf16";
-  case PRECISION_FP8:
+  case Precision::FP8:
     return "fp8";
   default:
     return "unspecified";
   }
 }
 
+bool isPerToken(const Buffer &b) {
+  return b.elements_type() == Elements::ElementsPerToken;
+}
+
+uint64_t bufferElements(const Buffer &b) {
+  if (const ElementsPerToken *e = b.elements_as_ElementsPerToken())
+    return e->count();
+  if (const FixedElements *e = b.elements_as_FixedElements())
+    return e->count();
+  return 0;
+}
+
+void setElementsPerToken(BufferT &b, uint64_t count) {
+  ElementsPerTokenT e;
+  e.count = count;
+  b.elements.Set(std::move(e));
+}
+
+void setFixedElements(BufferT &b, uint64_t count) {
+  FixedElementsT e;
+  e.count = count;
+  b.elements.Set(std::move(e));
+}
+
 uint64_t bufferBytesAt(const Buffer &buffer, int64_t tokens) {
-  uint64_t elements = buffer.elements_case() == Buffer::kElementsPerToken
-                          ? buffer.elements_per_token() * uint64_t(tokens)
-                          : buffer.fixed_elements();
+  uint64_t elements = isPerToken(buffer)
+                          ? bufferElements(buffer) * uint64_t(tokens)
+                          : bufferElements(buffer);
   return elements * dtypeSize(buffer.dtype());
 }
 
-std::string shapeString(const google::protobuf::RepeatedField<int64_t> &shape) {
+namespace {
+
+template <typename Dims> std::string formatShape(const Dims &shape) {
   std::string out = "[";
-  for (int i = 0; i < shape.size(); ++i) {
-    if (i)
+  bool first = true;
+  for (int64_t d : shape) {
+    if (!first)
       out += ", ";
-    out += shape[i] == -1 ? std::string("T") : std::to_string(shape[i]);
+    first = false;
+    out += d == -1 ? std::string("T") : std::to_string(d);
   }
   return out + "]";
+}
+
+} // namespace
+
+std::string shapeString(const flatbuffers::Vector<int64_t> &shape) {
+  return formatShape(shape);
+}
+
+std::string shapeString(const std::vector<int64_t> &shape) {
+  return formatShape(shape);
 }
 
 namespace {
@@ -104,7 +190,7 @@ bool addOverflows(uint64_t a, uint64_t b, uint64_t &out) {
 
 // `s` in single quotes, with non-printable bytes escaped and long names cut,
 // so that a corrupted name cannot garble a message.
-std::string quoted(const std::string &s) {
+std::string quoted(std::string_view s) {
   static const char kHex[] = "0123456789abcdef";
   std::string out = "'";
   for (size_t i = 0; i < s.size() && i < 80; ++i) {
@@ -120,11 +206,13 @@ std::string quoted(const std::string &s) {
   return out + (s.size() > 80 ? "...'" : "'");
 }
 
+std::string quoted(const flatbuffers::String *s) { return quoted(text(s)); }
+
 Status corrupt(const std::string &what) {
   return Status(StatusCode::kCorrupt, what);
 }
 
-bool isCIdentifier(const std::string &s) {
+bool isCIdentifier(std::string_view s) {
   if (s.empty() || s.size() > 255)
     return false;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -138,12 +226,12 @@ bool isCIdentifier(const std::string &s) {
 
 } // namespace
 
-bool isCudaTarget(const std::string &t) {
-  if (t.size() < 4 || t.compare(0, 3, "sm_") != 0)
+bool isCudaTarget(std::string_view t) {
+  if (t.size() < 4 || t.substr(0, 3) != "sm_")
     return false;
-  std::string arch = t.substr(3);
+  std::string_view arch = t.substr(3);
   if (arch.back() == 'a')
-    arch.pop_back();
+    arch.remove_suffix(1);
   if (arch.empty() || arch.size() > 4)
     return false;
   return std::all_of(arch.begin(), arch.end(),
@@ -151,24 +239,25 @@ bool isCudaTarget(const std::string &t) {
 }
 
 bool hasCudaTarget(const Manifest &m) {
-  return std::any_of(m.targets().begin(), m.targets().end(),
-                     [](const std::string &t) { return isCudaTarget(t); });
+  return std::any_of(
+      m.targets()->begin(), m.targets()->end(),
+      [](const flatbuffers::String *t) { return isCudaTarget(text(t)); });
 }
 
 uint64_t weightsExtent(const Manifest &m) {
   uint64_t extent = 0;
-  for (const Weight &w : m.weights())
-    extent = std::max(extent, w.offset() + w.bytes());
+  for (const Weight *w : *m.weights())
+    extent = std::max(extent, w->offset() + w->bytes());
   return extent;
 }
 
 uint32_t tensorMapSwizzleBytes(TensorMapSwizzle swizzle) {
   switch (swizzle) {
-  case TENSOR_MAP_SWIZZLE_32B:
+  case TensorMapSwizzle::SWIZZLE_32B:
     return 32;
-  case TENSOR_MAP_SWIZZLE_64B:
+  case TensorMapSwizzle::SWIZZLE_64B:
     return 64;
-  case TENSOR_MAP_SWIZZLE_128B:
+  case TensorMapSwizzle::SWIZZLE_128B:
     return 128;
   default:
     return 0;
@@ -185,14 +274,13 @@ int64_t gridExtentAt(const GridExtent &g, int64_t tokens) {
 namespace {
 
 // "cpu" or "sm_<NN>[a]".
-bool isTargetName(const std::string &t) {
-  return t == "cpu" || isCudaTarget(t);
-}
+bool isTargetName(std::string_view t) { return t == "cpu" || isCudaTarget(t); }
 
 // Checks a dtype value: known to this runtime and not unspecified.
-Status checkDType(const std::string &where, int dtype) {
-  if (!DType_IsValid(dtype) || dtypeSize(DType(dtype)) == 0)
-    return corrupt(strCat(where, ": dtype ", dtype, " is not a known dtype"));
+Status checkDType(const std::string &where, DType dtype) {
+  if (dtypeSize(dtype) == 0)
+    return corrupt(
+        strCat(where, ": dtype ", int(dtype), " is not a known dtype"));
   return Status::ok();
 }
 
@@ -201,30 +289,26 @@ Status checkDType(const std::string &where, int dtype) {
 //===----------------------------------------------------------------------===//
 
 Status checkBuffers(const Manifest &m, ManifestIndex &index) {
-  for (int i = 0; i < m.buffers_size(); ++i) {
-    const Buffer &b = m.buffers(i);
+  const auto &buffers = *m.buffers();
+  for (uint32_t i = 0; i < buffers.size(); ++i) {
+    const Buffer &b = *buffers[i];
     std::string where =
         strCat("buffers[", i, "] (id ", b.id(), ", ", quoted(b.name()), ")");
-    if (!index.bufferById.emplace(b.id(), i).second)
+    if (!index.bufferById.emplace(b.id(), int(i)).second)
       return corrupt(strCat(where, ": id ", b.id(), " is used twice"));
     MOEC_RETURN_IF_ERROR(checkDType(where, b.dtype()));
     uint64_t elements = 0;
-    switch (b.elements_case()) {
-    case Buffer::kElementsPerToken:
-      if (b.elements_per_token() == 0)
+    if (const ElementsPerToken *perToken = b.elements_as_ElementsPerToken()) {
+      if (perToken->count() == 0)
         return corrupt(strCat(where, ": elements_per_token is 0"));
-      if (mulOverflows(b.elements_per_token(), uint64_t(m.max_tokens()),
-                       elements))
-        return corrupt(strCat(where, ": elements_per_token ",
-                              b.elements_per_token(), " * max_tokens ",
-                              m.max_tokens(), " overflows"));
-      break;
-    case Buffer::kFixedElements:
-      if (b.fixed_elements() == 0)
+      if (mulOverflows(perToken->count(), uint64_t(m.max_tokens()), elements))
+        return corrupt(strCat(where, ": elements_per_token ", perToken->count(),
+                              " * max_tokens ", m.max_tokens(), " overflows"));
+    } else if (const FixedElements *fixed = b.elements_as_FixedElements()) {
+      if (fixed->count() == 0)
         return corrupt(strCat(where, ": fixed_elements is 0"));
-      elements = b.fixed_elements();
-      break;
-    default:
+      elements = fixed->count();
+    } else {
       return corrupt(
           strCat(where, ": has neither elements_per_token nor fixed_elements"));
     }
@@ -251,11 +335,10 @@ Status checkBuffers(const Manifest &m, ManifestIndex &index) {
 //===----------------------------------------------------------------------===//
 
 // Element count of `shape` (all dims > 0), or an error naming `where`.
-StatusOr<uint64_t>
-elementCount(const std::string &where,
-             const google::protobuf::RepeatedField<int64_t> &shape) {
+StatusOr<uint64_t> elementCount(const std::string &where,
+                                const flatbuffers::Vector<int64_t> &shape) {
   uint64_t count = 1;
-  for (int d = 0; d < shape.size(); ++d) {
+  for (uint32_t d = 0; d < shape.size(); ++d) {
     if (shape[d] <= 0)
       return corrupt(strCat(where, ": shape dimension ", d, " is ", shape[d],
                             ", expected > 0"));
@@ -267,27 +350,28 @@ elementCount(const std::string &where,
 
 Status checkWeights(const Manifest &m, const ManifestContext &ctx,
                     ManifestIndex &index) {
+  const auto &weights = *m.weights();
   // Benchmark artifacts carry no weight bytes: the runtime fills them, so
   // only the layout (alignment, no overflow) is checked.
   bool filled = m.weights_device_filled();
-  if (m.weights_size() > 0 && !ctx.weightsSectionSize && !filled)
-    return corrupt(strCat("the manifest lists ", m.weights_size(),
+  if (weights.size() > 0 && !ctx.weightsSectionSize && !filled)
+    return corrupt(strCat("the manifest lists ", weights.size(),
                           " weights but the file has no 'weights' section"));
   uint64_t sectionSize = ctx.weightsSectionSize.value_or(0);
-  for (int i = 0; i < m.weights_size(); ++i) {
-    const Weight &w = m.weights(i);
+  for (uint32_t i = 0; i < weights.size(); ++i) {
+    const Weight &w = *weights[i];
     std::string where =
         strCat("weights[", i, "] (id ", w.id(), ", ", quoted(w.name()), ")");
-    if (!index.weightById.emplace(w.id(), i).second)
+    if (!index.weightById.emplace(w.id(), int(i)).second)
       return corrupt(strCat(where, ": id ", w.id(), " is used twice"));
     MOEC_RETURN_IF_ERROR(checkDType(where, w.dtype()));
-    MOEC_ASSIGN_OR_RETURN(uint64_t count, elementCount(where, w.shape()));
+    MOEC_ASSIGN_OR_RETURN(uint64_t count, elementCount(where, *w.shape()));
     uint64_t bytes = 0, end = 0;
     if (mulOverflows(count, dtypeSize(w.dtype()), bytes))
       return corrupt(strCat(where, ": byte size overflows"));
     if (w.bytes() != bytes)
       return corrupt(strCat(where, ": bytes ", w.bytes(), " but shape ",
-                            shapeString(w.shape()), " of ",
+                            shapeString(*w.shape()), " of ",
                             dtypeName(w.dtype()), " needs ", bytes));
     if (w.offset() % kManifestOffsetAlignment != 0)
       return corrupt(strCat(where, ": offset ", w.offset(),
@@ -301,47 +385,51 @@ Status checkWeights(const Manifest &m, const ManifestContext &ctx,
                  : strCat("the weights section (", sectionSize, " bytes)")));
   }
   // Scales, once every id is known.
-  for (int i = 0; i < m.weights_size(); ++i) {
-    const Weight &w = m.weights(i);
+  for (uint32_t i = 0; i < weights.size(); ++i) {
+    const Weight &w = *weights[i];
     std::string where =
         strCat("weights[", i, "] (id ", w.id(), ", ", quoted(w.name()), ")");
-    if (!w.has_scale()) {
-      if (w.block_shape_size() != 0)
+    const auto &blockShape = *w.block_shape();
+    if (!w.scale()) {
+      if (blockShape.size() != 0)
         return corrupt(strCat(where, ": has block_shape but no scale"));
       continue;
     }
-    auto it = index.weightById.find(w.scale());
+    uint32_t scaleId = *w.scale();
+    auto it = index.weightById.find(scaleId);
     if (it == index.weightById.end())
       return corrupt(
-          strCat(where, ": scale refers to unknown weight id ", w.scale()));
-    const Weight &s = m.weights(it->second);
-    if (it->second == i || s.has_scale())
-      return corrupt(strCat(where, ": scale weight id ", w.scale(),
+          strCat(where, ": scale refers to unknown weight id ", scaleId));
+    const Weight &s = *weights[uint32_t(it->second)];
+    if (uint32_t(it->second) == i || s.scale())
+      return corrupt(strCat(where, ": scale weight id ", scaleId,
                             " must be a plain weight"));
-    if (s.dtype() != DTYPE_F32)
+    if (s.dtype() != DType::F32)
       return corrupt(strCat(where, ": scale weight ", quoted(s.name()), " is ",
                             dtypeName(s.dtype()), ", expected f32"));
-    int rank = w.shape_size(), blockRank = w.block_shape_size();
+    const auto &shape = *w.shape();
+    const auto &scaleShape = *s.shape();
+    uint32_t rank = shape.size(), blockRank = blockShape.size();
     if (blockRank == 0 || blockRank > rank)
       return corrupt(strCat(where, ": block_shape has rank ", blockRank,
                             ", expected 1..", rank));
-    if (s.shape_size() != rank)
+    if (scaleShape.size() != rank)
       return corrupt(strCat(where, ": scale ", quoted(s.name()), " has rank ",
-                            s.shape_size(), ", expected ", rank));
-    for (int d = 0; d < rank; ++d) {
-      int64_t expected = w.shape(d);
+                            scaleShape.size(), ", expected ", rank));
+    for (uint32_t d = 0; d < rank; ++d) {
+      int64_t expected = shape[d];
       if (d >= rank - blockRank) {
-        int64_t block = w.block_shape(d - (rank - blockRank));
+        int64_t block = blockShape[d - (rank - blockRank)];
         if (block <= 0)
           return corrupt(
               strCat(where, ": block_shape has non-positive entry ", block));
         // ceil(dim / block) without `dim + block - 1`, which overflows
         // int64 for a block near 2^63 (both are positive here).
-        expected = w.shape(d) / block + (w.shape(d) % block != 0);
+        expected = shape[d] / block + (shape[d] % block != 0);
       }
-      if (s.shape(d) != expected)
+      if (scaleShape[d] != expected)
         return corrupt(strCat(where, ": scale ", quoted(s.name()),
-                              " has shape ", shapeString(s.shape()),
+                              " has shape ", shapeString(scaleShape),
                               " but dimension ", d, " should be ", expected));
     }
   }
@@ -354,46 +442,47 @@ Status checkWeights(const Manifest &m, const ManifestContext &ctx,
 
 Status checkTensors(const Manifest &m, const ManifestIndex &index,
                     bool inputs) {
-  const auto &list = inputs ? m.inputs() : m.outputs();
+  const auto &list = inputs ? *m.inputs() : *m.outputs();
   const char *field = inputs ? "inputs" : "outputs";
-  std::set<std::string> names;
-  for (int i = 0; i < list.size(); ++i) {
-    const TensorSpec &t = list[i];
+  std::set<std::string, std::less<>> names;
+  for (uint32_t i = 0; i < list.size(); ++i) {
+    const TensorSpec &t = *list[i];
     std::string where = strCat(field, "[", i, "] (", quoted(t.name()), ")");
-    if (t.name().empty() || !names.insert(t.name()).second)
+    if (t.name()->size() == 0 || !names.emplace(text(t.name())).second)
       return corrupt(strCat(where, ": the name is empty or used twice"));
     auto it = index.bufferById.find(t.buffer());
     if (it == index.bufferById.end())
       return corrupt(
           strCat(where, ": buffer refers to unknown buffer id ", t.buffer()));
-    const Buffer &b = m.buffers(it->second);
+    const Buffer &b = *m.buffers()->Get(uint32_t(it->second));
     if (t.dtype() != b.dtype())
       return corrupt(strCat(where, ": dtype ", dtypeName(t.dtype()),
                             " differs from buffer ", quoted(b.name()), " (",
                             dtypeName(b.dtype()), ")"));
-    if (t.shape_size() == 0)
+    const auto &shape = *t.shape();
+    if (shape.size() == 0)
       return corrupt(strCat(where, ": shape is empty"));
-    bool perToken = t.shape(0) == -1;
+    bool perToken = shape[0] == -1;
     uint64_t count = 1;
-    for (int d = perToken ? 1 : 0; d < t.shape_size(); ++d) {
-      if (t.shape(d) <= 0)
-        return corrupt(strCat(where, ": shape ", shapeString(t.shape()),
-                              " has dimension ", d, " = ", t.shape(d),
+    for (uint32_t d = perToken ? 1 : 0; d < shape.size(); ++d) {
+      if (shape[d] <= 0)
+        return corrupt(strCat(where, ": shape ", shapeString(shape),
+                              " has dimension ", d, " = ", shape[d],
                               " (only dimension 0 may be -1, the tokens)"));
-      if (mulOverflows(count, uint64_t(t.shape(d)), count))
+      if (mulOverflows(count, uint64_t(shape[d]), count))
         return corrupt(strCat(where, ": element count overflows"));
     }
-    bool bufferPerToken = b.elements_case() == Buffer::kElementsPerToken;
-    uint64_t bufferCount =
-        bufferPerToken ? b.elements_per_token() : b.fixed_elements();
+    bool bufferPerToken = isPerToken(b);
+    uint64_t bufferCount = bufferElements(b);
     if (perToken != bufferPerToken || count != bufferCount)
       return corrupt(
-          strCat(where, ": shape ", shapeString(t.shape()),
+          strCat(where, ": shape ", shapeString(shape),
                  " does not match buffer ", quoted(b.name()), " (",
                  bufferPerToken ? "elements_per_token " : "fixed_elements ",
                  bufferCount, ")"));
-    if (t.index_bound() < 0 || (t.index_bound() > 0 && t.dtype() != DTYPE_I32 &&
-                                t.dtype() != DTYPE_I64))
+    if (t.index_bound() < 0 ||
+        (t.index_bound() > 0 && t.dtype() != DType::I32 &&
+         t.dtype() != DType::I64))
       return corrupt(strCat(where, ": index_bound ", t.index_bound(),
                             " needs an i32 or i64 tensor and must be >= 0"));
   }
@@ -405,7 +494,7 @@ Status checkTensors(const Manifest &m, const ManifestIndex &index,
 //===----------------------------------------------------------------------===//
 
 /// Most arguments and integer parameters one step may have.
-constexpr int kMaxStepOperands = 4096;
+constexpr uint32_t kMaxStepOperands = 4096;
 
 // Checks one axis of a launch grid: the extent at max_tokens (the largest,
 // since every term is non-negative) must fit the axis' limit.
@@ -435,29 +524,33 @@ Status checkGridExtent(const std::string &where, const GridExtent &g,
 Status checkTensorMaps(const Manifest &m, const ManifestIndex &index,
                        const std::string &launchWhere, const Step &s,
                        const CudaLaunch &launch) {
-  if (launch.tensor_maps_size() > kMaxTensorMapsPerLaunch)
-    return corrupt(strCat(launchWhere, ": ", launch.tensor_maps_size(),
+  const auto &maps = *launch.tensor_maps();
+  const auto &args = *s.args();
+  if (maps.size() > uint32_t(kMaxTensorMapsPerLaunch))
+    return corrupt(strCat(launchWhere, ": ", maps.size(),
                           " tensor maps, at most ", kMaxTensorMapsPerLaunch,
                           " allowed"));
-  for (int j = 0; j < launch.tensor_maps_size(); ++j) {
-    const TensorMap &map = launch.tensor_maps(j);
+  for (uint32_t j = 0; j < maps.size(); ++j) {
+    const TensorMap &map = *maps[j];
     std::string where = strCat(launchWhere, ": tensor_maps[", j, "]");
-    if (map.arg() >= uint32_t(s.args_size()))
+    if (map.arg() >= args.size())
       return corrupt(strCat(where, ": arg ", map.arg(), " is not an argument (",
-                            s.args_size(), " arguments)"));
+                            args.size(), " arguments)"));
     // The argument was checked to exist; its dtype and reserved bytes.
-    const Argument &arg = s.args(int(map.arg()));
-    DType argDType = DTYPE_UNSPECIFIED;
+    const Argument &arg = *args.Get(map.arg());
+    DType argDType = DType::UNSPECIFIED;
     uint64_t argBytes = 0, argOffset = 0;
     std::string argName;
-    if (arg.ref_case() == Argument::kBuffer) {
-      const Buffer &b = m.buffers(index.bufferById.at(arg.buffer()));
+    if (arg.kind() == ArgumentKind::BUFFER) {
+      const Buffer &b =
+          *m.buffers()->Get(uint32_t(index.bufferById.at(arg.id())));
       argDType = b.dtype();
       argBytes = b.bytes();
       argOffset = b.offset();
       argName = strCat("buffer ", quoted(b.name()));
     } else {
-      const Weight &w = m.weights(index.weightById.at(arg.weight()));
+      const Weight &w =
+          *m.weights()->Get(uint32_t(index.weightById.at(arg.id())));
       argDType = w.dtype();
       argBytes = w.bytes();
       argOffset = w.offset();
@@ -471,49 +564,52 @@ Status checkTensorMaps(const Manifest &m, const ManifestIndex &index,
                             dtypeName(argDType), ")"));
     // Every dtype this runtime knows is 1, 2, 4 or 8 bytes: a TMA type.
     uint64_t elementBytes = dtypeSize(map.dtype());
-    int rank = map.dims_size();
-    if (rank < 1 || rank > kMaxTensorMapRank)
+    const auto &dims = *map.dims();
+    const auto &strides = *map.strides();
+    const auto &box = *map.box();
+    uint32_t rank = dims.size();
+    if (rank < 1 || rank > uint32_t(kMaxTensorMapRank))
       return corrupt(
           strCat(where, ": rank ", rank, ", expected 1..", kMaxTensorMapRank));
-    if (map.strides_size() != rank - 1 || map.box_size() != rank)
+    if (strides.size() != rank - 1 || box.size() != rank)
       return corrupt(strCat(where, ": ", rank, " dims need ", rank - 1,
                             " strides and ", rank, " box extents, got ",
-                            map.strides_size(), " and ", map.box_size()));
-    for (int d = 0; d < rank; ++d)
-      if (map.dims(d) < 1 || map.dims(d) > (uint64_t(1) << 32))
-        return corrupt(strCat(where, ": dims[", d, "] is ", map.dims(d),
+                            strides.size(), " and ", box.size()));
+    for (uint32_t d = 0; d < rank; ++d)
+      if (dims[d] < 1 || dims[d] > (uint64_t(1) << 32))
+        return corrupt(strCat(where, ": dims[", d, "] is ", dims[d],
                               ", expected 1..2^32"));
     // Byte stride of each dimension (strides[d - 1] for d >= 1); each must
     // step over the whole previous dimension, so that no two elements
     // overlap (cuda.h: strides[i] >= strides[i-1] * dims[i]).
     uint64_t previous = elementBytes;
-    for (int d = 1; d < rank; ++d) {
-      uint64_t stride = map.strides(d - 1), needed = 0;
+    for (uint32_t d = 1; d < rank; ++d) {
+      uint64_t stride = strides[d - 1], needed = 0;
       if (stride % 16 != 0 || stride >= (uint64_t(1) << 40))
         return corrupt(strCat(where, ": strides[", d - 1, "] is ", stride,
                               ", expected a multiple of 16 below 2^40"));
-      if (mulOverflows(previous, map.dims(d - 1), needed) || stride < needed)
+      if (mulOverflows(previous, dims[d - 1], needed) || stride < needed)
         return corrupt(strCat(where, ": strides[", d - 1, "] ", stride,
                               " is less than the ", needed,
                               " bytes of dimension ", d - 1));
       previous = stride;
     }
-    for (int d = 0; d < rank; ++d) {
-      uint32_t box = map.box(d);
-      if (box < 1 || box > kMaxTensorMapBox)
-        return corrupt(strCat(where, ": box[", d, "] is ", box,
+    for (uint32_t d = 0; d < rank; ++d) {
+      uint32_t extent = box[d];
+      if (extent < 1 || extent > kMaxTensorMapBox)
+        return corrupt(strCat(where, ": box[", d, "] is ", extent,
                               ", expected 1..", kMaxTensorMapBox));
     }
-    uint64_t innerBytes = uint64_t(map.box(0)) * elementBytes;
+    uint64_t innerBytes = uint64_t(box[0]) * elementBytes;
     if (innerBytes % 16 != 0)
-      return corrupt(strCat(where, ": box[0] ", map.box(0), " x ", elementBytes,
+      return corrupt(strCat(where, ": box[0] ", box[0], " x ", elementBytes,
                             " bytes is not a multiple of 16"));
-    if (!TensorMapSwizzle_IsValid(map.swizzle()))
+    if (map.swizzle() > TensorMapSwizzle::MAX)
       return corrupt(strCat(where, ": swizzle ", int(map.swizzle()),
                             " is not a known swizzle"));
     uint32_t swizzleBytes = tensorMapSwizzleBytes(map.swizzle());
     if (swizzleBytes && innerBytes > swizzleBytes)
-      return corrupt(strCat(where, ": box[0] ", map.box(0), " x ", elementBytes,
+      return corrupt(strCat(where, ": box[0] ", box[0], " x ", elementBytes,
                             " bytes exceeds the ", swizzleBytes,
                             "-byte swizzle span"));
     // CUDA Programming Guide, TMA swizzle patterns (Table 12): a swizzled
@@ -528,11 +624,11 @@ Status checkTensorMaps(const Manifest &m, const ManifestIndex &index,
     // element size. Boxes past the dims read zeros, not memory.
     bool overflow = false;
     uint64_t stride = elementBytes, span = elementBytes;
-    for (int d = 0; d < rank && !overflow; ++d) {
+    for (uint32_t d = 0; d < rank && !overflow; ++d) {
       if (d > 0)
-        stride = map.strides(d - 1);
+        stride = strides[d - 1];
       uint64_t term = 0;
-      overflow = mulOverflows(map.dims(d) - 1, stride, term) ||
+      overflow = mulOverflows(dims[d] - 1, stride, term) ||
                  addOverflows(span, term, span);
     }
     if (overflow || span > argBytes)
@@ -548,43 +644,44 @@ Status checkTensorMaps(const Manifest &m, const ManifestIndex &index,
 Status checkLaunches(const Manifest &m, const ManifestIndex &index,
                      const std::string &stepWhere, const Step &s,
                      bool cudaTargets) {
-  if (cudaTargets && s.cuda_size() == 0)
+  const auto &launches = *s.cuda();
+  if (cudaTargets && launches.size() == 0)
     return corrupt(strCat(stepWhere,
                           ": has no CUDA launches, but the manifest targets a "
                           "GPU"));
-  if (s.cuda_size() > kMaxCudaLaunchesPerStep)
-    return corrupt(strCat(stepWhere, ": ", s.cuda_size(),
+  if (launches.size() > uint32_t(kMaxCudaLaunchesPerStep))
+    return corrupt(strCat(stepWhere, ": ", launches.size(),
                           " CUDA launches, at most ", kMaxCudaLaunchesPerStep,
                           " allowed"));
   static const char *const kAxis[3] = {"x", "y", "z"};
   static const int64_t kGridLimit[3] = {kMaxCudaGridX, kMaxCudaGridYZ,
                                         kMaxCudaGridYZ};
-  for (int l = 0; l < s.cuda_size(); ++l) {
-    const CudaLaunch &launch = s.cuda(l);
+  for (uint32_t l = 0; l < launches.size(); ++l) {
+    const CudaLaunch &launch = *launches[l];
+    const auto &grid = *launch.grid();
+    const auto &block = *launch.block();
     std::string where =
         strCat(stepWhere, ": cuda[", l, "] (", quoted(launch.kernel()), ")");
-    if (!isCIdentifier(launch.kernel()))
+    if (!isCIdentifier(text(launch.kernel())))
       return corrupt(strCat(where, ": kernel is not a C identifier"));
-    if (launch.grid_size() != 3 || launch.block_size() != 3)
-      return corrupt(strCat(where, ": has ", launch.grid_size(), " grid and ",
-                            launch.block_size(),
-                            " block extents, expected 3 each"));
+    if (grid.size() != 3 || block.size() != 3)
+      return corrupt(strCat(where, ": has ", grid.size(), " grid and ",
+                            block.size(), " block extents, expected 3 each"));
     uint64_t threads = 1;
-    for (int d = 0; d < 3; ++d) {
+    for (uint32_t d = 0; d < 3; ++d) {
       MOEC_RETURN_IF_ERROR(checkGridExtent(strCat(where, ": grid ", kAxis[d]),
-                                           launch.grid(d), m.max_tokens(),
+                                           *grid.Get(d), m.max_tokens(),
                                            kGridLimit[d]));
-      uint32_t b = launch.block(d);
+      uint32_t b = block[d];
       if (b < 1 || b > kMaxCudaBlockThreads)
         return corrupt(strCat(where, ": block ", kAxis[d], " is ", b,
                               ", expected 1..", kMaxCudaBlockThreads));
       threads *= b;
     }
     if (threads > kMaxCudaBlockThreads)
-      return corrupt(strCat(where, ": block ", launch.block(0), "x",
-                            launch.block(1), "x", launch.block(2), " has ",
-                            threads, " threads, at most ", kMaxCudaBlockThreads,
-                            " allowed"));
+      return corrupt(strCat(where, ": block ", block[0], "x", block[1], "x",
+                            block[2], " has ", threads, " threads, at most ",
+                            kMaxCudaBlockThreads, " allowed"));
     if (launch.shared_bytes() > kMaxCudaSharedBytes)
       return corrupt(strCat(where, ": shared_bytes ", launch.shared_bytes(),
                             " exceeds ", kMaxCudaSharedBytes));
@@ -595,26 +692,28 @@ Status checkLaunches(const Manifest &m, const ManifestIndex &index,
 
 Status checkSteps(const Manifest &m, const ManifestIndex &index) {
   bool cudaTargets = hasCudaTarget(m);
-  for (int i = 0; i < m.steps_size(); ++i) {
-    const Step &s = m.steps(i);
+  const auto &steps = *m.steps();
+  for (uint32_t i = 0; i < steps.size(); ++i) {
+    const Step &s = *steps[i];
+    const auto &args = *s.args();
     std::string where = strCat("steps[", i, "] (", quoted(s.kernel()), ")");
-    if (!isCIdentifier(s.kernel()))
+    if (!isCIdentifier(text(s.kernel())))
       return corrupt(strCat(where, ": kernel is not a C identifier"));
-    if (s.args_size() > kMaxStepOperands || s.params_size() > kMaxStepOperands)
+    if (args.size() > kMaxStepOperands || s.params()->size() > kMaxStepOperands)
       return corrupt(strCat(where, ": more than ", kMaxStepOperands,
                             " arguments or parameters"));
-    for (int a = 0; a < s.args_size(); ++a) {
-      const Argument &arg = s.args(a);
-      switch (arg.ref_case()) {
-      case Argument::kBuffer:
-        if (!index.bufferById.count(arg.buffer()))
+    for (uint32_t a = 0; a < args.size(); ++a) {
+      const Argument &arg = *args.Get(a);
+      switch (arg.kind()) {
+      case ArgumentKind::BUFFER:
+        if (!index.bufferById.count(arg.id()))
           return corrupt(strCat(where, ": argument ", a,
-                                " refers to unknown buffer id ", arg.buffer()));
+                                " refers to unknown buffer id ", arg.id()));
         break;
-      case Argument::kWeight:
-        if (!index.weightById.count(arg.weight()))
+      case ArgumentKind::WEIGHT:
+        if (!index.weightById.count(arg.id()))
           return corrupt(strCat(where, ": argument ", a,
-                                " refers to unknown weight id ", arg.weight()));
+                                " refers to unknown weight id ", arg.id()));
         break;
       default:
         return corrupt(strCat(where, ": argument ", a,
@@ -630,29 +729,32 @@ Status checkSteps(const Manifest &m, const ManifestIndex &index) {
 }
 
 Status checkTargets(const Manifest &m, const ManifestContext &ctx) {
-  auto hasSection = [&](const std::string &name) {
+  auto hasSection = [&](std::string_view name) {
     return std::find(ctx.sectionNames.begin(), ctx.sectionNames.end(), name) !=
            ctx.sectionNames.end();
   };
-  std::set<std::string> seen;
-  for (int i = 0; i < m.targets_size(); ++i) {
-    const std::string &t = m.targets(i);
+  const auto &targets = *m.targets();
+  std::set<std::string, std::less<>> seen;
+  for (uint32_t i = 0; i < targets.size(); ++i) {
+    std::string_view t = text(targets[i]);
     std::string where = strCat("targets[", i, "] (", quoted(t), ")");
     if (!isTargetName(t))
       return corrupt(strCat(where, ": not 'cpu' or 'sm_<NN>[a]'"));
-    if (!seen.insert(t).second)
+    if (!seen.emplace(t).second)
       return corrupt(strCat(where, ": listed twice"));
     if (t == "cpu" && !hasSection("cpu.so"))
       return corrupt(strCat(where, ": the file has no 'cpu.so' section"));
-    if (t != "cpu" && !hasSection("kernels.cu") && !hasSection("cubin." + t))
+    if (t != "cpu" && !hasSection("kernels.cu") &&
+        !hasSection(strCat("cubin.", t)))
       return corrupt(strCat(where,
                             ": the file has neither 'kernels.cu' nor 'cubin.",
                             quoted(t).substr(1)));
   }
-  for (int i = 0; i < m.precision_size(); ++i) {
-    const PrecisionEntry &p = m.precision(i);
-    if (p.op_class().empty() || !Precision_IsValid(p.precision()) ||
-        p.precision() == PRECISION_UNSPECIFIED)
+  const auto &precision = *m.precision();
+  for (uint32_t i = 0; i < precision.size(); ++i) {
+    const PrecisionEntry &p = *precision[i];
+    if (p.op_class()->size() == 0 || p.precision() > Precision::MAX ||
+        p.precision() == Precision::UNSPECIFIED)
       return corrupt(strCat("precision[", i, "] (", quoted(p.op_class()),
                             "): needs an op_class and a known precision"));
   }
@@ -674,6 +776,14 @@ StatusOr<ManifestIndex> verifyManifest(const Manifest &m,
   MOEC_RETURN_IF_ERROR(checkTargets(m, ctx));
   MOEC_RETURN_IF_ERROR(checkSteps(m, index));
   return index;
+}
+
+StatusOr<ManifestIndex> verifyManifest(const ManifestT &manifest,
+                                       const ManifestContext &ctx) {
+  std::vector<uint8_t> bytes = packManifest(manifest);
+  MOEC_ASSIGN_OR_RETURN(const Manifest *m,
+                        readManifest(bytes.data(), bytes.size()));
+  return verifyManifest(*m, ctx);
 }
 
 } // namespace moec::runtime

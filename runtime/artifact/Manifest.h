@@ -1,28 +1,67 @@
 //===- Manifest.h - Manifest helpers and consistency checks -----*- C++ -*-===//
 //
-// The generated `moec::runtime::manifest` messages (manifest.proto) plus what
-// the runtime needs around them: dtype sizes and names, and the consistency
-// check that every manifest passes before anything uses it (buffers inside
-// the arena, weights inside the `weights` section, step arguments that
-// exist, no integer overflow). The writer side can call the same check.
+// The generated `moec::runtime::manifest` tables (manifest.fbs, read in
+// place) and object API (`ManifestT`, built by the writer side), plus what
+// the runtime needs around them: the FlatBuffers verifier with its limits,
+// dtype sizes and names, and the consistency check that every manifest
+// passes before anything uses it (buffers inside the arena, weights inside
+// the `weights` section, step arguments that exist, no integer overflow).
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef MOEC_RUNTIME_ARTIFACT_MANIFEST_H
 #define MOEC_RUNTIME_ARTIFACT_MANIFEST_H
 
-#include "manifest.pb.h"
+#include "manifest_generated.h"
+#include "runtime/support/Checksum.h"
 #include "runtime/support/Status.h"
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 namespace moec::runtime {
 
-/// Bytes per element of `dtype`; 0 for `DTYPE_UNSPECIFIED` or values this
+//===----------------------------------------------------------------------===//
+// Reading and writing the FlatBuffer
+//===----------------------------------------------------------------------===//
+
+/// Largest manifest section (FlatBuffers' 2 GiB limit, minus one).
+constexpr uint64_t kMaxManifestBytes = (uint64_t(1) << 31) - 1;
+/// Deepest nesting of tables the verifier follows (the schema needs 6).
+constexpr uint32_t kManifestVerifierMaxDepth = 16;
+
+/// Runs the FlatBuffers verifier over the `size` bytes at `data` (which must
+/// stay valid and be 8-byte aligned) and returns the manifest read in place.
+/// The verifier checks the file identifier "MOEM", every offset, vector
+/// and string bound and every required field, follows at most
+/// `kManifestVerifierMaxDepth` levels and visits at most `size / 4 + 16`
+/// tables (a table takes at least 4 bytes, so a manifest whose tables share
+/// bytes cannot make it loop). On failure the status is `kCorrupt` and says
+/// what was refused. Consistency is `verifyManifest`'s job.
+StatusOr<const manifest::Manifest *> readManifest(const uint8_t *data,
+                                                  uint64_t size);
+
+/// Serializes `manifest` into a FlatBuffer with the file identifier.
+std::vector<uint8_t> packManifest(const manifest::ManifestT &manifest);
+
+/// The text of a FlatBuffers string (empty for null).
+inline std::string_view text(const flatbuffers::String *s) {
+  return s ? std::string_view(s->c_str(), s->size()) : std::string_view();
+}
+
+/// A manifest `Hash` from a SHA-256 digest, and back.
+manifest::Hash toHash(const Sha256Digest &digest);
+Sha256Digest fromHash(const manifest::Hash &hash);
+
+//===----------------------------------------------------------------------===//
+// Field helpers
+//===----------------------------------------------------------------------===//
+
+/// Bytes per element of `dtype`; 0 for `DType::UNSPECIFIED` or values this
 /// runtime does not know.
 uint64_t dtypeSize(manifest::DType dtype);
 
@@ -31,6 +70,26 @@ const char *dtypeName(manifest::DType dtype);
 
 /// Short spelling of `precision` ("f32", "bf16", "fp8").
 const char *precisionName(manifest::Precision precision);
+
+/// True when buffer `b` holds `elements_per_token` elements per token.
+bool isPerToken(const manifest::Buffer &b);
+/// Its elements per token, or its fixed element count.
+uint64_t bufferElements(const manifest::Buffer &b);
+/// Sets `b`'s element count: `count` per token, or `count` in all.
+void setElementsPerToken(manifest::BufferT &b, uint64_t count);
+void setFixedElements(manifest::BufferT &b, uint64_t count);
+
+/// Bytes of buffer `buffer` that hold data when `tokens` tokens are run
+/// (after `verifyManifest`, this cannot overflow for tokens <= max_tokens).
+uint64_t bufferBytesAt(const manifest::Buffer &buffer, int64_t tokens);
+
+/// "[T, 1024]"-style spelling of a shape (-1 printed as T).
+std::string shapeString(const flatbuffers::Vector<int64_t> &shape);
+std::string shapeString(const std::vector<int64_t> &shape);
+
+//===----------------------------------------------------------------------===//
+// Consistency
+//===----------------------------------------------------------------------===//
 
 /// What the manifest is checked against: facts from the container.
 struct ManifestContext {
@@ -82,14 +141,19 @@ constexpr uint64_t kTensorMapSwizzledAlignment = 128;
 uint32_t tensorMapSwizzleBytes(manifest::TensorMapSwizzle swizzle);
 
 /// Checks `manifest` for internal consistency and against `context`
-/// (docs/artifact.md, "Manifest consistency"). On failure the status is
+/// (docs/artifact.md, "Consistency rules"). On failure the status is
 /// `kCorrupt` and its message names the field (e.g. "buffers[3] (id 7,
-/// 'x'): offset 128 + 4096 bytes exceeds arena_bytes 2048").
+/// 'x'): offset 128 + 4096 bytes exceeds arena_bytes 2048"). The
+/// `sections` records are the container's business (`Artifact::open`).
 StatusOr<ManifestIndex> verifyManifest(const manifest::Manifest &manifest,
                                        const ManifestContext &context);
 
+/// The same for a manifest being built: packs it and checks the result.
+StatusOr<ManifestIndex> verifyManifest(const manifest::ManifestT &manifest,
+                                       const ManifestContext &context);
+
 /// True for a CUDA target name, "sm_<NN>[a]".
-bool isCudaTarget(const std::string &target);
+bool isCudaTarget(std::string_view target);
 
 /// True when `manifest` lists any CUDA target.
 bool hasCudaTarget(const manifest::Manifest &manifest);
@@ -102,13 +166,6 @@ uint64_t weightsExtent(const manifest::Manifest &manifest);
 /// divisor) + constant, 1). Cannot overflow after `verifyManifest` for
 /// tokens <= max_tokens.
 int64_t gridExtentAt(const manifest::GridExtent &extent, int64_t tokens);
-
-/// Bytes of buffer `buffer` that hold data when `tokens` tokens are run
-/// (after `verifyManifest`, this cannot overflow for tokens <= max_tokens).
-uint64_t bufferBytesAt(const manifest::Buffer &buffer, int64_t tokens);
-
-/// "[T, 1024]"-style spelling of a shape (-1 printed as T).
-std::string shapeString(const google::protobuf::RepeatedField<int64_t> &shape);
 
 } // namespace moec::runtime
 

@@ -2,13 +2,16 @@
 //
 // `Artifact::summary`, the text `moec-run --info` prints: versions, model,
 // targets, inputs and outputs, arena and weight sizes, precision per op
-// class, the launch steps with their arguments, and the section table.
+// class, the launch steps with their arguments, and the section table with
+// each section's digest.
 //
 //===----------------------------------------------------------------------===//
 
 #include "runtime/artifact/Artifact.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <sstream>
 
 namespace moec::runtime {
 
@@ -32,28 +35,32 @@ std::string orNone(const std::string &s) { return s.empty() ? "(none)" : s; }
 } // namespace
 
 std::string Artifact::summary() const {
-  const manifest::Manifest &m = manifest_;
+  const manifest::Manifest &m = *manifest_;
   std::ostringstream os;
+  bool isSigned = std::any_of(signature_.begin(), signature_.end(),
+                              [](uint8_t b) { return b != 0; });
   os << "artifact:  " << path_ << " (format " << major_ << "." << minor_ << ", "
-     << bytesString(size_) << ", sha256 " << toHex(digest_) << ")\n";
-  os << "compiler:  " << orNone(m.compiler_version());
-  if (!m.nvrtc_version().empty())
-    os << ", nvrtc " << m.nvrtc_version();
-  os << "\nmodel:     " << orNone(m.model_type());
-  if (!m.source().empty())
-    os << " from " << m.source();
+     << bytesString(size_) << ", meta sha256 " << toHex(metaDigest_)
+     << (isSigned ? ", signed" : "") << ")\n";
+  os << "compiler:  " << orNone(m.compiler_version()->str());
+  if (m.nvrtc_version()->size())
+    os << ", nvrtc " << text(m.nvrtc_version());
+  os << "\nmodel:     " << orNone(m.model_type()->str());
+  if (m.source()->size())
+    os << " from " << text(m.source());
   os << "\ntargets:   ";
-  for (int i = 0; i < m.targets_size(); ++i)
-    os << (i ? ", " : "") << m.targets(i);
-  os << (m.targets_size() ? "" : "(none)") << "\n";
+  const auto &targets = *m.targets();
+  for (uint32_t i = 0; i < targets.size(); ++i)
+    os << (i ? ", " : "") << text(targets[i]);
+  os << (targets.size() ? "" : "(none)") << "\n";
   os << "tokens:    at most " << m.max_tokens() << " per run\n";
   os << "arena:     " << bytesString(m.arena_bytes()) << " in "
-     << m.buffers_size() << " buffers\n";
+     << m.buffers()->size() << " buffers\n";
 
   uint64_t weightBytes = 0;
-  for (const manifest::Weight &w : m.weights())
-    weightBytes += w.bytes();
-  os << "weights:   " << m.weights_size() << " tensors, "
+  for (const manifest::Weight *w : *m.weights())
+    weightBytes += w->bytes();
+  os << "weights:   " << m.weights()->size() << " tensors, "
      << bytesString(weightBytes);
   if (m.source_weight_bytes())
     os << " (checkpoint " << bytesString(m.source_weight_bytes()) << ")";
@@ -63,65 +70,71 @@ std::string Artifact::summary() const {
   os << "\n";
 
   // CUDA: the code sections and the launches.
-  int launches = 0;
-  for (const manifest::Step &s : m.steps())
-    launches += s.cuda_size();
+  uint32_t launches = 0;
+  for (const manifest::Step *s : *m.steps())
+    launches += s->cuda()->size();
   std::string code;
   for (const SectionInfo &s : sections_)
     if (s.name == "kernels.cu" || s.name.rfind("cubin.", 0) == 0)
       code += (code.empty() ? "" : ", ") + s.name + " (" + bytesString(s.size) +
               ")";
   if (launches || !code.empty())
-    os << "cuda:      " << launches << " launches in " << m.steps_size()
+    os << "cuda:      " << launches << " launches in " << m.steps()->size()
        << " steps, workspace " << bytesString(m.cuda_workspace_bytes())
        << ", code " << (code.empty() ? std::string("(none)") : code) << "\n";
 
-  auto tensors = [&](const char *title, const auto &list) {
-    os << title << "\n";
-    for (const manifest::TensorSpec &t : list) {
-      os << "  " << t.name() << ": " << dtypeName(t.dtype()) << " "
-         << shapeString(t.shape()) << " in buffer " << t.buffer();
-      if (t.index_bound())
-        os << ", values in [0, " << t.index_bound() << ")";
-      os << "\n";
-    }
-  };
-  tensors("inputs:", m.inputs());
-  tensors("outputs:", m.outputs());
+  auto tensors =
+      [&](const char *title,
+          const flatbuffers::Vector<flatbuffers::Offset<manifest::TensorSpec>>
+              &list) {
+        os << title << "\n";
+        for (const manifest::TensorSpec *t : list) {
+          os << "  " << text(t->name()) << ": " << dtypeName(t->dtype()) << " "
+             << shapeString(*t->shape()) << " in buffer " << t->buffer();
+          if (t->index_bound())
+            os << ", values in [0, " << t->index_bound() << ")";
+          os << "\n";
+        }
+      };
+  tensors("inputs:", *m.inputs());
+  tensors("outputs:", *m.outputs());
 
-  if (m.precision_size()) {
+  if (m.precision()->size()) {
     os << "precision:";
-    for (const manifest::PrecisionEntry &p : m.precision())
-      os << " " << p.op_class() << "=" << precisionName(p.precision());
+    for (const manifest::PrecisionEntry *p : *m.precision())
+      os << " " << text(p->op_class()) << "=" << precisionName(p->precision());
     os << "\n";
   }
 
-  os << "steps:     " << m.steps_size() << "\n";
-  for (int i = 0; i < m.steps_size(); ++i) {
-    const manifest::Step &s = m.steps(i);
-    os << "  " << i << ": " << s.kernel() << "(";
-    for (int a = 0; a < s.args_size(); ++a) {
-      const manifest::Argument &arg = s.args(a);
+  const auto &steps = *m.steps();
+  os << "steps:     " << steps.size() << "\n";
+  for (uint32_t i = 0; i < steps.size(); ++i) {
+    const manifest::Step &s = *steps[i];
+    os << "  " << i << ": " << text(s.kernel()) << "(";
+    const auto &args = *s.args();
+    for (uint32_t a = 0; a < args.size(); ++a) {
+      const manifest::Argument &arg = *args.Get(a);
       os << (a ? ", " : "");
-      if (arg.ref_case() == manifest::Argument::kBuffer)
-        os << findBuffer(arg.buffer())->name();
+      if (arg.kind() == manifest::ArgumentKind::BUFFER)
+        os << text(findBuffer(arg.id())->name());
       else
-        os << "@" << findWeight(arg.weight())->name();
+        os << "@" << text(findWeight(arg.id())->name());
     }
     os << ")";
-    if (s.params_size()) {
+    if (s.params()->size()) {
       os << " params [";
-      for (int p = 0; p < s.params_size(); ++p)
-        os << (p ? ", " : "") << s.params(p);
+      for (uint32_t p = 0; p < s.params()->size(); ++p)
+        os << (p ? ", " : "") << s.params()->Get(p);
       os << "]";
     }
-    if (!s.op().empty())
-      os << "  // " << s.op();
+    if (s.op()->size())
+      os << "  // " << text(s.op());
     os << "\n";
-    for (const manifest::CudaLaunch &l : s.cuda()) {
-      os << "       cuda " << l.kernel() << " grid [";
-      for (int d = 0; d < l.grid_size(); ++d) {
-        const manifest::GridExtent &g = l.grid(d);
+    for (const manifest::CudaLaunch *l : *s.cuda()) {
+      os << "       cuda " << text(l->kernel()) << " grid [";
+      const auto &grid = *l->grid();
+      for (uint32_t d = 0; d < grid.size(); ++d) {
+        const manifest::GridExtent &g = *grid.Get(d);
         os << (d ? ", " : "");
         if (g.per_token())
           os << "ceil(T*" << g.per_token() << "/" << g.divisor() << ")"
@@ -130,24 +143,30 @@ std::string Artifact::summary() const {
           os << g.constant();
       }
       os << "] block [";
-      for (int d = 0; d < l.block_size(); ++d)
-        os << (d ? ", " : "") << l.block(d);
+      for (uint32_t d = 0; d < l->block()->size(); ++d)
+        os << (d ? ", " : "") << l->block()->Get(d);
       os << "]";
-      if (l.shared_bytes())
-        os << " shared " << l.shared_bytes();
-      if (l.tensor_maps_size())
-        os << " tensor maps " << l.tensor_maps_size();
+      if (l->shared_bytes())
+        os << " shared " << l->shared_bytes();
+      if (l->tensor_maps()->size())
+        os << " tensor maps " << l->tensor_maps()->size();
       os << "\n";
     }
   }
 
   os << "sections:\n";
   for (const SectionInfo &s : sections_) {
-    char crc[16];
-    std::snprintf(crc, sizeof(crc), "%08x", s.crc32);
     os << "  " << s.name << ": offset " << s.offset << ", "
-       << bytesString(s.size) << ", align " << s.alignment << ", crc32 " << crc
-       << (s.known ? "" : " (unknown kind, skipped)") << "\n";
+       << bytesString(s.size) << ", align " << s.alignment;
+    if (!s.digest)
+      os << ", covered by the meta digest";
+    else if (s.digest->block_size())
+      os << ", sha256 of " << s.digest->blocks()->size() << " blocks of "
+         << bytesString(s.digest->block_size()) << " ("
+         << weightsBlocksVerified() << " verified)";
+    else
+      os << ", sha256 " << toHex(fromHash(*s.digest->sha256()));
+    os << (s.known ? "" : " (unknown kind, skipped)") << "\n";
   }
   return os.str();
 }

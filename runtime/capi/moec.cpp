@@ -40,6 +40,9 @@ struct moec_model {
   mutable std::atomic<bool> busy{false};
   // Tests only: called inside every run while `busy` is held.
   std::function<void()> runHookForTesting;
+  // The manifest's shape of every input ([0]) and output ([1]), copied
+  // out of the file for moec_model_tensor_info.
+  std::vector<std::vector<int64_t>> specShapes[2];
 };
 
 namespace {
@@ -156,35 +159,36 @@ createExecutor(std::shared_ptr<const Artifact> artifact,
 
 // The output that holds logits: the one named "logits", else the first.
 int logitsOutput(const manifest::Manifest &m) {
-  for (int i = 0; i < m.outputs_size(); ++i)
-    if (m.outputs(i).name() == "logits")
-      return i;
+  for (uint32_t i = 0; i < m.outputs()->size(); ++i)
+    if (text(m.outputs()->Get(i)->name()) == "logits")
+      return int(i);
   return 0;
 }
 
 // The manifest's dtype numbers are the C API's (moec.h promises it).
-static_assert(int(MOEC_DTYPE_F32) == manifest::DTYPE_F32 &&
-                  int(MOEC_DTYPE_BF16) == manifest::DTYPE_BF16 &&
-                  int(MOEC_DTYPE_F16) == manifest::DTYPE_F16 &&
-                  int(MOEC_DTYPE_F8E4M3FN) == manifest::DTYPE_F8E4M3FN &&
-                  int(MOEC_DTYPE_F8E5M2) == manifest::DTYPE_F8E5M2 &&
-                  int(MOEC_DTYPE_I32) == manifest::DTYPE_I32 &&
-                  int(MOEC_DTYPE_I64) == manifest::DTYPE_I64 &&
-                  int(MOEC_DTYPE_I8) == manifest::DTYPE_I8 &&
-                  int(MOEC_DTYPE_U8) == manifest::DTYPE_U8,
+using manifest::DType;
+static_assert(int(MOEC_DTYPE_F32) == int(DType::F32) &&
+                  int(MOEC_DTYPE_BF16) == int(DType::BF16) &&
+                  int(MOEC_DTYPE_F16) == int(DType::F16) &&
+                  int(MOEC_DTYPE_F8E4M3FN) == int(DType::F8E4M3FN) &&
+                  int(MOEC_DTYPE_F8E5M2) == int(DType::F8E5M2) &&
+                  int(MOEC_DTYPE_I32) == int(DType::I32) &&
+                  int(MOEC_DTYPE_I64) == int(DType::I64) &&
+                  int(MOEC_DTYPE_I8) == int(DType::I8) &&
+                  int(MOEC_DTYPE_U8) == int(DType::U8),
               "moec_dtype must match manifest::DType");
 
 // The inputs (or outputs) of `model`'s manifest.
-const google::protobuf::RepeatedPtrField<manifest::TensorSpec> &
+const flatbuffers::Vector<flatbuffers::Offset<manifest::TensorSpec>> &
 tensorList(const moec_model &model, bool outputs) {
   const manifest::Manifest &m = model.executor->artifact().manifest();
-  return outputs ? m.outputs() : m.inputs();
+  return outputs ? *m.outputs() : *m.inputs();
 }
 
 // Checks that `index` names an input (or output) of `model`.
 Status checkIndex(const moec_model &model, bool outputs, int64_t index,
                   const char *function) {
-  int size = tensorList(model, outputs).size();
+  int64_t size = tensorList(model, outputs).size();
   if (index < 0 || index >= size)
     return Status(StatusCode::kInvalidArgument,
                   strCat(function, ": index ", index, " is not in [0, ", size,
@@ -199,6 +203,11 @@ extern "C" {
 
 moec_status moec_model_load(const char *path, const char *device,
                             moec_model **model) {
+  return moec_model_load_ex(path, device, MOEC_VERIFY_DEFAULT, model);
+}
+
+moec_status moec_model_load_ex(const char *path, const char *device,
+                               moec_verify verify, moec_model **model) {
   if (!model)
     return invalid("moec_model_load: `model` is null");
   *model = nullptr;
@@ -207,31 +216,37 @@ moec_status moec_model_load(const char *path, const char *device,
   std::string dev = device ? device : "auto";
   if (dev != "cpu" && dev != "cuda" && dev != "auto")
     return invalid("unknown device '" + dev + "' (expected cpu, cuda or auto)");
+  if (verify != MOEC_VERIFY_DEFAULT && verify != MOEC_VERIFY_FULL)
+    return invalid(
+        strCat("moec_model_load: unknown verification level ", int(verify)));
 
-  StatusOr<std::unique_ptr<Artifact>> artifact = Artifact::open(path);
+  OpenOptions options;
+  options.verify =
+      verify == MOEC_VERIFY_FULL ? VerifyLevel::kFull : VerifyLevel::kDefault;
+  StatusOr<std::unique_ptr<Artifact>> artifact = Artifact::open(path, options);
   if (!artifact.isOk())
     return report(artifact.status());
   const manifest::Manifest &m = (*artifact)->manifest();
-  if (m.outputs_size() < 1)
+  const auto &inputs = *m.inputs();
+  const auto &outputs = *m.outputs();
+  if (outputs.size() < 1)
     return report(
         makeError(StatusCode::kInvalidArgument, path, ": has no outputs"));
   // Token ids are i32 in the C API; an artifact whose model takes i64 ids
   // (ONNX's input_ids) gets them widened in moec_model_run. Models that do
   // not fit the token calls still load for the generic ones.
   std::string tokensError, logitsError;
-  if (m.inputs_size() < 1 ||
-      (m.inputs(0).dtype() != manifest::DTYPE_I32 &&
-       m.inputs(0).dtype() != manifest::DTYPE_I64) ||
-      m.inputs(0).shape_size() != 1 || m.inputs(0).shape(0) != -1)
+  if (inputs.size() < 1 ||
+      (inputs[0]->dtype() != DType::I32 && inputs[0]->dtype() != DType::I64) ||
+      inputs[0]->shape()->size() != 1 || inputs[0]->shape()->Get(0) != -1)
     tokensError = strCat(path, ": the C API needs input 0 to be i32 or i64 "
                                "token ids of shape [T] (use "
                                "moec_model_set_input)");
-  bool wideTokens =
-      m.inputs_size() > 0 && m.inputs(0).dtype() == manifest::DTYPE_I64;
-  const manifest::TensorSpec &logits = m.outputs(logitsOutput(m));
-  if (logits.dtype() != manifest::DTYPE_F32 || logits.shape_size() != 2 ||
-      logits.shape(0) != -1)
-    logitsError = strCat(path, ": output '", logits.name(),
+  bool wideTokens = inputs.size() > 0 && inputs[0]->dtype() == DType::I64;
+  const manifest::TensorSpec &logits = *outputs[uint32_t(logitsOutput(m))];
+  if (logits.dtype() != DType::F32 || logits.shape()->size() != 2 ||
+      logits.shape()->Get(0) != -1)
+    logitsError = strCat(path, ": output '", text(logits.name()),
                          "' is not f32 logits of shape [T, vocab] (use "
                          "moec_model_output)");
 
@@ -245,7 +260,11 @@ moec_status moec_model_load(const char *path, const char *device,
   result->wideTokens = wideTokens;
   result->tokensError = std::move(tokensError);
   result->logitsError = std::move(logitsError);
-  result->outputShapes.resize(size_t(m.outputs_size()));
+  result->outputShapes.resize(outputs.size());
+  for (const manifest::TensorSpec *t : inputs)
+    result->specShapes[0].emplace_back(t->shape()->begin(), t->shape()->end());
+  for (const manifest::TensorSpec *t : outputs)
+    result->specShapes[1].emplace_back(t->shape()->begin(), t->shape()->end());
   *model = result.release();
   return MOEC_OK;
 }
@@ -321,11 +340,13 @@ moec_status moec_model_tensor_info(const moec_model *model, int outputs,
       !s.isOk())
     return report(s);
   const manifest::TensorSpec &spec =
-      tensorList(*model, outputs != 0)[int(index)];
-  *name = spec.name().c_str();
+      *tensorList(*model, outputs != 0)[uint32_t(index)];
+  const std::vector<int64_t> &dims =
+      model->specShapes[outputs != 0][size_t(index)];
+  *name = spec.name()->c_str();
   *dtype = moec_dtype(spec.dtype());
-  *shape = spec.shape().data();
-  *rank = spec.shape_size();
+  *shape = dims.data();
+  *rank = int64_t(dims.size());
   return MOEC_OK;
 }
 
@@ -337,11 +358,12 @@ moec_status moec_model_set_input(moec_model *model, int64_t index,
   if (Status s = checkIndex(*model, false, index, "moec_model_set_input");
       !s.isOk())
     return report(s);
-  const manifest::TensorSpec &spec = tensorList(*model, false)[int(index)];
+  const manifest::TensorSpec &spec =
+      *tensorList(*model, false)[uint32_t(index)];
   if (int(dtype) != int(spec.dtype()))
-    return invalid(strCat("moec_model_set_input: input '", spec.name(), "' is ",
-                          dtypeName(spec.dtype()), ", but got ",
-                          dtypeName(static_cast<manifest::DType>(dtype)),
+    return invalid(strCat("moec_model_set_input: input '", text(spec.name()),
+                          "' is ", dtypeName(spec.dtype()), ", but got ",
+                          dtypeName(static_cast<DType>(dtype)),
                           " data (moec_dtype ", int(dtype), ")"));
   if (bytes < 0)
     return invalid(strCat("moec_model_set_input: negative byte count ", bytes));

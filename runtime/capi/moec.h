@@ -81,6 +81,23 @@ typedef struct moec_model moec_model;
 moec_status moec_model_load(const char *path, const char *device,
                             moec_model **model);
 
+/** How much of an artifact `moec_model_load_ex` verifies while loading.
+ *  Values are stable. */
+typedef enum moec_verify {
+  /** Header, section table, manifest and the code sections; each 16 MiB
+   *  block of weights is verified when a run (or, on a GPU, the upload)
+   *  first uses it, so loading reads no weight byte. */
+  MOEC_VERIFY_DEFAULT = 0,
+  /** All of that and every weight block, at load (reads the whole file). */
+  MOEC_VERIFY_FULL = 1
+} moec_verify;
+
+/** `moec_model_load` with a verification level: `moec_model_load(p, d, m)`
+ *  is `moec_model_load_ex(p, d, MOEC_VERIFY_DEFAULT, m)`. Another `verify`
+ *  value is MOEC_INVALID_ARGUMENT. */
+moec_status moec_model_load_ex(const char *path, const char *device,
+                               moec_verify verify, moec_model **model);
+
 /** Runs the model on `n` token ids (1 <= n <= max tokens). Needs input 0 to
  *  be i32 or i64 token ids of shape [T]. */
 moec_status moec_model_run(moec_model *model, const int32_t *tokens, int64_t n);

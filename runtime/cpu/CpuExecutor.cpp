@@ -1,10 +1,12 @@
 //===- CpuExecutor.cpp - Runs an artifact's steps on the CPU ----*- C++ -*-===//
 //
 // Everything that can fail is done in `create`: the shared object load, the
-// symbol lookups and the arena allocation. `run` only checks the token count,
-// fills the `positions` input unless the caller set it, and calls the
-// kernels. Inputs are validated before they reach a kernel (token ids
-// against `index_bound`), since kernels index with them.
+// symbol lookups and the arena allocation; except the weights' integrity,
+// which is checked block by block before the first run of a step that reads
+// them (so that loading reads no weight byte). `run` then only checks the
+// token count, fills the `positions` input unless the caller set it, and
+// calls the kernels. Inputs are validated before they reach a kernel (token
+// ids against `index_bound`), since kernels index with them.
 //
 //===----------------------------------------------------------------------===//
 
@@ -93,28 +95,30 @@ CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
       return makeError(StatusCode::kOutOfMemory, path, ": cannot allocate the ",
                        extent, " bytes of filled weights");
     std::memset(executor->filledWeights_, 0, size);
-    for (const manifest::Weight &w : m.weights())
-      fillWeightOnHost(m, w, executor->filledWeights_ + w.offset());
+    for (const manifest::Weight *w : *m.weights())
+      fillWeightOnHost(m, *w, executor->filledWeights_ + w->offset());
   }
 
-  for (int i = 0; i < m.steps_size(); ++i) {
-    const manifest::Step &s = m.steps(i);
+  const auto &steps = *m.steps();
+  for (uint32_t i = 0; i < steps.size(); ++i) {
+    const manifest::Step &s = *steps[i];
     Step step;
-    StatusOr<void *> symbol = executor->library_->lookup(s.kernel());
+    StatusOr<void *> symbol =
+        executor->library_->lookup(std::string(text(s.kernel())));
     if (!symbol.isOk())
       return symbol.status().withPrefix(strCat(path, ": step ", i));
     step.kernel = reinterpret_cast<MoecCpuKernel>(*symbol);
-    for (const manifest::Argument &arg : s.args()) {
-      if (arg.ref_case() == manifest::Argument::kBuffer)
-        step.args.push_back(executor->bufferData(arg.buffer()));
+    for (const manifest::Argument *arg : *s.args()) {
+      if (arg->kind() == manifest::ArgumentKind::BUFFER)
+        step.args.push_back(executor->bufferData(arg->id()));
       else if (executor->filledWeights_)
         step.args.push_back(executor->filledWeights_ +
-                            artifact->findWeight(arg.weight())->offset());
+                            artifact->findWeight(arg->id())->offset());
       else
         step.args.push_back(
-            const_cast<uint8_t *>(artifact->weightData(arg.weight()).data));
+            const_cast<uint8_t *>(artifact->weightData(arg->id()).data));
     }
-    step.params.assign(s.params().begin(), s.params().end());
+    step.params.assign(s.params()->begin(), s.params()->end());
     executor->steps_.push_back(std::move(step));
   }
   // Pointers into `params` only once the vector no longer moves.
@@ -159,7 +163,7 @@ StatusOr<TensorView> CpuExecutor::tensor(bool output, int index,
   MOEC_ASSIGN_OR_RETURN(view.spec, findTensor(output, index));
   const manifest::Buffer *b = artifact_->findBuffer(view.spec->buffer());
   view.data = arena_ + b->offset();
-  for (int64_t d : view.spec->shape())
+  for (int64_t d : *view.spec->shape())
     view.shape.push_back(d == -1 ? tokens : d);
   view.bytes = bufferBytesAt(*b, tokens);
   return view;
@@ -169,8 +173,10 @@ Status CpuExecutor::setInput(int index, const void *data, uint64_t bytes,
                              int64_t tokens) {
   MOEC_RETURN_IF_ERROR(checkInput(index, data, bytes, tokens));
   if (bytes)
-    std::memcpy(bufferData(artifact_->manifest().inputs(index).buffer()), data,
-                bytes);
+    std::memcpy(
+        bufferData(
+            artifact_->manifest().inputs()->Get(uint32_t(index))->buffer()),
+        data, bytes);
   inputSet_[size_t(index)] = true;
   return Status::ok();
 }
@@ -188,6 +194,10 @@ Status CpuExecutor::prepareInputs(int64_t tokens) {
 
 Status CpuExecutor::run(int64_t tokens) {
   MOEC_RETURN_IF_ERROR(checkTokens(tokens));
+  // Every weight a step reads is verified before the first run (once; a
+  // no-op afterwards), so a corrupted weight fails the run, unused.
+  for (size_t i = 0; i < steps_.size(); ++i)
+    MOEC_RETURN_IF_ERROR(verifyStepWeights(int(i)));
   MOEC_RETURN_IF_ERROR(prepareInputs(tokens));
   for (const Step &step : steps_)
     step.kernel(step.args.data(), tokens);
@@ -197,6 +207,7 @@ Status CpuExecutor::run(int64_t tokens) {
 Status CpuExecutor::runStep(int index, int64_t tokens) {
   MOEC_RETURN_IF_ERROR(checkTokens(tokens));
   MOEC_RETURN_IF_ERROR(checkStep(index));
+  MOEC_RETURN_IF_ERROR(verifyStepWeights(index));
   // setInput wrote the inputs already; only step 0 defaults `positions`
   // (later steps may reuse its memory).
   if (index == 0)

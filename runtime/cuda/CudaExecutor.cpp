@@ -90,14 +90,14 @@ int tensorMapDataTypeFor(manifest::DType dtype) {
   // tiled copy without NaN fill moves bits unchanged, so only the element
   // size matters (cuda.h has no FP8 type).
   switch (dtype) {
-  case manifest::DTYPE_F32:
+  case manifest::DType::F32:
     return cu::kTensorMapDataTypeFloat32;
-  case manifest::DTYPE_I32:
+  case manifest::DType::I32:
     return cu::kTensorMapDataTypeInt32;
-  case manifest::DTYPE_I64:
+  case manifest::DType::I64:
     return cu::kTensorMapDataTypeInt64;
-  case manifest::DTYPE_BF16:
-  case manifest::DTYPE_F16:
+  case manifest::DType::BF16:
+  case manifest::DType::F16:
     return cu::kTensorMapDataTypeUint16;
   default: // f8e4m3fn, f8e5m2, i8, u8 (verifyManifest admits no others)
     return cu::kTensorMapDataTypeUint8;
@@ -110,11 +110,13 @@ Status CudaExecutor::check(cu::Result result, const char *call,
     return Status::ok();
   std::string where;
   if (currentStep_ >= 0) {
-    const manifest::Step &s = artifact_->manifest().steps(currentStep_);
+    const manifest::Step &s =
+        *artifact_->manifest().steps()->Get(uint32_t(currentStep_));
     where = strCat(" at step ", currentStep_);
-    if (currentLaunch_ < s.cuda_size())
-      where += strCat(" (launch ", currentLaunch_, ", kernel '",
-                      s.cuda(currentLaunch_).kernel(), "')");
+    if (uint32_t(currentLaunch_) < s.cuda()->size())
+      where +=
+          strCat(" (launch ", currentLaunch_, ", kernel '",
+                 text(s.cuda()->Get(uint32_t(currentLaunch_))->kernel()), "')");
   }
   const char *base = std::strrchr(file, '/');
   Status status(result == cu::kErrorOutOfMemory ? StatusCode::kOutOfMemory
@@ -147,8 +149,8 @@ CudaExecutor::create(std::shared_ptr<const Artifact> artifact,
                      const CudaOptions &options) {
   if (!hasCudaCode(*artifact)) {
     std::string targets;
-    for (const std::string &t : artifact->manifest().targets())
-      targets += (targets.empty() ? "" : ", ") + t;
+    for (const flatbuffers::String *t : *artifact->manifest().targets())
+      targets += (targets.empty() ? "" : ", ") + t->str();
     return makeError(StatusCode::kUnavailable, artifact->path(),
                      ": has no CUDA code (targets: ",
                      targets.empty() ? "none" : targets, ")");
@@ -230,15 +232,10 @@ Status CudaExecutor::initialize() {
     if (Status s = MOEC_CU("cuMemAlloc", driver_.memAlloc(&weights_, extent));
         !s.isOk())
       return s.withPrefix(strCat("allocating ", extent, " bytes of weights"));
-    if (m.weights_device_filled()) {
+    if (m.weights_device_filled())
       MOEC_RETURN_IF_ERROR(fillWeights());
-    } else {
-      ByteSpan section =
-          artifact_->sectionData(*artifact_->findSection("weights"));
-      MOEC_RETURN_IF_ERROR(MOEC_CU(
-          "cuMemcpyHtoDAsync",
-          driver_.memcpyHtoDAsync(weights_, section.data, extent, stream_)));
-    }
+    else
+      MOEC_RETURN_IF_ERROR(uploadWeights(extent));
   }
   MOEC_RETURN_IF_ERROR(resolveLaunches());
   // The copies read the mapped file and the fill kernels must have run
@@ -246,9 +243,9 @@ Status CudaExecutor::initialize() {
   MOEC_RETURN_IF_ERROR(
       MOEC_CU("cuStreamSynchronize", driver_.streamSynchronize(stream_)));
 
-  inputs_.resize(size_t(m.inputs_size()));
-  inputTokens_.assign(size_t(m.inputs_size()), 0);
-  outputs_.resize(size_t(m.outputs_size()));
+  inputs_.resize(m.inputs()->size());
+  inputTokens_.assign(m.inputs()->size(), 0);
+  outputs_.resize(m.outputs()->size());
   description_ = strCat(name, " (", arch_, ", ", sms, " SMs, ", memory >> 30,
                         " GiB), code: ", codeName_);
   (void)path;
@@ -300,6 +297,24 @@ Status CudaExecutor::loadModule() {
   return Status::ok();
 }
 
+Status CudaExecutor::uploadWeights(uint64_t extent) {
+  // The copy reads every weight byte, so every block is verified on the
+  // way, chunk by chunk just before its copy (which then finds the bytes
+  // in the page cache): a corrupted weight fails the load, never reaches
+  // the device, and the file is read once.
+  ByteSpan section = artifact_->sectionData(*artifact_->findSection("weights"));
+  uint64_t chunk = std::max<uint64_t>(artifact_->weightsBlockSize(), 1) * 4;
+  for (uint64_t at = 0; at < extent; at += chunk) {
+    uint64_t n = std::min(chunk, extent - at);
+    MOEC_RETURN_IF_ERROR(artifact_->verifyWeights(at, n));
+    MOEC_RETURN_IF_ERROR(
+        MOEC_CU("cuMemcpyHtoDAsync",
+                driver_.memcpyHtoDAsync(weights_ + at, section.data + at,
+                                        size_t(n), stream_)));
+  }
+  return Status::ok();
+}
+
 Status CudaExecutor::fillWeights() {
   const manifest::Manifest &m = artifact_->manifest();
   StatusOr<CachedCubin> compiled = compileCached(
@@ -321,14 +336,14 @@ Status CudaExecutor::fillWeights() {
   MOEC_RETURN_IF_ERROR(
       MOEC_CU("cuMemsetD8Async",
               driver_.memsetD8Async(weights_, 0, weightsExtent(m), stream_)));
-  for (const manifest::Weight &w : m.weights()) {
-    FillKind kind = fillKindFor(m, w);
-    unsigned long long count = fillElementCount(w, kind);
+  for (const manifest::Weight *w : *m.weights()) {
+    FillKind kind = fillKindFor(m, *w);
+    unsigned long long count = fillElementCount(*w, kind);
     if (count == 0)
       continue;
-    cu::DevicePtr out = weights_ + w.offset();
+    cu::DevicePtr out = weights_ + w->offset();
     unsigned long long seed = m.weights_fill_seed();
-    unsigned id = w.id();
+    unsigned id = w->id();
     int kindValue = int(kind);
     void *params[] = {&out, &count, &seed, &id, &kindValue};
     unsigned blocks = unsigned(std::min<uint64_t>(
@@ -338,7 +353,7 @@ Status CudaExecutor::fillWeights() {
                     driver_.launchKernel(fill, blocks, 1, 1, kFillThreads, 1, 1,
                                          0, stream_, params, nullptr));
         !s.isOk())
-      return s.withPrefix(strCat("filling weight '", w.name(), "'"));
+      return s.withPrefix(strCat("filling weight '", text(w->name()), "'"));
   }
   return Status::ok();
 }
@@ -354,34 +369,37 @@ Status CudaExecutor::resolveLaunches() {
     uint32_t sharedOptIn = kDefaultSharedBytes;
   };
   std::map<std::string, Kernel> kernels;
-  steps_.resize(size_t(m.steps_size()));
+  const auto &steps = *m.steps();
+  steps_.resize(steps.size());
   // The maps' storage, zeroed (what a device without TMA gets), sized
   // before any params point into it.
   size_t mapCount = 0;
-  for (const manifest::Step &s : m.steps())
-    for (const manifest::CudaLaunch &spec : s.cuda())
-      mapCount += size_t(spec.tensor_maps_size());
+  for (const manifest::Step *s : steps)
+    for (const manifest::CudaLaunch *spec : *s->cuda())
+      mapCount += spec->tensor_maps()->size();
   tensorMaps_.assign(mapCount, cu::TensorMap{});
   bool encode = ccMajor_ >= kTensorMapMinMajor;
   size_t nextMap = 0;
-  for (int i = 0; i < m.steps_size(); ++i) {
-    const manifest::Step &s = m.steps(i);
-    Step &step = steps_[size_t(i)];
-    for (const manifest::Argument &arg : s.args())
+  for (uint32_t i = 0; i < steps.size(); ++i) {
+    const manifest::Step &s = *steps[i];
+    Step &step = steps_[i];
+    for (const manifest::Argument *arg : *s.args())
       step.pointers.push_back(
-          arg.ref_case() == manifest::Argument::kBuffer
-              ? bufferAddress(arg.buffer())
-              : weights_ + artifact_->findWeight(arg.weight())->offset());
-    for (int l = 0; l < s.cuda_size(); ++l) {
-      const manifest::CudaLaunch &spec = s.cuda(l);
+          arg->kind() == manifest::ArgumentKind::BUFFER
+              ? bufferAddress(arg->id())
+              : weights_ + artifact_->findWeight(arg->id())->offset());
+    for (uint32_t l = 0; l < s.cuda()->size(); ++l) {
+      const manifest::CudaLaunch &spec = *s.cuda()->Get(l);
+      std::string kernel(text(spec.kernel()));
       std::string where =
-          strCat(path, ": step ", i, " (", s.op().empty() ? s.kernel() : s.op(),
-                 "), launch ", l, ": kernel '", spec.kernel(), "'");
-      auto [it, inserted] = kernels.try_emplace(spec.kernel());
+          strCat(path, ": step ", i, " (",
+                 s.op()->size() ? text(s.op()) : text(s.kernel()), "), launch ",
+                 l, ": kernel '", kernel, "'");
+      auto [it, inserted] = kernels.try_emplace(kernel);
       Kernel &k = it->second;
       if (inserted) {
-        cu::Result rc = driver_.moduleGetFunction(&k.function, module_,
-                                                  spec.kernel().c_str());
+        cu::Result rc =
+            driver_.moduleGetFunction(&k.function, module_, kernel.c_str());
         if (rc == cu::kErrorNotFound)
           return makeError(StatusCode::kNotFound, where, " is not in ",
                            codeName_);
@@ -392,8 +410,8 @@ Status CudaExecutor::resolveLaunches() {
             driver_.funcGetAttribute(
                 &k.maxThreads, cu::kFuncAttrMaxThreadsPerBlock, k.function)));
       }
-      uint64_t threads =
-          uint64_t(spec.block(0)) * spec.block(1) * spec.block(2);
+      const auto &block = *spec.block();
+      uint64_t threads = uint64_t(block[0]) * block[1] * block[2];
       if (threads > uint64_t(k.maxThreads))
         return makeError(StatusCode::kInvalidArgument, where,
                          " is launched "
@@ -413,11 +431,11 @@ Status CudaExecutor::resolveLaunches() {
                                       " bytes of dynamic shared memory"));
         k.sharedOptIn = spec.shared_bytes();
       }
-      for (int j = 0; encode && j < spec.tensor_maps_size(); ++j)
-        MOEC_RETURN_IF_ERROR(
-            encodeTensorMap(i, l, j, where, tensorMaps_[nextMap + size_t(j)]));
+      for (uint32_t j = 0; encode && j < spec.tensor_maps()->size(); ++j)
+        MOEC_RETURN_IF_ERROR(encodeTensorMap(int(i), int(l), int(j), where,
+                                             tensorMaps_[nextMap + j]));
       step.launches.push_back(Launch{k.function, &spec, nextMap, {}});
-      nextMap += size_t(spec.tensor_maps_size());
+      nextMap += spec.tensor_maps()->size();
     }
   }
   // The kernel ABI: one pointer per argument, the workspace, the tokens,
@@ -429,8 +447,8 @@ Status CudaExecutor::resolveLaunches() {
         launch.params.push_back(&pointer);
       launch.params.push_back(&workspaceParam_);
       launch.params.push_back(&tokensParam_);
-      for (int j = 0; j < launch.spec->tensor_maps_size(); ++j)
-        launch.params.push_back(&tensorMaps_[launch.firstMap + size_t(j)]);
+      for (uint32_t j = 0; j < launch.spec->tensor_maps()->size(); ++j)
+        launch.params.push_back(&tensorMaps_[launch.firstMap + j]);
     }
   return Status::ok();
 }
@@ -438,8 +456,13 @@ Status CudaExecutor::resolveLaunches() {
 Status CudaExecutor::encodeTensorMap(int i, int l, int j,
                                      const std::string &where,
                                      cu::TensorMap &out) {
-  const manifest::TensorMap &map =
-      artifact_->manifest().steps(i).cuda(l).tensor_maps(j);
+  const manifest::TensorMap &map = *artifact_->manifest()
+                                        .steps()
+                                        ->Get(uint32_t(i))
+                                        ->cuda()
+                                        ->Get(uint32_t(l))
+                                        ->tensor_maps()
+                                        ->Get(uint32_t(j));
   std::string mapWhere = strCat(where, ": tensor_maps[", j, "]");
   if (!driver_.tensorMapEncodeTiled)
     return makeError(StatusCode::kUnavailable, mapWhere, ": the CUDA driver (",
@@ -450,12 +473,12 @@ Status CudaExecutor::encodeTensorMap(int i, int l, int j,
   // verifyManifest bounded the rank (1..5) and the field counts.
   uint64_t dims[5] = {}, strides[4] = {};
   uint32_t box[5] = {}, elementStrides[5] = {1, 1, 1, 1, 1};
-  int rank = map.dims_size();
+  int rank = int(map.dims()->size());
   for (int d = 0; d < rank; ++d) {
-    dims[d] = map.dims(d);
-    box[d] = map.box(d);
+    dims[d] = map.dims()->Get(uint32_t(d));
+    box[d] = map.box()->Get(uint32_t(d));
     if (d > 0)
-      strides[d - 1] = map.strides(d - 1);
+      strides[d - 1] = map.strides()->Get(uint32_t(d - 1));
   }
   cu::DevicePtr address = steps_[size_t(i)].pointers[map.arg()];
   cu::Result rc = driver_.tensorMapEncodeTiled(
@@ -509,8 +532,8 @@ Status CudaExecutor::setInput(int index, const void *data, uint64_t bytes,
 Status CudaExecutor::uploadInputs(int64_t tokens, bool onlySet,
                                   bool defaultPositions) {
   const manifest::Manifest &m = artifact_->manifest();
-  for (int i = 0; i < m.inputs_size(); ++i) {
-    const manifest::TensorSpec &spec = m.inputs(i);
+  for (int i = 0; i < int(m.inputs()->size()); ++i) {
+    const manifest::TensorSpec &spec = *m.inputs()->Get(uint32_t(i));
     bool isPositions = defaultPositions &&
                        std::find(positionInputs_.begin(), positionInputs_.end(),
                                  i) != positionInputs_.end();
@@ -526,8 +549,8 @@ Status CudaExecutor::uploadInputs(int64_t tokens, bool onlySet,
       continue;
     } else if (!onlySet && inputTokens_[size_t(i)] != tokens) {
       return makeError(StatusCode::kInvalidArgument, artifact_->path(),
-                       ": input '", spec.name(), "' was not set for ", tokens,
-                       " tokens");
+                       ": input '", text(spec.name()), "' was not set for ",
+                       tokens, " tokens");
     }
     if (staged.empty())
       continue;
@@ -546,15 +569,16 @@ Status CudaExecutor::launchStep(size_t index, int64_t tokens) {
   for (size_t l = 0; l < step.launches.size(); ++l) {
     currentLaunch_ = int(l);
     const manifest::CudaLaunch &spec = *step.launches[l].spec;
-    MOEC_RETURN_IF_ERROR(MOEC_CU(
-        "cuLaunchKernel",
-        driver_.launchKernel(step.launches[l].function,
-                             unsigned(gridExtentAt(spec.grid(0), tokens)),
-                             unsigned(gridExtentAt(spec.grid(1), tokens)),
-                             unsigned(gridExtentAt(spec.grid(2), tokens)),
-                             spec.block(0), spec.block(1), spec.block(2),
-                             spec.shared_bytes(), stream_,
-                             step.launches[l].params.data(), nullptr)));
+    MOEC_RETURN_IF_ERROR(
+        MOEC_CU("cuLaunchKernel",
+                driver_.launchKernel(
+                    step.launches[l].function,
+                    unsigned(gridExtentAt(*spec.grid()->Get(0), tokens)),
+                    unsigned(gridExtentAt(*spec.grid()->Get(1), tokens)),
+                    unsigned(gridExtentAt(*spec.grid()->Get(2), tokens)),
+                    spec.block()->Get(0), spec.block()->Get(1),
+                    spec.block()->Get(2), spec.shared_bytes(), stream_,
+                    step.launches[l].params.data(), nullptr)));
   }
   // From here on a failure names the step but no launch.
   currentLaunch_ = int(step.launches.size());
@@ -588,8 +612,9 @@ Status CudaExecutor::run(int64_t tokens) {
   inputSet_.assign(inputSet_.size(), false);
   MOEC_RETURN_IF_ERROR(launchSteps(tokens));
   const manifest::Manifest &m = artifact_->manifest();
-  for (int i = 0; i < m.outputs_size(); ++i) {
-    const manifest::Buffer &b = *artifact_->findBuffer(m.outputs(i).buffer());
+  for (uint32_t i = 0; i < m.outputs()->size(); ++i) {
+    const manifest::Buffer &b =
+        *artifact_->findBuffer(m.outputs()->Get(i)->buffer());
     std::vector<uint8_t> &host = outputs_[size_t(i)];
     host.resize(size_t(bufferBytesAt(b, tokens)));
     MOEC_RETURN_IF_ERROR(
@@ -670,14 +695,14 @@ StatusOr<TensorView> CudaExecutor::tensor(bool output, int index,
   TensorView view;
   MOEC_ASSIGN_OR_RETURN(view.spec, findTensor(output, index));
   const manifest::Buffer &b = *artifact_->findBuffer(view.spec->buffer());
-  for (int64_t d : view.spec->shape())
+  for (int64_t d : *view.spec->shape())
     view.shape.push_back(d == -1 ? tokens : d);
   view.bytes = bufferBytesAt(b, tokens);
   if (output) {
     if (outputTokens_ != tokens)
       return makeError(
           StatusCode::kInvalidArgument, artifact_->path(), ": output '",
-          view.spec->name(), "' for ", tokens, " tokens: ",
+          text(view.spec->name()), "' for ", tokens, " tokens: ",
           outputTokens_ ? strCat("the last run had ", outputTokens_, " tokens")
                         : std::string("no successful run yet"));
     view.data = outputs_[size_t(index)].data();

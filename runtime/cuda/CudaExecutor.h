@@ -149,6 +149,9 @@ private:
   // TMA); `where` names the launch for errors.
   Status encodeTensorMap(int i, int l, int j, const std::string &where,
                          cu::TensorMap &out);
+  // Copies the weights section's first `extent` bytes to the device,
+  // verifying each block before its copy.
+  Status uploadWeights(uint64_t extent);
   Status fillWeights();
   // Records a failed CUDA call: returns success for kSuccess, else an error
   // naming `call`, the CUDA error, `where` and the current step; during a

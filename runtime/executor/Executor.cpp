@@ -15,15 +15,18 @@ namespace moec::runtime {
 Executor::Executor(std::shared_ptr<const Artifact> artifact)
     : artifact_(std::move(artifact)) {
   const manifest::Manifest &m = artifact_->manifest();
+  const auto &inputs = *m.inputs();
   // A prefill of T tokens sits at positions 0 .. T-1 (docs/artifact.md).
-  for (int i = 0; i < m.inputs_size(); ++i) {
-    const manifest::TensorSpec &in = m.inputs(i);
-    if (in.name() == "positions" && in.shape_size() == 1 && in.shape(0) == -1 &&
-        (in.dtype() == manifest::DTYPE_I32 ||
-         in.dtype() == manifest::DTYPE_I64))
-      positionInputs_.push_back(i);
+  for (uint32_t i = 0; i < inputs.size(); ++i) {
+    const manifest::TensorSpec &in = *inputs[i];
+    if (text(in.name()) == "positions" && in.shape()->size() == 1 &&
+        in.shape()->Get(0) == -1 &&
+        (in.dtype() == manifest::DType::I32 ||
+         in.dtype() == manifest::DType::I64))
+      positionInputs_.push_back(int(i));
   }
-  inputSet_.assign(size_t(m.inputs_size()), false);
+  inputSet_.assign(inputs.size(), false);
+  stepWeightsVerified_.assign(m.steps()->size(), false);
 }
 
 Executor::~Executor() = default;
@@ -39,12 +42,12 @@ Status Executor::checkTokens(int64_t tokens) const {
 StatusOr<const manifest::TensorSpec *> Executor::findTensor(bool output,
                                                             int index) const {
   const manifest::Manifest &m = artifact_->manifest();
-  const auto &list = output ? m.outputs() : m.inputs();
-  if (index < 0 || index >= list.size())
+  const auto &list = output ? *m.outputs() : *m.inputs();
+  if (index < 0 || uint32_t(index) >= list.size())
     return makeError(StatusCode::kInvalidArgument, artifact_->path(), ": has ",
                      list.size(), output ? " outputs" : " inputs", ", no #",
                      index);
-  return &list[index];
+  return list[uint32_t(index)];
 }
 
 Status Executor::checkInput(int index, const void *data, uint64_t bytes,
@@ -56,17 +59,17 @@ Status Executor::checkInput(int index, const void *data, uint64_t bytes,
   uint64_t expected =
       bufferBytesAt(*artifact_->findBuffer(spec.buffer()), tokens);
   if (bytes != expected)
-    return makeError(StatusCode::kInvalidArgument, "input '", spec.name(),
+    return makeError(StatusCode::kInvalidArgument, "input '", text(spec.name()),
                      "': got ", bytes, " bytes, expected ", expected, " for ",
                      tokens, " tokens");
   if (bytes > 0 && !data)
-    return makeError(StatusCode::kInvalidArgument, "input '", spec.name(),
+    return makeError(StatusCode::kInvalidArgument, "input '", text(spec.name()),
                      "': null data");
   if (int64_t bound = spec.index_bound()) {
     uint64_t size = dtypeSize(spec.dtype());
     for (uint64_t i = 0; i < bytes / size; ++i) {
       int64_t v;
-      if (spec.dtype() == manifest::DTYPE_I32) {
+      if (spec.dtype() == manifest::DType::I32) {
         int32_t v32;
         std::memcpy(&v32, static_cast<const uint8_t *>(data) + i * 4, 4);
         v = v32;
@@ -74,19 +77,31 @@ Status Executor::checkInput(int index, const void *data, uint64_t bytes,
         std::memcpy(&v, static_cast<const uint8_t *>(data) + i * 8, 8);
       }
       if (v < 0 || v >= bound)
-        return makeError(StatusCode::kInvalidArgument, "input '", spec.name(),
-                         "': element ", i, " is ", v, ", outside [0, ", bound,
-                         ")");
+        return makeError(StatusCode::kInvalidArgument, "input '",
+                         text(spec.name()), "': element ", i, " is ", v,
+                         ", outside [0, ", bound, ")");
     }
   }
   return Status::ok();
 }
 
 Status Executor::checkStep(int index) const {
-  int steps = artifact_->manifest().steps_size();
+  int steps = int(artifact_->manifest().steps()->size());
   if (index < 0 || index >= steps)
     return makeError(StatusCode::kInvalidArgument, artifact_->path(), ": has ",
                      steps, " steps, no #", index);
+  return Status::ok();
+}
+
+Status Executor::verifyStepWeights(int index) {
+  if (stepWeightsVerified_[size_t(index)])
+    return Status::ok();
+  const manifest::Step &step =
+      *artifact_->manifest().steps()->Get(uint32_t(index));
+  for (const manifest::Argument *arg : *step.args())
+    if (arg->kind() == manifest::ArgumentKind::WEIGHT)
+      MOEC_RETURN_IF_ERROR(artifact_->verifyWeight(arg->id()));
+  stepWeightsVerified_[size_t(index)] = true;
   return Status::ok();
 }
 
@@ -105,7 +120,7 @@ Status Executor::checkArenaRange(uint64_t offset, uint64_t bytes,
 
 void Executor::writePositions(const manifest::TensorSpec &spec, uint8_t *out,
                               int64_t tokens) {
-  bool wide = spec.dtype() == manifest::DTYPE_I64;
+  bool wide = spec.dtype() == manifest::DType::I64;
   for (int64_t t = 0; t < tokens; ++t) {
     if (wide) {
       std::memcpy(out + t * 8, &t, 8);

@@ -95,6 +95,11 @@ protected:
                     int64_t tokens) const;
   /// `index` names a step, else an error naming the artifact.
   Status checkStep(int index) const;
+  /// Verifies the weight bytes step `index` reads (`Artifact::verifyWeight`)
+  /// unless done before: every executor calls it before a step first runs
+  /// (or, for a device that copies the weights at load, before the copy),
+  /// so that a corrupted weight is reported instead of used.
+  Status verifyStepWeights(int index);
   /// `[offset, offset + bytes)` lies in the arena and `data` is not null
   /// (unless `bytes` is 0), else an error.
   Status checkArenaRange(uint64_t offset, uint64_t bytes,
@@ -108,6 +113,8 @@ protected:
   std::vector<int> positionInputs_;
   /// Which inputs were set by `setInput` since the last run.
   std::vector<bool> inputSet_;
+  /// Which steps' weights `verifyStepWeights` has verified.
+  std::vector<bool> stepWeightsVerified_;
 };
 
 } // namespace moec::runtime

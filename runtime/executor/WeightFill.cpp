@@ -23,18 +23,18 @@ namespace {
 
 FillKind fillKindFor(const manifest::Manifest &m, const manifest::Weight &w) {
   switch (w.dtype()) {
-  case manifest::DTYPE_F32:
-    for (const manifest::Weight &other : m.weights())
-      if (other.has_scale() && other.scale() == w.id())
+  case manifest::DType::F32:
+    for (const manifest::Weight *other : *m.weights())
+      if (other->scale() && *other->scale() == w.id())
         return FillKind::kScale;
     return FillKind::kF32;
-  case manifest::DTYPE_BF16:
+  case manifest::DType::BF16:
     return FillKind::kBf16;
-  case manifest::DTYPE_F16:
+  case manifest::DType::F16:
     return FillKind::kF16;
-  case manifest::DTYPE_F8E4M3FN:
+  case manifest::DType::F8E4M3FN:
     return FillKind::kE4m3;
-  case manifest::DTYPE_F8E5M2:
+  case manifest::DType::F8E5M2:
     return FillKind::kE5m2;
   default:
     return FillKind::kZero;

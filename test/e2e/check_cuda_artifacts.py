@@ -14,7 +14,6 @@ reference `NAME.logits.npy` (docs/runtime-cuda.md).
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -68,10 +67,10 @@ def check(path, targets):
     if "kernels.cu" not in sections:
         return ["no kernels.cu section"], 0, 0
     manifest = moea.decode_manifest(sections["manifest"])
-    steps = manifest.count("\nsteps {")
-    launched = set(re.findall(r'cuda \{\n\s+kernel: "(\w+)"', manifest))
-    per_step = re.findall(r"\nsteps \{(.*?)\n\}", manifest, re.S)
-    if len(per_step) != steps or any("cuda {" not in s for s in per_step):
+    steps = len(manifest["steps"])
+    launched = {launch["kernel"] for step in manifest["steps"]
+                for launch in step["cuda"]}
+    if any(not step["cuda"] for step in manifest["steps"]):
         problems.append("a step has no CUDA launch")
     source = sections["kernels.cu"].decode()
     for target in targets:

@@ -1,16 +1,20 @@
 """A small, independent reader of `.moea` artifacts for tests and tools.
 
-Reads the section table (docs/artifact.md section 1), decodes the manifest
-with `protoc --decode`, and lists the function symbols of a cubin (an ELF64
-image) so that tests can check what the runtime will look up.
+Reads the section table (docs/artifact.md section 1, format 2.0), decodes
+the FlatBuffers manifest into a dict with `flatc --json` (the schema is
+runtime/artifact/manifest.fbs), and lists the function symbols of a cubin
+(an ELF64 image) so that tests can check what the runtime will look up.
 """
+import json
 import os
 import shutil
 import struct
 import subprocess
+import tempfile
 
-PROTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                     "runtime", "artifact", "manifest.proto")
+SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                      "runtime", "artifact", "manifest.fbs")
+TRAILER_SIZE = 160
 
 
 def read_sections(path):
@@ -18,7 +22,10 @@ def read_sections(path):
     data = open(path, "rb").read()
     if data[:8] != b"MOECART\0":
         raise ValueError(f"{path}: not a moec artifact")
-    table, count = struct.unpack_from("<QI", data, len(data) - 64)
+    major, = struct.unpack_from("<H", data, 8)
+    if major != 2:
+        raise ValueError(f"{path}: format {major}.x, this reader knows 2.x")
+    table, count = struct.unpack_from("<QI", data, len(data) - TRAILER_SIZE)
     sections = {}
     for i in range(count):
         _, _, _, _, off, size, _, _, name = struct.unpack_from(
@@ -28,14 +35,20 @@ def read_sections(path):
 
 
 def decode_manifest(manifest_bytes):
-    """The manifest in protobuf text format (needs protoc)."""
-    protoc = shutil.which("protoc")
-    if not protoc:
-        raise RuntimeError("protoc not found")
-    return subprocess.run(
-        [protoc, "-I", os.path.dirname(PROTO), "--decode",
-         "moec.runtime.manifest.Manifest", os.path.basename(PROTO)],
-        input=manifest_bytes, check=True, capture_output=True).stdout.decode()
+    """The manifest as a dict, every field present (needs flatc): enums by
+    name ("F32"), unions as `<field>_type` plus the table."""
+    flatc = shutil.which("flatc")
+    if not flatc:
+        raise RuntimeError("flatc not found")
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = os.path.join(tmp, "manifest.bin")
+        with open(binary, "wb") as f:
+            f.write(manifest_bytes)
+        subprocess.run([flatc, "--json", "--strict-json", "--defaults-json",
+                        "-o", tmp, SCHEMA, "--", binary],
+                       check=True, capture_output=True)
+        with open(os.path.join(tmp, "manifest.json")) as f:
+            return json.load(f)
 
 
 def elf_functions(image):

@@ -2,8 +2,10 @@
 //
 // Round trips of artifacts with random sections (a large one streamed in
 // uneven chunks), the writer's all-or-nothing behaviour, version handling,
-// unknown sections, and one negative case per manifest consistency rule.
-// Corruption sweeps are in CorruptionTest.cpp.
+// unknown sections, one negative case per manifest consistency rule, and
+// the verification levels: weight blocks checked on use, not at open (a
+// multi-GB sparse artifact opens without reading a weight byte), or all at
+// open with kFull. Corruption sweeps are in CorruptionTest.cpp.
 //
 //===----------------------------------------------------------------------===//
 
@@ -19,8 +21,10 @@
 #include <fcntl.h>
 #include <future>
 #include <random>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <thread>
 #include <unistd.h>
 
 using namespace moec::runtime;
@@ -56,10 +60,10 @@ TEST(ArtifactTest, RoundTripRandomSectionsWithLargeStreamedWeights) {
   std::string path = dir.file("model.moea");
   std::mt19937_64 rng(1234);
   TestModel model = TestModel::random(1);
-  manifest::Manifest m = model.manifest();
-  m.clear_weights();
-  m.clear_steps();
-  m.add_targets("sm_90a");
+  manifest::ManifestT m = model.manifest();
+  m.weights.clear();
+  m.steps.clear();
+  m.targets.push_back("sm_90a");
 
   // Random small sections, one unknown optional kind among them.
   struct Small {
@@ -156,31 +160,49 @@ TEST(ArtifactTest, RoundTripRandomSectionsWithLargeStreamedWeights) {
     ASSERT_EQ(std::memcmp(expected.data(), w.data + pos, n), 0)
         << "weights differ in the MiB at " << pos;
   }
-  EXPECT_EQ(a.manifest().SerializeAsString(), m.SerializeAsString());
+  // The manifest reads back as written, plus the writer's section records:
+  // one per section but the manifest, in table order, the weights in
+  // 16 MiB blocks (the last one partial).
+  manifest::ManifestT back;
+  a.manifest().UnPackTo(&back);
+  ASSERT_EQ(back.sections.size(), smalls.size() + 1);
+  EXPECT_EQ(back.sections[0]->name, "cpu.so");
+  EXPECT_EQ(back.sections[1]->name, "weights");
+  EXPECT_EQ(back.sections[1]->size, kWeightBytes);
+  EXPECT_EQ(back.sections[1]->block_size, kDefaultWeightsBlockSize);
+  EXPECT_EQ(back.sections[1]->blocks.size(), 3u);
+  EXPECT_EQ(fromHash(*back.sections[0]->sha256),
+            Sha256::hash(smalls[0].bytes.data(), smalls[0].bytes.size()));
+  back.sections.clear();
+  EXPECT_EQ(packManifest(back), packManifest(m));
+  EXPECT_EQ(a.sections().back().name, "manifest"); // written last
   EXPECT_NE(a.summary().find("future.extra"), std::string::npos);
 
   // The in-memory reader agrees with the mapped one.
   std::vector<uint8_t> bytes = readFile(path);
   auto fromBytes = Artifact::fromBytes("image", bytes.data(), bytes.size());
   ASSERT_TRUE(fromBytes.isOk()) << fromBytes.status().toString();
-  EXPECT_EQ((*fromBytes)->digest(), a.digest());
+  EXPECT_EQ((*fromBytes)->metaDigest(), a.metaDigest());
 
-  // Large enough that the digest is computed on a second thread while the
-  // CRCs are checked: a flipped weight byte is still reported as the
-  // section's CRC mismatch, and a flipped digest byte as the SHA-256's.
+  // A flipped weight byte passes the default open and is found by the full
+  // one, in its block; a flipped meta digest byte fails both.
   std::vector<uint8_t> flipped = bytes;
   flipped[weights->offset + kWeightBytes / 2] ^= 0x10;
-  auto badWeight = Artifact::fromBytes("image", flipped.data(), flipped.size());
+  ASSERT_TRUE(
+      Artifact::fromBytes("image", flipped.data(), flipped.size()).isOk());
+  auto badWeight = Artifact::fromBytes("image", flipped.data(), flipped.size(),
+                                       OpenOptions{VerifyLevel::kFull});
   ASSERT_FALSE(badWeight.isOk());
-  EXPECT_NE(
-      badWeight.status().message().find("section 'weights': CRC-32 mismatch"),
-      std::string::npos)
+  EXPECT_NE(badWeight.status().message().find(
+                "image: section 'weights': block 1 (bytes [16777216, "
+                "33554432)): SHA-256 mismatch (expected "),
+            std::string::npos)
       << badWeight.status().toString();
   flipped = bytes;
   flipped[flipped.size() - kTrailerSize + kTrailerDigestOffset + 5] ^= 0x01;
   auto badDigest = Artifact::fromBytes("image", flipped.data(), flipped.size());
   ASSERT_FALSE(badDigest.isOk());
-  EXPECT_NE(badDigest.status().message().find("SHA-256 mismatch"),
+  EXPECT_NE(badDigest.status().message().find("image: meta digest mismatch"),
             std::string::npos)
       << badDigest.status().toString();
 }
@@ -195,14 +217,16 @@ TEST(ArtifactTest, TestModelWeightsAreAddressable) {
   ASSERT_EQ(bias.size, model.bias.size() * 4);
   EXPECT_EQ(std::memcmp(bias.data, model.bias.data(), bias.size), 0);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(bias.data) % 64, 0u);
-  EXPECT_EQ((*a)->findBuffer(3)->name(), "logits");
+  EXPECT_EQ(text((*a)->findBuffer(3)->name()), "logits");
   EXPECT_EQ((*a)->findBuffer(42), nullptr);
   std::string summary = (*a)->summary();
-  for (const char *needle : {"format 1.0", "moec test 0.1", "targets:   cpu",
+  for (const char *needle : {"format 2.0", "moec test 0.1", "targets:   cpu",
                              "tokens: i32 [T]", "logits: f32 [T, 37]",
                              "moec_test_logits(y, @head, logits) params "
                              "[16, 37]",
-                             "dense_matmul=f32"})
+                             "dense_matmul=f32",
+                             "weights: offset 8192, 4.7 KiB, align 4096, "
+                             "sha256 of 1 blocks of 16.0 MiB (0 verified)"})
     EXPECT_NE(summary.find(needle), std::string::npos) << needle << "\n"
                                                        << summary;
 }
@@ -257,7 +281,7 @@ TEST(ArtifactWriterTest, DestroyedWithoutCommitRemovesTempFile) {
   {
     auto writer = ArtifactWriter::create(dir.file("m.moea"));
     ASSERT_TRUE(writer.isOk());
-    ASSERT_TRUE((*writer)->addManifest(manifest::Manifest()).isOk());
+    ASSERT_TRUE((*writer)->addManifest(manifest::ManifestT()).isOk());
     EXPECT_EQ(dir.list().size(), 1u);
   }
   EXPECT_TRUE(dir.list().empty());
@@ -341,7 +365,7 @@ TEST(ArtifactWriterTest, UnwritableTargetsFailCleanly) {
 static Status writeMinimalArtifact(const std::string &path) {
   MOEC_ASSIGN_OR_RETURN(std::unique_ptr<ArtifactWriter> writer,
                         ArtifactWriter::create(path));
-  MOEC_RETURN_IF_ERROR(writer->addManifest(manifest::Manifest()));
+  MOEC_RETURN_IF_ERROR(writer->addManifest(manifest::ManifestT()));
   return writer->commit();
 }
 
@@ -437,23 +461,42 @@ protected:
 
 TEST_F(ArtifactBytesTest, NewerMinorIsRefusedNamingBothVersions) {
   storeLE<uint16_t>(bytes.data() + 10, 3);
-  resealDigest(bytes);
+  resealMetaDigest(bytes);
   Status s = open(bytes);
   EXPECT_EQ(s.code(), StatusCode::kUnsupportedVersion);
   EXPECT_EQ(s.message(),
-            "m.moea: artifact version 1.3 is newer than this runtime (1.0)");
+            "m.moea: artifact version 2.3 is newer than this runtime (2.0)");
 }
 
 TEST_F(ArtifactBytesTest, OtherMajorIsRefusedNamingBothVersions) {
-  for (uint16_t major : {0, 2, 65535}) {
+  for (uint16_t major : {0, 1, 3, 65535}) {
     storeLE<uint16_t>(bytes.data() + 8, major);
-    resealDigest(bytes);
+    resealMetaDigest(bytes);
     Status s = open(bytes);
     EXPECT_EQ(s.code(), StatusCode::kUnsupportedVersion);
-    EXPECT_EQ(s.message(), "m.moea: artifact version " + std::to_string(major) +
-                               ".0 is not readable by this runtime (1.0): the "
-                               "major version differs");
+    EXPECT_EQ(s.message(),
+              "m.moea: artifact version " + std::to_string(major) +
+                  ".0 is not readable by this runtime (2.0): the major "
+                  "version differs; " +
+                  (major < 2 ? "recompile it with this moec"
+                             : "it needs a newer runtime"));
   }
+}
+
+TEST_F(ArtifactBytesTest, FormatOneFileIsRefusedWithAClearMessage) {
+  // The start of a 1.0 file as the 1.0 writer made it: the version is read
+  // before anything whose layout changed.
+  std::vector<uint8_t> v1(512, 0);
+  encodeHeader(v1.data(), 1, 0);
+  ASSERT_TRUE(writeFile(dir.file("old.moea"), v1));
+  auto a = Artifact::open(dir.file("old.moea"));
+  ASSERT_FALSE(a.isOk());
+  EXPECT_EQ(a.status().code(), StatusCode::kUnsupportedVersion);
+  EXPECT_EQ(a.status().message(),
+            dir.file("old.moea") +
+                ": artifact version 1.0 is not readable by this runtime "
+                "(2.0): the major version differs; recompile it with this "
+                "moec");
 }
 
 TEST_F(ArtifactBytesTest, VersionIsCheckedThroughTheFileToo) {
@@ -462,35 +505,70 @@ TEST_F(ArtifactBytesTest, VersionIsCheckedThroughTheFileToo) {
   auto a = Artifact::open(dir.file("newer.moea"));
   ASSERT_FALSE(a.isOk());
   EXPECT_EQ(a.status().message(), dir.file("newer.moea") +
-                                      ": artifact version 1.1 is newer than "
-                                      "this runtime (1.0)");
+                                      ": artifact version 2.1 is newer than "
+                                      "this runtime (2.0)");
 }
 
 TEST_F(ArtifactBytesTest, UnknownRequiredSectionIsRejected) {
   Trailer t = decodeTrailer(bytes.data() + bytes.size() - kTrailerSize);
-  // Turn the cpu.so entry (table entry 1) into an unknown kind.
-  uint8_t *entry = bytes.data() + t.tableOffset + kTableEntrySize;
+  // Turn the cpu.so entry (table entry 0) into an unknown kind.
+  uint8_t *entry = bytes.data() + t.tableOffset;
   ASSERT_EQ(decodeSectionEntry(entry).nameView(), "cpu.so");
   storeLE<uint32_t>(entry, 1000);
-  resealDigest(bytes);
+  resealMetaDigest(bytes);
   Status s = open(bytes);
   EXPECT_EQ(s.code(), StatusCode::kCorrupt);
-  EXPECT_EQ(s.message(), "m.moea: section table entry 1 ('cpu.so'): kind 1000 "
+  EXPECT_EQ(s.message(), "m.moea: section table entry 0 ('cpu.so'): kind 1000 "
                          "is unknown to this runtime but marked required");
   // Marked optional, it would be skipped, but it may not take a name that
   // belongs to a known kind.
   storeLE<uint16_t>(entry + 4, 0);
-  resealDigest(bytes);
+  resealMetaDigest(bytes);
   s = open(bytes);
-  EXPECT_EQ(s.message(), "m.moea: section table entry 1 ('cpu.so'): name "
+  EXPECT_EQ(s.message(), "m.moea: section table entry 0 ('cpu.so'): name "
                          "field: the name 'cpu.so' is reserved for kind 2 "
                          "(cpu.so)");
-  // Renamed, it is skipped; the manifest's cpu target then lacks its code.
+  // Renamed, it no longer matches its record in the manifest.
   std::memcpy(entry + 32, "cpu.sx", 6);
-  resealDigest(bytes);
+  resealMetaDigest(bytes);
   s = open(bytes);
-  EXPECT_EQ(s.message(), "m.moea: manifest: targets[0] ('cpu'): the file has "
-                         "no 'cpu.so' section");
+  EXPECT_EQ(s.message(), "m.moea: manifest: sections[0] ('cpu.so'): names no "
+                         "section of the table");
+}
+
+TEST_F(ArtifactBytesTest, FlippedCodeByteIsCaughtAtOpen) {
+  // Code is verified before use at every level: a flipped cpu.so byte
+  // fails the default open, naming both digests.
+  auto a = Artifact::fromBytes("m.moea", bytes.data(), bytes.size());
+  ASSERT_TRUE(a.isOk());
+  const SectionInfo *so = (*a)->findSection("cpu.so");
+  std::string expected = toHex(fromHash(*so->digest->sha256()));
+  std::vector<uint8_t> image = bytes;
+  image[so->offset + 100] ^= 0x04;
+  Sha256Digest actual = Sha256::hash(image.data() + so->offset, so->size);
+  Status s = open(image);
+  EXPECT_EQ(s.code(), StatusCode::kCorrupt);
+  EXPECT_EQ(s.message(), "m.moea: section 'cpu.so': SHA-256 mismatch "
+                         "(expected " +
+                             expected + ", computed " + toHex(actual) +
+                             "): the section is corrupted");
+}
+
+TEST_F(ArtifactBytesTest, SignatureFieldsAreOutsideTheMetaDigest) {
+  // Room for an Ed25519 signature and its key: filling them in does not
+  // change the digest they would sign.
+  auto a = Artifact::fromBytes("m.moea", bytes.data(), bytes.size());
+  ASSERT_TRUE(a.isOk());
+  EXPECT_EQ((*a)->signature(), (std::array<uint8_t, kSignatureSize>{}));
+  std::vector<uint8_t> image = bytes;
+  uint8_t *trailerAt = image.data() + image.size() - kTrailerSize;
+  for (uint64_t i = 0; i < kSignatureSize + kPublicKeySize; ++i)
+    trailerAt[kTrailerSignatureOffset + i] = uint8_t(i + 1);
+  auto b = Artifact::fromBytes("m.moea", image.data(), image.size());
+  ASSERT_TRUE(b.isOk()) << b.status().toString();
+  EXPECT_EQ((*b)->metaDigest(), (*a)->metaDigest());
+  EXPECT_EQ((*b)->signature()[0], 1);
+  EXPECT_EQ((*b)->signerPublicKey()[31], 96);
 }
 
 TEST_F(ArtifactBytesTest, MissingFileAndNonFiles) {
@@ -548,7 +626,7 @@ TEST_F(ArtifactBytesTest, DevicesAreRefusedNamingTheirKind) {
 
 struct ManifestCase {
   const char *what;
-  std::function<void(manifest::Manifest &)> edit;
+  std::function<void(manifest::ManifestT &)> edit;
   const char *message; // after "<file>: manifest: "
 };
 
@@ -573,145 +651,132 @@ const uint64_t kHuge = ~uint64_t(0) - 63;
 INSTANTIATE_TEST_SUITE_P(
     Rules, ManifestConsistencyTest,
     ::testing::Values(
-        ManifestCase{"max_tokens", [](Manifest &m) { m.set_max_tokens(0); },
+        ManifestCase{"max_tokens", [](ManifestT &m) { m.max_tokens = 0; },
                      "max_tokens 0 is not in [1, 2147483647]"},
         ManifestCase{"buffer outside arena",
-                     [](Manifest &m) { m.set_arena_bytes(1000); },
+                     [](ManifestT &m) { m.arena_bytes = 1000; },
                      "buffers[2] (id 2, 'y'): offset 576 + 512 bytes exceeds "
                      "arena_bytes 1000"},
-        ManifestCase{
-            "buffer offset overflow",
-            [](Manifest &m) { m.mutable_buffers(1)->set_offset(kHuge); },
-            "buffers[1] (id 1, 'x'): offset 18446744073709551552 + "
-            "512 bytes exceeds arena_bytes 2304"},
+        ManifestCase{"buffer offset overflow",
+                     [](ManifestT &m) { m.buffers[1]->offset = kHuge; },
+                     "buffers[1] (id 1, 'x'): offset 18446744073709551552 + "
+                     "512 bytes exceeds arena_bytes 2304"},
         ManifestCase{"buffer misaligned",
-                     [](Manifest &m) { m.mutable_buffers(1)->set_offset(8); },
+                     [](ManifestT &m) { m.buffers[1]->offset = 8; },
                      "buffers[1] (id 1, 'x'): offset 8 is not a multiple of "
                      "64"},
         ManifestCase{"buffer too small",
-                     [](Manifest &m) { m.mutable_buffers(3)->set_bytes(100); },
+                     [](ManifestT &m) { m.buffers[3]->bytes = 100; },
                      "buffers[3] (id 3, 'logits'): bytes 100 is less than the "
                      "1184 bytes it needs at max_tokens 8"},
         ManifestCase{"buffer size overflow",
-                     [](Manifest &m) {
-                       m.mutable_buffers(1)->set_elements_per_token(uint64_t(1)
-                                                                    << 62);
+                     [](ManifestT &m) {
+                       setElementsPerToken(*m.buffers[1], uint64_t(1) << 62);
                      },
                      "buffers[1] (id 1, 'x'): elements_per_token "
                      "4611686018427387904 * max_tokens 8 overflows"},
-        ManifestCase{
-            "buffer without elements",
-            [](Manifest &m) { m.mutable_buffers(0)->clear_elements(); },
-            "buffers[0] (id 0, 'tokens'): has neither "
-            "elements_per_token nor fixed_elements"},
+        ManifestCase{"buffer without elements",
+                     [](ManifestT &m) { m.buffers[0]->elements.Reset(); },
+                     "buffers[0] (id 0, 'tokens'): has neither "
+                     "elements_per_token nor fixed_elements"},
         ManifestCase{"duplicate buffer id",
-                     [](Manifest &m) { m.mutable_buffers(2)->set_id(1); },
+                     [](ManifestT &m) { m.buffers[2]->id = 1; },
                      "buffers[2] (id 1, 'y'): id 1 is used twice"},
-        ManifestCase{
-            "unknown dtype",
-            [](Manifest &m) { m.mutable_buffers(1)->set_dtype(DType(99)); },
-            "buffers[1] (id 1, 'x'): dtype 99 is not a known dtype"},
-        ManifestCase{
-            "weight outside section",
-            [](Manifest &m) { m.mutable_weights(2)->set_offset(4096); },
-            "weights[2] (id 12, 'head'): offset 4096 + 2368 bytes "
-            "exceeds the weights section (4800 bytes)"},
-        ManifestCase{
-            "weight offset overflow",
-            [](Manifest &m) { m.mutable_weights(0)->set_offset(kHuge); },
-            "weights[0] (id 10, 'embed'): offset "
-            "18446744073709551552 + 2368 bytes exceeds the weights "
-            "section (4800 bytes)"},
+        ManifestCase{"unknown dtype",
+                     [](ManifestT &m) { m.buffers[1]->dtype = DType(99); },
+                     "buffers[1] (id 1, 'x'): dtype 99 is not a known dtype"},
+        ManifestCase{"weight outside section",
+                     [](ManifestT &m) { m.weights[2]->offset = 4096; },
+                     "weights[2] (id 12, 'head'): offset 4096 + 2368 bytes "
+                     "exceeds the weights section (4800 bytes)"},
+        ManifestCase{"weight offset overflow",
+                     [](ManifestT &m) { m.weights[0]->offset = kHuge; },
+                     "weights[0] (id 10, 'embed'): offset "
+                     "18446744073709551552 + 2368 bytes exceeds the weights "
+                     "section (4800 bytes)"},
         ManifestCase{"weight bytes",
-                     [](Manifest &m) { m.mutable_weights(1)->set_bytes(60); },
+                     [](ManifestT &m) { m.weights[1]->bytes = 60; },
                      "weights[1] (id 11, 'bias'): bytes 60 but shape [16] of "
                      "f32 needs 64"},
         ManifestCase{"weight shape",
-                     [](Manifest &m) { m.mutable_weights(0)->set_shape(1, 0); },
+                     [](ManifestT &m) { m.weights[0]->shape[1] = 0; },
                      "weights[0] (id 10, 'embed'): shape dimension 1 is 0, "
                      "expected > 0"},
-        ManifestCase{"weight element overflow",
-                     [](Manifest &m) {
-                       m.mutable_weights(0)->set_shape(0, int64_t(1) << 40);
-                       m.mutable_weights(0)->set_shape(1, int64_t(1) << 40);
-                     },
-                     "weights[0] (id 10, 'embed'): element count overflows"},
+        ManifestCase{
+            "weight element overflow",
+            [](ManifestT &m) {
+              m.weights[0]->shape = {int64_t(1) << 40, int64_t(1) << 40};
+            },
+            "weights[0] (id 10, 'embed'): element count overflows"},
         ManifestCase{"scale unknown",
-                     [](Manifest &m) {
-                       m.mutable_weights(2)->set_scale(77);
-                       m.mutable_weights(2)->add_block_shape(16);
+                     [](ManifestT &m) {
+                       m.weights[2]->scale = 77;
+                       m.weights[2]->block_shape = {16};
                      },
                      "weights[2] (id 12, 'head'): scale refers to unknown "
                      "weight id 77"},
         ManifestCase{"scale shape",
-                     [](Manifest &m) {
+                     [](ManifestT &m) {
                        // head [37, 16] in 8x8 blocks needs a [5, 2] scale;
                        // bias [16] is no such thing.
-                       m.mutable_weights(2)->set_scale(11);
-                       m.mutable_weights(2)->add_block_shape(8);
-                       m.mutable_weights(2)->add_block_shape(8);
+                       m.weights[2]->scale = 11;
+                       m.weights[2]->block_shape = {8, 8};
                      },
                      "weights[2] (id 12, 'head'): scale 'bias' has rank 1, "
                      "expected 2"},
-        ManifestCase{
-            "block without scale",
-            [](Manifest &m) { m.mutable_weights(2)->add_block_shape(128); },
-            "weights[2] (id 12, 'head'): has block_shape but no "
-            "scale"},
+        ManifestCase{"block without scale",
+                     [](ManifestT &m) { m.weights[2]->block_shape = {128}; },
+                     "weights[2] (id 12, 'head'): has block_shape but no "
+                     "scale"},
         ManifestCase{"input buffer",
-                     [](Manifest &m) { m.mutable_inputs(0)->set_buffer(9); },
+                     [](ManifestT &m) { m.inputs[0]->buffer = 9; },
                      "inputs[0] ('tokens'): buffer refers to unknown buffer "
                      "id 9"},
-        ManifestCase{
-            "input dtype",
-            [](Manifest &m) { m.mutable_inputs(0)->set_dtype(DTYPE_I64); },
-            "inputs[0] ('tokens'): dtype i64 differs from buffer "
-            "'tokens' (i32)"},
-        ManifestCase{
-            "output shape",
-            [](Manifest &m) { m.mutable_outputs(0)->set_shape(1, 36); },
-            "outputs[0] ('logits'): shape [T, 36] does not match "
-            "buffer 'logits' (elements_per_token 37)"},
+        ManifestCase{"input dtype",
+                     [](ManifestT &m) { m.inputs[0]->dtype = DType::I64; },
+                     "inputs[0] ('tokens'): dtype i64 differs from buffer "
+                     "'tokens' (i32)"},
+        ManifestCase{"output shape",
+                     [](ManifestT &m) { m.outputs[0]->shape[1] = 36; },
+                     "outputs[0] ('logits'): shape [T, 36] does not match "
+                     "buffer 'logits' (elements_per_token 37)"},
         ManifestCase{"token dim not first",
-                     [](Manifest &m) {
-                       m.mutable_outputs(0)->set_shape(0, 37);
-                       m.mutable_outputs(0)->set_shape(1, -1);
+                     [](ManifestT &m) {
+                       m.outputs[0]->shape = {37, -1};
                      },
                      "outputs[0] ('logits'): shape [37, T] has dimension 1 = "
                      "-1 (only dimension 0 may be -1, the tokens)"},
         ManifestCase{"step buffer",
-                     [](Manifest &m) {
-                       m.mutable_steps(1)->mutable_args(2)->set_buffer(40);
+                     [](ManifestT &m) {
+                       m.steps[1]->args[2] = Argument(ArgumentKind::BUFFER, 40);
                      },
                      "steps[1] ('moec_test_add'): argument 2 refers to "
                      "unknown buffer id 40"},
         ManifestCase{"step weight",
-                     [](Manifest &m) {
-                       m.mutable_steps(2)->mutable_args(1)->set_weight(3);
+                     [](ManifestT &m) {
+                       m.steps[2]->args[1] = Argument(ArgumentKind::WEIGHT, 3);
                      },
                      "steps[2] ('moec_test_logits'): argument 1 refers to "
                      "unknown weight id 3"},
         ManifestCase{"step empty argument",
-                     [](Manifest &m) { m.mutable_steps(0)->add_args(); },
+                     [](ManifestT &m) { m.steps[0]->args.emplace_back(); },
                      "steps[0] ('moec_test_embed'): argument 3 is neither a "
                      "buffer nor a weight"},
-        ManifestCase{
-            "step kernel",
-            [](Manifest &m) { m.mutable_steps(0)->set_kernel("rm -rf\n"); },
-            "steps[0] ('rm -rf\\x0a'): kernel is not a C identifier"},
+        ManifestCase{"step kernel",
+                     [](ManifestT &m) { m.steps[0]->kernel = "rm -rf\n"; },
+                     "steps[0] ('rm -rf\\x0a'): kernel is not a C identifier"},
         ManifestCase{"unknown target",
-                     [](Manifest &m) { m.add_targets("tpu"); },
+                     [](ManifestT &m) { m.targets.push_back("tpu"); },
                      "targets[1] ('tpu'): not 'cpu' or 'sm_<NN>[a]'"},
         ManifestCase{"gpu target without code",
-                     [](Manifest &m) { m.add_targets("sm_89"); },
+                     [](ManifestT &m) { m.targets.push_back("sm_89"); },
                      "targets[1] ('sm_89'): the file has neither "
                      "'kernels.cu' nor 'cubin.sm_89'"},
-        ManifestCase{"precision",
-                     [](Manifest &m) {
-                       m.mutable_precision(0)->set_precision(Precision(9));
-                     },
-                     "precision[0] ('dense_matmul'): needs an op_class and a "
-                     "known precision"}),
+        ManifestCase{
+            "precision",
+            [](ManifestT &m) { m.precision[0]->precision = Precision(9); },
+            "precision[0] ('dense_matmul'): needs an op_class and a "
+            "known precision"}),
     [](const ::testing::TestParamInfo<ManifestCase> &info) {
       std::string name;
       for (const char *p = info.param.what; *p; ++p)
@@ -720,7 +785,7 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 TEST(ManifestTest, WeightsWithoutWeightsSection) {
-  manifest::Manifest m = TestModel::random(6).manifest();
+  manifest::ManifestT m = TestModel::random(6).manifest();
   ManifestContext context;
   context.sectionNames = {"manifest", "cpu.so"};
   auto index = verifyManifest(m, context);
@@ -733,27 +798,28 @@ TEST(ManifestTest, WeightsWithoutWeightsSection) {
 /// Adds to `m` a [300, 200] FP8 weight (id 20, 'w_fp8') with blocks of
 /// [128, `innerBlock`] and a [3, 2] f32 scale (id 21), laid out after the
 /// test model's weights; returns both.
-std::pair<manifest::Weight *, manifest::Weight *>
-addBlockScaledWeight(manifest::Manifest &m, int64_t innerBlock) {
-  manifest::Weight *w = m.add_weights();
-  w->set_id(20);
-  w->set_name("w_fp8");
-  w->set_dtype(DTYPE_F8E4M3FN);
-  w->add_shape(300);
-  w->add_shape(200);
-  w->set_offset(4864);
-  w->set_bytes(60000);
-  w->set_scale(21);
-  w->add_block_shape(128);
-  w->add_block_shape(innerBlock);
-  manifest::Weight *s = m.add_weights();
-  s->set_id(21);
-  s->set_name("w_fp8.scale");
-  s->set_dtype(DTYPE_F32);
-  s->add_shape(3);
-  s->add_shape(2);
-  s->set_offset(64896);
-  s->set_bytes(24);
+std::pair<WeightT *, WeightT *> addBlockScaledWeight(manifest::ManifestT &m,
+                                                     int64_t innerBlock) {
+  auto weight = std::make_unique<WeightT>();
+  WeightT *w = weight.get();
+  w->id = 20;
+  w->name = "w_fp8";
+  w->dtype = DType::F8E4M3FN;
+  w->shape = {300, 200};
+  w->offset = 4864;
+  w->bytes = 60000;
+  w->scale = 21;
+  w->block_shape = {128, innerBlock};
+  m.weights.push_back(std::move(weight));
+  auto scale = std::make_unique<WeightT>();
+  WeightT *s = scale.get();
+  s->id = 21;
+  s->name = "w_fp8.scale";
+  s->dtype = DType::F32;
+  s->shape = {3, 2};
+  s->offset = 64896;
+  s->bytes = 24;
+  m.weights.push_back(std::move(scale));
   return {w, s};
 }
 
@@ -767,13 +833,13 @@ ManifestContext blockScaledContext() {
 
 TEST(ManifestTest, BlockScaledWeightIsAccepted) {
   // A [300, 200] FP8 weight with 128x128 blocks needs a [3, 2] f32 scale.
-  manifest::Manifest m = TestModel::random(7).manifest();
+  manifest::ManifestT m = TestModel::random(7).manifest();
   auto [w, s] = addBlockScaledWeight(m, 128);
   ManifestContext context = blockScaledContext();
   auto index = verifyManifest(m, context);
   EXPECT_TRUE(index.isOk()) << index.status().toString();
-  s->set_shape(1, 1);
-  s->set_bytes(12);
+  s->shape[1] = 1;
+  s->bytes = 12;
   index = verifyManifest(m, context);
   EXPECT_EQ(index.status().message(),
             "weights[3] (id 20, 'w_fp8'): scale 'w_fp8.scale' has shape [3, "
@@ -785,7 +851,7 @@ TEST(ManifestTest, BlockShapeNearInt64MaxIsOneBlockWithoutOverflow) {
   // (200 + block - 1) / block overflows int64 (UBSan: signed overflow) and,
   // wrapped, gives 0. The scale must then be [3, 1], and a [3, 2] scale is
   // refused naming the dimension.
-  manifest::Manifest m = TestModel::random(7).manifest();
+  manifest::ManifestT m = TestModel::random(7).manifest();
   auto [w, s] = addBlockScaledWeight(m, INT64_MAX);
   ManifestContext context = blockScaledContext();
   auto index = verifyManifest(m, context);
@@ -794,16 +860,255 @@ TEST(ManifestTest, BlockShapeNearInt64MaxIsOneBlockWithoutOverflow) {
   EXPECT_EQ(index.status().message(),
             "weights[3] (id 20, 'w_fp8'): scale 'w_fp8.scale' has shape [3, "
             "2] but dimension 1 should be 1");
-  s->set_shape(1, 1);
-  s->set_bytes(12);
+  s->shape[1] = 1;
+  s->bytes = 12;
   index = verifyManifest(m, context);
   EXPECT_TRUE(index.isOk()) << index.status().toString();
   // Both dimensions in one huge block: a [1, 1] scale.
-  w->set_block_shape(0, INT64_MAX - 1);
+  w->block_shape[0] = INT64_MAX - 1;
   index = verifyManifest(m, context);
   EXPECT_EQ(index.status().message(),
             "weights[3] (id 20, 'w_fp8'): scale 'w_fp8.scale' has shape [3, "
             "1] but dimension 0 should be 1");
+}
+
+//===----------------------------------------------------------------------===//
+// Verification levels: weights are verified per block, on use
+//===----------------------------------------------------------------------===//
+
+/// Writes an artifact at `path` whose weights section is `bytes` bytes of
+/// `streamBytes(seed)`, except `[holeBegin, holeEnd)`, which is streamed as
+/// zeros through `ChunkSink::zeros` (a hole in the file).
+static Status writeWeightsArtifact(const std::string &path, uint64_t bytes,
+                                   uint64_t seed, uint64_t holeBegin = 0,
+                                   uint64_t holeEnd = 0) {
+  MOEC_ASSIGN_OR_RETURN(std::unique_ptr<ArtifactWriter> writer,
+                        ArtifactWriter::create(path));
+  manifest::ManifestT m = TestModel::random(9).manifest();
+  m.targets.clear();
+  m.steps.clear();
+  m.weights.clear();
+  // One f32 weight over the whole section.
+  auto w = std::make_unique<manifest::WeightT>();
+  w->id = 1;
+  w->name = "everything";
+  w->dtype = manifest::DType::U8;
+  w->shape = {int64_t(bytes)};
+  w->bytes = bytes;
+  m.weights.push_back(std::move(w));
+  MOEC_RETURN_IF_ERROR(writer->addManifest(m));
+  MOEC_RETURN_IF_ERROR(writer->addStreamedSection(
+      SectionSpec::forKind(SectionKind::kWeights),
+      [&](const ArtifactWriter::ChunkSink &sink) -> Status {
+        std::vector<uint8_t> chunk(uint64_t(1) << 20);
+        for (uint64_t pos = 0; pos < bytes;) {
+          if (pos >= holeBegin && pos < holeEnd) {
+            MOEC_RETURN_IF_ERROR(sink.zeros(holeEnd - pos));
+            pos = holeEnd;
+            continue;
+          }
+          uint64_t limit = pos < holeBegin ? std::min(holeBegin, bytes) : bytes;
+          size_t n = size_t(std::min<uint64_t>(chunk.size(), limit - pos));
+          streamBytes(seed, pos, chunk.data(), n);
+          MOEC_RETURN_IF_ERROR(sink(chunk.data(), n));
+          pos += n;
+        }
+        return Status::ok();
+      }));
+  return writer->commit();
+}
+
+/// Pages of `[data, data + size)` resident in memory (mincore), for a
+/// page-aligned `data`.
+static uint64_t residentPages(const uint8_t *data, uint64_t size) {
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> flags((size + page - 1) / page);
+  if (mincore(const_cast<uint8_t *>(data), size, flags.data()) != 0)
+    return ~uint64_t(0);
+  uint64_t count = 0;
+  for (unsigned char f : flags)
+    count += f & 1;
+  return count;
+}
+
+TEST(VerifyLevelTest, FlippedWeightIsFoundOnUseNotAtOpen) {
+  TempDir dir;
+  std::string path = dir.file("w.moea");
+  // Three blocks: 16 MiB, 16 MiB, 1 MiB + 5.
+  const uint64_t kBytes = (uint64_t(33) << 20) + 5;
+  ASSERT_TRUE(writeWeightsArtifact(path, kBytes, 7).isOk());
+  std::vector<uint8_t> bytes = readFile(path);
+  uint64_t weightsAt = 0;
+  {
+    auto a = Artifact::open(path);
+    ASSERT_TRUE(a.isOk()) << a.status().toString();
+    weightsAt = (*a)->findSection("weights")->offset;
+    EXPECT_EQ((*a)->weightsBlockCount(), 3u);
+    EXPECT_EQ((*a)->weightsBlocksVerified(), 0u);
+    EXPECT_TRUE((*a)->verifyWeight(1).isOk());
+    EXPECT_EQ((*a)->weightsBlocksVerified(), 3u);
+  }
+  // Flip one byte of block 1.
+  const uint64_t flippedAt = (uint64_t(20) << 20) + 3;
+  bytes[weightsAt + flippedAt] ^= 0x20;
+  ASSERT_TRUE(writeFile(path, bytes));
+  Sha256Digest actual =
+      Sha256::hash(bytes.data() + weightsAt + (16u << 20), size_t(16) << 20);
+
+  auto a = Artifact::open(path);
+  ASSERT_TRUE(a.isOk()) << "the default open reads no weight: "
+                        << a.status().toString();
+  const Artifact &art = **a;
+  Sha256Digest expected =
+      fromHash(*art.findSection("weights")->digest->blocks()->Get(1));
+  // Blocks 0 and 2 are fine; a range that touches block 1 is not, every
+  // time it is asked, and block 1 stays unverified.
+  EXPECT_TRUE(art.verifyWeights(0, 16u << 20).isOk());
+  EXPECT_TRUE(art.verifyWeights(32u << 20, (1u << 20) + 5).isOk());
+  EXPECT_EQ(art.weightsBlocksVerified(), 2u);
+  std::string message = path +
+                        ": section 'weights': block 1 (bytes [16777216, "
+                        "33554432)): SHA-256 mismatch (expected " +
+                        toHex(expected) + ", computed " + toHex(actual) +
+                        "): the weights are corrupted";
+  for (int round = 0; round < 2; ++round) {
+    Status s = art.verifyWeights((16u << 20) - 1, 2);
+    EXPECT_EQ(s.code(), StatusCode::kCorrupt);
+    EXPECT_EQ(s.message(), message);
+  }
+  EXPECT_EQ(art.weightsBlocksVerified(), 2u);
+  Status w = art.verifyWeight(1);
+  EXPECT_EQ(w.message(), path + ": weight 'everything' (id 1): " +
+                             message.substr(path.size() + 2));
+  // Ranges outside the section are the caller's mistake.
+  EXPECT_EQ(art.verifyWeights(kBytes, 1).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(art.verifyWeights(1, ~uint64_t(0)).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(art.verifyWeights(kBytes, 0).isOk());
+
+  // The full open reads every block and reports the same one.
+  auto full = Artifact::open(path, OpenOptions{VerifyLevel::kFull});
+  ASSERT_FALSE(full.isOk());
+  EXPECT_EQ(full.status().message(), message);
+}
+
+TEST(VerifyLevelTest, ConcurrentVerificationHashesEachBlockOnce) {
+  TempDir dir;
+  std::string path = dir.file("w.moea");
+  const uint64_t kBytes = uint64_t(80) << 20; // 5 blocks
+  ASSERT_TRUE(writeWeightsArtifact(path, kBytes, 11).isOk());
+  auto a = Artifact::open(path);
+  ASSERT_TRUE(a.isOk()) << a.status().toString();
+  const Artifact &art = **a;
+  std::vector<std::thread> threads;
+  std::vector<Status> results(8);
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      // Overlapping ranges: all of it, and single blocks.
+      results[size_t(t)] =
+          t % 2 ? art.verifyWeights(0, kBytes)
+                : art.verifyWeights(uint64_t(t / 2) << 24, uint64_t(1) << 24);
+    });
+  for (std::thread &t : threads)
+    t.join();
+  for (const Status &s : results)
+    EXPECT_TRUE(s.isOk()) << s.toString();
+  EXPECT_EQ(art.weightsBlocksVerified(), 5u);
+}
+
+TEST(VerifyLevelTest, MultiGigabyteArtifactOpensWithoutReadingWeights) {
+  // 4 GiB + 1 MiB of weights, all but the first and last MiB a hole:
+  // written in moments, and a default open must not fault in any weight
+  // page. mincore on the mapping counts the pages the open made resident
+  // (hole pages become resident only when read).
+  TempDir dir;
+  std::string path = dir.file("big.moea");
+  const uint64_t kBytes = (uint64_t(4) << 30) + (uint64_t(1) << 20);
+  auto writeStart = std::chrono::steady_clock::now();
+  ASSERT_TRUE(writeWeightsArtifact(path, kBytes, 3, uint64_t(1) << 20,
+                                   kBytes - (uint64_t(1) << 20))
+                  .isOk());
+  double writeSeconds = std::chrono::duration<double>(
+                            std::chrono::steady_clock::now() - writeStart)
+                            .count();
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_GT(uint64_t(st.st_size), kBytes);
+  EXPECT_LT(uint64_t(st.st_blocks) * 512, uint64_t(64) << 20)
+      << "the zeros were not skipped";
+  EXPECT_LT(writeSeconds, 10.0);
+  // Out of the page cache, as after a reboot or a copy from elsewhere.
+  {
+    int fd = ::open(path.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    ::close(fd);
+  }
+
+  auto openStart = std::chrono::steady_clock::now();
+  auto a = Artifact::open(path);
+  double openMs = std::chrono::duration<double, std::milli>(
+                      std::chrono::steady_clock::now() - openStart)
+                      .count();
+  ASSERT_TRUE(a.isOk()) << a.status().toString();
+  ByteSpan weights = (*a)->sectionData(*(*a)->findSection("weights"));
+  uint64_t pages = weights.size / uint64_t(sysconf(_SC_PAGESIZE));
+  uint64_t resident = residentPages(weights.data, weights.size);
+  std::cout << "open of a " << (st.st_size >> 20) << " MiB artifact: " << openMs
+            << " ms, " << resident << " of " << pages
+            << " weight pages resident\n";
+  // 4 GiB would be over a million; the open reads none (not even by the
+  // kernel's read-around: Artifact::open advises against it).
+  EXPECT_LT(resident, uint64_t(16)) << "the open read weight bytes";
+  EXPECT_LT(openMs, 2000.0);
+  EXPECT_EQ((*a)->weightsBlocksVerified(), 0u);
+
+  // Using one weight range verifies (and reads) only its blocks: the
+  // sixth block of the hole.
+  uint64_t before = residentPages(weights.data, weights.size);
+  ASSERT_TRUE((*a)->verifyWeights(uint64_t(5) << 24, 4096).isOk());
+  EXPECT_EQ((*a)->weightsBlocksVerified(), 1u);
+  uint64_t after = residentPages(weights.data, weights.size);
+  EXPECT_GE(after - before, uint64_t(4096)) << "block 5 was not read";
+  // Plus at most the read-ahead window (read_ahead_kb) past it.
+  EXPECT_LT(after - before, uint64_t(4096) * 2);
+}
+
+TEST(VerifyLevelTest, FullOpenReadsEveryWeightBlock) {
+  TempDir dir;
+  std::string path = dir.file("full.moea");
+  const uint64_t kBytes = uint64_t(256) << 20;
+  ASSERT_TRUE(
+      writeWeightsArtifact(path, kBytes, 5, uint64_t(1) << 20, kBytes).isOk());
+  auto a = Artifact::open(path, OpenOptions{VerifyLevel::kFull});
+  ASSERT_TRUE(a.isOk()) << a.status().toString();
+  ByteSpan weights = (*a)->sectionData(*(*a)->findSection("weights"));
+  EXPECT_EQ((*a)->weightsBlocksVerified(), 16u);
+  EXPECT_EQ(residentPages(weights.data, weights.size),
+            weights.size / uint64_t(sysconf(_SC_PAGESIZE)));
+}
+
+TEST(VerifyLevelTest, WriterRefusesBadBlockSizes) {
+  TempDir dir;
+  auto expectRefused = [&](SectionSpec spec, const std::string &fragment) {
+    auto writer = ArtifactWriter::create(dir.file("m.moea"));
+    ASSERT_TRUE(writer.isOk());
+    uint8_t byte = 0;
+    Status s = (*writer)->addSection(spec, &byte, 1);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find(fragment), std::string::npos) << s.message();
+  };
+  SectionSpec weights = SectionSpec::forKind(SectionKind::kWeights);
+  weights.blockSize = 3 << 20;
+  expectRefused(weights, "block size 3145728 is not a power of two in [4096, "
+                         "1073741824]");
+  weights.blockSize = 0;
+  expectRefused(weights, "block size 0 is not a power of two");
+  SectionSpec so = SectionSpec::forKind(SectionKind::kCpuSharedObject);
+  so.blockSize = 1 << 20;
+  expectRefused(so, "only the weights section is hashed in blocks");
+  expectRefused(SectionSpec::forKind(SectionKind::kManifest),
+                "the manifest is added with addManifest");
 }
 
 } // namespace

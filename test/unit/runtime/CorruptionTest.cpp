@@ -1,12 +1,12 @@
 //===- CorruptionTest.cpp - Malformed artifacts are refused -----*- C++ -*-===//
 //
 // Issue 6's acceptance sweep: every single flipped byte over the header,
-// section table, trailer and manifest is rejected with a clear message that
-// names the file, never a crash; so is every truncation and extension.
-// Resealed variants (digest and CRCs recomputed after the flip) push the
-// damage past the checksums into the table checks and the protobuf parser
-// and manifest checks, which must hold on their own; also over a CUDA
-// manifest with tensor maps.
+// section table, trailer (but its unsigned signature fields) and manifest is
+// rejected with a clear message that names the file, never a crash; so is
+// every truncation and extension. Resealed variants (meta digest recomputed
+// after the flip) push the damage past the digest into the table checks,
+// the FlatBuffers verifier, the section records and `verifyManifest`, which
+// must hold on their own; also over a CUDA manifest with tensor maps.
 //
 //===----------------------------------------------------------------------===//
 
@@ -51,10 +51,13 @@ protected:
     EXPECT_GT(s.message().size(), std::string(kName).size() + 12) << context;
   }
 
-  // Byte ranges [begin, end) of the structures the sweep covers.
+  // Byte ranges [begin, end) of the structures the sweep covers: header,
+  // table and trailer up to the signature fields (which nothing checks
+  // yet: an unsigned file's are ignored).
   std::vector<std::pair<uint64_t, uint64_t>> structuralRanges() const {
-    return {{0, kHeaderSize},
-            {trailer.tableOffset, bytes.size()}}; // table + trailer
+    uint64_t signatureAt =
+        bytes.size() - kTrailerSize + kTrailerSignatureOffset;
+    return {{0, kHeaderSize}, {trailer.tableOffset, signatureAt}};
   }
   std::pair<uint64_t, uint64_t> manifestRange() const {
     const SectionInfo *m = original->findSection("manifest");
@@ -92,7 +95,7 @@ TEST_F(CorruptionTest, FlippedVersionNamesBothVersions) {
   EXPECT_EQ(s.code(), StatusCode::kUnsupportedVersion);
   EXPECT_EQ(
       s.message(),
-      "sweep.moea: artifact version 1.1 is newer than this runtime (1.0)");
+      "sweep.moea: artifact version 2.1 is newer than this runtime (2.0)");
 }
 
 TEST_F(CorruptionTest, FlippedStructureWithResealedDigestIsStillCaught) {
@@ -106,7 +109,7 @@ TEST_F(CorruptionTest, FlippedStructureWithResealedDigestIsStillCaught) {
       for (uint8_t mask : {0x01, 0x80, 0xFF}) {
         std::vector<uint8_t> image = bytes;
         image[at] ^= mask;
-        resealDigest(image);
+        resealMetaDigest(image);
         auto a = open(image);
         std::string context =
             "byte " + std::to_string(at) + " ^ " + std::to_string(mask);
@@ -122,17 +125,18 @@ TEST_F(CorruptionTest, FlippedStructureWithResealedDigestIsStillCaught) {
     }
 }
 
-TEST_F(CorruptionTest, ManifestBytesPastTheChecksumsNeverCrash) {
-  // Reseal CRCs and digest so that every flipped manifest reaches protobuf
-  // parsing and the consistency checks; each must be refused clearly or
-  // parse into a manifest that passed every check.
+TEST_F(CorruptionTest, ManifestBytesPastTheDigestNeverCrash) {
+  // Reseal the meta digest so that every flipped manifest reaches the
+  // FlatBuffers verifier, the section records and the consistency checks;
+  // each must be refused clearly or read as a manifest that passed every
+  // check.
   auto [begin, end] = manifestRange();
   int accepted = 0, rejected = 0;
   for (uint64_t at = begin; at < end; ++at)
     for (uint8_t mask : {0x01, 0x02, 0x10, 0x80, 0xFF}) {
       std::vector<uint8_t> image = bytes;
       image[at] ^= mask;
-      resealAll(image);
+      resealMetaDigest(image);
       auto a = open(image);
       if (a.isOk()) {
         ++accepted;
@@ -140,8 +144,13 @@ TEST_F(CorruptionTest, ManifestBytesPastTheChecksumsNeverCrash) {
       }
       ++rejected;
       expectClearRejection(a.status(), "manifest byte " + std::to_string(at));
-      EXPECT_NE(a.status().message().find("manifest"), std::string::npos)
-          << a.status().message();
+      // Refused by the manifest checks, or, when the flip hit a section's
+      // recorded SHA-256, by that section's digest check.
+      const std::string &message = a.status().message();
+      EXPECT_TRUE(message.find("manifest") != std::string::npos ||
+                  message.find("SHA-256 mismatch (expected ") !=
+                      std::string::npos)
+          << message;
     }
   // Both outcomes occur: names can change harmlessly, sizes cannot.
   EXPECT_GT(rejected, 0);
@@ -159,22 +168,22 @@ TEST(CorruptionTensorMaps, FlippedTensorMapsNeverCrash) {
   model.enableJitCuda("sm_90a");
   std::vector<uint8_t> so = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0};
   std::string path = dir.file("maps.moea");
-  Status w = model.write(path, so, [](manifest::Manifest &m) {
-    manifest::CudaLaunch *l = m.mutable_steps(1)->mutable_cuda(0);
-    manifest::TensorMap *x = l->add_tensor_maps(); // buffer x [T, 16] f32
-    x->set_arg(0);
-    x->set_dtype(manifest::DTYPE_F32);
-    x->add_dims(16);
-    x->add_dims(8);
-    x->add_strides(64);
-    x->add_box(16);
-    x->add_box(8);
+  Status w = model.write(path, so, [](manifest::ManifestT &m) {
+    manifest::CudaLaunchT &l = *m.steps[1]->cuda[0];
+    auto x = std::make_unique<manifest::TensorMapT>(); // buffer x [T, 16] f32
+    x->arg = 0;
+    x->dtype = manifest::DType::F32;
+    x->dims = {16, 8};
+    x->strides = {64};
+    x->box = {16, 8};
+    l.tensor_maps.push_back(std::move(x));
 
-    manifest::TensorMap *bias = l->add_tensor_maps(); // weight [16] f32
-    bias->set_arg(1);
-    bias->set_dtype(manifest::DTYPE_F32);
-    bias->add_dims(16);
-    bias->add_box(4);
+    auto bias = std::make_unique<manifest::TensorMapT>(); // weight [16] f32
+    bias->arg = 1;
+    bias->dtype = manifest::DType::F32;
+    bias->dims = {16};
+    bias->box = {4};
+    l.tensor_maps.push_back(std::move(bias));
   });
   ASSERT_TRUE(w.isOk()) << w.toString();
   std::vector<uint8_t> bytes = readFile(path);
@@ -186,7 +195,7 @@ TEST(CorruptionTensorMaps, FlippedTensorMapsNeverCrash) {
     for (uint8_t mask : {0x01, 0x10, 0x80, 0xFF}) {
       std::vector<uint8_t> image = bytes;
       image[at] ^= mask;
-      resealAll(image);
+      resealMetaDigest(image);
       auto a = Artifact::fromBytes("maps.moea", image.data(), image.size());
       if (a.isOk()) {
         ++accepted;
@@ -215,7 +224,7 @@ TEST_F(CorruptionTest, RandomManifestGarbageNeverCrashes) {
         1 + rng() % std::min<uint64_t>(64, m->offset + m->size - start);
     for (uint64_t i = 0; i < len; ++i)
       image[start + i] = uint8_t(rng());
-    resealAll(image);
+    resealMetaDigest(image);
     auto a = open(image);
     if (!a.isOk())
       expectClearRejection(a.status(), "trial " + std::to_string(trial));
@@ -263,38 +272,40 @@ TEST_F(CorruptionTest, ExtendedFileIsRejected) {
 
 TEST_F(CorruptionTest, TableEntriesNameTheirField) {
   struct Case {
-    uint64_t field; // offset inside entry 0 (the manifest)
+    uint64_t field; // offset inside entry 0 (cpu.so, at 4096)
     int bytes;
     uint64_t value;
     const char *message;
   };
   const Case cases[] = {
       {8, 8, 20,
-       "section table entry 0 ('manifest'): offset 20 is not a "
-       "multiple of its alignment 64"},
+       "section table entry 0 ('cpu.so'): offset 20 is not a "
+       "multiple of its alignment 4096"},
       {16, 8, ~uint64_t(0),
-       "section table entry 0 ('manifest'): offset 64 + size "
+       "section table entry 0 ('cpu.so'): offset 4096 + size "
        "18446744073709551615 is outside the data area [16, "},
       {24, 4, 48,
-       "section table entry 0 ('manifest'): alignment 48 is not a "
+       "section table entry 0 ('cpu.so'): alignment 48 is not a "
        "power of two <= 1048576"},
-      {6, 1, 2,
-       "section table entry 0 ('manifest'): checksum kind 2 is "
-       "unknown (expected 1, CRC-32)"},
+      {6, 1, 1,
+       "section table entry 0 ('cpu.so'): checksum kind 1 is "
+       "unknown (expected 2, SHA-256 in the manifest)"},
+      {28, 4, 0xdeadbeef,
+       "section table entry 0 ('cpu.so'): reserved bytes are not zero"},
       {4, 2, 0x8001,
-       "section table entry 0 ('manifest'): unknown flags "
+       "section table entry 0 ('cpu.so'): unknown flags "
        "0x8001"},
       {0, 4, 3,
-       "section table entry 0 ('manifest'): name field: a weights section must "
+       "section table entry 0 ('cpu.so'): name field: a weights section must "
        "be named 'weights'"},
-      {16, 8, 5000, "sections 'manifest' and 'cpu.so' overlap"},
+      {16, 8, 5000, "sections 'cpu.so' and 'weights' overlap"},
   };
   for (const Case &c : cases) {
     std::vector<uint8_t> image = bytes;
     uint8_t *p = image.data() + trailer.tableOffset + c.field;
     for (int i = 0; i < c.bytes; ++i)
       p[i] = uint8_t(c.value >> (8 * i));
-    resealDigest(image);
+    resealMetaDigest(image);
     Status s = open(image).status();
     EXPECT_EQ(s.message().rfind(std::string("sweep.moea: ") + c.message, 0), 0u)
         << s.message();

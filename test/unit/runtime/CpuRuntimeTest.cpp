@@ -68,7 +68,7 @@ protected:
 
   StatusOr<std::unique_ptr<CpuExecutor>>
   load(const std::string &name, const std::vector<uint8_t> &so,
-       const std::function<void(manifest::Manifest &)> &edit = {}) {
+       const std::function<void(manifest::ManifestT &)> &edit = {}) {
     std::string path = dir.file(name);
     MOEC_RETURN_IF_ERROR(model.write(path, so, edit));
     MOEC_ASSIGN_OR_RETURN(std::unique_ptr<Artifact> artifact,
@@ -126,8 +126,8 @@ TEST_F(CpuRuntimeTest, TwoModelsInOneProcessKeepTheirOwnKernels) {
 }
 
 TEST_F(CpuRuntimeTest, MissingSymbolIsALoadErrorNamingIt) {
-  auto ex = load("m.moea", kernelsSo(), [](manifest::Manifest &m) {
-    m.mutable_steps(1)->set_kernel("moec_test_missing");
+  auto ex = load("m.moea", kernelsSo(), [](manifest::ManifestT &m) {
+    m.steps[1]->kernel = "moec_test_missing";
   });
   ASSERT_FALSE(ex.isOk());
   EXPECT_EQ(ex.status().code(), StatusCode::kNotFound);
@@ -138,9 +138,8 @@ TEST_F(CpuRuntimeTest, MissingSymbolIsALoadErrorNamingIt) {
 }
 
 TEST_F(CpuRuntimeTest, SymbolsOutsideTheLibraryAreRefused) {
-  auto ex = load("m.moea", kernelsSo(), [](manifest::Manifest &m) {
-    m.mutable_steps(0)->set_kernel("free");
-  });
+  auto ex = load("m.moea", kernelsSo(),
+                 [](manifest::ManifestT &m) { m.steps[0]->kernel = "free"; });
   ASSERT_FALSE(ex.isOk());
   EXPECT_NE(ex.status().message().find(
                 "step 0: cpu.so: kernel symbol 'free' is not defined by this "
@@ -189,20 +188,22 @@ TEST_F(CpuRuntimeTest, PositionsInputIsFilledUnlessSet) {
   // A `positions` input in a region of its own, past the model's buffers, so
   // that no kernel writes over it and its contents stay visible after a run.
   int64_t maxTokens = model.maxTokens;
-  auto ex = load("m.moea", kernelsSo(), [&](manifest::Manifest &m) {
-    manifest::Buffer *b = m.add_buffers();
-    b->set_id(4);
-    b->set_name("positions");
-    b->set_dtype(manifest::DTYPE_I32);
-    b->set_elements_per_token(1);
-    b->set_offset(m.arena_bytes());
-    b->set_bytes(uint64_t(maxTokens) * 4);
-    m.set_arena_bytes(m.arena_bytes() + 64);
-    manifest::TensorSpec *in = m.add_inputs();
-    in->set_name("positions");
-    in->set_dtype(manifest::DTYPE_I32);
-    in->add_shape(-1);
-    in->set_buffer(4);
+  auto ex = load("m.moea", kernelsSo(), [&](manifest::ManifestT &m) {
+    auto b = std::make_unique<manifest::BufferT>();
+    b->id = 4;
+    b->name = "positions";
+    b->dtype = manifest::DType::I32;
+    setElementsPerToken(*b, 1);
+    b->offset = m.arena_bytes;
+    b->bytes = uint64_t(maxTokens) * 4;
+    m.buffers.push_back(std::move(b));
+    m.arena_bytes += 64;
+    auto in = std::make_unique<manifest::TensorSpecT>();
+    in->name = "positions";
+    in->dtype = manifest::DType::I32;
+    in->shape = {-1};
+    in->buffer = 4;
+    m.inputs.push_back(std::move(in));
   });
   ASSERT_TRUE(ex.isOk()) << ex.status().toString();
   auto positions = [&](int64_t n) {
@@ -267,9 +268,8 @@ TEST_F(CpuRuntimeTest, StepsRunOneAtATimeAndTheArenaIsReadable) {
 TEST_F(CpuRuntimeTest, AbsurdArenaIsRefusedNotWrapped) {
   // Consistent as far as the manifest goes, but rounding 2^64 - 1 up to
   // the arena alignment would wrap to a tiny allocation.
-  auto ex = load("m.moea", kernelsSo(), [](manifest::Manifest &m) {
-    m.set_arena_bytes(~uint64_t(0));
-  });
+  auto ex = load("m.moea", kernelsSo(),
+                 [](manifest::ManifestT &m) { m.arena_bytes = ~uint64_t(0); });
   ASSERT_FALSE(ex.isOk());
   EXPECT_EQ(ex.status().code(), StatusCode::kOutOfMemory);
   EXPECT_EQ(ex.status().message(),
@@ -281,10 +281,10 @@ TEST_F(CpuRuntimeTest, ArtifactWithoutCpuCodeIsUnavailable) {
   std::string path = dir.file("gpu-only.moea");
   auto writer = ArtifactWriter::create(path);
   ASSERT_TRUE(writer.isOk());
-  manifest::Manifest m = model.manifest();
-  m.clear_targets();
-  m.clear_weights();
-  m.clear_steps();
+  manifest::ManifestT m = model.manifest();
+  m.targets.clear();
+  m.weights.clear();
+  m.steps.clear();
   ASSERT_TRUE((*writer)->addManifest(m).isOk());
   ASSERT_TRUE((*writer)->commit().isOk());
   auto a = Artifact::open(path);
@@ -377,10 +377,10 @@ TEST_F(CpuRuntimeTest, CApiTokenCallsRefuseModelsWithoutLogits) {
   std::string path = dir.file("m.moea");
   ASSERT_TRUE(model
                   .write(path, kernelsSo(),
-                         [](manifest::Manifest &m) {
-                           m.mutable_outputs(0)->set_name("hidden");
-                           m.mutable_outputs(0)->set_dtype(manifest::DTYPE_I32);
-                           m.mutable_buffers(3)->set_dtype(manifest::DTYPE_I32);
+                         [](manifest::ManifestT &m) {
+                           m.outputs[0]->name = "hidden";
+                           m.outputs[0]->dtype = manifest::DType::I32;
+                           m.buffers[3]->dtype = manifest::DType::I32;
                          })
                   .isOk());
   // Such a model loads for the generic calls; the token calls say why they
@@ -685,6 +685,92 @@ TEST_F(CpuRuntimeTest, CApiConcurrentRunsFromTwoThreadsFailOrSucceed) {
   ASSERT_EQ(moec_model_logits(m, &logits, &rows, &cols), MOEC_OK);
   expectClose(logits, model.reference(tokens), "after the concurrent runs");
   moec_model_free(m);
+}
+
+//===----------------------------------------------------------------------===//
+// Weights are verified before the first run that reads them
+//===----------------------------------------------------------------------===//
+
+TEST_F(CpuRuntimeTest, FlippedWeightFailsTheFirstRunThatUsesIt) {
+  // One byte of `head` (read by step 2 only) flipped, in the second of two
+  // 4 KiB hash blocks (embed and bias are in the first): the default load
+  // succeeds, steps 0 and 1 run, step 2 and every whole run refuse with the
+  // file, the weight, the block and both digests; a full-verify load, or
+  // the C API with MOEC_VERIFY_FULL, refuses at once.
+  model.weightsBlockSize = 4096;
+  std::string path = dir.file("m.moea");
+  ASSERT_TRUE(model.write(path, kernelsSo()).isOk());
+  std::vector<uint8_t> bytes = readFile(path);
+  uint64_t headAt = 0;
+  {
+    auto a = Artifact::open(path);
+    ASSERT_TRUE(a.isOk());
+    // head is [2432, 4800) of the section.
+    ASSERT_EQ((*a)->findWeight(12)->offset(), 2432u);
+    headAt = (*a)->findSection("weights")->offset + 4500;
+  }
+  bytes[headAt] ^= 0x01;
+  ASSERT_TRUE(writeFile(path, bytes));
+
+  auto artifact = Artifact::open(path);
+  ASSERT_TRUE(artifact.isOk()) << artifact.status().toString();
+  auto ex = CpuExecutor::create(std::move(artifact).value());
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  std::vector<int32_t> tokens = {3, 1, 4};
+  ASSERT_TRUE((*ex)->setInput(0, tokens.data(), 12, 3).isOk());
+  EXPECT_TRUE((*ex)->runStep(0, 3).isOk());
+  EXPECT_TRUE((*ex)->runStep(1, 3).isOk());
+  std::string prefix = path + ": weight 'head' (id 12): section 'weights': "
+                              "block 1 (bytes [4096, 4800)): SHA-256 mismatch "
+                              "(expected ";
+  Status step = (*ex)->runStep(2, 3);
+  EXPECT_EQ(step.code(), StatusCode::kCorrupt);
+  EXPECT_EQ(step.message().rfind(prefix, 0), 0u) << step.message();
+  EXPECT_NE(step.message().find("): the weights are corrupted"),
+            std::string::npos);
+  Status run = (*ex)->run(3);
+  EXPECT_EQ(run.message(), step.message());
+
+  auto full = Artifact::open(path, OpenOptions{VerifyLevel::kFull});
+  ASSERT_FALSE(full.isOk());
+  EXPECT_EQ(full.status().code(), StatusCode::kCorrupt);
+
+  moec_model *m = nullptr;
+  ASSERT_EQ(moec_model_load_ex(path.c_str(), "cpu", MOEC_VERIFY_DEFAULT, &m),
+            MOEC_OK)
+      << moec_last_error();
+  EXPECT_EQ(moec_model_run(m, tokens.data(), 3), MOEC_CORRUPT);
+  EXPECT_EQ(std::string(moec_last_error()).rfind(prefix, 0), 0u)
+      << moec_last_error();
+  moec_model_free(m);
+  m = nullptr;
+  EXPECT_EQ(moec_model_load_ex(path.c_str(), "cpu", MOEC_VERIFY_FULL, &m),
+            MOEC_CORRUPT);
+  EXPECT_EQ(m, nullptr);
+  EXPECT_EQ(std::string(moec_last_error())
+                .rfind(path + ": section 'weights': "
+                              "block 1 (bytes [4096, "
+                              "4800)): SHA-256 "
+                              "mismatch",
+                       0),
+            0u)
+      << moec_last_error();
+  EXPECT_EQ(moec_model_load_ex(path.c_str(), "cpu", moec_verify(7), &m),
+            MOEC_INVALID_ARGUMENT);
+}
+
+TEST_F(CpuRuntimeTest, IntactWeightsAreVerifiedOnceByTheFirstRun) {
+  std::string path = dir.file("m.moea");
+  ASSERT_TRUE(model.write(path, kernelsSo()).isOk());
+  auto artifact = Artifact::open(path);
+  ASSERT_TRUE(artifact.isOk());
+  std::shared_ptr<const Artifact> shared(std::move(artifact).value().release());
+  auto ex = CpuExecutor::create(shared);
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  EXPECT_EQ(shared->weightsBlocksVerified(), 0u);
+  runAndCheck(**ex, {3, 1, 4}, 1.0f);
+  EXPECT_EQ(shared->weightsBlocksVerified(), shared->weightsBlockCount());
+  runAndCheck(**ex, {2, 7}, 1.0f);
 }
 
 } // namespace

@@ -122,10 +122,11 @@ static_assert(cu::kTensorMapSwizzle64B == CU_TENSOR_MAP_SWIZZLE_64B);
 static_assert(cu::kTensorMapSwizzle128B == CU_TENSOR_MAP_SWIZZLE_128B);
 // The manifest's TensorMapSwizzle is passed through unchanged.
 static_assert(
-    int(manifest::TENSOR_MAP_SWIZZLE_NONE) == CU_TENSOR_MAP_SWIZZLE_NONE &&
-    int(manifest::TENSOR_MAP_SWIZZLE_32B) == CU_TENSOR_MAP_SWIZZLE_32B &&
-    int(manifest::TENSOR_MAP_SWIZZLE_64B) == CU_TENSOR_MAP_SWIZZLE_64B &&
-    int(manifest::TENSOR_MAP_SWIZZLE_128B) == CU_TENSOR_MAP_SWIZZLE_128B);
+    int(manifest::TensorMapSwizzle::NONE) == CU_TENSOR_MAP_SWIZZLE_NONE &&
+    int(manifest::TensorMapSwizzle::SWIZZLE_32B) == CU_TENSOR_MAP_SWIZZLE_32B &&
+    int(manifest::TensorMapSwizzle::SWIZZLE_64B) == CU_TENSOR_MAP_SWIZZLE_64B &&
+    int(manifest::TensorMapSwizzle::SWIZZLE_128B) ==
+        CU_TENSOR_MAP_SWIZZLE_128B);
 static_assert(cu::kErrorOutOfMemory == CUDA_ERROR_OUT_OF_MEMORY);
 static_assert(cu::kErrorStubLibrary == CUDA_ERROR_STUB_LIBRARY);
 static_assert(cu::kErrorNoDevice == CUDA_ERROR_NO_DEVICE);
@@ -233,7 +234,7 @@ protected:
       ADD_FAILURE() << rm;
   }
   std::shared_ptr<const Artifact>
-  write(const std::function<void(manifest::Manifest &)> &edit = {}) {
+  write(const std::function<void(manifest::ManifestT &)> &edit = {}) {
     std::string path = dir.file("m.moea");
     Status s = model.write(path, readFile(MOEC_TEST_KERNELS_SO), edit);
     EXPECT_TRUE(s.isOk()) << s.toString();
@@ -317,12 +318,11 @@ TEST_F(FakeCudaTest, ArtifactWithoutCudaCodeIsUnavailable) {
 }
 
 TEST_F(FakeCudaTest, MissingKernelNamesStepAndKernel) {
-  auto ex =
-      CudaExecutor::create(write([](manifest::Manifest &m) {
-                             m.mutable_steps(1)->mutable_cuda(0)->set_kernel(
-                                 "moec_test_cuda_missing");
-                           }),
-                           options);
+  auto ex = CudaExecutor::create(write([](manifest::ManifestT &m) {
+                                   m.steps[1]->cuda[0]->kernel =
+                                       "moec_test_cuda_missing";
+                                 }),
+                                 options);
   ASSERT_FALSE(ex.isOk());
   EXPECT_EQ(ex.status().code(), StatusCode::kNotFound);
   EXPECT_EQ(ex.status().message(), dir.file("m.moea") +
@@ -343,11 +343,10 @@ TEST_F(FakeCudaTest, BlockLargerThanTheKernelAllowsIsRefused) {
 }
 
 TEST_F(FakeCudaTest, LargeSharedMemoryIsOptedIn) {
-  auto ex = CudaExecutor::create(
-      write([](manifest::Manifest &m) {
-        m.mutable_steps(2)->mutable_cuda(0)->set_shared_bytes(100000);
-      }),
-      options);
+  auto ex = CudaExecutor::create(write([](manifest::ManifestT &m) {
+                                   m.steps[2]->cuda[0]->shared_bytes = 100000;
+                                 }),
+                                 options);
   ASSERT_TRUE(ex.isOk()) << ex.status().toString();
   auto optIn = fakeControl<int (*)(const char *)>("moecFakeSharedOptIn");
   EXPECT_EQ(optIn("moec_test_cuda_logits"), 100000);
@@ -479,12 +478,43 @@ TEST_F(FakeCudaTest, JitCompilesKernelsCuThroughTheCache) {
   unsetenv("MOEC_FAKE_CUDA_KERNELS");
 }
 
+TEST_F(FakeCudaTest, WeightsAreVerifiedBeforeTheUpload) {
+  // The upload reads every weight, so it verifies every block first: intact
+  // weights end up all verified; a flipped byte in the second of two 4 KiB
+  // blocks fails the load (not a later run), naming the block.
+  model.weightsBlockSize = 4096;
+  auto artifact = write();
+  ASSERT_TRUE(artifact);
+  EXPECT_EQ(artifact->weightsBlocksVerified(), 0u);
+  {
+    auto ex = CudaExecutor::create(artifact, options);
+    ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+    EXPECT_EQ(artifact->weightsBlocksVerified(), 2u);
+    EXPECT_EQ(logits(**ex, {1, 2}), model.reference({1, 2}));
+  }
+  std::string path = dir.file("m.moea");
+  std::vector<uint8_t> bytes = readFile(path);
+  bytes[artifact->findSection("weights")->offset + 4500] ^= 0x40;
+  ASSERT_TRUE(writeFile(path, bytes));
+  auto flipped = Artifact::open(path);
+  ASSERT_TRUE(flipped.isOk()) << flipped.status().toString();
+  auto ex = CudaExecutor::create(std::move(flipped).value(), options);
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_EQ(ex.status().code(), StatusCode::kCorrupt);
+  EXPECT_EQ(ex.status().message().rfind(
+                path + ": section 'weights': block 1 (bytes [4096, 4800)): "
+                       "SHA-256 mismatch (expected ",
+                0),
+            0u)
+      << ex.status().message();
+}
+
 TEST_F(FakeCudaTest, DeviceFilledWeightsMatchTheCpu) {
   if (!Nvrtc::get().isOk())
     GTEST_SKIP() << Nvrtc::get().status().message();
-  auto artifact = write([](manifest::Manifest &m) {
-    m.set_weights_device_filled(true);
-    m.set_weights_fill_seed(1234);
+  auto artifact = write([](manifest::ManifestT &m) {
+    m.weights_device_filled = true;
+    m.weights_fill_seed = 1234;
   });
   auto cpu = CpuExecutor::create(artifact);
   ASSERT_TRUE(cpu.isOk()) << cpu.status().toString();
@@ -611,30 +641,28 @@ using MapBytes = unsigned char[128];
 // offset 0), step 1 (x and the bias; the kernel records them) and step 2's
 // second launch (the head weight, swizzled: weights offset 2432); step 2's
 // first launch has none.
-void addTestMaps(manifest::Manifest &m) {
+void addTestMaps(manifest::ManifestT &m) {
   using namespace manifest;
-  auto add = [](CudaLaunch *l, uint32_t arg, DType dtype,
+  auto add = [](CudaLaunchT &l, uint32_t arg, DType dtype,
                 std::vector<uint64_t> dims, std::vector<uint64_t> strides,
                 std::vector<uint32_t> box, TensorMapSwizzle swizzle) {
-    TensorMap *t = l->add_tensor_maps();
-    t->set_arg(arg);
-    t->set_dtype(dtype);
-    for (uint64_t d : dims)
-      t->add_dims(d);
-    for (uint64_t s : strides)
-      t->add_strides(s);
-    for (uint32_t b : box)
-      t->add_box(b);
-    t->set_swizzle(swizzle);
+    auto t = std::make_unique<TensorMapT>();
+    t->arg = arg;
+    t->dtype = dtype;
+    t->dims = std::move(dims);
+    t->strides = std::move(strides);
+    t->box = std::move(box);
+    t->swizzle = swizzle;
+    l.tensor_maps.push_back(std::move(t));
   };
-  add(m.mutable_steps(0)->mutable_cuda(0), 0, DTYPE_I32, {8}, {}, {8},
-      TENSOR_MAP_SWIZZLE_32B);
-  CudaLaunch *addMaps = m.mutable_steps(1)->mutable_cuda(0);
-  addMaps->set_kernel("moec_test_cuda_add_maps");
-  add(addMaps, 0, DTYPE_F32, {16, 8}, {64}, {16, 4}, TENSOR_MAP_SWIZZLE_NONE);
-  add(addMaps, 1, DTYPE_F32, {16}, {}, {8}, TENSOR_MAP_SWIZZLE_NONE);
-  add(m.mutable_steps(2)->mutable_cuda(1), 1, DTYPE_F32, {16, 37}, {64}, {8, 8},
-      TENSOR_MAP_SWIZZLE_32B);
+  add(*m.steps[0]->cuda[0], 0, DType::I32, {8}, {}, {8},
+      TensorMapSwizzle::SWIZZLE_32B);
+  CudaLaunchT &addMaps = *m.steps[1]->cuda[0];
+  addMaps.kernel = "moec_test_cuda_add_maps";
+  add(addMaps, 0, DType::F32, {16, 8}, {64}, {16, 4}, TensorMapSwizzle::NONE);
+  add(addMaps, 1, DType::F32, {16}, {}, {8}, TensorMapSwizzle::NONE);
+  add(*m.steps[2]->cuda[1], 1, DType::F32, {16, 37}, {64}, {8, 8},
+      TensorMapSwizzle::SWIZZLE_32B);
 }
 
 long long encodeField(int call, const char *field, int index = 0) {
@@ -665,14 +693,14 @@ TEST_F(FakeCudaTest, TensorMapsAreEncodedAtLoadAndPassedAfterTokens) {
   // right), arena base + buffer offset and weights base + weight offset for
   // the others.
   const manifest::Manifest &m = artifact->manifest();
-  uintptr_t arena = pointers[0] - m.buffers(1).offset();
-  uintptr_t weights = pointers[1] - m.weights(1).offset();
+  uintptr_t arena = pointers[0] - m.buffers()->Get(1)->offset();
+  uintptr_t weights = pointers[1] - m.weights()->Get(1)->offset();
   EXPECT_EQ(uintptr_t(encodeField(0, "address")),
-            arena + m.buffers(0).offset());
+            arena + m.buffers()->Get(0)->offset());
   EXPECT_EQ(uintptr_t(encodeField(1, "address")), pointers[0]);
   EXPECT_EQ(uintptr_t(encodeField(2, "address")), pointers[1]);
   EXPECT_EQ(uintptr_t(encodeField(3, "address")),
-            weights + m.weights(2).offset());
+            weights + m.weights()->Get(2)->offset());
   // Types, shapes and the fixed choices.
   EXPECT_EQ(encodeField(0, "dataType"), 3); // INT32
   for (int call = 0; call < 4; ++call) {
@@ -909,12 +937,12 @@ TEST_F(FakeCudaTest, FakeEncodeFollowsCudaHRules) {
 
 TEST(CudaTensorMaps, DataTypeFollowsElementSize) {
   using namespace manifest;
-  EXPECT_EQ(tensorMapDataTypeFor(DTYPE_F32), cu::kTensorMapDataTypeFloat32);
-  EXPECT_EQ(tensorMapDataTypeFor(DTYPE_I32), cu::kTensorMapDataTypeInt32);
-  EXPECT_EQ(tensorMapDataTypeFor(DTYPE_I64), cu::kTensorMapDataTypeInt64);
-  for (DType t : {DTYPE_BF16, DTYPE_F16})
+  EXPECT_EQ(tensorMapDataTypeFor(DType::F32), cu::kTensorMapDataTypeFloat32);
+  EXPECT_EQ(tensorMapDataTypeFor(DType::I32), cu::kTensorMapDataTypeInt32);
+  EXPECT_EQ(tensorMapDataTypeFor(DType::I64), cu::kTensorMapDataTypeInt64);
+  for (DType t : {DType::BF16, DType::F16})
     EXPECT_EQ(tensorMapDataTypeFor(t), cu::kTensorMapDataTypeUint16);
-  for (DType t : {DTYPE_F8E4M3FN, DTYPE_F8E5M2, DTYPE_I8, DTYPE_U8})
+  for (DType t : {DType::F8E4M3FN, DType::F8E5M2, DType::I8, DType::U8})
     EXPECT_EQ(tensorMapDataTypeFor(t), cu::kTensorMapDataTypeUint8);
 }
 
@@ -1026,26 +1054,24 @@ TEST(WeightFill, ValuesHaveTheDocumentedRanges) {
 }
 
 TEST(WeightFill, KindsFollowDtypeAndScaleRole) {
-  manifest::Manifest m;
-  manifest::Weight *w = m.add_weights();
-  w->set_id(1);
-  w->set_dtype(manifest::DTYPE_F8E4M3FN);
-  w->set_scale(2);
-  manifest::Weight *s = m.add_weights();
-  s->set_id(2);
-  s->set_dtype(manifest::DTYPE_F32);
-  manifest::Weight *g = m.add_weights();
-  g->set_id(3);
-  g->set_dtype(manifest::DTYPE_BF16);
-  manifest::Weight *i = m.add_weights();
-  i->set_id(4);
-  i->set_dtype(manifest::DTYPE_I32);
-  i->set_bytes(16);
-  EXPECT_EQ(fillKindFor(m, m.weights(0)), FillKind::kE4m3);
-  EXPECT_EQ(fillKindFor(m, m.weights(1)), FillKind::kScale);
-  EXPECT_EQ(fillKindFor(m, m.weights(2)), FillKind::kBf16);
-  EXPECT_EQ(fillKindFor(m, m.weights(3)), FillKind::kZero);
-  EXPECT_EQ(fillElementCount(m.weights(3), FillKind::kZero), 16u);
+  manifest::ManifestT t;
+  auto weight = [&](uint32_t id, manifest::DType dtype) {
+    t.weights.push_back(std::make_unique<manifest::WeightT>());
+    t.weights.back()->id = id;
+    t.weights.back()->dtype = dtype;
+    return t.weights.back().get();
+  };
+  weight(1, manifest::DType::F8E4M3FN)->scale = 2;
+  weight(2, manifest::DType::F32);
+  weight(3, manifest::DType::BF16);
+  weight(4, manifest::DType::I32)->bytes = 16;
+  PackedManifest m(t);
+  const auto &w = *m->weights();
+  EXPECT_EQ(fillKindFor(*m, *w[0]), FillKind::kE4m3);
+  EXPECT_EQ(fillKindFor(*m, *w[1]), FillKind::kScale);
+  EXPECT_EQ(fillKindFor(*m, *w[2]), FillKind::kBf16);
+  EXPECT_EQ(fillKindFor(*m, *w[3]), FillKind::kZero);
+  EXPECT_EQ(fillElementCount(*w[3], FillKind::kZero), 16u);
 }
 
 } // namespace
@@ -1057,70 +1083,76 @@ TEST(WeightFill, KindsFollowDtypeAndScaleRole) {
 namespace {
 
 TEST(GpuCheckWork, GroupedGemmRowsComeFromTopK) {
-  manifest::Manifest m;
-  auto *x = m.add_buffers(); // dispatched rows: top-2 of K = 16
-  x->set_id(1);
-  x->set_dtype(manifest::DTYPE_F32);
-  x->set_elements_per_token(2 * 16);
-  auto *y = m.add_buffers();
-  y->set_id(2);
-  y->set_dtype(manifest::DTYPE_F32);
-  y->set_elements_per_token(2 * 8);
-  auto *w = m.add_weights(); // [E = 4, N = 8, K = 16] e4m3, scaled
-  w->set_id(10);
-  w->set_dtype(manifest::DTYPE_F8E4M3FN);
-  for (int64_t d : {4, 8, 16})
-    w->add_shape(d);
-  w->set_bytes(4 * 8 * 16);
-  w->set_scale(11);
-  auto *s = m.add_weights();
-  s->set_id(11);
-  s->set_dtype(manifest::DTYPE_F32);
-  for (int64_t d : {4, 1, 1})
-    s->add_shape(d);
-  s->set_bytes(16);
-  auto *step = m.add_steps();
-  step->set_op("moe.fp8_grouped_matmul");
-  step->add_args()->set_buffer(1);
-  step->add_args()->set_weight(10);
-  step->add_args()->set_weight(11);
-  step->add_args()->set_buffer(2);
+  using manifest::Argument;
+  using manifest::ArgumentKind;
+  manifest::ManifestT t;
+  auto buffer = [&](uint32_t id, uint64_t perToken) {
+    auto b = std::make_unique<manifest::BufferT>();
+    b->id = id;
+    b->dtype = manifest::DType::F32;
+    setElementsPerToken(*b, perToken);
+    t.buffers.push_back(std::move(b));
+  };
+  buffer(1, 2 * 16); // dispatched rows: top-2 of K = 16
+  buffer(2, 2 * 8);
+  auto w = std::make_unique<manifest::WeightT>(); // [E = 4, N = 8, K = 16]
+  w->id = 10;                                     // e4m3, scaled
+  w->dtype = manifest::DType::F8E4M3FN;
+  w->shape = {4, 8, 16};
+  w->bytes = 4 * 8 * 16;
+  w->scale = 11;
+  t.weights.push_back(std::move(w));
+  auto s = std::make_unique<manifest::WeightT>();
+  s->id = 11;
+  s->dtype = manifest::DType::F32;
+  s->shape = {4, 1, 1};
+  s->bytes = 16;
+  t.weights.push_back(std::move(s));
+  auto step = std::make_unique<manifest::StepT>();
+  step->op = "moe.fp8_grouped_matmul";
+  step->args = {
+      Argument(ArgumentKind::BUFFER, 1), Argument(ArgumentKind::WEIGHT, 10),
+      Argument(ArgumentKind::WEIGHT, 11), Argument(ArgumentKind::BUFFER, 2)};
+  t.steps.push_back(std::move(step));
+  PackedManifest m(t);
 
   // T = 3: 6 rows, all 4 experts touched.
-  WorkEstimate e = estimateWork(m, 3);
+  WorkEstimate e = estimateWork(*m, 3);
   EXPECT_EQ(e.flops, 2.0 * 6 * 8 * 16);
   EXPECT_EQ(e.bytes, 512.0 + 16 + 3 * 32 * 4 + 3 * 16 * 4);
   // T = 1: 2 rows touch at most 2 of the 4 experts.
-  e = estimateWork(m, 1);
+  e = estimateWork(*m, 1);
   EXPECT_EQ(e.flops, 2.0 * 2 * 8 * 16);
   EXPECT_EQ(e.bytes, (512.0 + 16) / 2 + 32 * 4 + 16 * 4);
 }
 
 TEST(GpuCheckPerStep, ResultsAreTrailingBuffersFirstDefinedThere) {
   // The test model: every step's last argument is its one result.
-  manifest::Manifest tm = TestModel::random(1).manifest();
-  EXPECT_EQ(stepResultArgs(tm), (std::vector<std::vector<int>>{{2}, {2}, {2}}));
+  PackedManifest tm(TestModel::random(1).manifest());
+  EXPECT_EQ(stepResultArgs(*tm),
+            (std::vector<std::vector<int>>{{2}, {2}, {2}}));
 
   // input 0 -> router(x=0, gate w10) -> (weights 1, indices 2);
   // dispatch(x=0, indices=2) -> (rows 3, offsets 4, positions 5);
   // an in-place update of 3 (no result); a step passing x twice whose
   // result is 6; a new buffer passed twice (malformed: not a result).
-  manifest::Manifest m;
-  m.add_inputs()->set_buffer(0);
+  manifest::ManifestT t;
+  t.inputs.push_back(std::make_unique<manifest::TensorSpecT>());
+  t.inputs[0]->buffer = 0;
   auto step = [&](std::vector<int> args) {
-    auto *s = m.add_steps();
+    auto s = std::make_unique<manifest::StepT>();
     for (int a : args)
-      if (a >= 10)
-        s->add_args()->set_weight(uint32_t(a));
-      else
-        s->add_args()->set_buffer(uint32_t(a));
+      s->args.emplace_back(a >= 10 ? manifest::ArgumentKind::WEIGHT
+                                   : manifest::ArgumentKind::BUFFER,
+                           uint32_t(a));
+    t.steps.push_back(std::move(s));
   };
   step({0, 10, 1, 2});
   step({0, 2, 3, 4, 5});
   step({3, 1});
   step({0, 0, 6});
   step({6, 7, 7});
-  EXPECT_EQ(stepResultArgs(m),
+  EXPECT_EQ(stepResultArgs(*PackedManifest(t)),
             (std::vector<std::vector<int>>{{2, 3}, {2, 3, 4}, {}, {2}, {}}));
 }
 

@@ -71,30 +71,32 @@ std::vector<std::string> TempDir::list() const {
   return names;
 }
 
-void resealDigest(std::vector<uint8_t> &bytes) {
-  if (bytes.size() < kTrailerSize)
-    return;
-  size_t digestAt = bytes.size() - kTrailerSize + kTrailerDigestOffset;
-  Sha256Digest d = Sha256::hash(bytes.data(), digestAt);
-  std::memcpy(bytes.data() + digestAt, d.data(), d.size());
-}
-
-void resealAll(std::vector<uint8_t> &bytes) {
+void resealMetaDigest(std::vector<uint8_t> &bytes) {
   if (bytes.size() < kHeaderSize + kTrailerSize)
     return;
-  Trailer t = decodeTrailer(bytes.data() + bytes.size() - kTrailerSize);
-  uint64_t tableEnd = bytes.size() - kTrailerSize;
-  for (uint32_t i = 0; i < t.sectionCount; ++i) {
+  uint64_t trailerAt = bytes.size() - kTrailerSize;
+  Trailer t = decodeTrailer(bytes.data() + trailerAt);
+  Sha256 meta;
+  meta.update(bytes.data(), kHeaderSize);
+  // The manifest, if the table still leads to one inside the file.
+  bool tableInside = t.tableOffset <= trailerAt;
+  for (uint32_t i = 0; tableInside && i < t.sectionCount; ++i) {
     uint64_t at = t.tableOffset + uint64_t(i) * kTableEntrySize;
-    if (at < t.tableOffset || at + kTableEntrySize > tableEnd)
+    if (at < t.tableOffset || at + kTableEntrySize > trailerAt)
       break;
     SectionEntry e = decodeSectionEntry(bytes.data() + at);
-    if (e.offset > tableEnd || tableEnd - e.offset < e.size)
-      continue;
-    uint32_t crc = crc32Update(0, bytes.data() + e.offset, e.size);
-    storeLE<uint32_t>(bytes.data() + at + 28, crc);
+    if (e.nameView() == "manifest" && e.offset <= trailerAt &&
+        trailerAt - e.offset >= e.size) {
+      meta.update(bytes.data() + e.offset, e.size);
+      break;
+    }
   }
-  resealDigest(bytes);
+  if (tableInside)
+    meta.update(bytes.data() + t.tableOffset, trailerAt - t.tableOffset);
+  meta.update(bytes.data() + trailerAt, kTrailerDigestOffset);
+  Sha256Digest d = meta.finish();
+  std::memcpy(bytes.data() + trailerAt + kTrailerDigestOffset, d.data(),
+              d.size());
 }
 
 TestModel TestModel::random(uint32_t seed) {
@@ -128,82 +130,80 @@ std::vector<uint8_t> TestModel::weightsSection() const {
   return bytes;
 }
 
-manifest::Manifest TestModel::manifest() const {
+manifest::ManifestT TestModel::manifest() const {
   using namespace manifest;
-  Manifest m;
-  m.set_compiler_version("moec test 0.1");
-  m.set_model_type("test_embed_add_logits");
-  m.set_source("test/unit/runtime/TestModel.cpp");
-  m.set_max_tokens(maxTokens);
-  m.add_targets("cpu");
+  ManifestT m;
+  m.compiler_version = "moec test 0.1";
+  m.model_type = "test_embed_add_logits";
+  m.source = "test/unit/runtime/TestModel.cpp";
+  m.max_tokens = maxTokens;
+  m.targets.push_back("cpu");
 
   // Buffers: tokens, x, y, logits, packed at 64-byte aligned offsets.
   uint64_t arena = 0;
   auto addBuffer = [&](uint32_t id, const char *name, DType dtype,
                        uint64_t perToken) {
-    Buffer *b = m.add_buffers();
-    b->set_id(id);
-    b->set_name(name);
-    b->set_dtype(dtype);
-    b->set_elements_per_token(perToken);
-    b->set_offset(arena);
-    b->set_bytes(perToken * uint64_t(maxTokens) * 4);
-    arena = alignTo64(arena + b->bytes());
+    auto b = std::make_unique<BufferT>();
+    b->id = id;
+    b->name = name;
+    b->dtype = dtype;
+    setElementsPerToken(*b, perToken);
+    b->offset = arena;
+    b->bytes = perToken * uint64_t(maxTokens) * 4;
+    arena = alignTo64(arena + b->bytes);
+    m.buffers.push_back(std::move(b));
   };
-  addBuffer(0, "tokens", DTYPE_I32, 1);
-  addBuffer(1, "x", DTYPE_F32, uint64_t(hidden));
-  addBuffer(2, "y", DTYPE_F32, uint64_t(hidden));
-  addBuffer(3, "logits", DTYPE_F32, uint64_t(vocab));
-  m.set_arena_bytes(arena);
+  addBuffer(0, "tokens", DType::I32, 1);
+  addBuffer(1, "x", DType::F32, uint64_t(hidden));
+  addBuffer(2, "y", DType::F32, uint64_t(hidden));
+  addBuffer(3, "logits", DType::F32, uint64_t(vocab));
+  m.arena_bytes = arena;
 
   uint64_t offset = 0;
   auto addWeight = [&](uint32_t id, const char *name,
                        std::vector<int64_t> shape) {
-    Weight *w = m.add_weights();
-    w->set_id(id);
-    w->set_name(name);
-    w->set_dtype(DTYPE_F32);
+    auto w = std::make_unique<WeightT>();
+    w->id = id;
+    w->name = name;
+    w->dtype = DType::F32;
     uint64_t n = 1;
-    for (int64_t d : shape) {
-      w->add_shape(d);
+    for (int64_t d : shape)
       n *= uint64_t(d);
-    }
-    w->set_offset(offset);
-    w->set_bytes(n * 4);
+    w->shape = std::move(shape);
+    w->offset = offset;
+    w->bytes = n * 4;
     offset = alignTo64(offset + n * 4);
+    m.weights.push_back(std::move(w));
   };
   addWeight(10, "embed", {vocab, hidden});
   addWeight(11, "bias", {hidden});
   addWeight(12, "head", {vocab, hidden});
 
-  TensorSpec *in = m.add_inputs();
-  in->set_name("tokens");
-  in->set_dtype(DTYPE_I32);
-  in->add_shape(-1);
-  in->set_buffer(0);
-  in->set_index_bound(vocab);
-  TensorSpec *out = m.add_outputs();
-  out->set_name("logits");
-  out->set_dtype(DTYPE_F32);
-  out->add_shape(-1);
-  out->add_shape(vocab);
-  out->set_buffer(3);
+  auto in = std::make_unique<TensorSpecT>();
+  in->name = "tokens";
+  in->dtype = DType::I32;
+  in->shape = {-1};
+  in->buffer = 0;
+  in->index_bound = vocab;
+  m.inputs.push_back(std::move(in));
+  auto out = std::make_unique<TensorSpecT>();
+  out->name = "logits";
+  out->dtype = DType::F32;
+  out->shape = {-1, vocab};
+  out->buffer = 3;
+  m.outputs.push_back(std::move(out));
 
   auto addStep = [&](const char *kernel, const char *op,
                      std::vector<std::pair<bool, uint32_t>> args,
                      std::vector<int64_t> params) {
-    Step *s = m.add_steps();
-    s->set_kernel(kernel);
-    s->set_op(op);
-    for (auto [isWeight, id] : args) {
-      Argument *a = s->add_args();
-      if (isWeight)
-        a->set_weight(id);
-      else
-        a->set_buffer(id);
-    }
-    for (int64_t p : params)
-      s->add_params(p);
+    auto s = std::make_unique<StepT>();
+    s->kernel = kernel;
+    s->op = op;
+    for (auto [isWeight, id] : args)
+      s->args.emplace_back(
+          isWeight ? ArgumentKind::WEIGHT : ArgumentKind::BUFFER, id);
+    s->params = std::move(params);
+    m.steps.push_back(std::move(s));
   };
   addStep("moec_test_embed", "moe.embed", {{false, 0}, {true, 10}, {false, 1}},
           {hidden});
@@ -212,16 +212,17 @@ manifest::Manifest TestModel::manifest() const {
   addStep("moec_test_logits", "moe.matmul",
           {{false, 2}, {true, 12}, {false, 3}}, {hidden, vocab});
 
-  PrecisionEntry *p = m.add_precision();
-  p->set_op_class("dense_matmul");
-  p->set_precision(PRECISION_F32);
+  auto p = std::make_unique<PrecisionEntryT>();
+  p->op_class = "dense_matmul";
+  p->precision = Precision::F32;
+  m.precision.push_back(std::move(p));
   return m;
 }
 
 Status
 TestModel::write(const std::string &path, const std::vector<uint8_t> &cpuSo,
-                 const std::function<void(manifest::Manifest &)> &edit) const {
-  manifest::Manifest m = manifest();
+                 const std::function<void(manifest::ManifestT &)> &edit) const {
+  manifest::ManifestT m = manifest();
   if (!cudaArch.empty())
     addCudaLaunches(m, cudaArch);
   if (edit)
@@ -235,9 +236,11 @@ TestModel::write(const std::string &path, const std::vector<uint8_t> &cpuSo,
   for (const auto &[spec, bytes] : extraSections)
     MOEC_RETURN_IF_ERROR(writer->addSection(spec, bytes.data(), bytes.size()));
   std::vector<uint8_t> weights = weightsSection();
+  SectionSpec weightsSpec = SectionSpec::forKind(SectionKind::kWeights);
+  if (weightsBlockSize)
+    weightsSpec.blockSize = weightsBlockSize;
   MOEC_RETURN_IF_ERROR(writer->addStreamedSection(
-      SectionSpec::forKind(SectionKind::kWeights),
-      [&](const ArtifactWriter::ChunkSink &sink) -> Status {
+      weightsSpec, [&](const ArtifactWriter::ChunkSink &sink) -> Status {
         // Uneven chunks, as a weight streamer would produce.
         for (size_t pos = 0, n = 1; pos < weights.size(); pos += n, n += 97) {
           n = std::min(n, weights.size() - pos);
@@ -248,34 +251,25 @@ TestModel::write(const std::string &path, const std::vector<uint8_t> &cpuSo,
   return writer->commit();
 }
 
-void TestModel::addCudaLaunches(manifest::Manifest &m,
+void TestModel::addCudaLaunches(manifest::ManifestT &m,
                                 const std::string &arch) {
   using namespace manifest;
-  m.add_targets(arch);
-  m.set_cuda_workspace_bytes(uint64_t(m.max_tokens()) * 37 * 4);
-  auto launch = [](Step *s, const char *kernel,
+  m.targets.push_back(arch);
+  m.cuda_workspace_bytes = uint64_t(m.max_tokens) * 37 * 4;
+  auto launch = [](StepT &s, const char *kernel,
                    std::array<std::array<int64_t, 3>, 3> grid, uint32_t block) {
-    CudaLaunch *l = s->add_cuda();
-    l->set_kernel(kernel);
-    for (const auto &g : grid) {
-      GridExtent *e = l->add_grid();
-      e->set_per_token(g[0]);
-      e->set_divisor(g[1]);
-      e->set_constant(g[2]);
-    }
-    l->add_block(block);
-    l->add_block(1);
-    l->add_block(1);
+    auto l = std::make_unique<CudaLaunchT>();
+    l->kernel = kernel;
+    for (const auto &g : grid)
+      l->grid.emplace_back(g[0], g[1], g[2]);
+    l->block = {block, 1, 1};
+    s.cuda.push_back(std::move(l));
   };
   const std::array<int64_t, 3> one = {0, 1, 1};
-  launch(m.mutable_steps(0), "moec_test_cuda_embed", {{{1, 1, 0}, one, one}},
-         32);
-  launch(m.mutable_steps(1), "moec_test_cuda_add", {{{16, 64, 0}, one, one}},
-         64);
-  launch(m.mutable_steps(2), "moec_test_cuda_logits", {{{1, 1, 0}, one, one}},
-         32);
-  launch(m.mutable_steps(2), "moec_test_cuda_copy_out",
-         {{{37, 64, 0}, one, one}}, 64);
+  launch(*m.steps[0], "moec_test_cuda_embed", {{{1, 1, 0}, one, one}}, 32);
+  launch(*m.steps[1], "moec_test_cuda_add", {{{16, 64, 0}, one, one}}, 64);
+  launch(*m.steps[2], "moec_test_cuda_logits", {{{1, 1, 0}, one, one}}, 32);
+  launch(*m.steps[2], "moec_test_cuda_copy_out", {{{37, 64, 0}, one, one}}, 64);
 }
 
 void TestModel::enableFakeCuda(const std::string &kernelsSo,

@@ -42,11 +42,26 @@ private:
   std::string path_;
 };
 
-/// Recomputes the whole-file SHA-256 of the artifact image `bytes` in place
-/// (after a deliberate edit), so that the edit reaches the later checks.
-void resealDigest(std::vector<uint8_t> &bytes);
-/// Recomputes every in-bounds section's CRC-32 in the table, then the digest.
-void resealAll(std::vector<uint8_t> &bytes);
+/// Recomputes the meta digest of the artifact image `bytes` in place (after
+/// a deliberate edit of the header, table, trailer or manifest), so that
+/// the edit reaches the later checks. Finds the manifest through the table;
+/// when the table no longer leads to one, hashes the other parts alone.
+void resealMetaDigest(std::vector<uint8_t> &bytes);
+
+/// A manifest packed into its FlatBuffer, read through the accessors as the
+/// runtime reads it (for functions that take `const manifest::Manifest &`).
+class PackedManifest {
+public:
+  explicit PackedManifest(const manifest::ManifestT &m)
+      : bytes_(packManifest(m)) {}
+  const manifest::Manifest &operator*() const {
+    return *manifest::GetManifest(bytes_.data());
+  }
+  const manifest::Manifest *operator->() const { return &**this; }
+
+private:
+  std::vector<uint8_t> bytes_;
+};
 
 /// The test model: weights, manifest, artifact writer and reference.
 struct TestModel {
@@ -64,11 +79,11 @@ struct TestModel {
   static TestModel random(uint32_t seed);
 
   /// The manifest: 4 buffers, 3 weights, 3 steps, target cpu.
-  manifest::Manifest manifest() const;
+  manifest::ManifestT manifest() const;
 
   /// Adds CUDA to `m` for the kernels of TestCudaKernels.cpp: target
   /// `arch`, one or two launches per step, a workspace for the logits.
-  static void addCudaLaunches(manifest::Manifest &m,
+  static void addCudaLaunches(manifest::ManifestT &m,
                               const std::string &arch = "sm_89");
   /// Makes `write` add CUDA launches (`addCudaLaunches`) and a fake cubin
   /// for `arch` naming the host kernels `kernelsSo` (FakeCudaDriver.cpp).
@@ -82,6 +97,9 @@ struct TestModel {
   static std::string cudaSource();
   /// Whether `write` adds CUDA launches, and for which arch.
   std::string cudaArch;
+  /// The weights section's hash block size (0: the writer's 16 MiB, which
+  /// puts every weight of this model in one block).
+  uint64_t weightsBlockSize = 0;
   /// The bytes of the weights section (weights at 64-byte aligned offsets).
   std::vector<uint8_t> weightsSection() const;
 
@@ -89,7 +107,7 @@ struct TestModel {
   /// after letting `edit` change the manifest (for negative tests).
   Status
   write(const std::string &path, const std::vector<uint8_t> &cpuSo,
-        const std::function<void(manifest::Manifest &)> &edit = {}) const;
+        const std::function<void(manifest::ManifestT &)> &edit = {}) const;
 
   /// Logits [tokens.size(), vocab] computed here, in the same order as the
   /// kernels, with the bias scaled by `biasScale`.

@@ -17,6 +17,7 @@ Usage: check_moec_run.py --driver runtime-test-driver --moec-run moec-run
 import argparse
 import os
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -161,7 +162,7 @@ def main():
             fail(f"--device auto / --top 0:\n{out}")
 
         out = run([mr, model, "--info"], 0).stdout
-        for needle in ["format 1.0", "targets:   cpu", "steps:     3",
+        for needle in ["format 2.0", "targets:   cpu", "steps:     3",
                        "weights:   3 tensors, 4.7 KiB", "tokens: i32 [T]",
                        f"logits: f32 [T, {vocab}]", "sections:"]:
             if needle not in out:
@@ -169,7 +170,7 @@ def main():
         help_text = run([mr, "--help"], 0).stdout
         for flag in ["--tokens", "--device", "--top", "--repeat",
                      "--dump-logits", "--dump-output", "--input", "--info",
-                     "--help"]:
+                     "--verify", "--help"]:
             if flag not in help_text:
                 fail(f"--help does not explain {flag}")
 
@@ -184,21 +185,39 @@ def main():
         if f"token count {max_tokens + 1} is not in [1, {max_tokens}]" not in err:
             fail(f"too many tokens: {err}")
         for bad in (["--tokens", "1,x"], ["--tokens", ""], [], ["--top", "-1"],
-                    ["--tokens", "1", "--device", "tpu"], ["--bogus"]):
+                    ["--tokens", "1", "--device", "tpu"], ["--bogus"],
+                    ["--tokens", "1", "--verify=some"], ["--verify"]):
             run([mr, model] + bad, 2)
         run([mr, "--tokens", "1"], 2)
 
-        data = bytearray(open(model, "rb").read())
-        data[100] ^= 0x10
-        bad = os.path.join(tmp, "bad.moea")
-        open(bad, "wb").write(data)
-        err = run([mr, bad, "--tokens", "1"], 1).stderr
-        if "bad.moea: " not in err or "corrupt" not in err:
-            fail(f"corrupt artifact: {err}")
-        err = run([mr, bad, "--info"], 1).stderr
-        if "bad.moea: " not in err:
-            fail(f"corrupt artifact --info: {err}")
-        print("moec-run: --info, --help, devices and error exits behave")
+        # A flipped code byte fails every load; a flipped weight byte fails
+        # the run that reads it, or the load with --verify=full.
+        data = open(model, "rb").read()
+        table, count = struct.unpack_from("<QI", data, len(data) - 160)
+        offsets = {}
+        for i in range(count):
+            entry = struct.unpack_from("<IHBBQQII32s", data, table + 64 * i)
+            offsets[entry[8].rstrip(b"\0").decode()] = entry[4]
+        for section, verify, code in [("cpu.so", [], 1), ("weights", [], 0),
+                                      ("weights", ["--verify=full"], 1),
+                                      ("weights", ["--verify", "full"], 1)]:
+            bad_bytes = bytearray(data)
+            bad_bytes[offsets[section] + 100] ^= 0x10
+            bad = os.path.join(tmp, "bad.moea")
+            open(bad, "wb").write(bad_bytes)
+            err = run([mr, bad, "--tokens", "1"] + verify, 1).stderr
+            want = f"section '{section}'"
+            if "bad.moea: " not in err or "corrupt" not in err or \
+                    want not in err or "SHA-256 mismatch" not in err:
+                fail(f"corrupt {section} {verify}: {err}")
+            result = run([mr, bad, "--info"] + verify, code)
+            if code and "bad.moea: " not in result.stderr:
+                fail(f"corrupt {section} --info {verify}: {result.stderr}")
+            if not code and "opened and verified (--verify=default)" not in \
+                    result.stdout:
+                fail(f"--info on {section} damage: {result.stdout}")
+        print("moec-run: --info, --verify, --help, devices and error exits "
+              "behave")
     print("PASS")
 
 

@@ -2,13 +2,13 @@
 """Checks the weights section of a .moea artifact against its checkpoint.
 
 Independent of the compiler: the container is parsed from docs/artifact.md, the
-manifest is decoded by `protoc --decode`, the checkpoint is read as raw safetensors
+manifest is decoded by `flatc --json`, the checkpoint is read as raw safetensors
 and FP8 references are computed with numpy + ml_dtypes (DESIGN.md section 4:
 amax over finite values, floored at 1e-4, / 448, optionally rounded up to a power
 of two; saturating cast). Every check compares bytes exactly.
 
 usage: check_artifact_weights.py --artifact A.moea --checkpoint DIR|MODEL.onnx
-                                 --proto manifest.proto --mode {fp8,f32,pow2,fp8-checkpoint,onnx}
+                                 --schema manifest.fbs --mode {fp8,f32,pow2,fp8-checkpoint,onnx}
 """
 
 import argparse
@@ -18,13 +18,14 @@ import re
 import struct
 import subprocess
 import sys
+import tempfile
 
 import ml_dtypes
 import numpy as np
 
 F8 = ml_dtypes.float8_e4m3fn
-DTYPES = {"DTYPE_F32": np.float32, "DTYPE_BF16": ml_dtypes.bfloat16,
-          "DTYPE_F8E4M3FN": F8, "DTYPE_I32": np.int32}
+DTYPES = {"F32": np.float32, "BF16": ml_dtypes.bfloat16, "F8E4M3FN": F8,
+          "I32": np.int32}
 ST_DTYPES = {"F32": np.float32, "BF16": ml_dtypes.bfloat16, "F8_E4M3": F8}
 checks = 0
 
@@ -44,7 +45,8 @@ def expect(condition, message):
 # --- the container and its manifest -------------------------------------------------
 
 def read_sections(data):
-    table, count = struct.unpack_from("<QI", data, len(data) - 64)
+    """{name: bytes} of the sections of a format 2.0 artifact (160-byte trailer)."""
+    table, count = struct.unpack_from("<QI", data, len(data) - 160)
     sections = {}
     for i in range(count):
         _, _, _, _, off, size, _, _, name = struct.unpack_from(
@@ -53,85 +55,59 @@ def read_sections(data):
     return sections
 
 
-def parse_text_format(text):
-    """The protobuf text format protoc --decode prints, as nested dicts of lists."""
-    tokens = re.findall(r'"(?:[^"\\]|\\.)*"|[{}:]|[^\s{}:"]+', text)
-    pos = 0
-
-    def message():
-        nonlocal pos
-        fields = {}
-        while pos < len(tokens) and tokens[pos] != "}":
-            name = tokens[pos]
-            pos += 1
-            if tokens[pos] == ":":
-                pos += 1
-                value = tokens[pos]
-                pos += 1
-                if value.startswith('"'):
-                    value = value[1:-1].encode().decode("unicode_escape")
-                elif re.fullmatch(r"-?\d+", value):
-                    value = int(value)
-            else:
-                pos += 1  # "{"
-                value = message()
-                pos += 1  # "}"
-            fields.setdefault(name, []).append(value)
-        return fields
-
-    return message()
-
-
-def decode_manifest(raw, proto):
-    text = subprocess.run(
-        ["protoc", "-I", os.path.dirname(proto), "--decode",
-         "moec.runtime.manifest.Manifest", os.path.basename(proto)],
-        input=raw, check=True, capture_output=True).stdout.decode()
-    return parse_text_format(text)
+def decode_manifest(raw, schema):
+    """The FlatBuffers manifest as a dict, every field present."""
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = os.path.join(tmp, "manifest.bin")
+        with open(binary, "wb") as f:
+            f.write(raw)
+        subprocess.run(["flatc", "--json", "--strict-json", "--defaults-json", "-o", tmp,
+                        schema, "--", binary], check=True, capture_output=True)
+        with open(os.path.join(tmp, "manifest.json")) as f:
+            return json.load(f)
 
 
 class Artifact:
-    def __init__(self, path, proto):
+    def __init__(self, path, schema):
         data = open(path, "rb").read()
         self.sections = read_sections(data)
-        self.manifest = decode_manifest(self.sections["manifest"], proto)
-        self.weights = self.manifest.get("weights", [])
+        self.manifest = decode_manifest(self.sections["manifest"], schema)
+        self.weights = self.manifest["weights"]
         self.by_name = {}
         for w in self.weights:
-            self.by_name.setdefault(w["name"][0], []).append(w)
+            self.by_name.setdefault(w["name"], []).append(w)
 
     def weight(self, name, dtype=None):
         found = [w for w in self.by_name.get(name, [])
-                 if dtype is None or w["dtype"][0] == dtype]
+                 if dtype is None or w["dtype"] == dtype]
         expect(len(found) >= 1, f"the artifact has no weight {name!r} ({dtype}); it has "
                f"{sorted(self.by_name)}")
         return found[0]
 
     def array(self, w):
-        dtype = DTYPES[w["dtype"][0]]
-        off, size = w.get("offset", [0])[0], w["bytes"][0]
+        dtype = DTYPES[w["dtype"]]
+        off, size = w["offset"], w["bytes"]
         raw = self.sections["weights"][off:off + size]
         return np.frombuffer(raw, dtype=dtype).reshape(w["shape"])
 
     def scale_of(self, w):
-        expect("scale" in w, f"{w['name'][0]} has no scale")
-        (scale,) = [s for s in self.weights if s.get("id", [0])[0] == w["scale"][0]]
+        expect("scale" in w, f"{w['name']} has no scale")
+        (scale,) = [s for s in self.weights if s["id"] == w["scale"]]
         return self.array(scale)
 
 
 def check_layout(art):
     """Every weight 64-byte aligned, inside the section, exact size, zeros between."""
     section = art.sections["weights"]
-    spans = sorted((w.get("offset", [0])[0], w["bytes"][0], w["name"][0])
-                   for w in art.weights)
+    spans = sorted((w["offset"], w["bytes"], w["name"]) for w in art.weights)
     end = 0
     for off, size, name in spans:
         expect(off % 64 == 0, f"{name}: offset {off} is not 64-byte aligned")
         expect(off >= end, f"{name}: overlaps the weight before it")
         expect(not any(section[end:off]), f"padding before {name} is not zero")
-        elem = np.dtype(DTYPES[[w for w in art.weights if w["name"][0] == name][0]
-                               ["dtype"][0]]).itemsize
-        shape = [w for w in art.weights if w["name"][0] == name][0]["shape"]
+        elem = np.dtype(DTYPES[[w for w in art.weights if w["name"] == name][0]
+                               ["dtype"]]).itemsize
+        shape = [w for w in art.weights if w["name"] == name][0]["shape"]
         expect(size == int(np.prod(shape)) * elem, f"{name}: {size} bytes for {shape}")
         end = off + size
     expect(end == len(section), f"section of {len(section)} bytes, weights end at {end}")
@@ -222,7 +198,7 @@ def check_mixtral(art, ckpt, mode):
             continue
         # Quantized while streaming, one expert at a time.
         down = art.weight(f"model.layers.{layer}.block_sparse_moe.experts.*.w2.weight",
-                          "DTYPE_F8E4M3FN")
+                          "F8E4M3FN")
         expect(down["block_shape"] == [128, 128], f"w2 block shape {down['block_shape']}")
         q, s = quantize(w2.astype(np.float32), pow2=pow2)
         same_bytes(art.array(down), q, f"layer {layer} FP8 experts w2")
@@ -248,12 +224,12 @@ def check_fp8_checkpoint(art, ckpt):
     # Stored FP8 passes straight through, with its weight_scale_inv.
     for name in ["model.layers.0.self_attn.o_proj.weight",
                  "model.layers.0.mlp.down_proj.weight"]:
-        w = art.weight(name, "DTYPE_F8E4M3FN")
+        w = art.weight(name, "F8E4M3FN")
         same_bytes(art.array(w), ckpt[name], name)
         same_bytes(art.scale_of(w), ckpt[name + "_scale_inv"], name + " scales")
     count = len([k for k in ckpt.tensors if re.fullmatch(
         r"model\.layers\.1\.mlp\.experts\.\d+\.down_proj\.weight", k)])
-    stacked = art.weight("model.layers.1.mlp.experts.*.down_proj.weight", "DTYPE_F8E4M3FN")
+    stacked = art.weight("model.layers.1.mlp.experts.*.down_proj.weight", "F8E4M3FN")
     prefix = "model.layers.1.mlp.experts"
     same_bytes(art.array(stacked),
                np.stack([ckpt[f"{prefix}.{e}.down_proj.weight"] for e in range(count)]),
@@ -279,11 +255,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--artifact", required=True)
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--proto", required=True)
+    parser.add_argument("--schema", required=True)
     parser.add_argument("--mode", choices=["fp8", "f32", "pow2", "fp8-checkpoint", "onnx"],
                         required=True)
     args = parser.parse_args()
-    art = Artifact(args.artifact, args.proto)
+    art = Artifact(args.artifact, args.schema)
     check_layout(art)
     if args.mode == "onnx":
         check_onnx(art, args.checkpoint)
