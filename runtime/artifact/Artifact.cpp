@@ -38,31 +38,27 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 
 StatusOr<std::unique_ptr<Artifact>> Artifact::open(const std::string &path,
                                                    const OpenOptions &options) {
-  // openRegularFile does not block on a FIFO and refuses anything but a
-  // regular file (a device such as /dev/zero cannot be mapped sensibly).
-  MOEC_ASSIGN_OR_RETURN(RegularFile file, openRegularFile(path));
+  // MappedFile opens without blocking on a FIFO, refuses anything but a
+  // regular file (a device such as /dev/zero cannot be mapped sensibly), and
+  // notices an in-place change of the file while it is mapped.
+  MOEC_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file,
+                        MappedFile::open(path));
   std::unique_ptr<Artifact> artifact(new Artifact());
   artifact->path_ = path;
-  artifact->size_ = file.size;
-  if (artifact->size_ > 0) {
-    void *map = mmap(nullptr, artifact->size_, PROT_READ, MAP_PRIVATE,
-                     file.fd.get(), 0);
-    if (map == MAP_FAILED)
-      return makeError(StatusCode::kIoError, path,
-                       ": cannot map: ", std::strerror(errno));
-    artifact->bytes_ = static_cast<const uint8_t *>(map);
-    artifact->mapped_ = true;
-    // A default open must not read weights, not even by the kernel's
-    // read-around of the pages it faults in (which can span megabytes, into
-    // the weights next to the manifest or the code): no read-around while
-    // verifying; `verify` asks for exactly the sections it hashes.
-    if (options.verify == VerifyLevel::kDefault)
-      (void)madvise(map, artifact->size_, MADV_RANDOM);
-  }
-  // The mapping stays valid once the descriptor is closed.
-  file.fd.reset(-1);
+  artifact->size_ = file->size();
+  artifact->bytes_ = file->data();
+  artifact->file_ = std::move(file);
+  // A default open must not read weights, not even by the kernel's
+  // read-around of the pages it faults in (which can span megabytes, into
+  // the weights next to the manifest or the code): no read-around while
+  // verifying; `verify` asks for exactly the sections it hashes.
+  bool noReadAround =
+      artifact->bytes_ && options.verify == VerifyLevel::kDefault;
+  if (noReadAround)
+    (void)madvise(const_cast<uint8_t *>(artifact->bytes_), artifact->size_,
+                  MADV_RANDOM);
   Status verified = artifact->verify(options);
-  if (artifact->mapped_ && options.verify == VerifyLevel::kDefault)
+  if (noReadAround)
     (void)madvise(const_cast<uint8_t *>(artifact->bytes_), artifact->size_,
                   MADV_NORMAL);
   MOEC_RETURN_IF_ERROR(verified);
@@ -90,12 +86,13 @@ Artifact::fromBytes(std::string name, const void *data, size_t size,
 }
 
 Artifact::~Artifact() {
-  if (!bytes_)
-    return;
-  if (mapped_)
-    munmap(const_cast<uint8_t *>(bytes_), size_);
-  else
+  // A mapped file unmaps itself.
+  if (bytes_ && !file_)
     std::free(const_cast<uint8_t *>(bytes_));
+}
+
+Status Artifact::checkUnchanged() const {
+  return file_ ? file_->checkUnchanged() : Status::ok();
 }
 
 Status Artifact::fail(StatusCode code, const std::string &what) const {
@@ -104,7 +101,7 @@ Status Artifact::fail(StatusCode code, const std::string &what) const {
 
 Status Artifact::verify(const OpenOptions &options) {
   MOEC_RETURN_IF_ERROR(verifyStructure());
-  if (mapped_ && options.verify == VerifyLevel::kDefault) {
+  if (file_ && file_->data() && options.verify == VerifyLevel::kDefault) {
     // Read ahead exactly what the default open hashes: every section but
     // the weights (see `open`).
     const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));

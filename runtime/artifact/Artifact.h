@@ -16,6 +16,7 @@
 
 #include "runtime/artifact/Format.h"
 #include "runtime/artifact/Manifest.h"
+#include "runtime/support/MappedFile.h"
 #include "runtime/support/Status.h"
 
 #include <array>
@@ -143,6 +144,12 @@ public:
   /// the block index, its byte range and both digests; the block stays
   /// unverified. A range outside the section is `kInvalidArgument`.
   Status verifyWeights(uint64_t offset, uint64_t size) const;
+
+  /// Success while the file is as it was opened; a kCorrupt error once it
+  /// has been changed in place (`cp new.moea live.moea`), after which
+  /// results computed from its weights are not to be trusted. Executors
+  /// check before and after every run. In-memory images never change.
+  Status checkUnchanged() const;
   /// Verifies the bytes of weight `id` and of its scale weight, if any.
   Status verifyWeight(uint32_t id) const;
   /// The weights section's hash block size (0 without weights).
@@ -169,8 +176,9 @@ private:
   std::string path_;
   const uint8_t *bytes_ = nullptr;
   uint64_t size_ = 0;
-  // How to release `bytes_`: munmap for files, free for in-memory images.
-  bool mapped_ = false;
+  // The mapped file behind `bytes_`; null for an in-memory image, whose
+  // `bytes_` are freed.
+  std::unique_ptr<MappedFile> file_;
   uint16_t major_ = 0, minor_ = 0;
   uint64_t tableOffset_ = 0;
   Sha256Digest metaDigest_ = {};

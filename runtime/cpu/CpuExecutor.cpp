@@ -199,9 +199,13 @@ Status CpuExecutor::run(int64_t tokens) {
   for (size_t i = 0; i < steps_.size(); ++i)
     MOEC_RETURN_IF_ERROR(verifyStepWeights(int(i)));
   MOEC_RETURN_IF_ERROR(prepareInputs(tokens));
+  // The kernels read weights in place from the mapping: a file changed in
+  // place before or during the run (its pages then read as zeros rather
+  // than raising SIGBUS) fails the run instead of giving wrong outputs.
+  MOEC_RETURN_IF_ERROR(artifact_->checkUnchanged());
   for (const Step &step : steps_)
     step.kernel(step.args.data(), tokens);
-  return Status::ok();
+  return artifact_->checkUnchanged();
 }
 
 Status CpuExecutor::runStep(int index, int64_t tokens) {
@@ -214,9 +218,10 @@ Status CpuExecutor::runStep(int index, int64_t tokens) {
     MOEC_RETURN_IF_ERROR(prepareInputs(tokens));
   else
     inputSet_.assign(inputSet_.size(), false);
+  MOEC_RETURN_IF_ERROR(artifact_->checkUnchanged());
   const Step &step = steps_[size_t(index)];
   step.kernel(step.args.data(), tokens);
-  return Status::ok();
+  return artifact_->checkUnchanged();
 }
 
 Status CpuExecutor::readArena(uint64_t offset, uint64_t bytes, void *dst) {

@@ -17,6 +17,7 @@ Usage: check_moec_run.py --driver runtime-test-driver --moec-run moec-run
 import argparse
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -218,6 +219,41 @@ def main():
                 fail(f"--info on {section} damage: {result.stdout}")
         print("moec-run: --info, --verify, --help, devices and error exits "
               "behave")
+
+        # The artifact overwritten in place (as `cp new.moea live.moea`
+        # does) while moec-run --repeat runs it: a clear error, never a
+        # signal. Once truncated (pages past the end would raise SIGBUS),
+        # once rewritten at the same size (bytes never verified).
+        for how in ("truncated", "same size"):
+            live = os.path.join(tmp, "live.moea")
+            shutil.copyfile(model, live)
+            proc = subprocess.Popen(
+                [mr, live, "--tokens", ",".join(map(str, tokens)),
+                 "--repeat", "1000000", "--device", "cpu"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(0.5)
+            if proc.poll() is not None:
+                fail(f"overwrite ({how}): moec-run ended before the "
+                     f"overwrite: {proc.communicate()}")
+            with open(live, "r+b") as f:
+                if how == "truncated":
+                    f.truncate(len(data) // 2)
+                else:
+                    f.seek(len(data) // 2)
+                    f.write(b"\x5a" * 4096)
+            try:
+                out, err = proc.communicate(timeout=TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                fail(f"overwrite ({how}): moec-run kept running")
+            if proc.returncode != 1:
+                fail(f"overwrite ({how}): exit {proc.returncode} (a negative "
+                     f"value is a signal), expected 1\n{err}")
+            if "live.moea: the file was changed in place while in use" not in \
+                    err or "renaming it over" not in err:
+                fail(f"overwrite ({how}): message: {err}")
+        print("moec-run: an artifact overwritten in place during --repeat "
+              "ends the run with a clear error")
     print("PASS")
 
 
