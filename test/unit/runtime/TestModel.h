@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,20 @@ public:
 
 private:
   std::string path_;
+};
+
+/// Sets the environment variable `name` to `value` (unsets it for null)
+/// until the end of the scope, then restores it.
+class ScopedEnv {
+public:
+  ScopedEnv(const char *name, const char *value);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv &) = delete;
+  ScopedEnv &operator=(const ScopedEnv &) = delete;
+
+private:
+  std::string name_;
+  std::optional<std::string> saved_;
 };
 
 /// Recomputes the whole-file SHA-256 of the artifact image `bytes` in place
