@@ -10,6 +10,8 @@
 
 #include "runtime/artifact/Manifest.h"
 
+#include "runtime/artifact/Format.h"
+
 #include <algorithm>
 #include <set>
 
@@ -640,8 +642,9 @@ Status checkTargets(const Manifest &m, const ManifestContext &ctx) {
       return corrupt(strCat(where, ": not 'cpu' or 'sm_<NN>[a]'"));
     if (!seen.insert(t).second)
       return corrupt(strCat(where, ": listed twice"));
-    if (t == "cpu" && !hasSection("cpu.so"))
-      return corrupt(strCat(where, ": the file has no 'cpu.so' section"));
+    if (t == "cpu" && m.cpu_objects_size() == 0 && !hasSection("cpu.so"))
+      return corrupt(strCat(
+          where, ": the file has no 'cpu.so' section and no cpu_objects"));
     if (t != "cpu" && !hasSection("kernels.cu") && !hasSection("cubin." + t))
       return corrupt(strCat(where,
                             ": the file has neither 'kernels.cu' nor 'cubin.",
@@ -657,7 +660,65 @@ Status checkTargets(const Manifest &m, const ManifestContext &ctx) {
   return Status::ok();
 }
 
+// True for 1..64 characters of [A-Za-z0-9._-] (LLVM CPU names).
+bool isCpuName(const std::string &s) {
+  if (s.empty() || s.size() > 64)
+    return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+  });
+}
+
+Status checkCpuObjects(const Manifest &m, const ManifestContext &ctx) {
+  if (m.cpu_objects_size() == 0)
+    return Status::ok();
+  if (std::find(m.targets().begin(), m.targets().end(), "cpu") ==
+      m.targets().end())
+    return corrupt("cpu_objects: listed, but the targets do not include "
+                   "'cpu'");
+  std::set<std::string> sections;
+  for (int i = 0; i < m.cpu_objects_size(); ++i) {
+    const CpuObject &o = m.cpu_objects(i);
+    std::string where =
+        strCat("cpu_objects[", i, "] (", quoted(o.section()), ")");
+    if (!checkSectionNameSyntax(o.section()).empty() ||
+        o.section().size() <= kCpuSharedObjectPrefix.size() ||
+        !isCpuSharedObjectName(o.section()))
+      return corrupt(strCat(where, ": the section is not named "
+                                   "'cpu.so.<variant>' (at most 31 "
+                                   "characters of [A-Za-z0-9._-])"));
+    if (!sections.insert(o.section()).second)
+      return corrupt(strCat(where, ": listed twice"));
+    if (std::find(ctx.sectionNames.begin(), ctx.sectionNames.end(),
+                  o.section()) == ctx.sectionNames.end())
+      return corrupt(strCat(where, ": the file has no such section"));
+    if (!isCpuName(o.cpu()))
+      return corrupt(strCat(where, ": cpu ", quoted(o.cpu()),
+                            " is not 1 to 64 characters of [A-Za-z0-9._-]"));
+    std::set<std::string> features;
+    for (const std::string &f : o.features()) {
+      if (findCpuFeature(f) < 0)
+        return corrupt(strCat(where, ": feature ", quoted(f),
+                              " is not one this runtime can detect"));
+      if (!features.insert(f).second)
+        return corrupt(
+            strCat(where, ": feature ", quoted(f), " is listed twice"));
+    }
+  }
+  return Status::ok();
+}
+
 } // namespace
+
+std::vector<CpuCodeVariant> getCpuCodeVariants(const Manifest &m) {
+  std::vector<CpuCodeVariant> variants;
+  for (const CpuObject &o : m.cpu_objects())
+    variants.push_back(CpuCodeVariant{
+        o.section(), o.cpu(),
+        std::vector<std::string>(o.features().begin(), o.features().end())});
+  return variants;
+}
 
 StatusOr<ManifestIndex> verifyManifest(const Manifest &m,
                                        const ManifestContext &ctx) {
@@ -670,6 +731,7 @@ StatusOr<ManifestIndex> verifyManifest(const Manifest &m,
   MOEC_RETURN_IF_ERROR(checkTensors(m, index, /*inputs=*/true));
   MOEC_RETURN_IF_ERROR(checkTensors(m, index, /*inputs=*/false));
   MOEC_RETURN_IF_ERROR(checkTargets(m, ctx));
+  MOEC_RETURN_IF_ERROR(checkCpuObjects(m, ctx));
   MOEC_RETURN_IF_ERROR(checkSteps(m, index));
   return index;
 }

@@ -12,6 +12,7 @@
 #define MOEC_RUNTIME_ARTIFACT_MANIFEST_H
 
 #include "manifest.pb.h"
+#include "runtime/support/CpuFeatures.h"
 #include "runtime/support/Status.h"
 
 #include <cstdint>
@@ -90,6 +91,11 @@ StatusOr<ManifestIndex> verifyManifest(const manifest::Manifest &manifest,
 
 /// True for a CUDA target name, "sm_<NN>[a]".
 bool isCudaTarget(const std::string &target);
+
+/// The CPU code variants of `cpu_objects`, in order, for
+/// `selectCpuCodeVariant`; empty for a file with a single `cpu.so`.
+std::vector<CpuCodeVariant>
+getCpuCodeVariants(const manifest::Manifest &manifest);
 
 /// True when `manifest` lists any CUDA target.
 bool hasCudaTarget(const manifest::Manifest &manifest);
