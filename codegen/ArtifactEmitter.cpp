@@ -582,7 +582,7 @@ mlir::moec::buildArtifactPlan(func::FuncOp func,
 //===----------------------------------------------------------------------===//
 
 FailureOr<ArtifactSummary>
-mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
+mlir::moec::emitArtifact(ModuleOp module, ArrayRef<CpuSharedObject> cpuObjects,
                          llvm::StringRef path, const ArtifactOptions &options) {
   auto func = module.lookupSymbol<func::FuncOp>(options.function);
   if (!func)
@@ -614,15 +614,28 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
   }
   m.set_source_weight_bytes(checkpointBytes(func));
 
+  // One section per CPU variant, and what each needs.
+  bool cpu = llvm::is_contained(options.targets, "cpu");
+  if (cpu && cpuObjects.empty())
+    return emitError(module.getLoc(),
+                     "internal error: the `cpu` target has no compiled code");
+  std::vector<std::string> cpuSections;
+  for (const CpuSharedObject &object : cpuObjects) {
+    cpuSections.push_back(std::string(rt::kCpuSharedObjectPrefix) + object.cpu);
+    mf::CpuObject *entry = m.add_cpu_objects();
+    entry->set_section(cpuSections.back());
+    entry->set_cpu(object.cpu);
+    for (const std::string &feature : object.features)
+      entry->add_features(feature);
+  }
+
   // The runtime refuses an inconsistent manifest; find out before writing.
   rt::ManifestContext context;
-  bool cpu = llvm::is_contained(options.targets, "cpu");
   bool weightsSection = !options.deviceFillSeed;
   if (weightsSection)
     context.weightsSectionSize = plan->weightsSectionBytes;
   context.sectionNames = {"manifest"};
-  if (cpu)
-    context.sectionNames.push_back("cpu.so");
+  llvm::append_range(context.sectionNames, cpuSections);
   if (weightsSection)
     context.sectionNames.push_back("weights");
   if (options.cudaProgram)
@@ -644,10 +657,11 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
   if (!writer.isOk())
     return fail(toError(writer.status()));
   rt::Status status;
-  if (cpu)
-    status = (*writer)->addSection(
-        rt::SectionSpec::forKind(rt::SectionKind::kCpuSharedObject),
-        cpuSharedObject.data(), cpuSharedObject.size());
+  for (auto [object, section] : llvm::zip_equal(cpuObjects, cpuSections))
+    if (status.isOk())
+      status = (*writer)->addSection(
+          rt::SectionSpec::forKind(rt::SectionKind::kCpuSharedObject, section),
+          object.bytes.data(), object.bytes.size());
   if (status.isOk() && options.cudaProgram)
     status = (*writer)->addSection(
         rt::SectionSpec::forKind(rt::SectionKind::kKernelsCu),
