@@ -579,7 +579,7 @@ mlir::moec::buildArtifactPlan(func::FuncOp func,
 //===----------------------------------------------------------------------===//
 
 FailureOr<ArtifactSummary>
-mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
+mlir::moec::emitArtifact(ModuleOp module, ArrayRef<CpuSharedObject> cpuObjects,
                          llvm::StringRef path, const ArtifactOptions &options) {
   auto func = module.lookupSymbol<func::FuncOp>(options.function);
   if (!func)
@@ -611,15 +611,28 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
   }
   m.source_weight_bytes = checkpointBytes(func);
 
+  // One section per CPU variant, and what each needs.
+  bool cpu = llvm::is_contained(options.targets, "cpu");
+  if (cpu && cpuObjects.empty())
+    return emitError(module.getLoc(),
+                     "internal error: the `cpu` target has no compiled code");
+  std::vector<std::string> cpuSections;
+  for (const CpuSharedObject &object : cpuObjects) {
+    cpuSections.push_back(std::string(rt::kCpuSharedObjectPrefix) + object.cpu);
+    auto entry = std::make_unique<mf::CpuObjectT>();
+    entry->section = cpuSections.back();
+    entry->cpu = object.cpu;
+    entry->features = object.features;
+    m.cpu_objects.push_back(std::move(entry));
+  }
+
   // The runtime refuses an inconsistent manifest; find out before writing.
   rt::ManifestContext context;
-  bool cpu = llvm::is_contained(options.targets, "cpu");
   bool weightsSection = !options.deviceFillSeed;
   if (weightsSection)
     context.weightsSectionSize = plan->weightsSectionBytes;
   context.sectionNames = {"manifest"};
-  if (cpu)
-    context.sectionNames.push_back("cpu.so");
+  llvm::append_range(context.sectionNames, cpuSections);
   if (weightsSection)
     context.sectionNames.push_back("weights");
   if (options.cudaProgram)
@@ -641,10 +654,11 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
   if (!writer.isOk())
     return fail(toError(writer.status()));
   rt::Status status;
-  if (cpu)
-    status = (*writer)->addSection(
-        rt::SectionSpec::forKind(rt::SectionKind::kCpuSharedObject),
-        cpuSharedObject.data(), cpuSharedObject.size());
+  for (auto [object, section] : llvm::zip_equal(cpuObjects, cpuSections))
+    if (status.isOk())
+      status = (*writer)->addSection(
+          rt::SectionSpec::forKind(rt::SectionKind::kCpuSharedObject, section),
+          object.bytes.data(), object.bytes.size());
   if (status.isOk() && options.cudaProgram)
     status = (*writer)->addSection(
         rt::SectionSpec::forKind(rt::SectionKind::kKernelsCu),

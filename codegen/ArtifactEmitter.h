@@ -2,10 +2,10 @@
 //
 // Writes the deployable artifact (docs/artifact.md) of a module in the
 // `planned` phase: the manifest (inputs, outputs, the arena's buffers, the
-// weights and the launch steps of `@forward`), the CPU shared object it is
-// given, and the weights section, streamed from the checkpoint one weight at
-// a time through their transforms. The file appears only when all of it was
-// written.
+// weights and the launch steps of `@forward`), the CPU shared objects it is
+// given (one per CPU variant), and the weights section, streamed from the
+// checkpoint one weight at a time through their transforms. The file appears
+// only when all of it was written.
 //
 //===----------------------------------------------------------------------===//
 
@@ -52,6 +52,18 @@ struct ArtifactOptions {
   std::string checkpointDir;
 };
 
+/// One compiled variant of the CPU code.
+struct CpuSharedObject {
+  /// The LLVM CPU it was compiled for, e.g. `x86-64-v4`; its section is
+  /// `cpu.so.<cpu>`.
+  std::string cpu;
+  /// The features its code needs, by LLVM name, sorted
+  /// (`CpuTargetInfo::requiredFeatures`).
+  std::vector<std::string> features;
+  /// The shared object's bytes.
+  std::string bytes;
+};
+
 /// The manifest of a planned function and the constant value behind each
 /// of its weights (`weights[i]` is manifest weight id `i`).
 struct ArtifactPlan {
@@ -90,12 +102,13 @@ std::string getStepKernelName(int64_t index);
 FailureOr<ArtifactPlan> buildArtifactPlan(func::FuncOp func,
                                           const ArtifactOptions &options);
 
-/// Writes the artifact of the planned `module` to `path` with
-/// `cpuSharedObject` as its `cpu.so` section (when `options.targets` has
-/// "cpu") and the CUDA code of `options`. On failure a diagnostic says
-/// why and `path` is left as it was (an existing file survives).
+/// Writes the artifact of the planned `module` to `path` with each of
+/// `cpuObjects` as a `cpu.so.<cpu>` section listed in the manifest's
+/// `cpu_objects` (when `options.targets` has "cpu", which needs at least
+/// one) and the CUDA code of `options`. On failure a diagnostic says why
+/// and `path` is left as it was (an existing file survives).
 FailureOr<ArtifactSummary> emitArtifact(ModuleOp module,
-                                        llvm::StringRef cpuSharedObject,
+                                        ArrayRef<CpuSharedObject> cpuObjects,
                                         llvm::StringRef path,
                                         const ArtifactOptions &options);
 

@@ -77,10 +77,16 @@ cl::opt<int64_t> maxTokens(
 
 cl::opt<std::string> targetList(
     "target", cl::cat(moecCategory), cl::value_desc("list"), cl::init("cpu"),
-    cl::desc("Comma-separated targets to generate code for: cpu, sm_80 "
-             "(Ampere: bf16 tensor cores, FP8 weights decoded in-kernel), "
-             "sm_89 (Ada: FP8 mma.sync), sm_90 (Hopper: compiled as sm_90a). "
-             "CUDA targets need libnvrtc at compile time (default: cpu)"));
+    cl::desc("Comma-separated targets to generate code for: cpu (the CPU "
+             "code twice: for the portable x86-64-v2 and for the most "
+             "capable x86-64 level this machine has, once if they are the "
+             "same; the runtime runs the best one the CPU it finds has the "
+             "features for), cpu:<variant> (CPU code for that variant only, "
+             "several allowed: x86-64-v2, x86-64-v3, x86-64-v4, host = this "
+             "machine's level, portable = x86-64-v2), sm_80 (Ampere: bf16 "
+             "tensor cores, FP8 weights decoded in-kernel), sm_89 (Ada: FP8 "
+             "mma.sync), sm_90 (Hopper: compiled as sm_90a). CUDA targets "
+             "need libnvrtc at compile time (default: cpu)"));
 
 cl::opt<bool> cudaTma(
     "cuda-tma", cl::cat(moecCategory), cl::init(true),
@@ -170,55 +176,107 @@ std::string formatBytes(uint64_t bytes) {
   return llvm::formatv("{0:F1} {1}", value, units[unit]).str();
 }
 
+/// What `--target` asks for.
+struct Targets {
+  /// "cpu" (when any CPU variant is asked for) and the CUDA targets, in the
+  /// order given.
+  std::vector<std::string> names;
+  /// The CPU variants to compile, least capable first
+  /// (`cpu::getCpuVariantNames()` order).
+  std::vector<std::string> cpuVariants;
+};
+
+/// The CPU variant `name` of `cpu:<name>` stands for, or failure with
+/// `error` listing the valid names.
+FailureOr<std::string> resolveCpuVariant(llvm::StringRef name,
+                                         std::string &error) {
+  if (name == "host")
+    return cpu::getHostCpuVariant();
+  if (name == "portable")
+    return cpu::getPortableCpuVariant();
+  std::vector<std::string> names = cpu::getCpuVariantNames();
+  if (llvm::is_contained(names, name.str()))
+    return name.str();
+  error = ("unknown CPU variant '" + name + "' in --target=cpu:" + name +
+           "; expected one of host, portable, " + llvm::join(names, ", "))
+              .str();
+  return failure();
+}
+
 /// Parses `--target`: the available targets, or an error message.
-FailureOr<std::vector<std::string>> parseTargets(llvm::StringRef list,
-                                                 std::string &error) {
-  std::vector<std::string> targets;
+FailureOr<Targets> parseTargets(llvm::StringRef list, std::string &error) {
+  Targets targets;
+  std::vector<std::string> variants;
   llvm::SmallVector<llvm::StringRef> names;
   list.split(names, ',', /*MaxSplit=*/-1, /*KeepEmpty=*/false);
   for (llvm::StringRef name : names) {
     name = name.trim();
     if (name == "sm_90a")
       name = "sm_90";
-    if (name != "cpu") {
+    if (name == "cpu") {
+      // The default pair: runs anywhere, and runs best here.
+      variants.push_back(cpu::getPortableCpuVariant());
+      variants.push_back(cpu::getHostCpuVariant());
+      name = "cpu";
+    } else if (name.consume_front("cpu:")) {
+      FailureOr<std::string> variant = resolveCpuVariant(name.trim(), error);
+      if (failed(variant))
+        return failure();
+      variants.push_back(*variant);
+      name = "cpu";
+    } else {
       llvm::Expected<const cuda::TargetInfo &> target =
           cuda::lookupCudaTarget(name);
       if (!target) {
         error = ("unknown target '" + name +
                  "'; expected a comma-separated "
-                 "list of cpu, sm_80, sm_89, sm_90")
+                 "list of cpu, cpu:<variant>, sm_80, sm_89, sm_90")
                     .str();
         llvm::consumeError(target.takeError());
         return failure();
       }
     }
-    if (!llvm::is_contained(targets, name.str()))
-      targets.push_back(name.str());
+    if (!llvm::is_contained(targets.names, name.str()))
+      targets.names.push_back(name.str());
   }
-  if (targets.empty()) {
+  if (targets.names.empty()) {
     error = "--target names no target; expected e.g. --target=cpu";
     return failure();
   }
+  for (const std::string &variant : cpu::getCpuVariantNames())
+    if (llvm::is_contained(variants, variant))
+      targets.cpuVariants.push_back(variant);
   return targets;
 }
 
-/// The cpu.so bytes: the kernels built from the planned module, or the
-/// file `testSharedObject` (`--test-cpu-so`) when it is not empty.
-LogicalResult buildSharedObject(ModuleOp module,
-                                const std::string &testSharedObject,
-                                std::string &bytes) {
-  if (testSharedObject.empty())
-    return cpu::buildCpuSharedObject(module, bytes);
+/// The CPU code of variant `variant`: the kernels built from the planned
+/// module for it, or the file `testSharedObject` (`--test-cpu-so`) when it
+/// is not empty; with the features the variant needs.
+FailureOr<CpuSharedObject>
+buildSharedObject(ModuleOp module, llvm::StringRef variant,
+                  const std::string &testSharedObject) {
+  cpu::CpuTargetOptions options;
+  options.cpu = variant.str();
+  llvm::Expected<cpu::CpuTargetInfo> info = cpu::getCpuTargetInfo(options);
+  if (!info)
+    return fail(llvm::toString(info.takeError())), failure();
+  CpuSharedObject object;
+  object.cpu = info->cpu;
+  object.features = info->requiredFeatures;
+  if (testSharedObject.empty()) {
+    if (failed(cpu::buildCpuSharedObject(module, object.bytes, options)))
+      return failure();
+    return object;
+  }
   llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> file =
       llvm::MemoryBuffer::getFile(testSharedObject, /*IsText=*/false,
                                   /*RequiresNullTerminator=*/false);
-  if (!file) {
-    fail("cannot read '" + testSharedObject +
-         "': " + file.getError().message());
-    return failure();
-  }
-  bytes = (*file)->getBuffer().str();
-  return success();
+  if (!file)
+    return fail("cannot read '" + testSharedObject +
+                "': " + file.getError().message()),
+           failure();
+  object.bytes = (*file)->getBuffer().str();
+  return object;
 }
 
 /// Prints the compile summary of the artifact written to `path` to stderr.
@@ -280,19 +338,22 @@ cudaTargetsOf(llvm::ArrayRef<std::string> targets) {
 /// the summary; the exit code.
 int writeArtifactFile(ModuleOp module, const std::string &path,
                       const std::string &testSharedObject,
-                      llvm::StringRef precisionName,
-                      llvm::ArrayRef<std::string> targets,
+                      llvm::StringRef precisionName, const Targets &requested,
                       const cuda::CudaCodegenOptions &cudaOptions,
                       std::optional<uint64_t> fillSeed) {
+  llvm::ArrayRef<std::string> targets = requested.names;
   ArtifactOptions options;
-  std::string so;
-  if (llvm::is_contained(targets, "cpu")) {
-    if (failed(buildSharedObject(module, testSharedObject, so)))
+  std::vector<CpuSharedObject> cpuObjects;
+  for (const std::string &variant : requested.cpuVariants) {
+    FailureOr<CpuSharedObject> object =
+        buildSharedObject(module, variant, testSharedObject);
+    if (failed(object))
       return 1;
-    options.targets.assign({"cpu"});
-  } else {
-    options.targets.clear();
+    cpuObjects.push_back(std::move(*object));
   }
+  options.targets.clear();
+  if (!cpuObjects.empty())
+    options.targets.push_back("cpu");
   std::vector<const cuda::TargetInfo *> cudaTargets = cudaTargetsOf(targets);
   FailureOr<cuda::CudaProgram> program = failure();
   if (!cudaTargets.empty()) {
@@ -311,10 +372,21 @@ int writeArtifactFile(ModuleOp module, const std::string &path,
       options.targets.push_back(target->gpuArchitecture.str());
   }
   options.deviceFillSeed = fillSeed;
-  FailureOr<ArtifactSummary> summary = emitArtifact(module, so, path, options);
+  FailureOr<ArtifactSummary> summary =
+      emitArtifact(module, cpuObjects, path, options);
   if (failed(summary))
     return 1;
-  printSummary(*summary, module, path, precisionName, options.targets);
+  // Targets as --target spells them: each CPU variant, then the CUDA ones.
+  std::vector<std::string> printed;
+  for (const std::string &target : options.targets) {
+    if (target != "cpu") {
+      printed.push_back(target);
+      continue;
+    }
+    for (const CpuSharedObject &object : cpuObjects)
+      printed.push_back("cpu:" + object.cpu);
+  }
+  printSummary(*summary, module, path, precisionName, printed);
   return 0;
 }
 
@@ -340,18 +412,22 @@ FailureOr<OwningOpRef<ModuleOp>> importModel(llvm::StringRef path,
 }
 
 /// `--compile-to=codegen`: prints each target's code for the planned
-/// `module`: for `cpu` the kernel module before its lowering to LLVM, and
-/// the CUDA translation unit with its launches (or, with `--emit-ptx`, the
-/// PTX of each CUDA target).
-LogicalResult printCodegen(ModuleOp module, llvm::ArrayRef<std::string> targets,
-                           bool ptx,
+/// `module`: for each CPU variant the kernel module before its lowering to
+/// LLVM, and the CUDA translation unit with its launches (or, with
+/// `--emit-ptx`, the PTX of each CUDA target).
+LogicalResult printCodegen(ModuleOp module, const Targets &requested, bool ptx,
                            const cuda::CudaCodegenOptions &cudaOptions,
                            llvm::raw_ostream &os) {
-  if (llvm::is_contained(targets, "cpu") && !ptx) {
-    FailureOr<OwningOpRef<ModuleOp>> kernels = cpu::buildPlannedKernels(module);
+  llvm::ArrayRef<std::string> targets = requested.names;
+  for (const std::string &variant :
+       ptx ? std::vector<std::string>() : requested.cpuVariants) {
+    cpu::CpuTargetOptions options;
+    options.cpu = variant;
+    FailureOr<OwningOpRef<ModuleOp>> kernels =
+        cpu::buildPlannedKernels(module, options);
     if (failed(kernels))
       return failure();
-    os << "// ---- target cpu ----\n";
+    os << "// ---- target cpu:" << variant << " ----\n";
     (*kernels)->print(os);
     os << "\n";
   }
@@ -435,11 +511,12 @@ int mlir::moec::moecMain(int argc, char **argv) {
       return fail("cannot write the artifact: " + target.status().message());
   }
   std::string error;
-  FailureOr<std::vector<std::string>> targets = parseTargets(targetList, error);
+  FailureOr<Targets> targets = parseTargets(targetList, error);
   if (failed(targets))
     return fail(error);
   if (benchDeviceWeights.getNumOccurrences() &&
-      (llvm::is_contained(*targets, "cpu") || cudaTargetsOf(*targets).empty()))
+      (llvm::is_contained(targets->names, "cpu") ||
+       cudaTargetsOf(targets->names).empty()))
     return fail("--bench-device-weights makes artifacts whose weights only "
                 "exist on the GPU: use CUDA targets only (e.g. "
                 "--target=sm_90)");

@@ -69,11 +69,16 @@ options:
                        (or the GPU upload) first uses it, so loading reads
                        no weight byte; full: every weight block at load
   --info               print the artifact's manifest summary: versions,
-                       model, targets, inputs, outputs, buffers, weight
+                       model, targets, the CPU code variants and the one
+                       this CPU runs, inputs, outputs, buffers, weight
                        bytes, precision per op class, CUDA code and
                        launches, steps and sections;
                        runs too when --tokens or --input is also given
   -h, --help           show this help
+
+environment: MOEC_NUM_THREADS (default threads), MOEC_CPU_FEATURES (mask
+the detected CPU features, e.g. x86-64-v2, to run a more portable variant
+of the CPU code).
 
 exit status: 0 on success, 1 when loading or running fails (the message
 says why), 2 on a usage error.
@@ -485,6 +490,14 @@ double msSince(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
+// "cuda", or "cpu (cpu.so.x86-64-v4)": the device and, on the CPU, the code
+// variant that runs.
+std::string deviceLabel(const moec_model *model) {
+  std::string label = moec_model_device(model);
+  std::string code = moec_model_cpu_code(model);
+  return code.empty() ? label : label + " (" + code + ")";
+}
+
 // Runs the model `o.repeat` times on `o.tokens`, prints the top tokens and
 // dumps what was asked for. Returns the exit code.
 int runOnTokens(moec_model *model, const Options &o,
@@ -504,7 +517,7 @@ int runOnTokens(moec_model *model, const Options &o,
     return fail("reading the logits", status);
 
   std::printf("model: %s on %s, %lld tokens, vocabulary %lld\n",
-              o.model.c_str(), moec_model_device(model), (long long)n,
+              o.model.c_str(), deviceLabel(model).c_str(), (long long)n,
               (long long)cols);
   for (int64_t t = 0; t < rows && o.top > 0; ++t) {
     const float *row = logits + t * cols;
@@ -552,7 +565,7 @@ int runOnInputs(moec_model *model, const Options &o,
     times.push_back(msSince(start));
   }
   std::printf("model: %s on %s, %lld tokens\n", o.model.c_str(),
-              moec_model_device(model), (long long)tokens);
+              deviceLabel(model).c_str(), (long long)tokens);
   for (int64_t i = 0; i < moec_model_tensor_count(model, 1); ++i) {
     const char *name = nullptr;
     const void *data = nullptr;

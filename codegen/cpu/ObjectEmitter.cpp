@@ -31,7 +31,6 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
-#include "llvm/Support/TargetSelect.h"
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/Target/TargetOptions.h"
 #include "llvm/TargetParser/Triple.h"
@@ -147,11 +146,7 @@ void defineMemoryBuiltins(llvm::Module &module) {
 std::unique_ptr<llvm::TargetMachine>
 createTargetMachine(const CpuTargetInfo &info, unsigned optLevel,
                     std::string &error) {
-  static std::once_flag initialized;
-  std::call_once(initialized, [] {
-    llvm::InitializeNativeTarget();
-    llvm::InitializeNativeTargetAsmPrinter();
-  });
+  initializeNativeCpuTarget();
   llvm::Triple triple(info.triple);
   const llvm::Target *target =
       llvm::TargetRegistry::lookupTarget(triple, error);
@@ -234,7 +229,11 @@ LogicalResult emitCode(ModuleOp kernels, const CpuTargetOptions &options,
     return kernels.emitError("expected a CPU optimisation level 0 to 3, but "
                              "got ")
            << options.optLevel;
-  CpuTargetInfo info = getCpuTargetInfo(options);
+  llvm::Expected<CpuTargetInfo> target = getCpuTargetInfo(options);
+  if (!target)
+    return kernels.emitError("cannot target the CPU: ")
+           << llvm::toString(target.takeError());
+  const CpuTargetInfo &info = *target;
   std::string error;
   std::unique_ptr<llvm::TargetMachine> machine =
       createTargetMachine(info, options.optLevel, error);

@@ -2337,8 +2337,11 @@ mlir::moec::cpu::buildPlannedKernels(ModuleOp planned,
   func::FuncOp func = plannedFunction(planned);
   if (!func)
     return planned.emitError("expected a `forward` function to compile");
-  CpuKernelOptions kernelOptions =
-      CpuKernelOptions::forTarget(getCpuTargetInfo(options));
+  llvm::Expected<CpuTargetInfo> target = getCpuTargetInfo(options);
+  if (!target)
+    return planned.emitError("cannot target the CPU: ")
+           << llvm::toString(target.takeError());
+  CpuKernelOptions kernelOptions = CpuKernelOptions::forTarget(*target);
   OpBuilder builder(ctx);
   OwningOpRef<ModuleOp> kernels = ModuleOp::create(planned.getLoc());
   llvm::StringMap<func::FuncOp> gemms;

@@ -57,6 +57,12 @@ bool isCubinName(std::string_view name) {
 
 } // namespace
 
+bool isCpuSharedObjectName(std::string_view name) {
+  return name == "cpu.so" || (name.size() > kCpuSharedObjectPrefix.size() &&
+                              name.substr(0, kCpuSharedObjectPrefix.size()) ==
+                                  kCpuSharedObjectPrefix);
+}
+
 std::string checkSectionNameSyntax(std::string_view name) {
   if (name.empty())
     return "the name is empty";
@@ -82,6 +88,11 @@ std::string checkSectionKindName(uint32_t kind, std::string_view name) {
     return isCubinName(name) ? ""
                              : "a cubin section must be named 'cubin.sm_<NN>' "
                                "or 'cubin.sm_<NN>a'";
+  if (SectionKind(kind) == SectionKind::kCpuSharedObject)
+    return isCpuSharedObjectName(name)
+               ? ""
+               : "a cpu.so section must be named 'cpu.so' or "
+                 "'cpu.so.<variant>'";
   if (name != sectionKindName(kind))
     return std::string("a ") + sectionKindName(kind) +
            " section must be named '" + sectionKindName(kind) + "'";

@@ -93,7 +93,8 @@ enum class SectionKind : uint32_t {
   /// The `moec.runtime.manifest.Manifest` FlatBuffer (manifest.fbs); name
   /// "manifest".
   kManifest = 1,
-  /// The CPU target's position-independent shared object; name "cpu.so".
+  /// The CPU target's position-independent shared object; name "cpu.so", or
+  /// "cpu.so.<variant>" for one of several variants (manifest `cpu_objects`).
   kCpuSharedObject = 2,
   /// All weights, each at the offset the manifest gives; name "weights".
   kWeights = 3,
@@ -102,6 +103,13 @@ enum class SectionKind : uint32_t {
   /// Compiled kernels for one GPU arch; name "cubin.sm_<NN>[a]".
   kCubin = 5,
 };
+
+/// What the name of a CPU code variant's section starts with.
+constexpr std::string_view kCpuSharedObjectPrefix = "cpu.so.";
+
+/// True for "cpu.so" and "cpu.so.<variant>" with a non-empty variant (the
+/// characters are checked by `checkSectionNameSyntax`).
+bool isCpuSharedObjectName(std::string_view name);
 
 /// True when this runtime knows `kind`.
 bool isKnownSectionKind(uint32_t kind);

@@ -11,6 +11,8 @@
 
 #include "runtime/artifact/Manifest.h"
 
+#include "runtime/artifact/Format.h"
+
 #include <algorithm>
 #include <cstring>
 #include <set>
@@ -742,8 +744,9 @@ Status checkTargets(const Manifest &m, const ManifestContext &ctx) {
       return corrupt(strCat(where, ": not 'cpu' or 'sm_<NN>[a]'"));
     if (!seen.emplace(t).second)
       return corrupt(strCat(where, ": listed twice"));
-    if (t == "cpu" && !hasSection("cpu.so"))
-      return corrupt(strCat(where, ": the file has no 'cpu.so' section"));
+    if (t == "cpu" && cpuObjects(m).empty() && !hasSection("cpu.so"))
+      return corrupt(strCat(
+          where, ": the file has no 'cpu.so' section and no cpu_objects"));
     if (t != "cpu" && !hasSection("kernels.cu") &&
         !hasSection(strCat("cubin.", t)))
       return corrupt(strCat(where,
@@ -761,7 +764,77 @@ Status checkTargets(const Manifest &m, const ManifestContext &ctx) {
   return Status::ok();
 }
 
+// True for 1..64 characters of [A-Za-z0-9._-] (LLVM CPU names).
+bool isCpuName(std::string_view s) {
+  if (s.empty() || s.size() > 64)
+    return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+  });
+}
+
+Status checkCpuObjects(const Manifest &m, const ManifestContext &ctx) {
+  std::vector<const CpuObject *> objects = cpuObjects(m);
+  if (objects.empty())
+    return Status::ok();
+  const auto &targets = *m.targets();
+  if (std::none_of(
+          targets.begin(), targets.end(),
+          [](const flatbuffers::String *t) { return text(t) == "cpu"; }))
+    return corrupt("cpu_objects: listed, but the targets do not include "
+                   "'cpu'");
+  std::set<std::string, std::less<>> sections;
+  for (size_t i = 0; i < objects.size(); ++i) {
+    const CpuObject &o = *objects[i];
+    std::string_view section = text(o.section());
+    std::string where = strCat("cpu_objects[", i, "] (", quoted(section), ")");
+    if (!checkSectionNameSyntax(section).empty() ||
+        section.size() <= kCpuSharedObjectPrefix.size() ||
+        !isCpuSharedObjectName(section))
+      return corrupt(strCat(where, ": the section is not named "
+                                   "'cpu.so.<variant>' (at most 31 "
+                                   "characters of [A-Za-z0-9._-])"));
+    if (!sections.emplace(section).second)
+      return corrupt(strCat(where, ": listed twice"));
+    if (std::find(ctx.sectionNames.begin(), ctx.sectionNames.end(), section) ==
+        ctx.sectionNames.end())
+      return corrupt(strCat(where, ": the file has no such section"));
+    if (!isCpuName(text(o.cpu())))
+      return corrupt(strCat(where, ": cpu ", quoted(o.cpu()),
+                            " is not 1 to 64 characters of [A-Za-z0-9._-]"));
+    std::set<std::string, std::less<>> features;
+    for (const flatbuffers::String *f : *o.features()) {
+      if (findCpuFeature(text(f)) < 0)
+        return corrupt(strCat(where, ": feature ", quoted(f),
+                              " is not one this runtime can detect"));
+      if (!features.emplace(text(f)).second)
+        return corrupt(
+            strCat(where, ": feature ", quoted(f), " is listed twice"));
+    }
+  }
+  return Status::ok();
+}
+
 } // namespace
+
+std::vector<const CpuObject *> cpuObjects(const Manifest &m) {
+  if (!m.cpu_objects())
+    return {};
+  return std::vector<const CpuObject *>(m.cpu_objects()->begin(),
+                                        m.cpu_objects()->end());
+}
+
+std::vector<CpuCodeVariant> getCpuCodeVariants(const Manifest &m) {
+  std::vector<CpuCodeVariant> variants;
+  for (const CpuObject *o : cpuObjects(m)) {
+    CpuCodeVariant variant{o->section()->str(), o->cpu()->str(), {}};
+    for (const flatbuffers::String *f : *o->features())
+      variant.features.push_back(f->str());
+    variants.push_back(std::move(variant));
+  }
+  return variants;
+}
 
 StatusOr<ManifestIndex> verifyManifest(const Manifest &m,
                                        const ManifestContext &ctx) {
@@ -774,6 +847,7 @@ StatusOr<ManifestIndex> verifyManifest(const Manifest &m,
   MOEC_RETURN_IF_ERROR(checkTensors(m, index, /*inputs=*/true));
   MOEC_RETURN_IF_ERROR(checkTensors(m, index, /*inputs=*/false));
   MOEC_RETURN_IF_ERROR(checkTargets(m, ctx));
+  MOEC_RETURN_IF_ERROR(checkCpuObjects(m, ctx));
   MOEC_RETURN_IF_ERROR(checkSteps(m, index));
   return index;
 }

@@ -14,6 +14,7 @@
 
 #include "manifest_generated.h"
 #include "runtime/support/Checksum.h"
+#include "runtime/support/CpuFeatures.h"
 #include "runtime/support/Status.h"
 
 #include <cstdint>
@@ -154,6 +155,16 @@ StatusOr<ManifestIndex> verifyManifest(const manifest::ManifestT &manifest,
 
 /// True for a CUDA target name, "sm_<NN>[a]".
 bool isCudaTarget(std::string_view target);
+
+/// The entries of `cpu_objects`, in order; none for a file without the field
+/// (it is optional: 2.0 files written before it have none).
+std::vector<const manifest::CpuObject *>
+cpuObjects(const manifest::Manifest &manifest);
+
+/// The CPU code variants of `cpu_objects`, in order, for
+/// `selectCpuCodeVariant`; empty for a file with a single `cpu.so`.
+std::vector<CpuCodeVariant>
+getCpuCodeVariants(const manifest::Manifest &manifest);
 
 /// True when `manifest` lists any CUDA target.
 bool hasCudaTarget(const manifest::Manifest &manifest);

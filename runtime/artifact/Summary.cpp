@@ -1,9 +1,9 @@
 //===- Summary.cpp - Human-readable artifact summary ------------*- C++ -*-===//
 //
 // `Artifact::summary`, the text `moec-run --info` prints: versions, model,
-// targets, inputs and outputs, arena and weight sizes, precision per op
-// class, the launch steps with their arguments, and the section table with
-// each section's digest.
+// targets, the CPU code variants, inputs and outputs, arena and weight sizes,
+// precision per op class, the launch steps with their arguments, and the
+// section table with each section's digest.
 //
 //===----------------------------------------------------------------------===//
 
@@ -32,6 +32,31 @@ std::string bytesString(uint64_t bytes) {
 
 std::string orNone(const std::string &s) { return s.empty() ? "(none)" : s; }
 
+// The CPU code variants and the one this host runs (the executor makes the
+// same choice, CpuExecutor::create).
+void summarizeCpuCode(const Artifact &artifact, std::ostream &os) {
+  std::vector<CpuCodeVariant> variants =
+      getCpuCodeVariants(artifact.manifest());
+  if (variants.empty()) {
+    if (artifact.findSection("cpu.so"))
+      os << "cpu code:  cpu.so (one variant; the CPU it needs is not "
+            "recorded)\n";
+    return;
+  }
+  os << "cpu code:  ";
+  for (size_t i = 0; i < variants.size(); ++i)
+    os << (i ? ", " : "") << variants[i].name << " (" << variants[i].cpu << ", "
+       << variants[i].features.size() << " features)";
+  StatusOr<HostCpuFeatures> host = getHostCpuFeatures();
+  StatusOr<size_t> chosen =
+      host.isOk() ? selectCpuCodeVariant(variants, *host) : host.status();
+  if (chosen.isOk())
+    os << "\n           " << host->describe() << " runs "
+       << variants[*chosen].name << "\n";
+  else
+    os << "\n           none runs: " << chosen.status().message() << "\n";
+}
+
 } // namespace
 
 std::string Artifact::summary() const {
@@ -53,6 +78,7 @@ std::string Artifact::summary() const {
   for (uint32_t i = 0; i < targets.size(); ++i)
     os << (i ? ", " : "") << text(targets[i]);
   os << (targets.size() ? "" : "(none)") << "\n";
+  summarizeCpuCode(*this, os);
   os << "tokens:    at most " << m.max_tokens() << " per run\n";
   os << "arena:     " << bytesString(m.arena_bytes()) << " in "
      << m.buffers()->size() << " buffers\n";

@@ -441,6 +441,14 @@ int moec_model_threads(const moec_model *model) {
   return static_cast<const CpuExecutor *>(model->executor.get())->threads();
 }
 
+const char *moec_model_cpu_code(const moec_model *model) {
+  if (!model || std::string(model->executor->device()) != "cpu")
+    return "";
+  return static_cast<const CpuExecutor *>(model->executor.get())
+      ->cpuCode()
+      .c_str();
+}
+
 int64_t moec_model_max_tokens(const moec_model *model) {
   return model ? model->executor->maxTokens() : 0;
 }

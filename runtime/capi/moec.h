@@ -156,6 +156,12 @@ moec_status moec_model_set_threads(moec_model *model, int threads);
  *  another device. */
 int moec_model_threads(const moec_model *model);
 
+/** The artifact section whose CPU code `model` runs: "cpu.so.<variant>"
+ *  (the best variant this CPU has the features for; `MOEC_CPU_FEATURES`
+ *  can mask features, docs/artifact.md section 5) or "cpu.so"; "" for a
+ *  NULL model or another device. */
+const char *moec_model_cpu_code(const moec_model *model);
+
 /** The largest token count `moec_model_run` accepts. */
 int64_t moec_model_max_tokens(const moec_model *model);
 

@@ -47,15 +47,30 @@ StatusOr<std::unique_ptr<CpuExecutor>>
 CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
   const manifest::Manifest &m = artifact->manifest();
   const std::string &path = artifact->path();
-  const SectionInfo *so = artifact->findSection("cpu.so");
+  // Of several variants, the best one this CPU runs; a file without
+  // `cpu_objects` has one `cpu.so` with nothing recorded to check.
+  std::string section = "cpu.so";
+  std::vector<CpuCodeVariant> variants = getCpuCodeVariants(m);
+  if (!variants.empty()) {
+    StatusOr<HostCpuFeatures> host = getHostCpuFeatures();
+    if (!host.isOk())
+      return host.status();
+    StatusOr<size_t> chosen = selectCpuCodeVariant(variants, *host);
+    if (!chosen.isOk())
+      return chosen.status().withPrefix(path);
+    section = variants[*chosen].name;
+  }
+  const SectionInfo *so = artifact->findSection(section);
   if (!so)
     return makeError(StatusCode::kUnavailable, path,
-                     ": has no code for the cpu target (no 'cpu.so' section)");
+                     ": has no code for the cpu target (no '", section,
+                     "' section)");
 
   std::unique_ptr<CpuExecutor> executor(new CpuExecutor(artifact));
+  executor->cpuCode_ = section;
   ByteSpan bytes = artifact->sectionData(*so);
   StatusOr<std::unique_ptr<SharedObject>> library =
-      SharedObject::loadFromMemory("cpu.so", bytes.data, bytes.size);
+      SharedObject::loadFromMemory(section, bytes.data, bytes.size);
   if (!library.isOk())
     return library.status().withPrefix(path);
   executor->library_ = std::move(library).value();

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace moec::runtime {
@@ -28,10 +29,14 @@ namespace moec::runtime {
 /// Executes one artifact on the CPU. Not thread-safe: one run at a time.
 class CpuExecutor final : public Executor {
 public:
-  /// Loads `artifact`'s shared object and prepares every step. Fails with a
-  /// message naming the symbol when a step's kernel is missing. Weights of
-  /// a benchmark artifact (`weights_device_filled`) are filled in host
-  /// memory with the values the CUDA executor gives them.
+  /// Loads `artifact`'s shared object and prepares every step. Of several
+  /// CPU code variants (`cpu_objects`) it loads the best one this CPU has
+  /// the features for (`selectCpuCodeVariant`, honouring
+  /// `MOEC_CPU_FEATURES`), and fails with `kUnavailable`, naming the missing
+  /// features, when none fits. Fails with a message naming the symbol when
+  /// a step's kernel is missing. Weights of a benchmark artifact
+  /// (`weights_device_filled`) are filled in host memory with the values the
+  /// CUDA executor gives them.
   static StatusOr<std::unique_ptr<CpuExecutor>>
   create(std::shared_ptr<const Artifact> artifact);
 
@@ -68,6 +73,9 @@ public:
   /// The threads set by `setThreads`.
   int threads() const { return threads_; }
 
+  /// The section whose code runs: `cpu.so` or `cpu.so.<variant>`.
+  const std::string &cpuCode() const { return cpuCode_; }
+
   /// The arena address of buffer `id` (nullptr when there is no such id).
   uint8_t *bufferData(uint32_t id) const;
 
@@ -85,6 +93,7 @@ private:
   // tokens-1, and forgets which inputs were set.
   Status prepareInputs(int64_t tokens);
 
+  std::string cpuCode_;
   std::unique_ptr<SharedObject> library_;
   uint8_t *arena_ = nullptr;
   // Host copy of filled weights (benchmark artifacts only).

@@ -6,7 +6,8 @@ Builds a small MoE layer with bench/moe_layer.py's ONNX builder (hidden 256,
 spread over threads), compiles it with the f32 and the FP8 pipelines, runs
 each artifact with `moec-run --threads 1` and `--threads 4` (and with
 `MOEC_NUM_THREADS=3`) at several token counts, and requires the outputs to be
-byte-identical (raw float32 bits, so NaN and -0.0 count).
+byte-identical (raw float32 bits, so NaN and -0.0 count). One CPU variant
+(`--target=cpu:host`): the split over threads is the same for every variant.
 
 Usage: check_cpu_threads.py --moec moec --moec-run moec-run
 """
@@ -44,7 +45,7 @@ def main():
         for precision in ("f32", "fp8"):
             artifact = os.path.join(tmp, f"layer-{precision}.moea")
             run([args.moec, model, "-o", artifact, f"--precision={precision}",
-                 f"--max-tokens={max(COUNTS)}"])
+                 f"--max-tokens={max(COUNTS)}", "--target=cpu:host"])
             for t in COUNTS:
                 ids = ",".join(str((7 * i + 3) % LAYER.vocab) for i in range(t))
                 outputs = {}

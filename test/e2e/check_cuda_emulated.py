@@ -3,7 +3,8 @@
 For each tiny Hugging Face checkpoint and each ONNX test model of
 check_cuda_artifacts.py, and three synthetic models of wider shapes (below),
 with the f32 and the FP8 pipelines:
-`moec --target=cpu,sm_89` writes an artifact; test/emu/build_kernels.py
+`moec --target=cpu:host,sm_89` writes an artifact (one CPU variant: the
+CPU side is only the reference here); test/emu/build_kernels.py
 compiles its `kernels.cu` against the host emulation of the CUDA execution
 model (test/emu/cuda_emu.h) into a shared object of FakeCudaDriver kernels;
 `gpu-check` then runs the artifact on FakeCudaDriver
@@ -402,7 +403,7 @@ def run_case(args, tmp, name, source, precision):
     extra = EXTRA_ARCHS.get((name, precision), [])
     # The sm_90a path runs on a fake 9.0 device (so that the runtime encodes
     # the TMA maps), which loads cubin.sm_90a.
-    targets = "cpu,sm_89" + (",sm_90" if "sm_90a" in extra else "")
+    targets = "cpu:host,sm_89" + (",sm_90" if "sm_90a" in extra else "")
     p = subprocess.run([args.moec, source, "-o", artifact,
                         f"--precision={precision}", f"--target={targets}"]
                        + (["--from=moe"] if source.endswith(".mlir") else []),

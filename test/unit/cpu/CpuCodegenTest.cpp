@@ -4,8 +4,10 @@
 // Builds the cpu target's kernels, compiles them with `emitSharedObject`,
 // loads the shared object from memory (memfd + dlopen) and calls the kernels
 // through the runtime ABI on random inputs, comparing against naive C++
-// loops in double precision. Also checks that the shared object is
-// self-contained and that unsupported kernels are rejected with a message.
+// loops in double precision, for the host CPU and every CPU variant this
+// machine runs. Also checks that the shared object is self-contained, that
+// unsupported kernels are rejected with a message, and what each variant
+// records as needed.
 //
 //===----------------------------------------------------------------------===//
 
@@ -13,22 +15,27 @@
 #include "codegen/cpu/ObjectEmitter.h"
 #include "codegen/cpu/Passes.h"
 #include "runtime/fp8/Fp8.h"
+#include "runtime/support/CpuFeatures.h"
 #include "test/unit/cpu/LoadedObject.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Parser/Parser.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/BinaryFormat/ELF.h"
 #include "llvm/Object/ELFObjectFile.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 using namespace mlir;
@@ -128,8 +135,12 @@ constexpr double kRmsEps = 1e-6;
 std::string compileKernels(MLIRContext &ctx, const CpuTargetOptions &target,
                            std::string &error) {
   OwningOpRef<ModuleOp> module = ModuleOp::create(UnknownLoc::get(&ctx));
-  CpuKernelOptions options =
-      CpuKernelOptions::forTarget(getCpuTargetInfo(target));
+  llvm::Expected<CpuTargetInfo> info = getCpuTargetInfo(target);
+  if (!info) {
+    error = llvm::toString(info.takeError());
+    return {};
+  }
+  CpuKernelOptions options = CpuKernelOptions::forTarget(*info);
   bool ok = true;
   for (const GemmCase &c : kGemmCases) {
     GemmKernelSpec spec;
@@ -174,22 +185,41 @@ std::unique_ptr<MLIRContext> makeContext() {
   return ctx;
 }
 
-class CpuCodegenTest : public ::testing::TestWithParam<bool> {
+/// True when this machine has every feature the variant `cpu` needs (the
+/// host CPU, "", always).
+bool runsHere(const std::string &cpu) {
+  if (cpu.empty())
+    return true;
+  ::moec::runtime::CpuFeatureSet level;
+  return !::moec::runtime::getCpuLevelFeatures(cpu, level) ||
+         ::moec::runtime::detectCpuFeatures().containsAll(level);
+}
+
+/// The host CPU ("") and every CPU variant.
+std::vector<std::string> targetsUnderTest() {
+  std::vector<std::string> targets = {""};
+  for (const std::string &variant : getCpuVariantNames())
+    targets.push_back(variant);
+  return targets;
+}
+
+class CpuCodegenTest : public ::testing::TestWithParam<std::string> {
 protected:
-  /// One compiled object per target (host, portable), shared by the tests.
+  /// One compiled object per target (`CpuTargetOptions::cpu`), shared by the
+  /// tests.
   struct Compiled {
     std::unique_ptr<MLIRContext> ctx;
     std::string bytes, error;
     std::unique_ptr<LoadedObject> object;
   };
 
-  static Compiled &compiled(bool portable) {
-    static Compiled targets[2];
-    Compiled &c = targets[portable];
+  static Compiled &compiled(const std::string &cpu) {
+    static std::map<std::string, Compiled> targets;
+    Compiled &c = targets[cpu];
     if (!c.ctx) {
       c.ctx = makeContext();
       CpuTargetOptions target;
-      target.portable = portable;
+      target.cpu = cpu;
       c.bytes = compileKernels(*c.ctx, target, c.error);
       if (!c.bytes.empty()) {
         c.object = std::make_unique<LoadedObject>(c.bytes);
@@ -201,6 +231,8 @@ protected:
   }
 
   void SetUp() override {
+    if (!runsHere(GetParam()))
+      GTEST_SKIP() << "this CPU lacks features of " << GetParam();
     Compiled &c = compiled(GetParam());
     ASSERT_TRUE(c.error.empty()) << c.error;
     object = c.object.get();
@@ -401,10 +433,84 @@ TEST_P(CpuCodegenTest, RmsNormMatchesReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Targets, CpuCodegenTest, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool> &info) {
-                           return info.param ? "Portable" : "Host";
+INSTANTIATE_TEST_SUITE_P(Targets, CpuCodegenTest,
+                         ::testing::ValuesIn(targetsUnderTest()),
+                         [](const ::testing::TestParamInfo<std::string> &info) {
+                           std::string name =
+                               info.param.empty() ? "Host" : info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
                          });
+
+//===----------------------------------------------------------------------===//
+// CPU variants
+//===----------------------------------------------------------------------===//
+
+// What a variant records as needed is what LLVM's CPU of that name enables
+// among the runtime's features, and equals the runtime's psABI level.
+TEST(CpuTarget, VariantsNeedTheRuntimesLevelFeatures) {
+  for (const std::string &cpu : getCpuVariantNames()) {
+    CpuTargetOptions options;
+    options.cpu = cpu;
+    llvm::Expected<CpuTargetInfo> info = getCpuTargetInfo(options);
+    ASSERT_TRUE(static_cast<bool>(info)) << llvm::toString(info.takeError());
+    EXPECT_EQ(info->cpu, cpu);
+    EXPECT_TRUE(info->features.empty());
+    ::moec::runtime::CpuFeatureSet level;
+    if (!::moec::runtime::getCpuLevelFeatures(cpu, level)) {
+      EXPECT_TRUE(info->requiredFeatures.empty()) << cpu;
+      continue;
+    }
+    EXPECT_EQ(info->requiredFeatures, level.names()) << cpu;
+    EXPECT_TRUE(std::is_sorted(info->requiredFeatures.begin(),
+                               info->requiredFeatures.end()));
+  }
+}
+
+TEST(CpuTarget, VariantsSetTheKernelsVectorFacts) {
+  if (getCpuVariantNames().front() != "x86-64-v2")
+    GTEST_SKIP() << "not x86-64";
+  auto facts = [](const char *cpu) {
+    CpuTargetOptions options;
+    options.cpu = cpu;
+    return llvm::cantFail(getCpuTargetInfo(options));
+  };
+  CpuTargetInfo v2 = facts("x86-64-v2"), v3 = facts("x86-64-v3"),
+                v4 = facts("x86-64-v4");
+  EXPECT_EQ(std::make_tuple(v2.vectorBits, v2.vectorRegisters, v2.hasFma,
+                            v2.hasF16Convert),
+            std::make_tuple(int64_t(128), int64_t(16), false, false));
+  EXPECT_EQ(std::make_tuple(v3.vectorBits, v3.vectorRegisters, v3.hasFma,
+                            v3.hasF16Convert),
+            std::make_tuple(int64_t(256), int64_t(16), true, true));
+  EXPECT_EQ(std::make_tuple(v4.vectorBits, v4.vectorRegisters, v4.hasFma,
+                            v4.hasF16Convert),
+            std::make_tuple(int64_t(512), int64_t(32), true, true));
+  EXPECT_EQ(CpuKernelOptions::forTarget(v4).tileRows, 6);
+  EXPECT_EQ(CpuKernelOptions::forTarget(v2).tileRows, 3);
+}
+
+TEST(CpuTarget, HostVariantIsTheBestThatRunsHere) {
+  std::vector<std::string> names = getCpuVariantNames();
+  std::string host = getHostCpuVariant();
+  auto at = std::find(names.begin(), names.end(), host);
+  ASSERT_NE(at, names.end()) << host;
+  EXPECT_TRUE(runsHere(host));
+  if (at + 1 != names.end())
+    EXPECT_FALSE(runsHere(*(at + 1)));
+  EXPECT_EQ(getPortableCpuVariant(), names.front());
+}
+
+TEST(CpuTarget, UnknownVariantIsRefusedListingTheValidOnes) {
+  CpuTargetOptions options;
+  options.cpu = "x86-64-v5";
+  llvm::Expected<CpuTargetInfo> info = getCpuTargetInfo(options);
+  ASSERT_FALSE(static_cast<bool>(info));
+  std::vector<std::string> names = getCpuVariantNames();
+  EXPECT_EQ(llvm::toString(info.takeError()),
+            "unknown CPU variant 'x86-64-v5'; expected one of " +
+                llvm::join(names, ", "));
+}
 
 TEST(CpuCodegen, EmissionIsDeterministic) {
   // The same kernels give the same bytes (artifacts and caches rely on it).

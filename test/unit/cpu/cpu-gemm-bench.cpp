@@ -71,9 +71,17 @@ int main(int argc, char **argv) {
   MLIRContext ctx(registry);
   loadCpuKernelDialects(ctx);
   OwningOpRef<ModuleOp> module = ModuleOp::create(UnknownLoc::get(&ctx));
+  // MOEC_BENCH_CPU=x86-64-v4 (any variant) instead of the host CPU.
   CpuTargetOptions target;
-  CpuTargetInfo info = getCpuTargetInfo(target);
-  CpuKernelOptions options = CpuKernelOptions::forTarget(info);
+  if (const char *cpu = std::getenv("MOEC_BENCH_CPU"))
+    target.cpu = cpu;
+  llvm::Expected<CpuTargetInfo> info = getCpuTargetInfo(target);
+  if (!info) {
+    std::fprintf(stderr, "cpu-gemm-bench: %s\n",
+                 llvm::toString(info.takeError()).c_str());
+    return 1;
+  }
+  CpuKernelOptions options = CpuKernelOptions::forTarget(*info);
   if (argc > 4) {
     options.tileRows = std::atoll(argv[3]);
     options.tileCols = std::atoll(argv[4]);
@@ -135,7 +143,7 @@ int main(int argc, char **argv) {
   double flops = 2.0 * tokens * kN * kK;
   std::printf("cpu=%s lanes=%lld tile=%lldx%lld f16-decode=%d T=%lld K=%lld "
               "N=%lld (compile %.2f s, .so %zu bytes)\n",
-              info.cpu.c_str(), (long long)options.lanes,
+              info->cpu.c_str(), (long long)options.lanes,
               (long long)options.tileRows, (long long)options.tileCols,
               int(options.f16Decode), (long long)tokens, (long long)kK,
               (long long)kN, compileSeconds, bytes->size());

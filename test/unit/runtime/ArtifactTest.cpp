@@ -332,6 +332,21 @@ TEST(ArtifactWriterTest, RejectsBadSectionsAndMissingManifest) {
       "must be named 'cubin.sm_<NN>'");
   expectFailure(
       [&](ArtifactWriter &w) {
+        return w.addSection(
+            SectionSpec::forKind(SectionKind::kCpuSharedObject, "cpu.so."),
+            &byte, 1);
+      },
+      "a cpu.so section must be named 'cpu.so' or 'cpu.so.<variant>'");
+  expectFailure(
+      [&](ArtifactWriter &w) {
+        SectionSpec spec;
+        spec.kind = 9;
+        spec.name = "cpu.so.x86-64-v2";
+        return w.addSection(spec, &byte, 1);
+      },
+      "the name 'cpu.so.x86-64-v2' is reserved for kind 2 (cpu.so)");
+  expectFailure(
+      [&](ArtifactWriter &w) {
         SectionSpec spec;
         spec.kind = 9;
         spec.name = "has space";
@@ -793,6 +808,91 @@ TEST(ManifestTest, WeightsWithoutWeightsSection) {
   EXPECT_EQ(index.status().message(),
             "the manifest lists 3 weights but the file has no 'weights' "
             "section");
+}
+
+// `cpu_objects`: each names an existing `cpu.so.<variant>` section once,
+// with a CPU name and features this runtime can detect.
+TEST(ManifestTest, CpuObjects) {
+  auto withObjects = [](int count) {
+    manifest::ManifestT m = TestModel::random(8).manifest();
+    for (int i = 0; i < count; ++i) {
+      auto o = std::make_unique<manifest::CpuObjectT>();
+      o->section = i ? "cpu.so.x86-64-v4" : "cpu.so.x86-64-v2";
+      o->cpu = i ? "x86-64-v4" : "x86-64-v2";
+      o->features = {"sse4.2", i ? "avx512f" : "popcnt"};
+      m.cpu_objects.push_back(std::move(o));
+    }
+    return m;
+  };
+  ManifestContext context;
+  context.sectionNames = {"manifest", "cpu.so.x86-64-v2", "cpu.so.x86-64-v4",
+                          "weights"};
+  context.weightsSectionSize = 4800;
+  PackedManifest good(withObjects(2));
+  auto index = verifyManifest(*good, context);
+  ASSERT_TRUE(index.isOk()) << index.status().toString();
+  std::vector<CpuCodeVariant> variants = getCpuCodeVariants(*good);
+  ASSERT_EQ(variants.size(), 2u);
+  EXPECT_EQ(variants[1].name, "cpu.so.x86-64-v4");
+  EXPECT_EQ(variants[1].cpu, "x86-64-v4");
+  EXPECT_EQ(variants[1].features,
+            (std::vector<std::string>{"sse4.2", "avx512f"}));
+  EXPECT_TRUE(
+      getCpuCodeVariants(*PackedManifest(TestModel::random(8).manifest()))
+          .empty());
+
+  struct Case {
+    std::function<void(manifest::ManifestT &)> edit;
+    const char *message;
+  };
+  const Case cases[] = {
+      {[](manifest::ManifestT &m) { m.targets.clear(); },
+       "cpu_objects: listed, but the targets do not include 'cpu'"},
+      {[](manifest::ManifestT &m) { m.cpu_objects[1]->section = "cpu.so"; },
+       "cpu_objects[1] ('cpu.so'): the section is not named "
+       "'cpu.so.<variant>' (at most 31 characters of [A-Za-z0-9._-])"},
+      {[](manifest::ManifestT &m) {
+         m.cpu_objects[1]->section = "cpu.so.a-variant-name-far-too-long";
+       },
+       "cpu_objects[1] ('cpu.so.a-variant-name-far-too-long'): the section "
+       "is not named 'cpu.so.<variant>' (at most 31 characters of "
+       "[A-Za-z0-9._-])"},
+      {[](manifest::ManifestT &m) { m.cpu_objects[1]->section = "weights"; },
+       "cpu_objects[1] ('weights'): the section is not named "
+       "'cpu.so.<variant>' (at most 31 characters of [A-Za-z0-9._-])"},
+      {[](manifest::ManifestT &m) {
+         m.cpu_objects[1]->section = "cpu.so.x86-64-v2";
+       },
+       "cpu_objects[1] ('cpu.so.x86-64-v2'): listed twice"},
+      {[](manifest::ManifestT &m) {
+         m.cpu_objects[1]->section = "cpu.so.x86-64-v3";
+       },
+       "cpu_objects[1] ('cpu.so.x86-64-v3'): the file has no such section"},
+      {[](manifest::ManifestT &m) { m.cpu_objects[0]->cpu = ""; },
+       "cpu_objects[0] ('cpu.so.x86-64-v2'): cpu '' is not 1 to 64 "
+       "characters of [A-Za-z0-9._-]"},
+      {[](manifest::ManifestT &m) { m.cpu_objects[0]->cpu = "x86 64\n"; },
+       "cpu_objects[0] ('cpu.so.x86-64-v2'): cpu 'x86 64\\x0a' is not 1 to 64 "
+       "characters of [A-Za-z0-9._-]"},
+      {[](manifest::ManifestT &m) {
+         m.cpu_objects[1]->features.push_back("avx1024");
+       },
+       "cpu_objects[1] ('cpu.so.x86-64-v4'): feature 'avx1024' is not one "
+       "this runtime can detect"},
+      {[](manifest::ManifestT &m) {
+         m.cpu_objects[1]->features.push_back("sse4.2");
+       },
+       "cpu_objects[1] ('cpu.so.x86-64-v4'): feature 'sse4.2' is listed "
+       "twice"},
+  };
+  for (const Case &c : cases) {
+    manifest::ManifestT m = withObjects(2);
+    c.edit(m);
+    auto bad = verifyManifest(m, context);
+    ASSERT_FALSE(bad.isOk()) << c.message;
+    EXPECT_EQ(bad.status().code(), StatusCode::kCorrupt);
+    EXPECT_EQ(bad.status().message(), c.message);
+  }
 }
 
 /// Adds to `m` a [300, 200] FP8 weight (id 20, 'w_fp8') with blocks of

@@ -15,6 +15,7 @@
 #include "runtime/capi/ModelTesting.h"
 #include "runtime/capi/moec.h"
 #include "runtime/cpu/CpuExecutor.h"
+#include "runtime/support/CpuFeatures.h"
 
 #include <gtest/gtest.h>
 
@@ -293,6 +294,123 @@ TEST_F(CpuRuntimeTest, ArtifactWithoutCpuCodeIsUnavailable) {
   EXPECT_EQ(ex.status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(ex.status().message(),
             path + ": has no code for the cpu target (no 'cpu.so' section)");
+}
+
+//===----------------------------------------------------------------------===//
+// CPU code variants
+//===----------------------------------------------------------------------===//
+
+// Makes `model.write` add the test kernels as variant `x86-64-v2` and the
+// kernels with the doubled bias as variant `x86-64-v4` (so that the logits
+// show which one ran); `edit` lists them in `cpu_objects` with the features
+// of their level.
+void addVariants(TestModel &model, bool withV2) {
+  auto section = [](const char *name, const std::vector<uint8_t> &bytes) {
+    return std::make_pair(
+        SectionSpec::forKind(SectionKind::kCpuSharedObject, name),
+        std::string(bytes.begin(), bytes.end()));
+  };
+  if (withV2)
+    model.extraSections.push_back(section("cpu.so.x86-64-v2", kernelsSo()));
+  model.extraSections.push_back(section("cpu.so.x86-64-v4", kernels2So()));
+}
+
+void listVariants(manifest::ManifestT &m, bool withV2) {
+  for (const char *level : {"x86-64-v2", "x86-64-v4"}) {
+    if (!withV2 && std::string(level) == "x86-64-v2")
+      continue;
+    auto o = std::make_unique<manifest::CpuObjectT>();
+    o->section = std::string("cpu.so.") + level;
+    o->cpu = level;
+    CpuFeatureSet features;
+    ASSERT_TRUE(getCpuLevelFeatures(level, features));
+    o->features = features.names();
+    m.cpu_objects.push_back(std::move(o));
+  }
+}
+
+TEST_F(CpuRuntimeTest, RunsTheBestVariantTheCpuHas) {
+  CpuFeatureSet v4;
+  ASSERT_TRUE(getCpuLevelFeatures("x86-64-v4", v4));
+  bool hasV4 = detectCpuFeatures().containsAll(v4);
+  addVariants(model, /*withV2=*/true);
+  std::vector<int32_t> tokens = {3, 1, 4, 1, 5};
+  {
+    ScopedEnv env(kCpuFeaturesEnv, nullptr);
+    auto ex = load("detected.moea", kernelsSo(),
+                   [](manifest::ManifestT &m) { listVariants(m, true); });
+    ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+    EXPECT_EQ((*ex)->cpuCode(),
+              hasV4 ? "cpu.so.x86-64-v4" : "cpu.so.x86-64-v2");
+    runAndCheck(**ex, tokens, hasV4 ? 2.0f : 1.0f);
+  }
+  {
+    // Forced down, the same file runs its portable code.
+    ScopedEnv env(kCpuFeaturesEnv, "x86-64-v2");
+    auto ex = load("forced.moea", kernelsSo(),
+                   [](manifest::ManifestT &m) { listVariants(m, true); });
+    ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+    EXPECT_EQ((*ex)->cpuCode(), "cpu.so.x86-64-v2");
+    runAndCheck(**ex, tokens, 1.0f);
+  }
+}
+
+TEST_F(CpuRuntimeTest, NoFittingVariantIsUnavailableNamingTheFeatures) {
+  addVariants(model, /*withV2=*/false);
+  ScopedEnv env(kCpuFeaturesEnv, "x86-64-v3");
+  auto ex = load("v4-only.moea", kernelsSo(),
+                 [](manifest::ManifestT &m) { listVariants(m, false); });
+  ASSERT_FALSE(ex.isOk());
+  EXPECT_EQ(ex.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(ex.status().message(),
+            dir.file("v4-only.moea") +
+                ": no CPU code in the artifact runs on this host "
+                "(MOEC_CPU_FEATURES=x86-64-v3), which lacks features the "
+                "code needs: cpu.so.x86-64-v4 (x86-64-v4): avx512bw, "
+                "avx512cd, avx512dq, avx512f, avx512vl");
+
+  // The C API says the same, and "auto" does not hide it.
+  moec_model *m = nullptr;
+  EXPECT_EQ(moec_model_load(dir.file("v4-only.moea").c_str(), "auto", &m),
+            MOEC_UNAVAILABLE);
+  EXPECT_EQ(m, nullptr);
+  EXPECT_NE(std::string(moec_last_error()).find("avx512f"), std::string::npos)
+      << moec_last_error();
+
+  ScopedEnv bad(kCpuFeaturesEnv, "avx-512");
+  auto refused = load("v4-only.moea", kernelsSo(),
+                      [](manifest::ManifestT &m) { listVariants(m, false); });
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message().rfind(
+                "MOEC_CPU_FEATURES: unknown CPU feature 'avx-512'", 0),
+            0u)
+      << refused.status().message();
+}
+
+TEST_F(CpuRuntimeTest, CApiNamesTheCpuCodeThatRuns) {
+  addVariants(model, /*withV2=*/true);
+  std::string path = dir.file("variants.moea");
+  ASSERT_TRUE(model
+                  .write(path, kernelsSo(),
+                         [](manifest::ManifestT &m) { listVariants(m, true); })
+                  .isOk());
+  ScopedEnv env(kCpuFeaturesEnv, "x86-64-v2,avx2");
+  moec_model *m = nullptr;
+  ASSERT_EQ(moec_model_load(path.c_str(), "cpu", &m), MOEC_OK)
+      << moec_last_error();
+  EXPECT_STREQ(moec_model_cpu_code(m), "cpu.so.x86-64-v2");
+  moec_model_free(m);
+  EXPECT_STREQ(moec_model_cpu_code(nullptr), "");
+
+  // A file without `cpu_objects` runs its one `cpu.so`.
+  std::string legacy = dir.file("legacy.moea");
+  TestModel plain = TestModel::random(21);
+  ASSERT_TRUE(plain.write(legacy, kernelsSo()).isOk());
+  ASSERT_EQ(moec_model_load(legacy.c_str(), "cpu", &m), MOEC_OK)
+      << moec_last_error();
+  EXPECT_STREQ(moec_model_cpu_code(m), "cpu.so");
+  moec_model_free(m);
 }
 
 //===----------------------------------------------------------------------===//

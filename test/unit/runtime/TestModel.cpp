@@ -34,6 +34,22 @@ bool writeFile(const std::string &path, const std::vector<uint8_t> &bytes) {
   return bool(out);
 }
 
+ScopedEnv::ScopedEnv(const char *name, const char *value) : name_(name) {
+  if (const char *old = std::getenv(name))
+    saved_ = old;
+  if (value)
+    setenv(name, value, 1);
+  else
+    unsetenv(name);
+}
+
+ScopedEnv::~ScopedEnv() {
+  if (saved_)
+    setenv(name_.c_str(), saved_->c_str(), 1);
+  else
+    unsetenv(name_.c_str());
+}
+
 TempDir::TempDir() {
   const char *base = std::getenv("TMPDIR");
   std::string tmpl =

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,20 @@ public:
 
 private:
   std::vector<uint8_t> bytes_;
+};
+
+/// Sets the environment variable `name` to `value` (unsets it for null)
+/// until the end of the scope, then restores it.
+class ScopedEnv {
+public:
+  ScopedEnv(const char *name, const char *value);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv &) = delete;
+  ScopedEnv &operator=(const ScopedEnv &) = delete;
+
+private:
+  std::string name_;
+  std::optional<std::string> saved_;
 };
 
 /// The test model: weights, manifest, artifact writer and reference.
