@@ -641,7 +641,9 @@ mlir::moec::emitArtifact(ModuleOp module, llvm::StringRef cpuSharedObject,
   if (!writer.isOk())
     return fail(toError(writer.status()));
   rt::Status status;
-  if (cpu)
+  if (options.signingSeed)
+    status = (*writer)->setSigningKey(*options.signingSeed);
+  if (status.isOk() && cpu)
     status = (*writer)->addSection(
         rt::SectionSpec::forKind(rt::SectionKind::kCpuSharedObject),
         cpuSharedObject.data(), cpuSharedObject.size());
