@@ -654,6 +654,8 @@ mlir::moec::emitArtifact(ModuleOp module, ArrayRef<CpuSharedObject> cpuObjects,
   if (!writer.isOk())
     return fail(toError(writer.status()));
   rt::Status status;
+  if (options.signingSeed)
+    status = (*writer)->setSigningKey(*options.signingSeed);
   for (auto [object, section] : llvm::zip_equal(cpuObjects, cpuSections))
     if (status.isOk())
       status = (*writer)->addSection(

@@ -21,6 +21,7 @@
 #include "mlir/Support/LLVM.h"
 #include "llvm/ADT/StringRef.h"
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -45,6 +46,9 @@ struct ArtifactOptions {
   /// Benchmark artifacts: store no weight data; the runtime fills every
   /// weight on the device from this seed (`weights_device_filled`).
   std::optional<uint64_t> deviceFillSeed;
+  /// Sign the artifact with the Ed25519 key of this seed (see
+  /// `ArtifactWriter::setSigningKey`).
+  std::optional<std::array<uint8_t, 32>> signingSeed;
   /// The function to emit.
   std::string function = "forward";
   /// The checkpoint folder; when empty, the module's `moe.checkpoint`

@@ -12,7 +12,8 @@ packages=(cmake ninja-build ccache g++ python3 python3-venv clang-format
           libonnx-dev libprotobuf-dev protobuf-compiler nlohmann-json3-dev
           flatbuffers-compiler libflatbuffers-dev
           libgtest-dev libgmock-dev libbenchmark-dev
-          clang libclang-rt-14-dev)
+          clang libclang-rt-14-dev
+          libsodium23)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,6 +17,7 @@
 #include "importers/onnx/OnnxImporter.h"
 #include "runtime/artifact/ArtifactWriter.h"
 #include "runtime/nvrtc/Nvrtc.h"
+#include "runtime/support/Ed25519.h"
 #include "tools/InitAll.h"
 
 #include "mlir/IR/AsmState.h"
@@ -146,6 +147,12 @@ cl::opt<uint64_t> benchDeviceWeights(
              "and scales). The checkpoint's tensors are never read, so the "
              "artifact computes nothing meaningful; it times a model whose "
              "weights are too large to ship"));
+
+cl::opt<std::string> signingKeyFile(
+    "sign", cl::cat(moecCategory), cl::value_desc("key.pem"),
+    cl::desc("Sign the artifact with this Ed25519 private key (PEM from "
+             "`openssl genpkey -algorithm ed25519`); needs libsodium "
+             "(libsodium.so.23) at run time"));
 
 cl::opt<std::string> testCpuSharedObject(
     "test-cpu-so", cl::cat(moecCategory), cl::Hidden, cl::value_desc("file"),
@@ -340,9 +347,11 @@ int writeArtifactFile(ModuleOp module, const std::string &path,
                       const std::string &testSharedObject,
                       llvm::StringRef precisionName, const Targets &requested,
                       const cuda::CudaCodegenOptions &cudaOptions,
-                      std::optional<uint64_t> fillSeed) {
+                      std::optional<uint64_t> fillSeed,
+                      std::optional<::moec::runtime::Ed25519Seed> signingSeed) {
   llvm::ArrayRef<std::string> targets = requested.names;
   ArtifactOptions options;
+  options.signingSeed = signingSeed;
   std::vector<CpuSharedObject> cpuObjects;
   for (const std::string &variant : requested.cpuVariants) {
     FailureOr<CpuSharedObject> object =
@@ -510,6 +519,25 @@ int mlir::moec::moecMain(int argc, char **argv) {
     if (!target.isOk())
       return fail("cannot write the artifact: " + target.status().message());
   }
+  // A bad --sign key, or no libsodium to sign with, fails before the work.
+  std::optional<::moec::runtime::Ed25519Seed> signingSeed;
+  if (signingKeyFile.getNumOccurrences()) {
+    namespace rt = ::moec::runtime;
+    if (!writeArtifact)
+      return fail("--sign signs an artifact: drop --compile-to");
+    rt::StatusOr<rt::Ed25519Seed> seed =
+        [&]() -> rt::StatusOr<rt::Ed25519Seed> {
+      MOEC_ASSIGN_OR_RETURN(std::string text, rt::readKeyFile(signingKeyFile));
+      MOEC_ASSIGN_OR_RETURN(rt::Ed25519Seed parsed,
+                            rt::parseEd25519PrivateKey(text, signingKeyFile));
+      MOEC_RETURN_IF_ERROR(rt::ed25519PublicKeyOf(parsed).status());
+      return parsed;
+    }();
+    if (!seed.isOk())
+      return fail("cannot sign with --sign " + signingKeyFile + ": " +
+                  seed.status().message());
+    signingSeed = *seed;
+  }
   std::string error;
   FailureOr<Targets> targets = parseTargets(targetList, error);
   if (failed(targets))
@@ -551,7 +579,8 @@ int mlir::moec::moecMain(int argc, char **argv) {
                              precisionName, *targets, cudaOptions,
                              benchDeviceWeights.getNumOccurrences()
                                  ? std::optional<uint64_t>(benchDeviceWeights)
-                                 : std::nullopt);
+                                 : std::nullopt,
+                             signingSeed);
 
   std::unique_ptr<llvm::ToolOutputFile> output =
       openOutputFile(outputFile, &error);

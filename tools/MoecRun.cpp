@@ -68,7 +68,14 @@ options:
                        sections, and each 16 MiB weight block when a run
                        (or the GPU upload) first uses it, so loading reads
                        no weight byte; full: every weight block at load
+  --trusted-key FILE   accept only artifacts signed by this Ed25519 public
+                       key (PEM from `openssl pkey -pubout`, or 64 hex
+                       digits); repeat to trust several keys. Unsigned or
+                       otherwise signed artifacts are refused, and so is
+                       every artifact when libsodium (libsodium.so.23) is
+                       unavailable
   --info               print the artifact's manifest summary: versions,
+                       signer (and whether the signature verifies),
                        model, targets, the CPU code variants and the one
                        this CPU runs, inputs, outputs, buffers, weight
                        bytes, precision per op class, CUDA code and
@@ -94,6 +101,8 @@ struct Options {
   std::string dumpOutput;
   // --input NAME=FILE pairs, in command-line order.
   std::vector<std::pair<std::string, std::string>> inputs;
+  // --trusted-key files, in command-line order.
+  std::vector<std::string> trustedKeys;
   int64_t repeat = 1;
   int64_t threads = 0;
   int64_t top = 5;
@@ -159,6 +168,10 @@ int parseArgs(int argc, char **argv, Options &o) {
       o.help = true;
     } else if (arg == "--info") {
       o.info = true;
+    } else if (arg == "--trusted-key") {
+      if (!next(v) || v.empty())
+        return usageError("--trusted-key needs a public key file");
+      o.trustedKeys.push_back(v);
     } else if (arg == "--tokens") {
       if (!next(v) || !parseTokens(v, o.tokens))
         return usageError("--tokens needs a comma-separated list of token "
@@ -602,9 +615,30 @@ int moecRunMain(int argc, char **argv) {
   }
 
   bool full = o.verify == "full";
+  std::vector<const char *> keyFiles;
+  for (const std::string &file : o.trustedKeys)
+    keyFiles.push_back(file.c_str());
+  moec_load_options loadOptions = {};
+  loadOptions.device = o.device.c_str();
+  loadOptions.verify = full ? MOEC_VERIFY_FULL : MOEC_VERIFY_DEFAULT;
+  loadOptions.trusted_key_files = keyFiles.data();
+  loadOptions.trusted_key_file_count = int64_t(keyFiles.size());
+  loadOptions.require_signature = !keyFiles.empty();
   if (o.info) {
     OpenOptions options;
     options.verify = full ? VerifyLevel::kFull : VerifyLevel::kDefault;
+    for (const std::string &file : o.trustedKeys) {
+      StatusOr<Ed25519PublicKey> key = [&]() -> StatusOr<Ed25519PublicKey> {
+        MOEC_ASSIGN_OR_RETURN(std::string text, readKeyFile(file));
+        return parseEd25519PublicKey(text, file);
+      }();
+      if (!key.isOk()) {
+        std::fprintf(stderr, "moec-run: %s\n", key.status().toString().c_str());
+        return 1;
+      }
+      options.signatures.trustedKeys.push_back(*key);
+    }
+    options.signatures.requireSignature = !o.trustedKeys.empty();
     auto openStart = std::chrono::steady_clock::now();
     StatusOr<std::unique_ptr<Artifact>> artifact =
         Artifact::open(o.model, options);
@@ -624,8 +658,7 @@ int moecRunMain(int argc, char **argv) {
   auto loadStart = std::chrono::steady_clock::now();
   moec_model *model = nullptr;
   moec_status status =
-      moec_model_load_ex(o.model.c_str(), o.device.c_str(),
-                         full ? MOEC_VERIFY_FULL : MOEC_VERIFY_DEFAULT, &model);
+      moec_model_load_with_options(o.model.c_str(), &loadOptions, &model);
   if (status != MOEC_OK)
     return fail("loading the model", status);
   if (o.threads > 0)

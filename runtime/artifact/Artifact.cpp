@@ -115,6 +115,9 @@ Status Artifact::verify(const OpenOptions &options) {
     }
   }
   MOEC_RETURN_IF_ERROR(verifyMetaDigest());
+  // The signature covers the meta digest, which covers the manifest with
+  // every section's digest: check it before anything in the file is used.
+  MOEC_RETURN_IF_ERROR(verifySignature(options.signatures));
   MOEC_RETURN_IF_ERROR(verifyManifestSection());
   MOEC_RETURN_IF_ERROR(verifySections());
   if (options.verify == VerifyLevel::kFull)
@@ -288,6 +291,59 @@ Status Artifact::verifyMetaDigest() {
                        ", computed ", toHex(actual),
                        "): the header, section table or manifest is "
                        "corrupted"));
+  return Status::ok();
+}
+
+Status Artifact::verifySignature(const SignaturePolicy &policy) {
+  auto isZero = [](const auto &bytes) {
+    return std::all_of(bytes.begin(), bytes.end(),
+                       [](uint8_t b) { return b == 0; });
+  };
+  bool noSignature = isZero(signature_), noKey = isZero(signerPublicKey_);
+  if (noSignature != noKey)
+    return fail(StatusCode::kCorrupt,
+                noSignature ? "trailer: a signer key but no signature"
+                            : "trailer: a signature but no signer key");
+  bool isSigned = !noSignature;
+  if (policy.enforced()) {
+    if (policy.requireSignature && policy.trustedKeys.empty())
+      return fail(StatusCode::kInvalidArgument,
+                  "a signature is required but no key is trusted");
+    // Fail closed: a policy that cannot be checked refuses every file.
+    Status available = ed25519Available();
+    if (!available.isOk())
+      return available.withPrefix(
+          strCat(path_, ": cannot check the signature policy"));
+    if (!isSigned) {
+      if (!policy.requireSignature)
+        return Status::ok();
+      size_t n = policy.trustedKeys.size();
+      return fail(StatusCode::kUntrusted,
+                  strCat("is not signed; this runtime requires artifacts "
+                         "signed by one of ",
+                         n, " trusted key", n == 1 ? "" : "s"));
+    }
+    if (std::find(policy.trustedKeys.begin(), policy.trustedKeys.end(),
+                  signerPublicKey_) == policy.trustedKeys.end())
+      return fail(StatusCode::kUntrusted,
+                  strCat("is signed by key ",
+                         toHex(signerPublicKey_.data(), kPublicKeySize),
+                         ", which is not trusted"));
+  } else if (!isSigned) {
+    return Status::ok();
+  } else if (!ed25519Available().isOk()) {
+    // Without a policy a signature is informational only.
+    signatureCheck_ = SignatureCheck::kUnchecked;
+    return Status::ok();
+  }
+  std::array<uint8_t, kSignedMessageSize> message = signedMessage(metaDigest_);
+  Status verified = ed25519Verify(signerPublicKey_, message.data(),
+                                  message.size(), signature_);
+  signatureCheck_ =
+      verified.isOk() ? SignatureCheck::kVerified : SignatureCheck::kInvalid;
+  if (!verified.isOk() && policy.enforced())
+    return verified.withPrefix(strCat(
+        path_, ": signer ", toHex(signerPublicKey_.data(), kPublicKeySize)));
   return Status::ok();
 }
 

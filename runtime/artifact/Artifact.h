@@ -16,6 +16,7 @@
 
 #include "runtime/artifact/Format.h"
 #include "runtime/artifact/Manifest.h"
+#include "runtime/support/Ed25519.h"
 #include "runtime/support/MappedFile.h"
 #include "runtime/support/Status.h"
 
@@ -73,10 +74,40 @@ enum class VerifyLevel {
   kFull,
 };
 
+/// Which signatures `Artifact::open` accepts (docs/artifact.md, "Deploying
+/// with signatures"). The signature is checked right after the meta digest,
+/// before the manifest or any section is used.
+struct SignaturePolicy {
+  /// The keys whose signatures are accepted. When not empty, a signed
+  /// artifact must be signed by one of them and its signature must verify.
+  std::vector<Ed25519PublicKey> trustedKeys;
+  /// Refuse unsigned artifacts; needs at least one trusted key.
+  bool requireSignature = false;
+
+  /// True when the policy checks anything (and so needs libsodium: without
+  /// it the open fails closed with kUnavailable).
+  bool enforced() const { return requireSignature || !trustedKeys.empty(); }
+};
+
 /// Options of `Artifact::open`.
 struct OpenOptions {
   /// How much to verify at load.
   VerifyLevel verify = VerifyLevel::kDefault;
+  /// Which signatures are accepted; by default any artifact, signed or not.
+  SignaturePolicy signatures;
+};
+
+/// What `Artifact::open` found out about the signature.
+enum class SignatureCheck {
+  /// The trailer's signature and key fields are zero.
+  kUnsigned,
+  /// Signed, and the signature verifies under the signer key it names.
+  kVerified,
+  /// Signed, but the signature does not verify (only loaded without a
+  /// policy).
+  kInvalid,
+  /// Signed, but not checked: libsodium is unavailable and no policy asked.
+  kUnchecked,
 };
 
 /// A verified artifact. Immutable but for the record of which weight blocks
@@ -110,8 +141,7 @@ public:
   /// manifest, the section table and the trailer's first 32 bytes. Through
   /// the manifest's section digests it identifies every byte in use.
   const Sha256Digest &metaDigest() const { return metaDigest_; }
-  /// The trailer's signature field (zero when unsigned; not checked by
-  /// this runtime).
+  /// The trailer's signature field (zero when unsigned).
   const std::array<uint8_t, kSignatureSize> &signature() const {
     return signature_;
   }
@@ -119,6 +149,9 @@ public:
   const std::array<uint8_t, kPublicKeySize> &signerPublicKey() const {
     return signerPublicKey_;
   }
+
+  /// Whether the artifact is signed and whether the signature verified.
+  SignatureCheck signatureCheck() const { return signatureCheck_; }
 
   /// All sections, in table order.
   const std::vector<SectionInfo> &sections() const { return sections_; }
@@ -167,6 +200,7 @@ private:
   Status verify(const OpenOptions &options);
   Status verifyStructure();
   Status verifyMetaDigest();
+  Status verifySignature(const SignaturePolicy &policy);
   Status verifyManifestSection();
   Status verifySectionDigests();
   Status verifySections();
@@ -184,6 +218,7 @@ private:
   Sha256Digest metaDigest_ = {};
   std::array<uint8_t, kSignatureSize> signature_ = {};
   std::array<uint8_t, kPublicKeySize> signerPublicKey_ = {};
+  SignatureCheck signatureCheck_ = SignatureCheck::kUnsigned;
   std::vector<SectionInfo> sections_;
   const manifest::Manifest *manifest_ = nullptr;
   ManifestIndex index_;

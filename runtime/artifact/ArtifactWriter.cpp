@@ -451,6 +451,17 @@ Status ArtifactWriter::addManifest(const manifest::ManifestT &manifest) {
 // Commit
 //===----------------------------------------------------------------------===//
 
+Status ArtifactWriter::setSigningKey(const Ed25519Seed &seed) {
+  if (!failed_.isOk())
+    return failed_;
+  StatusOr<Ed25519PublicKey> publicKey = ed25519PublicKeyOf(seed);
+  if (!publicKey.isOk())
+    return publicKey.status().withPrefix(strCat(path_, ": cannot sign"));
+  signingSeed_ = seed;
+  signingPublicKey_ = *publicKey;
+  return Status::ok();
+}
+
 Status ArtifactWriter::commit() {
   if (!failed_.isOk())
     return failed_;
@@ -493,9 +504,20 @@ Status ArtifactWriter::commit() {
   uint8_t encoded[kTrailerSize];
   encodeTrailer(encoded, trailer);
   meta.update(encoded, kTrailerDigestOffset);
-  // Unsigned: the signature and key fields stay zero (and are not covered
-  // by the digest, so that signing does not change it).
+  // The signature and key fields are not covered by the digest, so that
+  // signing does not change it; unsigned, they stay zero.
   trailer.digest = meta.finish();
+  if (signingSeed_) {
+    std::array<uint8_t, kSignedMessageSize> message =
+        signedMessage(trailer.digest);
+    StatusOr<Ed25519Signature> signature =
+        ed25519Sign(*signingSeed_, message.data(), message.size());
+    if (!signature.isOk())
+      return failWith(
+          signature.status().withPrefix(strCat(path_, ": cannot sign")));
+    trailer.signature = *signature;
+    trailer.signerPublicKey = signingPublicKey_;
+  }
   encodeTrailer(encoded, trailer);
   MOEC_RETURN_IF_ERROR(write(encoded, kTrailerSize));
   MOEC_RETURN_IF_ERROR(flush());

@@ -14,11 +14,13 @@
 
 #include "runtime/artifact/Format.h"
 #include "runtime/artifact/Manifest.h"
+#include "runtime/support/Ed25519.h"
 #include "runtime/support/Status.h"
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -103,6 +105,12 @@ public:
   /// call `verifyManifest`, or reopen the committed file.
   Status addManifest(const manifest::ManifestT &manifest);
 
+  /// Signs the artifact at `commit` with the Ed25519 key whose seed is
+  /// `seed`: the trailer gets the signature of `signedMessage(meta digest)`
+  /// and the key's public half. Fails (kUnavailable) at once when libsodium
+  /// cannot be loaded, so that no unsigned file is written by mistake.
+  Status setSigningKey(const Ed25519Seed &seed);
+
   /// Writes the manifest, the table and the trailer, fsyncs, and renames
   /// the temp file over the target (then fsyncs the folder). Needs
   /// `addManifest` first.
@@ -144,6 +152,9 @@ private:
   // written so far (in table order).
   std::unique_ptr<manifest::ManifestT> manifest_;
   std::vector<std::unique_ptr<manifest::SectionDigestT>> digests_;
+  // The signing key from `setSigningKey`, and its public half.
+  std::optional<Ed25519Seed> signingSeed_;
+  Ed25519PublicKey signingPublicKey_ = {};
   // SHA-256 of a block of zeros, for the block size it was computed for.
   uint64_t zeroBlockSize_ = 0;
   Sha256Digest zeroBlockDigest_ = {};

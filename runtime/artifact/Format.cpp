@@ -150,6 +150,16 @@ void encodeTrailer(uint8_t *out, const Trailer &trailer) {
               kPublicKeySize);
 }
 
+std::array<uint8_t, kSignedMessageSize>
+signedMessage(const Sha256Digest &metaDigest) {
+  std::array<uint8_t, kSignedMessageSize> message = {};
+  // sizeof includes the terminating NUL, which is part of the domain.
+  std::memcpy(message.data(), kSignatureDomain, sizeof(kSignatureDomain));
+  std::memcpy(message.data() + sizeof(kSignatureDomain), metaDigest.data(),
+              metaDigest.size());
+  return message;
+}
+
 Trailer decodeTrailer(const uint8_t *in) {
   Trailer trailer;
   trailer.tableOffset = loadLE<uint64_t>(in + 0);

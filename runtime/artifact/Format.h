@@ -197,6 +197,19 @@ template <typename T> void storeLE(uint8_t *p, T v) {
     p[i] = uint8_t(v >> (8 * i));
 }
 
+/// The domain separator that starts every signed message: the ASCII text
+/// "moec-artifact-2 signature" and a NUL byte (26 bytes), so that a
+/// signature over an artifact can never be taken for one over anything else.
+constexpr char kSignatureDomain[] = "moec-artifact-2 signature";
+/// Size of the signed message: the domain separator with its NUL, then the
+/// 32-byte meta digest.
+constexpr size_t kSignedMessageSize = sizeof(kSignatureDomain) + 32;
+
+/// The message an artifact's Ed25519 signature is over:
+/// "moec-artifact-2 signature\0" || `metaDigest`.
+std::array<uint8_t, kSignedMessageSize>
+signedMessage(const Sha256Digest &metaDigest);
+
 /// Encodes the header for version `major`.`minor` into `out[kHeaderSize]`.
 void encodeHeader(uint8_t *out, uint16_t major, uint16_t minor);
 /// Encodes `entry` into `out[kTableEntrySize]`.

@@ -67,6 +67,24 @@ std::string Artifact::summary() const {
   os << "artifact:  " << path_ << " (format " << major_ << "." << minor_ << ", "
      << bytesString(size_) << ", meta sha256 " << toHex(metaDigest_)
      << (isSigned ? ", signed" : "") << ")\n";
+  os << "signed:    ";
+  switch (signatureCheck_) {
+  case SignatureCheck::kUnsigned:
+    os << "no\n";
+    break;
+  case SignatureCheck::kVerified:
+    os << "by " << toHex(signerPublicKey_.data(), kPublicKeySize)
+       << " (verified)\n";
+    break;
+  case SignatureCheck::kInvalid:
+    os << "by " << toHex(signerPublicKey_.data(), kPublicKeySize)
+       << " (SIGNATURE DOES NOT VERIFY)\n";
+    break;
+  case SignatureCheck::kUnchecked:
+    os << "by " << toHex(signerPublicKey_.data(), kPublicKeySize)
+       << " (not checked: Ed25519 is unavailable)\n";
+    break;
+  }
   os << "compiler:  " << orNone(m.compiler_version()->str());
   if (m.nvrtc_version()->size())
     os << ", nvrtc " << text(m.nvrtc_version());

@@ -69,6 +69,8 @@ moec_status toCStatus(StatusCode code) {
     return MOEC_OUT_OF_MEMORY;
   case StatusCode::kInternal:
     return MOEC_INTERNAL;
+  case StatusCode::kUntrusted:
+    return MOEC_UNTRUSTED;
   }
   return MOEC_INTERNAL;
 }
@@ -197,6 +199,44 @@ Status checkIndex(const moec_model &model, bool outputs, int64_t index,
   return Status::ok();
 }
 
+// The signature policy of `o`: its keys, text and files, parsed.
+StatusOr<SignaturePolicy> signaturePolicyOf(const moec_load_options &o) {
+  SignaturePolicy policy;
+  policy.requireSignature = o.require_signature != 0;
+  if (o.trusted_key_count < 0 || o.trusted_key_file_count < 0 ||
+      (o.trusted_key_count > 0 && !o.trusted_keys) ||
+      (o.trusted_key_file_count > 0 && !o.trusted_key_files))
+    return Status(StatusCode::kInvalidArgument,
+                  "moec_model_load: trusted key count is negative or its "
+                  "array is null");
+  for (int64_t i = 0; i < o.trusted_key_count; ++i) {
+    if (!o.trusted_keys[i])
+      return Status(StatusCode::kInvalidArgument,
+                    strCat("moec_model_load: trusted_keys[", i, "] is null"));
+    MOEC_ASSIGN_OR_RETURN(
+        Ed25519PublicKey key,
+        parseEd25519PublicKey(o.trusted_keys[i],
+                              strCat("trusted_keys[", i, "]")));
+    policy.trustedKeys.push_back(key);
+  }
+  for (int64_t i = 0; i < o.trusted_key_file_count; ++i) {
+    if (!o.trusted_key_files[i])
+      return Status(
+          StatusCode::kInvalidArgument,
+          strCat("moec_model_load: trusted_key_files[", i, "] is null"));
+    MOEC_ASSIGN_OR_RETURN(std::string text,
+                          readKeyFile(o.trusted_key_files[i]));
+    MOEC_ASSIGN_OR_RETURN(Ed25519PublicKey key,
+                          parseEd25519PublicKey(text, o.trusted_key_files[i]));
+    policy.trustedKeys.push_back(key);
+  }
+  if (policy.requireSignature && policy.trustedKeys.empty())
+    return Status(StatusCode::kInvalidArgument,
+                  "moec_model_load: require_signature needs at least one "
+                  "trusted key");
+  return policy;
+}
+
 } // namespace
 
 extern "C" {
@@ -208,21 +248,36 @@ moec_status moec_model_load(const char *path, const char *device,
 
 moec_status moec_model_load_ex(const char *path, const char *device,
                                moec_verify verify, moec_model **model) {
+  moec_load_options options = {};
+  options.device = device;
+  options.verify = verify;
+  return moec_model_load_with_options(path, &options, model);
+}
+
+moec_status moec_model_load_with_options(const char *path,
+                                         const moec_load_options *loadOptions,
+                                         moec_model **model) {
   if (!model)
     return invalid("moec_model_load: `model` is null");
   *model = nullptr;
   if (!path)
     return invalid("moec_model_load: `path` is null");
-  std::string dev = device ? device : "auto";
+  moec_load_options none = {};
+  const moec_load_options &o = loadOptions ? *loadOptions : none;
+  std::string dev = o.device ? o.device : "auto";
   if (dev != "cpu" && dev != "cuda" && dev != "auto")
     return invalid("unknown device '" + dev + "' (expected cpu, cuda or auto)");
-  if (verify != MOEC_VERIFY_DEFAULT && verify != MOEC_VERIFY_FULL)
+  if (o.verify != MOEC_VERIFY_DEFAULT && o.verify != MOEC_VERIFY_FULL)
     return invalid(
-        strCat("moec_model_load: unknown verification level ", int(verify)));
+        strCat("moec_model_load: unknown verification level ", int(o.verify)));
 
   OpenOptions options;
   options.verify =
-      verify == MOEC_VERIFY_FULL ? VerifyLevel::kFull : VerifyLevel::kDefault;
+      o.verify == MOEC_VERIFY_FULL ? VerifyLevel::kFull : VerifyLevel::kDefault;
+  StatusOr<SignaturePolicy> policy = signaturePolicyOf(o);
+  if (!policy.isOk())
+    return report(policy.status());
+  options.signatures = std::move(policy).value();
   StatusOr<std::unique_ptr<Artifact>> artifact = Artifact::open(path, options);
   if (!artifact.isOk())
     return report(artifact.status());
@@ -477,6 +532,8 @@ const char *moec_status_string(moec_status status) {
     return statusCodeName(StatusCode::kOutOfMemory);
   case MOEC_INTERNAL:
     return statusCodeName(StatusCode::kInternal);
+  case MOEC_UNTRUSTED:
+    return statusCodeName(StatusCode::kUntrusted);
   }
   return "unknown status";
 }

@@ -36,7 +36,10 @@ typedef enum moec_status {
   /** The requested device (or its driver) is not available. */
   MOEC_UNAVAILABLE = 6,
   MOEC_OUT_OF_MEMORY = 7,
-  MOEC_INTERNAL = 8
+  MOEC_INTERNAL = 8,
+  /** The artifact is unsigned, or signed by a key that is not trusted, and
+   *  the load options require a trusted signature. */
+  MOEC_UNTRUSTED = 9
 } moec_status;
 
 /** Element type of an input or output. Values are stable and equal the
@@ -97,6 +100,37 @@ typedef enum moec_verify {
  *  value is MOEC_INVALID_ARGUMENT. */
 moec_status moec_model_load_ex(const char *path, const char *device,
                                moec_verify verify, moec_model **model);
+
+/** Options of `moec_model_load_with_options`. Zero-initialise it
+ *  (`moec_load_options o = {0};`), then set what you need: all zero loads
+ *  like `moec_model_load(path, NULL, model)`. */
+typedef struct moec_load_options {
+  /** "cpu", "cuda" or "auto"; NULL means "auto". */
+  const char *device;
+  /** How much to verify while loading. */
+  moec_verify verify;
+  /** `trusted_key_count` Ed25519 public keys whose signatures are
+   *  accepted, each the text of `openssl pkey -pubout` (PEM "PUBLIC KEY")
+   *  or 64 hex digits. */
+  const char *const *trusted_keys;
+  int64_t trusted_key_count;
+  /** `trusted_key_file_count` paths of files holding such keys. */
+  const char *const *trusted_key_files;
+  int64_t trusted_key_file_count;
+  /** Nonzero: refuse an artifact unless it is signed by a trusted key
+   *  (MOEC_UNTRUSTED) and its signature verifies (MOEC_CORRUPT); needs at
+   *  least one trusted key. With any trusted key, a signed artifact must be
+   *  signed by one of them. Checking needs libsodium (libsodium.so.23,
+   *  loaded at run time); without it such a load fails closed with
+   *  MOEC_UNAVAILABLE. */
+  int require_signature;
+} moec_load_options;
+
+/** `moec_model_load` with options (NULL `options` means all zero). A bad
+ *  key is MOEC_INVALID_ARGUMENT naming it. */
+moec_status moec_model_load_with_options(const char *path,
+                                         const moec_load_options *options,
+                                         moec_model **model);
 
 /** Runs the model on `n` token ids (1 <= n <= max tokens). Needs input 0 to
  *  be i32 or i64 token ids of shape [T]. */

@@ -28,6 +28,8 @@ const char *statusCodeName(StatusCode code) {
     return "out of memory";
   case StatusCode::kInternal:
     return "internal error";
+  case StatusCode::kUntrusted:
+    return "untrusted artifact";
   }
   return "unknown status";
 }

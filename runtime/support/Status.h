@@ -37,6 +37,8 @@ enum class StatusCode {
   kOutOfMemory,
   /// A bug in the runtime or in a kernel it loaded.
   kInternal,
+  /// The artifact is not signed by a key the signature policy trusts.
+  kUntrusted,
 };
 
 /// Returns the spelling of `code` used in messages (e.g. "corrupt").

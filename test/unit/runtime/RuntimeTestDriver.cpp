@@ -4,7 +4,8 @@
 // file (compared with zlib and hashlib by check_format.py);
 // `runtime-test-driver write-test-model OUT.moea WEIGHTS_DIR` writes the
 // TestModel artifact with the real test kernels and its weights as raw f32
-// files (embed.f32, bias.f32, head.f32) for check_moec_run.py;
+// files (embed.f32, bias.f32, head.f32) for check_moec_run.py, signed with
+// the private key in KEY.pem when one is given after WEIGHTS_DIR;
 // `runtime-test-driver write-cuda-models DIR` writes the CUDA test models
 // for check_gpu_check.py; `runtime-test-driver write-big OUT.moea GIB`
 // writes an artifact with GIB GiB of pseudo-random weights (not a hole) to
@@ -38,9 +39,21 @@ int hashFiles(int argc, char **argv) {
   return 0;
 }
 
-int writeTestModel(const std::string &out, const std::string &weightsDir) {
+int writeTestModel(const std::string &out, const std::string &weightsDir,
+                   const std::string &keyFile = "") {
   TestModel model = TestModel::random(2024);
-  Status s = model.write(out, readFile(MOEC_TEST_KERNELS_SO));
+  Status s = Status::ok();
+  if (!keyFile.empty()) {
+    StatusOr<std::string> text = readKeyFile(keyFile);
+    StatusOr<Ed25519Seed> seed = text.isOk()
+                                     ? parseEd25519PrivateKey(*text, keyFile)
+                                     : StatusOr<Ed25519Seed>(text.status());
+    if (seed.isOk())
+      model.signingSeed = *seed;
+    s = seed.status();
+  }
+  if (s.isOk())
+    s = model.write(out, readFile(MOEC_TEST_KERNELS_SO));
   if (!s.isOk()) {
     std::fprintf(stderr, "runtime-test-driver: %s\n", s.toString().c_str());
     return 1;
@@ -145,6 +158,8 @@ int main(int argc, char **argv) {
     return hashFiles(argc, argv);
   if (argc == 4 && std::strcmp(argv[1], "write-test-model") == 0)
     return writeTestModel(argv[2], argv[3]);
+  if (argc == 5 && std::strcmp(argv[1], "write-test-model") == 0)
+    return writeTestModel(argv[2], argv[3], argv[4]);
   if (argc == 3 && std::strcmp(argv[1], "write-cuda-models") == 0)
     return writeCudaModels(argv[2]);
   if (argc == 4 && std::strcmp(argv[1], "write-big") == 0)

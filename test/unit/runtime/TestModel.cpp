@@ -245,6 +245,8 @@ TestModel::write(const std::string &path, const std::vector<uint8_t> &cpuSo,
     edit(m);
   MOEC_ASSIGN_OR_RETURN(std::unique_ptr<ArtifactWriter> writer,
                         ArtifactWriter::create(path));
+  if (signingSeed)
+    MOEC_RETURN_IF_ERROR(writer->setSigningKey(*signingSeed));
   MOEC_RETURN_IF_ERROR(writer->addManifest(m));
   MOEC_RETURN_IF_ERROR(
       writer->addSection(SectionSpec::forKind(SectionKind::kCpuSharedObject),

@@ -115,6 +115,8 @@ struct TestModel {
   /// The weights section's hash block size (0: the writer's 16 MiB, which
   /// puts every weight of this model in one block).
   uint64_t weightsBlockSize = 0;
+  /// When set, `write` signs the artifact with the key of this seed.
+  std::optional<Ed25519Seed> signingSeed;
   /// The bytes of the weights section (weights at 64-byte aligned offsets).
   std::vector<uint8_t> weightsSection() const;
 

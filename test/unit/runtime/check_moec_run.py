@@ -254,7 +254,92 @@ def main():
                 fail(f"overwrite ({how}): message: {err}")
         print("moec-run: an artifact overwritten in place during --repeat "
               "ends the run with a clear error")
+
+        check_signatures(args, tmp, model)
     print("PASS")
+
+
+# A key pair written by `openssl genpkey -algorithm ed25519` and
+# `openssl pkey -pubout`, and a second public key nobody signs with.
+PRIVATE_PEM = """-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIJUsHJoInxyq9aaFoecsg0+aFGmMwobG9Qtm+dmwiYFH
+-----END PRIVATE KEY-----
+"""
+PUBLIC_PEM = """-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAD2O7kRpsmQ/P9FhUCTf1kF+fzoXxaMFEgiNyhqBJlQo=
+-----END PUBLIC KEY-----
+"""
+PUBLIC_HEX = "0f63bb911a6c990fcff458540937f5905f9fce85f168c1448223728" \
+    "6a049950a"
+OTHER_HEX = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+
+
+def check_signatures(args, tmp, unsigned_model):
+    """--trusted-key and --info on signed and unsigned artifacts, and a
+    require-signature policy without libsodium (fails closed)."""
+    mr = args.moec_run
+    key = os.path.join(tmp, "key.pem")
+    pub = os.path.join(tmp, "key.pub.pem")
+    other = os.path.join(tmp, "other.pub")
+    for path, text in ((key, PRIVATE_PEM), (pub, PUBLIC_PEM),
+                       (other, OTHER_HEX + "\n")):
+        with open(path, "w") as f:
+            f.write(text)
+    signed = os.path.join(tmp, "signed.moea")
+    run([args.driver, "write-test-model", signed, tmp, key], 0)
+
+    out = run([mr, signed, "--info"], 0).stdout
+    if f"signed:    by {PUBLIC_HEX} (verified)" not in out:
+        fail(f"--info of a signed artifact does not show the signer:\n{out}")
+    out = run([mr, unsigned_model, "--info"], 0).stdout
+    if "signed:    no" not in out:
+        fail(f"--info of an unsigned artifact:\n{out}")
+
+    run([mr, signed, "--trusted-key", pub, "--tokens", "1,2"], 0)
+    run([mr, signed, "--trusted-key", other, "--trusted-key", pub,
+         "--tokens", "1,2"], 0)
+    run([mr, signed, "--trusted-key", pub, "--info"], 0)
+    err = run([mr, unsigned_model, "--trusted-key", pub, "--tokens", "1"],
+              1).stderr
+    if "is not signed; this runtime requires artifacts signed by one of 1 " \
+            "trusted key" not in err:
+        fail(f"an unsigned artifact under --trusted-key: {err}")
+    err = run([mr, signed, "--trusted-key", other, "--tokens", "1"], 1).stderr
+    if f"is signed by key {PUBLIC_HEX}, which is not trusted" not in err:
+        fail(f"an artifact signed by an untrusted key: {err}")
+    err = run([mr, signed, "--trusted-key", key, "--tokens", "1"], 1).stderr
+    if "no PEM 'PUBLIC KEY' block" not in err:
+        fail(f"a private key as --trusted-key: {err}")
+    run([mr, signed, "--trusted-key"], 2)
+
+    # Without libsodium a policy cannot be checked: it fails closed, for
+    # the run and for --info. Without a policy the artifact still loads.
+    env = dict(os.environ, MOEC_CRYPTO_LIBRARY="/nonexistent/libsodium.so")
+    for extra in (["--tokens", "1"], ["--info"]):
+        p = subprocess.run([mr, signed, "--trusted-key", pub] + extra,
+                           capture_output=True, text=True, timeout=TIMEOUT_S,
+                           env=env)
+        if p.returncode != 1 or "unavailable" not in p.stderr:
+            fail(f"--trusted-key without libsodium ({extra}): exit "
+                 f"{p.returncode}, stderr: {p.stderr}")
+    p = subprocess.run([mr, signed, "--info", "--tokens", "1"],
+                       capture_output=True, text=True, timeout=TIMEOUT_S,
+                       env=env)
+    if p.returncode != 0 or "(not checked: Ed25519 is unavailable)" \
+            not in p.stdout:
+        fail(f"a signed artifact without a policy or libsodium: exit "
+             f"{p.returncode}\n{p.stdout}{p.stderr}")
+
+    # moec-run must not link libsodium: it is loaded only when needed.
+    ldd = shutil.which("ldd")
+    if ldd:
+        libs = subprocess.run([ldd, mr], capture_output=True,
+                              text=True).stdout
+        if "sodium" in libs:
+            fail(f"moec-run links libsodium:\n{libs}")
+    print("moec-run: --trusted-key accepts, refuses unsigned and untrusted "
+          "artifacts, and fails closed without libsodium; --info shows the "
+          "signer")
 
 
 if __name__ == "__main__":
