@@ -277,11 +277,16 @@ Status Artifact::verifyMetaDigest() {
   const SectionInfo *manifest = findSection("manifest");
   if (!manifest)
     return fail(StatusCode::kCorrupt, "has no 'manifest' section");
+  // The manifest is read from a private copy, hashed here, so that the
+  // bytes verified are the bytes used: a file changed in place after the
+  // check (MappedFile) cannot change the manifest under the running model.
+  manifestCopy_.assign(bytes_ + manifest->offset,
+                       bytes_ + manifest->offset + manifest->size);
   // The header, the manifest, the table and the trailer before the digest:
   // everything that is read on every load, and nothing else.
   Sha256 meta;
   meta.update(bytes_, kHeaderSize);
-  meta.update(bytes_ + manifest->offset, manifest->size);
+  meta.update(manifestCopy_.data(), manifestCopy_.size());
   meta.update(bytes_ + tableOffset_, size_ - kTrailerSize - tableOffset_);
   meta.update(bytes_ + size_ - kTrailerSize, kTrailerDigestOffset);
   Sha256Digest actual = meta.finish();
@@ -348,9 +353,8 @@ Status Artifact::verifySignature(const SignaturePolicy &policy) {
 }
 
 Status Artifact::verifyManifestSection() {
-  const SectionInfo *section = findSection("manifest");
   StatusOr<const manifest::Manifest *> parsed =
-      readManifest(bytes_ + section->offset, section->size);
+      readManifest(manifestCopy_.data(), manifestCopy_.size());
   if (!parsed.isOk())
     return parsed.status().withPrefix(strCat(path_, ": section 'manifest'"));
   manifest_ = *parsed;

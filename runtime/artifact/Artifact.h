@@ -221,6 +221,9 @@ private:
   SignatureCheck signatureCheck_ = SignatureCheck::kUnsigned;
   std::vector<SectionInfo> sections_;
   const manifest::Manifest *manifest_ = nullptr;
+  // The manifest section's bytes, copied before they are hashed; `manifest_`
+  // points into them (aligned by the allocator, as FlatBuffers needs).
+  std::vector<uint8_t> manifestCopy_;
   ManifestIndex index_;
   ByteSpan weights_;
 

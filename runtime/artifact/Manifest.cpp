@@ -1,7 +1,8 @@
 //===- Manifest.cpp - Manifest helpers and consistency checks ---*- C++ -*-===//
 //
 // `readManifest` runs the FlatBuffers verifier (bounds, required fields,
-// depth and table limits); `verifyManifest` then walks every table once and
+// depth and table limits) and checks the alignment of 8-byte vector elements
+// that it misses; `verifyManifest` then walks every table once and
 // refuses anything the executor could trip over: unknown enum values
 // (FlatBuffers enums are open), duplicate ids, ranges outside the arena or
 // the weights section, shapes that disagree with their buffers, dangling
@@ -25,6 +26,61 @@ using namespace manifest;
 // Reading and writing the FlatBuffer
 //===----------------------------------------------------------------------===//
 
+namespace {
+
+/// FlatBuffers' verifier (2.0.8) checks that a vector's length prefix is
+/// 4-byte aligned, not that its elements are aligned for their type
+/// (google/flatbuffers#8397): a vector of 8-byte scalars or structs can
+/// start 4 bytes off, and reading it is a misaligned load. Checks the
+/// manifest's vectors of 8-byte elements, after the verifier ran. Empty
+/// vectors are never read and pass.
+Status checkVectorAlignment(const Manifest &m, const uint8_t *base) {
+  auto misaligned = [](const auto *v) {
+    return v && v->size() != 0 && uintptr_t(v->Data()) % 8 != 0;
+  };
+  auto fail = [&](const auto *v, const std::string &field) {
+    return makeError(StatusCode::kCorrupt,
+                     "not a valid FlatBuffers Manifest: ", field,
+                     ": its 8-byte elements start at offset ", v->Data() - base,
+                     ", not a multiple of 8");
+  };
+  for (const auto *list : {m.inputs(), m.outputs()})
+    for (uint32_t i = 0; i < list->size(); ++i)
+      if (misaligned(list->Get(i)->shape()))
+        return fail(
+            list->Get(i)->shape(),
+            strCat(list == m.inputs() ? "inputs[" : "outputs[", i, "].shape"));
+  for (uint32_t i = 0; i < m.weights()->size(); ++i) {
+    const Weight &w = *m.weights()->Get(i);
+    if (misaligned(w.shape()))
+      return fail(w.shape(), strCat("weights[", i, "].shape"));
+    if (misaligned(w.block_shape()))
+      return fail(w.block_shape(), strCat("weights[", i, "].block_shape"));
+  }
+  for (uint32_t i = 0; i < m.steps()->size(); ++i) {
+    const Step &s = *m.steps()->Get(i);
+    if (misaligned(s.params()))
+      return fail(s.params(), strCat("steps[", i, "].params"));
+    for (uint32_t j = 0; j < s.cuda()->size(); ++j) {
+      const CudaLaunch &l = *s.cuda()->Get(j);
+      auto at = [&] { return strCat("steps[", i, "].cuda[", j, "]"); };
+      if (misaligned(l.grid()))
+        return fail(l.grid(), at() + ".grid");
+      for (uint32_t k = 0; k < l.tensor_maps()->size(); ++k) {
+        const TensorMap &t = *l.tensor_maps()->Get(k);
+        if (misaligned(t.dims()))
+          return fail(t.dims(), strCat(at(), ".tensor_maps[", k, "].dims"));
+        if (misaligned(t.strides()))
+          return fail(t.strides(),
+                      strCat(at(), ".tensor_maps[", k, "].strides"));
+      }
+    }
+  }
+  return Status::ok();
+}
+
+} // namespace
+
 StatusOr<const Manifest *> readManifest(const uint8_t *data, uint64_t size) {
   if (size > kMaxManifestBytes)
     return makeError(StatusCode::kCorrupt, "size ", size,
@@ -43,7 +99,9 @@ StatusOr<const Manifest *> readManifest(const uint8_t *data, uint64_t size) {
                      "not a valid FlatBuffers Manifest (the verifier refused "
                      "an offset, a bound, a missing required field, or the "
                      "depth or table limits)");
-  return GetManifest(data);
+  const Manifest *manifest = GetManifest(data);
+  MOEC_RETURN_IF_ERROR(checkVectorAlignment(*manifest, data));
+  return manifest;
 }
 
 std::vector<uint8_t> packManifest(const ManifestT &manifest) {

@@ -208,6 +208,13 @@ Status CpuExecutor::prepareInputs(int64_t tokens) {
 }
 
 Status CpuExecutor::run(int64_t tokens) {
+  // A file changed in place explains whatever this run reports.
+  Status status = runSteps(tokens);
+  Status unchanged = artifact_->checkUnchanged();
+  return unchanged.isOk() ? status : unchanged;
+}
+
+Status CpuExecutor::runSteps(int64_t tokens) {
   MOEC_RETURN_IF_ERROR(checkTokens(tokens));
   // Every weight a step reads is verified before the first run (once; a
   // no-op afterwards), so a corrupted weight fails the run, unused.

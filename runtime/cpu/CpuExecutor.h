@@ -80,6 +80,8 @@ public:
   uint8_t *bufferData(uint32_t id) const;
 
 private:
+  /// `run` less its final check that the file is unchanged.
+  Status runSteps(int64_t tokens);
   struct Step {
     MoecCpuKernel kernel = nullptr;
     std::vector<void *> args;

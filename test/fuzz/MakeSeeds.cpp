@@ -3,16 +3,22 @@
 // `fuzz-make-seeds <dir>` writes the seeds that test/data does not hold:
 // artifacts of the runtime test model (test/unit/runtime/TestModel.cpp)
 // with and without CUDA launches, written by the real ArtifactWriter, their
-// serialized manifests, and small `.npy` files of every accepted dtype.
-// The build runs it into build-fuzz/; nothing generated enters the repo.
+// manifest sections as `fuzz-manifest` wraps them (recording the digests of
+// ManifestWrap.h's sections), and small `.npy` files of every accepted
+// dtype. The build runs it into build-fuzz/; nothing generated enters the
+// repo.
 //
 //===----------------------------------------------------------------------===//
 
+#include "ManifestWrap.h"
 #include "TestModel.h"
+
+#include "runtime/artifact/Artifact.h"
 
 #include <cstdio>
 #include <string>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <vector>
 
 using namespace moec::runtime;
@@ -22,6 +28,30 @@ namespace {
 bool writeBytes(const std::string &path, const std::string &bytes) {
   return test::writeFile(path,
                          std::vector<uint8_t>(bytes.begin(), bytes.end()));
+}
+
+/// The manifest section of an artifact holding `m` and the sections
+/// `fuzz-manifest` puts beside it, written by the real ArtifactWriter (which
+/// records their digests in the manifest's `sections`) to `scratch` and
+/// read back.
+StatusOr<std::vector<uint8_t>> wrappedManifest(const manifest::ManifestT &m,
+                                               const std::string &scratch) {
+  MOEC_ASSIGN_OR_RETURN(std::unique_ptr<ArtifactWriter> writer,
+                        ArtifactWriter::create(scratch));
+  for (const moec::fuzz::WrappedSection &s : moec::fuzz::wrappedSections())
+    MOEC_RETURN_IF_ERROR(
+        writer->addSection(s.spec, s.bytes.data(), s.bytes.size()));
+  MOEC_RETURN_IF_ERROR(writer->addManifest(m));
+  MOEC_RETURN_IF_ERROR(writer->commit());
+  OpenOptions options;
+  options.verify = VerifyLevel::kFull;
+  StatusOr<std::unique_ptr<Artifact>> artifact =
+      Artifact::open(scratch, options);
+  ::unlink(scratch.c_str());
+  MOEC_RETURN_IF_ERROR(artifact.status());
+  const Artifact &a = **artifact;
+  ByteSpan bytes = a.sectionData(*a.findSection("manifest"));
+  return std::vector<uint8_t>(bytes.data, bytes.data + bytes.size);
 }
 
 /// A .npy image of format `major`.0: magic, version, header length, the
@@ -60,6 +90,9 @@ int main(int argc, char **argv) {
   test::TestModel cpu = test::TestModel::random(1);
   test::TestModel cuda = test::TestModel::random(2);
   cuda.enableJitCuda("sm_90a");
+  // The CUDA artifact's weights come in two 4 KiB hash blocks, the CPU
+  // one's in the writer's default 16 MiB (one partial block).
+  cuda.weightsBlockSize = kMinWeightsBlockSize;
   for (const auto &[name, model] :
        {std::pair<const char *, test::TestModel *>{"test-model", &cpu},
         {"test-model-cuda", &cuda}}) {
@@ -68,10 +101,17 @@ int main(int argc, char **argv) {
       std::fprintf(stderr, "fuzz-make-seeds: %s\n", status.toString().c_str());
       return 1;
     }
-    manifest::Manifest m = model->manifest();
+    manifest::ManifestT m = model->manifest();
     if (!model->cudaArch.empty())
       test::TestModel::addCudaLaunches(m, model->cudaArch);
-    if (!writeBytes(out + "/manifest/" + name + ".pb", m.SerializeAsString()))
+    StatusOr<std::vector<uint8_t>> bytes =
+        wrappedManifest(m, out + "/" + name + ".wrapped.moea");
+    if (!bytes.isOk()) {
+      std::fprintf(stderr, "fuzz-make-seeds: %s\n",
+                   bytes.status().toString().c_str());
+      return 1;
+    }
+    if (!test::writeFile(out + "/manifest/" + name + ".fb", *bytes))
       return 1;
   }
 
