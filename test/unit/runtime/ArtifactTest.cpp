@@ -893,356 +893,354 @@ TEST(ManifestTest, CpuObjects) {
     EXPECT_EQ(bad.status().code(), StatusCode::kCorrupt);
     EXPECT_EQ(bad.status().message(), c.message);
   }
+}
 
-  TEST(ManifestTest, MisalignedEightByteVectorIsRefused) {
-    // FlatBuffers' verifier checks only that a vector's length is 4-byte
-    // aligned (google/flatbuffers#8397). Moving `steps[0].params` = {1, 7} 4
-    // bytes on makes a vector that it accepts: length 1 (the low half of 1)
-    // and one int64 (the high half of 1, the low half of 7), 4 bytes off.
-    manifest::ManifestT m = TestModel::random(8).manifest();
-    m.steps[0]->params = {1, 7};
-    std::vector<uint8_t> packed = packManifest(m);
-    std::vector<uint64_t> storage((packed.size() + 7) / 8); // 8-byte aligned
-    auto *bytes = reinterpret_cast<uint8_t *>(storage.data());
-    std::memcpy(bytes, packed.data(), packed.size());
-    ASSERT_TRUE(readManifest(bytes, packed.size()).isOk());
-    const manifest::Step *step = manifest::GetManifest(bytes)->steps()->Get(0);
-    ASSERT_EQ(uintptr_t(step->params()->Data()) % 8, 0u);
-    uint64_t dataOffset = uint64_t(step->params()->Data() - bytes);
-    // The step's field is the one uoffset that leads to the vector's length.
-    std::vector<uint64_t> fields;
-    for (uint64_t at = 0; at + 4 <= packed.size(); at += 4)
-      if (at + loadLE<uint32_t>(bytes + at) == dataOffset - 4)
-        fields.push_back(at);
-    ASSERT_EQ(fields.size(), 1u);
-    storeLE<uint32_t>(bytes + fields[0],
-                      loadLE<uint32_t>(bytes + fields[0]) + 4);
+TEST(ManifestTest, MisalignedEightByteVectorIsRefused) {
+  // FlatBuffers' verifier checks only that a vector's length is 4-byte
+  // aligned (google/flatbuffers#8397). Moving `steps[0].params` = {1, 7} 4
+  // bytes on makes a vector that it accepts: length 1 (the low half of 1)
+  // and one int64 (the high half of 1, the low half of 7), 4 bytes off.
+  manifest::ManifestT m = TestModel::random(8).manifest();
+  m.steps[0]->params = {1, 7};
+  std::vector<uint8_t> packed = packManifest(m);
+  std::vector<uint64_t> storage((packed.size() + 7) / 8); // 8-byte aligned
+  auto *bytes = reinterpret_cast<uint8_t *>(storage.data());
+  std::memcpy(bytes, packed.data(), packed.size());
+  ASSERT_TRUE(readManifest(bytes, packed.size()).isOk());
+  const manifest::Step *step = manifest::GetManifest(bytes)->steps()->Get(0);
+  ASSERT_EQ(uintptr_t(step->params()->Data()) % 8, 0u);
+  uint64_t dataOffset = uint64_t(step->params()->Data() - bytes);
+  // The step's field is the one uoffset that leads to the vector's length.
+  std::vector<uint64_t> fields;
+  for (uint64_t at = 0; at + 4 <= packed.size(); at += 4)
+    if (at + loadLE<uint32_t>(bytes + at) == dataOffset - 4)
+      fields.push_back(at);
+  ASSERT_EQ(fields.size(), 1u);
+  storeLE<uint32_t>(bytes + fields[0], loadLE<uint32_t>(bytes + fields[0]) + 4);
 
-    auto read = readManifest(bytes, packed.size());
-    ASSERT_FALSE(read.isOk());
-    EXPECT_EQ(read.status().code(), StatusCode::kCorrupt);
-    EXPECT_EQ(read.status().message(),
-              strCat("not a valid FlatBuffers Manifest: steps[0].params: its "
-                     "8-byte elements start at offset ",
-                     dataOffset + 4, ", not a multiple of 8"));
-  }
+  auto read = readManifest(bytes, packed.size());
+  ASSERT_FALSE(read.isOk());
+  EXPECT_EQ(read.status().code(), StatusCode::kCorrupt);
+  EXPECT_EQ(read.status().message(),
+            strCat("not a valid FlatBuffers Manifest: steps[0].params: its "
+                   "8-byte elements start at offset ",
+                   dataOffset + 4, ", not a multiple of 8"));
+}
 
-  /// Adds to `m` a [300, 200] FP8 weight (id 20, 'w_fp8') with blocks of
-  /// [128, `innerBlock`] and a [3, 2] f32 scale (id 21), laid out after the
-  /// test model's weights; returns both.
-  std::pair<WeightT *, WeightT *> addBlockScaledWeight(manifest::ManifestT & m,
-                                                       int64_t innerBlock) {
-    auto weight = std::make_unique<WeightT>();
-    WeightT *w = weight.get();
-    w->id = 20;
-    w->name = "w_fp8";
-    w->dtype = DType::F8E4M3FN;
-    w->shape = {300, 200};
-    w->offset = 4864;
-    w->bytes = 60000;
-    w->scale = 21;
-    w->block_shape = {128, innerBlock};
-    m.weights.push_back(std::move(weight));
-    auto scale = std::make_unique<WeightT>();
-    WeightT *s = scale.get();
-    s->id = 21;
-    s->name = "w_fp8.scale";
-    s->dtype = DType::F32;
-    s->shape = {3, 2};
-    s->offset = 64896;
-    s->bytes = 24;
-    m.weights.push_back(std::move(scale));
-    return {w, s};
-  }
+/// Adds to `m` a [300, 200] FP8 weight (id 20, 'w_fp8') with blocks of
+/// [128, `innerBlock`] and a [3, 2] f32 scale (id 21), laid out after the
+/// test model's weights; returns both.
+std::pair<WeightT *, WeightT *> addBlockScaledWeight(manifest::ManifestT &m,
+                                                     int64_t innerBlock) {
+  auto weight = std::make_unique<WeightT>();
+  WeightT *w = weight.get();
+  w->id = 20;
+  w->name = "w_fp8";
+  w->dtype = DType::F8E4M3FN;
+  w->shape = {300, 200};
+  w->offset = 4864;
+  w->bytes = 60000;
+  w->scale = 21;
+  w->block_shape = {128, innerBlock};
+  m.weights.push_back(std::move(weight));
+  auto scale = std::make_unique<WeightT>();
+  WeightT *s = scale.get();
+  s->id = 21;
+  s->name = "w_fp8.scale";
+  s->dtype = DType::F32;
+  s->shape = {3, 2};
+  s->offset = 64896;
+  s->bytes = 24;
+  m.weights.push_back(std::move(scale));
+  return {w, s};
+}
 
-  /// The file around `addBlockScaledWeight`'s manifest.
-  ManifestContext blockScaledContext() {
-    ManifestContext context;
-    context.sectionNames = {"manifest", "cpu.so", "weights"};
-    context.weightsSectionSize = 64920;
-    return context;
-  }
+/// The file around `addBlockScaledWeight`'s manifest.
+ManifestContext blockScaledContext() {
+  ManifestContext context;
+  context.sectionNames = {"manifest", "cpu.so", "weights"};
+  context.weightsSectionSize = 64920;
+  return context;
+}
 
-  TEST(ManifestTest, BlockScaledWeightIsAccepted) {
-    // A [300, 200] FP8 weight with 128x128 blocks needs a [3, 2] f32 scale.
-    manifest::ManifestT m = TestModel::random(7).manifest();
-    auto [w, s] = addBlockScaledWeight(m, 128);
-    ManifestContext context = blockScaledContext();
-    auto index = verifyManifest(m, context);
-    EXPECT_TRUE(index.isOk()) << index.status().toString();
-    s->shape[1] = 1;
-    s->bytes = 12;
-    index = verifyManifest(m, context);
-    EXPECT_EQ(index.status().message(),
-              "weights[3] (id 20, 'w_fp8'): scale 'w_fp8.scale' has shape [3, "
-              "1] but dimension 1 should be 2");
-  }
+TEST(ManifestTest, BlockScaledWeightIsAccepted) {
+  // A [300, 200] FP8 weight with 128x128 blocks needs a [3, 2] f32 scale.
+  manifest::ManifestT m = TestModel::random(7).manifest();
+  auto [w, s] = addBlockScaledWeight(m, 128);
+  ManifestContext context = blockScaledContext();
+  auto index = verifyManifest(m, context);
+  EXPECT_TRUE(index.isOk()) << index.status().toString();
+  s->shape[1] = 1;
+  s->bytes = 12;
+  index = verifyManifest(m, context);
+  EXPECT_EQ(index.status().message(),
+            "weights[3] (id 20, 'w_fp8'): scale 'w_fp8.scale' has shape [3, "
+            "1] but dimension 1 should be 2");
+}
 
-  TEST(ManifestTest, BlockShapeNearInt64MaxIsOneBlockWithoutOverflow) {
-    // ceil(200 / block) for a block of 2^63 - 1 is 1; computing it as
-    // (200 + block - 1) / block overflows int64 (UBSan: signed overflow) and,
-    // wrapped, gives 0. The scale must then be [3, 1], and a [3, 2] scale is
-    // refused naming the dimension.
-    manifest::ManifestT m = TestModel::random(7).manifest();
-    auto [w, s] = addBlockScaledWeight(m, INT64_MAX);
-    ManifestContext context = blockScaledContext();
-    auto index = verifyManifest(m, context);
-    ASSERT_FALSE(index.isOk());
-    EXPECT_EQ(index.status().code(), StatusCode::kCorrupt);
-    EXPECT_EQ(index.status().message(),
-              "weights[3] (id 20, 'w_fp8'): scale 'w_fp8.scale' has shape [3, "
-              "2] but dimension 1 should be 1");
-    s->shape[1] = 1;
-    s->bytes = 12;
-    index = verifyManifest(m, context);
-    EXPECT_TRUE(index.isOk()) << index.status().toString();
-    // Both dimensions in one huge block: a [1, 1] scale.
-    w->block_shape[0] = INT64_MAX - 1;
-    index = verifyManifest(m, context);
-    EXPECT_EQ(index.status().message(),
-              "weights[3] (id 20, 'w_fp8'): scale 'w_fp8.scale' has shape [3, "
-              "1] but dimension 0 should be 1");
-  }
+TEST(ManifestTest, BlockShapeNearInt64MaxIsOneBlockWithoutOverflow) {
+  // ceil(200 / block) for a block of 2^63 - 1 is 1; computing it as
+  // (200 + block - 1) / block overflows int64 (UBSan: signed overflow) and,
+  // wrapped, gives 0. The scale must then be [3, 1], and a [3, 2] scale is
+  // refused naming the dimension.
+  manifest::ManifestT m = TestModel::random(7).manifest();
+  auto [w, s] = addBlockScaledWeight(m, INT64_MAX);
+  ManifestContext context = blockScaledContext();
+  auto index = verifyManifest(m, context);
+  ASSERT_FALSE(index.isOk());
+  EXPECT_EQ(index.status().code(), StatusCode::kCorrupt);
+  EXPECT_EQ(index.status().message(),
+            "weights[3] (id 20, 'w_fp8'): scale 'w_fp8.scale' has shape [3, "
+            "2] but dimension 1 should be 1");
+  s->shape[1] = 1;
+  s->bytes = 12;
+  index = verifyManifest(m, context);
+  EXPECT_TRUE(index.isOk()) << index.status().toString();
+  // Both dimensions in one huge block: a [1, 1] scale.
+  w->block_shape[0] = INT64_MAX - 1;
+  index = verifyManifest(m, context);
+  EXPECT_EQ(index.status().message(),
+            "weights[3] (id 20, 'w_fp8'): scale 'w_fp8.scale' has shape [3, "
+            "1] but dimension 0 should be 1");
+}
 
-  //===----------------------------------------------------------------------===//
-  // Verification levels: weights are verified per block, on use
-  //===----------------------------------------------------------------------===//
+//===----------------------------------------------------------------------===//
+// Verification levels: weights are verified per block, on use
+//===----------------------------------------------------------------------===//
 
-  /// Writes an artifact at `path` whose weights section is `bytes` bytes of
-  /// `streamBytes(seed)`, except `[holeBegin, holeEnd)`, which is streamed as
-  /// zeros through `ChunkSink::zeros` (a hole in the file).
-  static Status writeWeightsArtifact(const std::string &path, uint64_t bytes,
-                                     uint64_t seed, uint64_t holeBegin = 0,
-                                     uint64_t holeEnd = 0) {
-    MOEC_ASSIGN_OR_RETURN(std::unique_ptr<ArtifactWriter> writer,
-                          ArtifactWriter::create(path));
-    manifest::ManifestT m = TestModel::random(9).manifest();
-    m.targets.clear();
-    m.steps.clear();
-    m.weights.clear();
-    // One f32 weight over the whole section.
-    auto w = std::make_unique<manifest::WeightT>();
-    w->id = 1;
-    w->name = "everything";
-    w->dtype = manifest::DType::U8;
-    w->shape = {int64_t(bytes)};
-    w->bytes = bytes;
-    m.weights.push_back(std::move(w));
-    MOEC_RETURN_IF_ERROR(writer->addManifest(m));
-    MOEC_RETURN_IF_ERROR(writer->addStreamedSection(
-        SectionSpec::forKind(SectionKind::kWeights),
-        [&](const ArtifactWriter::ChunkSink &sink) -> Status {
-          std::vector<uint8_t> chunk(uint64_t(1) << 20);
-          for (uint64_t pos = 0; pos < bytes;) {
-            if (pos >= holeBegin && pos < holeEnd) {
-              MOEC_RETURN_IF_ERROR(sink.zeros(holeEnd - pos));
-              pos = holeEnd;
-              continue;
-            }
-            uint64_t limit =
-                pos < holeBegin ? std::min(holeBegin, bytes) : bytes;
-            size_t n = size_t(std::min<uint64_t>(chunk.size(), limit - pos));
-            streamBytes(seed, pos, chunk.data(), n);
-            MOEC_RETURN_IF_ERROR(sink(chunk.data(), n));
-            pos += n;
+/// Writes an artifact at `path` whose weights section is `bytes` bytes of
+/// `streamBytes(seed)`, except `[holeBegin, holeEnd)`, which is streamed as
+/// zeros through `ChunkSink::zeros` (a hole in the file).
+static Status writeWeightsArtifact(const std::string &path, uint64_t bytes,
+                                   uint64_t seed, uint64_t holeBegin = 0,
+                                   uint64_t holeEnd = 0) {
+  MOEC_ASSIGN_OR_RETURN(std::unique_ptr<ArtifactWriter> writer,
+                        ArtifactWriter::create(path));
+  manifest::ManifestT m = TestModel::random(9).manifest();
+  m.targets.clear();
+  m.steps.clear();
+  m.weights.clear();
+  // One f32 weight over the whole section.
+  auto w = std::make_unique<manifest::WeightT>();
+  w->id = 1;
+  w->name = "everything";
+  w->dtype = manifest::DType::U8;
+  w->shape = {int64_t(bytes)};
+  w->bytes = bytes;
+  m.weights.push_back(std::move(w));
+  MOEC_RETURN_IF_ERROR(writer->addManifest(m));
+  MOEC_RETURN_IF_ERROR(writer->addStreamedSection(
+      SectionSpec::forKind(SectionKind::kWeights),
+      [&](const ArtifactWriter::ChunkSink &sink) -> Status {
+        std::vector<uint8_t> chunk(uint64_t(1) << 20);
+        for (uint64_t pos = 0; pos < bytes;) {
+          if (pos >= holeBegin && pos < holeEnd) {
+            MOEC_RETURN_IF_ERROR(sink.zeros(holeEnd - pos));
+            pos = holeEnd;
+            continue;
           }
-          return Status::ok();
-        }));
-    return writer->commit();
-  }
+          uint64_t limit = pos < holeBegin ? std::min(holeBegin, bytes) : bytes;
+          size_t n = size_t(std::min<uint64_t>(chunk.size(), limit - pos));
+          streamBytes(seed, pos, chunk.data(), n);
+          MOEC_RETURN_IF_ERROR(sink(chunk.data(), n));
+          pos += n;
+        }
+        return Status::ok();
+      }));
+  return writer->commit();
+}
 
-  /// Pages of `[data, data + size)` resident in memory (mincore), for a
-  /// page-aligned `data`.
-  static uint64_t residentPages(const uint8_t *data, uint64_t size) {
-    const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
-    std::vector<unsigned char> flags((size + page - 1) / page);
-    if (mincore(const_cast<uint8_t *>(data), size, flags.data()) != 0)
-      return ~uint64_t(0);
-    uint64_t count = 0;
-    for (unsigned char f : flags)
-      count += f & 1;
-    return count;
-  }
+/// Pages of `[data, data + size)` resident in memory (mincore), for a
+/// page-aligned `data`.
+static uint64_t residentPages(const uint8_t *data, uint64_t size) {
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> flags((size + page - 1) / page);
+  if (mincore(const_cast<uint8_t *>(data), size, flags.data()) != 0)
+    return ~uint64_t(0);
+  uint64_t count = 0;
+  for (unsigned char f : flags)
+    count += f & 1;
+  return count;
+}
 
-  TEST(VerifyLevelTest, FlippedWeightIsFoundOnUseNotAtOpen) {
-    TempDir dir;
-    std::string path = dir.file("w.moea");
-    // Three blocks: 16 MiB, 16 MiB, 1 MiB + 5.
-    const uint64_t kBytes = (uint64_t(33) << 20) + 5;
-    ASSERT_TRUE(writeWeightsArtifact(path, kBytes, 7).isOk());
-    std::vector<uint8_t> bytes = readFile(path);
-    uint64_t weightsAt = 0;
-    {
-      auto a = Artifact::open(path);
-      ASSERT_TRUE(a.isOk()) << a.status().toString();
-      weightsAt = (*a)->findSection("weights")->offset;
-      EXPECT_EQ((*a)->weightsBlockCount(), 3u);
-      EXPECT_EQ((*a)->weightsBlocksVerified(), 0u);
-      EXPECT_TRUE((*a)->verifyWeight(1).isOk());
-      EXPECT_EQ((*a)->weightsBlocksVerified(), 3u);
-    }
-    // Flip one byte of block 1.
-    const uint64_t flippedAt = (uint64_t(20) << 20) + 3;
-    bytes[weightsAt + flippedAt] ^= 0x20;
-    ASSERT_TRUE(writeFile(path, bytes));
-    Sha256Digest actual =
-        Sha256::hash(bytes.data() + weightsAt + (16u << 20), size_t(16) << 20);
-
-    auto a = Artifact::open(path);
-    ASSERT_TRUE(a.isOk()) << "the default open reads no weight: "
-                          << a.status().toString();
-    const Artifact &art = **a;
-    Sha256Digest expected =
-        fromHash(*art.findSection("weights")->digest->blocks()->Get(1));
-    // Blocks 0 and 2 are fine; a range that touches block 1 is not, every
-    // time it is asked, and block 1 stays unverified.
-    EXPECT_TRUE(art.verifyWeights(0, 16u << 20).isOk());
-    EXPECT_TRUE(art.verifyWeights(32u << 20, (1u << 20) + 5).isOk());
-    EXPECT_EQ(art.weightsBlocksVerified(), 2u);
-    std::string message = path +
-                          ": section 'weights': block 1 (bytes [16777216, "
-                          "33554432)): SHA-256 mismatch (expected " +
-                          toHex(expected) + ", computed " + toHex(actual) +
-                          "): the weights are corrupted";
-    for (int round = 0; round < 2; ++round) {
-      Status s = art.verifyWeights((16u << 20) - 1, 2);
-      EXPECT_EQ(s.code(), StatusCode::kCorrupt);
-      EXPECT_EQ(s.message(), message);
-    }
-    EXPECT_EQ(art.weightsBlocksVerified(), 2u);
-    Status w = art.verifyWeight(1);
-    EXPECT_EQ(w.message(), path + ": weight 'everything' (id 1): " +
-                               message.substr(path.size() + 2));
-    // Ranges outside the section are the caller's mistake.
-    EXPECT_EQ(art.verifyWeights(kBytes, 1).code(),
-              StatusCode::kInvalidArgument);
-    EXPECT_EQ(art.verifyWeights(1, ~uint64_t(0)).code(),
-              StatusCode::kInvalidArgument);
-    EXPECT_TRUE(art.verifyWeights(kBytes, 0).isOk());
-
-    // The full open reads every block and reports the same one.
-    auto full = Artifact::open(path, OpenOptions{VerifyLevel::kFull});
-    ASSERT_FALSE(full.isOk());
-    EXPECT_EQ(full.status().message(), message);
-  }
-
-  TEST(VerifyLevelTest, ConcurrentVerificationHashesEachBlockOnce) {
-    TempDir dir;
-    std::string path = dir.file("w.moea");
-    const uint64_t kBytes = uint64_t(80) << 20; // 5 blocks
-    ASSERT_TRUE(writeWeightsArtifact(path, kBytes, 11).isOk());
+TEST(VerifyLevelTest, FlippedWeightIsFoundOnUseNotAtOpen) {
+  TempDir dir;
+  std::string path = dir.file("w.moea");
+  // Three blocks: 16 MiB, 16 MiB, 1 MiB + 5.
+  const uint64_t kBytes = (uint64_t(33) << 20) + 5;
+  ASSERT_TRUE(writeWeightsArtifact(path, kBytes, 7).isOk());
+  std::vector<uint8_t> bytes = readFile(path);
+  uint64_t weightsAt = 0;
+  {
     auto a = Artifact::open(path);
     ASSERT_TRUE(a.isOk()) << a.status().toString();
-    const Artifact &art = **a;
-    std::vector<std::thread> threads;
-    std::vector<Status> results(8);
-    for (int t = 0; t < 8; ++t)
-      threads.emplace_back([&, t] {
-        // Overlapping ranges: all of it, and single blocks.
-        results[size_t(t)] =
-            t % 2 ? art.verifyWeights(0, kBytes)
-                  : art.verifyWeights(uint64_t(t / 2) << 24, uint64_t(1) << 24);
-      });
-    for (std::thread &t : threads)
-      t.join();
-    for (const Status &s : results)
-      EXPECT_TRUE(s.isOk()) << s.toString();
-    EXPECT_EQ(art.weightsBlocksVerified(), 5u);
-  }
-
-  TEST(VerifyLevelTest, MultiGigabyteArtifactOpensWithoutReadingWeights) {
-    // 4 GiB + 1 MiB of weights, all but the first and last MiB a hole:
-    // written in moments, and a default open must not fault in any weight
-    // page. mincore on the mapping counts the pages the open made resident
-    // (hole pages become resident only when read).
-    TempDir dir;
-    std::string path = dir.file("big.moea");
-    const uint64_t kBytes = (uint64_t(4) << 30) + (uint64_t(1) << 20);
-    auto writeStart = std::chrono::steady_clock::now();
-    ASSERT_TRUE(writeWeightsArtifact(path, kBytes, 3, uint64_t(1) << 20,
-                                     kBytes - (uint64_t(1) << 20))
-                    .isOk());
-    double writeSeconds = std::chrono::duration<double>(
-                              std::chrono::steady_clock::now() - writeStart)
-                              .count();
-    struct stat st;
-    ASSERT_EQ(stat(path.c_str(), &st), 0);
-    EXPECT_GT(uint64_t(st.st_size), kBytes);
-    EXPECT_LT(uint64_t(st.st_blocks) * 512, uint64_t(64) << 20)
-        << "the zeros were not skipped";
-    EXPECT_LT(writeSeconds, 10.0);
-    // Out of the page cache, as after a reboot or a copy from elsewhere.
-    {
-      int fd = ::open(path.c_str(), O_RDONLY);
-      ASSERT_GE(fd, 0);
-      EXPECT_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-      ::close(fd);
-    }
-
-    auto openStart = std::chrono::steady_clock::now();
-    auto a = Artifact::open(path);
-    double openMs = std::chrono::duration<double, std::milli>(
-                        std::chrono::steady_clock::now() - openStart)
-                        .count();
-    ASSERT_TRUE(a.isOk()) << a.status().toString();
-    ByteSpan weights = (*a)->sectionData(*(*a)->findSection("weights"));
-    uint64_t pages = weights.size / uint64_t(sysconf(_SC_PAGESIZE));
-    uint64_t resident = residentPages(weights.data, weights.size);
-    std::cout << "open of a " << (st.st_size >> 20)
-              << " MiB artifact: " << openMs << " ms, " << resident << " of "
-              << pages << " weight pages resident\n";
-    // 4 GiB would be over a million; the open reads none (not even by the
-    // kernel's read-around: Artifact::open advises against it).
-    EXPECT_LT(resident, uint64_t(16)) << "the open read weight bytes";
-    EXPECT_LT(openMs, 2000.0);
+    weightsAt = (*a)->findSection("weights")->offset;
+    EXPECT_EQ((*a)->weightsBlockCount(), 3u);
     EXPECT_EQ((*a)->weightsBlocksVerified(), 0u);
+    EXPECT_TRUE((*a)->verifyWeight(1).isOk());
+    EXPECT_EQ((*a)->weightsBlocksVerified(), 3u);
+  }
+  // Flip one byte of block 1.
+  const uint64_t flippedAt = (uint64_t(20) << 20) + 3;
+  bytes[weightsAt + flippedAt] ^= 0x20;
+  ASSERT_TRUE(writeFile(path, bytes));
+  Sha256Digest actual =
+      Sha256::hash(bytes.data() + weightsAt + (16u << 20), size_t(16) << 20);
 
-    // Using one weight range verifies (and reads) only its blocks: the
-    // sixth block of the hole.
-    uint64_t before = residentPages(weights.data, weights.size);
-    ASSERT_TRUE((*a)->verifyWeights(uint64_t(5) << 24, 4096).isOk());
-    EXPECT_EQ((*a)->weightsBlocksVerified(), 1u);
-    uint64_t after = residentPages(weights.data, weights.size);
-    EXPECT_GE(after - before, uint64_t(4096)) << "block 5 was not read";
-    // Plus at most the read-ahead window (read_ahead_kb) past it.
-    EXPECT_LT(after - before, uint64_t(4096) * 2);
+  auto a = Artifact::open(path);
+  ASSERT_TRUE(a.isOk()) << "the default open reads no weight: "
+                        << a.status().toString();
+  const Artifact &art = **a;
+  Sha256Digest expected =
+      fromHash(*art.findSection("weights")->digest->blocks()->Get(1));
+  // Blocks 0 and 2 are fine; a range that touches block 1 is not, every
+  // time it is asked, and block 1 stays unverified.
+  EXPECT_TRUE(art.verifyWeights(0, 16u << 20).isOk());
+  EXPECT_TRUE(art.verifyWeights(32u << 20, (1u << 20) + 5).isOk());
+  EXPECT_EQ(art.weightsBlocksVerified(), 2u);
+  std::string message = path +
+                        ": section 'weights': block 1 (bytes [16777216, "
+                        "33554432)): SHA-256 mismatch (expected " +
+                        toHex(expected) + ", computed " + toHex(actual) +
+                        "): the weights are corrupted";
+  for (int round = 0; round < 2; ++round) {
+    Status s = art.verifyWeights((16u << 20) - 1, 2);
+    EXPECT_EQ(s.code(), StatusCode::kCorrupt);
+    EXPECT_EQ(s.message(), message);
+  }
+  EXPECT_EQ(art.weightsBlocksVerified(), 2u);
+  Status w = art.verifyWeight(1);
+  EXPECT_EQ(w.message(), path + ": weight 'everything' (id 1): " +
+                             message.substr(path.size() + 2));
+  // Ranges outside the section are the caller's mistake.
+  EXPECT_EQ(art.verifyWeights(kBytes, 1).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(art.verifyWeights(1, ~uint64_t(0)).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(art.verifyWeights(kBytes, 0).isOk());
+
+  // The full open reads every block and reports the same one.
+  auto full = Artifact::open(path, OpenOptions{VerifyLevel::kFull});
+  ASSERT_FALSE(full.isOk());
+  EXPECT_EQ(full.status().message(), message);
+}
+
+TEST(VerifyLevelTest, ConcurrentVerificationHashesEachBlockOnce) {
+  TempDir dir;
+  std::string path = dir.file("w.moea");
+  const uint64_t kBytes = uint64_t(80) << 20; // 5 blocks
+  ASSERT_TRUE(writeWeightsArtifact(path, kBytes, 11).isOk());
+  auto a = Artifact::open(path);
+  ASSERT_TRUE(a.isOk()) << a.status().toString();
+  const Artifact &art = **a;
+  std::vector<std::thread> threads;
+  std::vector<Status> results(8);
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      // Overlapping ranges: all of it, and single blocks.
+      results[size_t(t)] =
+          t % 2 ? art.verifyWeights(0, kBytes)
+                : art.verifyWeights(uint64_t(t / 2) << 24, uint64_t(1) << 24);
+    });
+  for (std::thread &t : threads)
+    t.join();
+  for (const Status &s : results)
+    EXPECT_TRUE(s.isOk()) << s.toString();
+  EXPECT_EQ(art.weightsBlocksVerified(), 5u);
+}
+
+TEST(VerifyLevelTest, MultiGigabyteArtifactOpensWithoutReadingWeights) {
+  // 4 GiB + 1 MiB of weights, all but the first and last MiB a hole:
+  // written in moments, and a default open must not fault in any weight
+  // page. mincore on the mapping counts the pages the open made resident
+  // (hole pages become resident only when read).
+  TempDir dir;
+  std::string path = dir.file("big.moea");
+  const uint64_t kBytes = (uint64_t(4) << 30) + (uint64_t(1) << 20);
+  auto writeStart = std::chrono::steady_clock::now();
+  ASSERT_TRUE(writeWeightsArtifact(path, kBytes, 3, uint64_t(1) << 20,
+                                   kBytes - (uint64_t(1) << 20))
+                  .isOk());
+  double writeSeconds = std::chrono::duration<double>(
+                            std::chrono::steady_clock::now() - writeStart)
+                            .count();
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_GT(uint64_t(st.st_size), kBytes);
+  EXPECT_LT(uint64_t(st.st_blocks) * 512, uint64_t(64) << 20)
+      << "the zeros were not skipped";
+  EXPECT_LT(writeSeconds, 10.0);
+  // Out of the page cache, as after a reboot or a copy from elsewhere.
+  {
+    int fd = ::open(path.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    ::close(fd);
   }
 
-  TEST(VerifyLevelTest, FullOpenReadsEveryWeightBlock) {
-    TempDir dir;
-    std::string path = dir.file("full.moea");
-    const uint64_t kBytes = uint64_t(256) << 20;
-    ASSERT_TRUE(writeWeightsArtifact(path, kBytes, 5, uint64_t(1) << 20, kBytes)
-                    .isOk());
-    auto a = Artifact::open(path, OpenOptions{VerifyLevel::kFull});
-    ASSERT_TRUE(a.isOk()) << a.status().toString();
-    ByteSpan weights = (*a)->sectionData(*(*a)->findSection("weights"));
-    EXPECT_EQ((*a)->weightsBlocksVerified(), 16u);
-    EXPECT_EQ(residentPages(weights.data, weights.size),
-              weights.size / uint64_t(sysconf(_SC_PAGESIZE)));
-  }
+  auto openStart = std::chrono::steady_clock::now();
+  auto a = Artifact::open(path);
+  double openMs = std::chrono::duration<double, std::milli>(
+                      std::chrono::steady_clock::now() - openStart)
+                      .count();
+  ASSERT_TRUE(a.isOk()) << a.status().toString();
+  ByteSpan weights = (*a)->sectionData(*(*a)->findSection("weights"));
+  uint64_t pages = weights.size / uint64_t(sysconf(_SC_PAGESIZE));
+  uint64_t resident = residentPages(weights.data, weights.size);
+  std::cout << "open of a " << (st.st_size >> 20) << " MiB artifact: " << openMs
+            << " ms, " << resident << " of " << pages
+            << " weight pages resident\n";
+  // 4 GiB would be over a million; the open reads none (not even by the
+  // kernel's read-around: Artifact::open advises against it).
+  EXPECT_LT(resident, uint64_t(16)) << "the open read weight bytes";
+  EXPECT_LT(openMs, 2000.0);
+  EXPECT_EQ((*a)->weightsBlocksVerified(), 0u);
 
-  TEST(VerifyLevelTest, WriterRefusesBadBlockSizes) {
-    TempDir dir;
-    auto expectRefused = [&](SectionSpec spec, const std::string &fragment) {
-      auto writer = ArtifactWriter::create(dir.file("m.moea"));
-      ASSERT_TRUE(writer.isOk());
-      uint8_t byte = 0;
-      Status s = (*writer)->addSection(spec, &byte, 1);
-      EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-      EXPECT_NE(s.message().find(fragment), std::string::npos) << s.message();
-    };
-    SectionSpec weights = SectionSpec::forKind(SectionKind::kWeights);
-    weights.blockSize = 3 << 20;
-    expectRefused(weights, "block size 3145728 is not a power of two in [4096, "
-                           "1073741824]");
-    weights.blockSize = 0;
-    expectRefused(weights, "block size 0 is not a power of two");
-    SectionSpec so = SectionSpec::forKind(SectionKind::kCpuSharedObject);
-    so.blockSize = 1 << 20;
-    expectRefused(so, "only the weights section is hashed in blocks");
-    expectRefused(SectionSpec::forKind(SectionKind::kManifest),
-                  "the manifest is added with addManifest");
-  }
+  // Using one weight range verifies (and reads) only its blocks: the
+  // sixth block of the hole.
+  uint64_t before = residentPages(weights.data, weights.size);
+  ASSERT_TRUE((*a)->verifyWeights(uint64_t(5) << 24, 4096).isOk());
+  EXPECT_EQ((*a)->weightsBlocksVerified(), 1u);
+  uint64_t after = residentPages(weights.data, weights.size);
+  EXPECT_GE(after - before, uint64_t(4096)) << "block 5 was not read";
+  // Plus at most the read-ahead window (read_ahead_kb) past it.
+  EXPECT_LT(after - before, uint64_t(4096) * 2);
+}
+
+TEST(VerifyLevelTest, FullOpenReadsEveryWeightBlock) {
+  TempDir dir;
+  std::string path = dir.file("full.moea");
+  const uint64_t kBytes = uint64_t(256) << 20;
+  ASSERT_TRUE(
+      writeWeightsArtifact(path, kBytes, 5, uint64_t(1) << 20, kBytes).isOk());
+  auto a = Artifact::open(path, OpenOptions{VerifyLevel::kFull});
+  ASSERT_TRUE(a.isOk()) << a.status().toString();
+  ByteSpan weights = (*a)->sectionData(*(*a)->findSection("weights"));
+  EXPECT_EQ((*a)->weightsBlocksVerified(), 16u);
+  EXPECT_EQ(residentPages(weights.data, weights.size),
+            weights.size / uint64_t(sysconf(_SC_PAGESIZE)));
+}
+
+TEST(VerifyLevelTest, WriterRefusesBadBlockSizes) {
+  TempDir dir;
+  auto expectRefused = [&](SectionSpec spec, const std::string &fragment) {
+    auto writer = ArtifactWriter::create(dir.file("m.moea"));
+    ASSERT_TRUE(writer.isOk());
+    uint8_t byte = 0;
+    Status s = (*writer)->addSection(spec, &byte, 1);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find(fragment), std::string::npos) << s.message();
+  };
+  SectionSpec weights = SectionSpec::forKind(SectionKind::kWeights);
+  weights.blockSize = 3 << 20;
+  expectRefused(weights, "block size 3145728 is not a power of two in [4096, "
+                         "1073741824]");
+  weights.blockSize = 0;
+  expectRefused(weights, "block size 0 is not a power of two");
+  SectionSpec so = SectionSpec::forKind(SectionKind::kCpuSharedObject);
+  so.blockSize = 1 << 20;
+  expectRefused(so, "only the weights section is hashed in blocks");
+  expectRefused(SectionSpec::forKind(SectionKind::kManifest),
+                "the manifest is added with addManifest");
+}
 
 } // namespace
