@@ -267,13 +267,18 @@ moec_status moec_model_load_with_options(const char *path,
   std::string dev = o.device ? o.device : "auto";
   if (dev != "cpu" && dev != "cuda" && dev != "auto")
     return invalid("unknown device '" + dev + "' (expected cpu, cuda or auto)");
-  if (o.verify != MOEC_VERIFY_DEFAULT && o.verify != MOEC_VERIFY_FULL)
+  // A C caller may store any int in the enum field; reading it as the enum
+  // type would be undefined for values outside it (UBSan: invalid load).
+  static_assert(sizeof(moec_verify) == sizeof(int), "moec_verify is an int");
+  int verify;
+  std::memcpy(&verify, &o.verify, sizeof(verify));
+  if (verify != MOEC_VERIFY_DEFAULT && verify != MOEC_VERIFY_FULL)
     return invalid(
-        strCat("moec_model_load: unknown verification level ", int(o.verify)));
+        strCat("moec_model_load: unknown verification level ", verify));
 
   OpenOptions options;
   options.verify =
-      o.verify == MOEC_VERIFY_FULL ? VerifyLevel::kFull : VerifyLevel::kDefault;
+      verify == MOEC_VERIFY_FULL ? VerifyLevel::kFull : VerifyLevel::kDefault;
   StatusOr<SignaturePolicy> policy = signaturePolicyOf(o);
   if (!policy.isOk())
     return report(policy.status());

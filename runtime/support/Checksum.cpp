@@ -344,6 +344,9 @@ void Sha256::compress(const uint8_t *data, size_t blocks) {
 }
 
 void Sha256::update(const void *data, size_t size) {
+  // An empty update may come with a null pointer, which memcpy must not see.
+  if (size == 0)
+    return;
   const auto *p = static_cast<const uint8_t *>(data);
   totalBytes_ += size;
   if (buffered_ > 0) {
