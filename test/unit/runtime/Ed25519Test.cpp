@@ -5,6 +5,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "TestModel.h"
+
 #include "runtime/support/Ed25519.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +15,8 @@
 #include <vector>
 
 using namespace moec::runtime;
+using moec::runtime::test::kTestPrivatePem;
+using moec::runtime::test::kTestPublicPem;
 
 namespace {
 
@@ -32,16 +36,8 @@ const char *kRfcSignature =
     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e4"
     "3e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00";
 
-// A key pair written by `openssl genpkey -algorithm ed25519` and
-// `openssl pkey -pubout`.
-const char *kPrivatePem = "-----BEGIN PRIVATE KEY-----\n"
-                          "MC4CAQAwBQYDK2VwBCIEIJUsHJoInxyq9aaFoecsg0+aFGmMwobG"
-                          "9Qtm+dmwiYFH\n"
-                          "-----END PRIVATE KEY-----\n";
-const char *kPublicPem = "-----BEGIN PUBLIC KEY-----\n"
-                         "MCowBQYDK2VwAyEAD2O7kRpsmQ/P9FhUCTf1kF+fzoXxaMFEgiNy"
-                         "hqBJlQo=\n"
-                         "-----END PUBLIC KEY-----\n";
+const char *const kPrivatePem = kTestPrivatePem;
+const char *const kPublicPem = kTestPublicPem;
 
 } // namespace
 

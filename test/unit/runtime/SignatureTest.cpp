@@ -22,16 +22,8 @@ using namespace moec::runtime::test;
 
 namespace {
 
-// A key pair written by `openssl genpkey -algorithm ed25519` and
-// `openssl pkey -pubout` (the same as Ed25519Test.cpp's).
-const char *kPrivatePem = "-----BEGIN PRIVATE KEY-----\n"
-                          "MC4CAQAwBQYDK2VwBCIEIJUsHJoInxyq9aaFoecsg0+aFGmMwobG"
-                          "9Qtm+dmwiYFH\n"
-                          "-----END PRIVATE KEY-----\n";
-const char *kPublicPem = "-----BEGIN PUBLIC KEY-----\n"
-                         "MCowBQYDK2VwAyEAD2O7kRpsmQ/P9FhUCTf1kF+fzoXxaMFEgiNy"
-                         "hqBJlQo=\n"
-                         "-----END PUBLIC KEY-----\n";
+const char *const kPrivatePem = kTestPrivatePem;
+const char *const kPublicPem = kTestPublicPem;
 
 class SignatureTest : public ::testing::Test {
 protected:

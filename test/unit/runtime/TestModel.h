@@ -132,6 +132,17 @@ struct TestModel {
                                float biasScale = 1.0f) const;
 };
 
+/// A test key pair written by `openssl genpkey -algorithm ed25519` and
+/// `openssl pkey -pubout`, shared by the Ed25519 and signature tests.
+inline constexpr char kTestPrivatePem[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MC4CAQAwBQYDK2VwBCIEIJUsHJoInxyq9aaFoecsg0+aFGmMwobG9Qtm+dmwiYFH\n"
+    "-----END PRIVATE KEY-----\n";
+inline constexpr char kTestPublicPem[] =
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MCowBQYDK2VwAyEAD2O7kRpsmQ/P9FhUCTf1kF+fzoXxaMFEgiNyhqBJlQo=\n"
+    "-----END PUBLIC KEY-----\n";
+
 } // namespace moec::runtime::test
 
 #endif // MOEC_TEST_UNIT_RUNTIME_TESTMODEL_H
