@@ -149,25 +149,19 @@ Expected<std::string> decodeKey(StringRef token, const Twine &what) {
   return value->getAsString()->str();
 }
 
-/// Object keys of a JSON text, read straight from the text because
-/// json::Object keeps only the last of two equal keys and forgets order.
+/// The first key that some object of a JSON text repeats, read straight
+/// from the text because json::Object keeps only the last of two equal keys.
 struct KeyScan {
-  /// Keys of the top-level object, in text order.
-  std::vector<std::string> topKeys;
-  /// Set when some object repeats a key: the keys leading to that object
-  /// (empty for the top level) and the repeated key.
   bool hasDuplicate = false;
-  std::vector<std::string> duplicatePath;
   std::string duplicateKey;
 };
 
-/// Scans `text`, which json::parse has already accepted, for object keys.
+/// Scans `text` (one member value, small) for a repeated object key.
 KeyScan scanKeys(StringRef text) {
   struct Frame {
     bool isObject;
     bool expectKey;
     StringSet<> keys;
-    std::string lastKey;
   };
   std::vector<Frame> stack;
   KeyScan result;
@@ -175,7 +169,7 @@ KeyScan scanKeys(StringRef text) {
   while (i < n) {
     char c = text[i];
     if (c == '{' || c == '[') {
-      stack.push_back(Frame{c == '{', c == '{', {}, {}});
+      stack.push_back(Frame{c == '{', c == '{', {}});
       ++i;
       continue;
     }
@@ -207,15 +201,9 @@ KeyScan scanKeys(StringRef text) {
     std::string key = decodeJsonString(text.slice(start, i));
     if (!frame.keys.insert(key).second) {
       result.hasDuplicate = true;
-      for (const Frame &outer : ArrayRef(stack).drop_back())
-        if (outer.isObject)
-          result.duplicatePath.push_back(outer.lastKey);
       result.duplicateKey = std::move(key);
       return result;
     }
-    if (stack.size() == 1)
-      result.topKeys.push_back(key);
-    frame.lastKey = std::move(key);
   }
   return result;
 }
