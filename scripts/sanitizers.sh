@@ -4,7 +4,7 @@
 #   asan: the readers of untrusted input and the runtime built with ASan +
 #         UBSan in build-asan/ (MOEC_SANITIZE=address), then their GoogleTest
 #         suites and the runtime's e2e checks (moec-run, the format).
-#   tsan: the runtime only (RuntimeTest, moec-run; no MLIR code is compiled)
+#   tsan: the runtime only (RuntimeTest, GenerateTest, moec-run; no MLIR code)
 #         with TSan in build-tsan/ (MOEC_SANITIZE=thread), then the runtime's
 #         threading tests, and moec-run's thread pool on a real model.
 # Usage: scripts/sanitizers.sh [asan] [tsan]     (no argument: both)
@@ -67,7 +67,7 @@ run_asan() {
   # (passes, codegen, the interpreter) is left out: built with ASan from a
   # cold cache it alone would take about half of CI's time on two cores.
   local targets=(SafetensorsTest ModelConfigTest OnnxReaderTest RuntimeTest
-                 CudaRuntimeTest runtime-test-driver moec-run)
+                 CudaRuntimeTest GenerateTest runtime-test-driver moec-run)
   # gtest_discover_tests runs each test binary at build time.
   ASAN_OPTIONS=detect_leaks=0 cmake --build "$build" -j "$jobs" \
       --target "${targets[@]}"
@@ -83,7 +83,8 @@ run_asan() {
   local t
   for t in test/unit/hf/SafetensorsTest test/unit/hf/ModelConfigTest \
            test/unit/onnx/OnnxReaderTest test/unit/runtime/RuntimeTest \
-           test/unit/runtime/CudaRuntimeTest; do
+           test/unit/runtime/CudaRuntimeTest \
+           test/unit/generate/GenerateTest; do
     echo "---- $t"
     "$build/$t" --gtest_brief=1
   done
@@ -99,12 +100,13 @@ run_tsan() {
   local logs="$build/sanitizer-reports" status=0
   header "TSan: build of the runtime ($build)"
   configure "$build" thread
-  cmake --build "$build" -j "$jobs" --target RuntimeTest moec-run
+  cmake --build "$build" -j "$jobs" --target RuntimeTest GenerateTest moec-run
 
   # The runtime's threading tests: every CpuRuntimeTest starts and joins a
   # thread pool, CApiReportsErrors checks the per-thread last error, the
   # large round trip hashes on a second thread, and anything named
-  # Concurrent or Thread (one model used from several threads).
+  # Concurrent or Thread (one model used from several threads; the
+  # scheduler's adds and cancels from several threads while one drives).
   local tests='^(CpuRuntimeTest\.|ArtifactTest\.RoundTripRandomSectionsWithLargeStreamedWeights$)|Concurrent|Thread'
   header "TSan: ctest -R '$tests'"
   rm -rf "$logs" && mkdir -p "$logs"
