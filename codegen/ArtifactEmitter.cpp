@@ -601,9 +601,13 @@ mlir::moec::emitArtifact(ModuleOp module, ArrayRef<CpuSharedObject> cpuObjects,
                      "the module needs a checkpoint folder for its weights, "
                      "but has no `moe.checkpoint` attribute");
   std::unique_ptr<WeightSource> source;
+  if (storeWeights && !options.openWeights)
+    return emitError(module.getLoc(),
+                     "the module's weights need a weight reader "
+                     "(ArtifactOptions::openWeights)");
   if (storeWeights) {
     llvm::Expected<std::unique_ptr<WeightSource>> opened =
-        openWeightSource(dir, func);
+        options.openWeights(dir, func);
     if (!opened)
       return emitError(module.getLoc(), "cannot open checkpoint: ")
              << llvm::toString(opened.takeError());

@@ -13,6 +13,7 @@
 #define MOEC_CODEGEN_ARTIFACTEMITTER_H
 
 #include "codegen/cuda/CudaProgram.h"
+#include "dialects/WeightSource.h"
 #include "runtime/artifact/Manifest.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -54,6 +55,9 @@ struct ArtifactOptions {
   /// The checkpoint folder; when empty, the module's `moe.checkpoint`
   /// attribute names it.
   std::string checkpointDir;
+  /// Opens the weights in the checkpoint folder (the importers'
+  /// `openCheckpointWeights`); needed unless no weight bytes are stored.
+  WeightSourceOpener openWeights;
 };
 
 /// One compiled variant of the CPU code.

@@ -2,22 +2,16 @@
 //
 // Byte-level evaluation of weight expressions. Values keep their element
 // type: concatenation, transposition and stacking move bytes, and only FP8
-// quantization and dequantization decode to f32, with the same arithmetic
-// as the reference interpreter (runtime/fp8's `quantizeBlocks`).
+// quantization and dequantization decode to f32. `moe.weight` and the
+// quantization are dialects/WeightTransforms.h's, which the reference
+// interpreter evaluates weights with too.
 //
 //===----------------------------------------------------------------------===//
 
 #include "codegen/WeightFolder.h"
 
-#include "importers/hf/Safetensors.h"
-#include "importers/onnx/OnnxReader.h"
-#include "runtime/fp8/Fp8.h"
-
 #include "mlir/IR/BuiltinTypes.h"
-#include "llvm/ADT/APFloat.h"
-#include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/TypeSwitch.h"
-#include "llvm/Support/Path.h"
 
 #include <cstring>
 
@@ -25,202 +19,16 @@ using namespace mlir;
 using namespace mlir::moec;
 using mlir::moe::formatShape;
 
-namespace fp8 = ::moec::runtime::fp8;
-
 namespace {
 
-//===----------------------------------------------------------------------===//
-// Elements
-//===----------------------------------------------------------------------===//
-
-int64_t product(ArrayRef<int64_t> dims) {
-  int64_t n = 1;
-  for (int64_t d : dims)
-    n *= d;
-  return n;
-}
-
-/// Bytes per element of `type`; 0 for types the folder cannot store.
-int64_t elementBytes(Type type) {
-  if (!type.isIntOrFloat() || type.getIntOrFloatBitWidth() % 8 != 0)
-    return 0;
-  return type.getIntOrFloatBitWidth() / 8;
-}
-
-/// The safetensors dtype that stores elements of `type`, if any.
-std::optional<hf::DType> storedDType(Type type) {
-  if (type.isF32())
-    return hf::DType::F32;
-  if (type.isF64())
-    return hf::DType::F64;
-  if (type.isBF16())
-    return hf::DType::BF16;
-  if (type.isF16())
-    return hf::DType::F16;
-  if (isa<Float8E4M3FNType>(type))
-    return hf::DType::F8_E4M3;
-  if (isa<Float8E5M2Type>(type))
-    return hf::DType::F8_E5M2;
-  return std::nullopt;
-}
-
-/// Decodes the float tensor `t` to f32, exactly.
-std::vector<float> decode(const HostTensor &t) {
-  Type type = t.elementType;
-  size_t n = t.bytes.size() / elementBytes(type);
-  std::vector<float> out(n);
-  const uint8_t *p = t.bytes.data();
-  if (type.isF32()) {
-    std::memcpy(out.data(), p, n * 4);
-  } else if (type.isBF16()) {
-    for (size_t i = 0; i < n; ++i)
-      out[i] = fp8::bf16ToFloat(uint16_t(p[2 * i] | (p[2 * i + 1] << 8)));
-  } else if (type.isF16()) {
-    for (size_t i = 0; i < n; ++i)
-      out[i] = fp8::halfToFloat(uint16_t(p[2 * i] | (p[2 * i + 1] << 8)));
-  } else if (isa<Float8E4M3FNType>(type)) {
-    for (size_t i = 0; i < n; ++i)
-      out[i] = fp8::e4m3fnToFloat(p[i]);
-  } else if (isa<Float8E5M2Type>(type)) {
-    for (size_t i = 0; i < n; ++i)
-      out[i] = fp8::e5m2ToFloat(p[i]);
-  } else {
-    // Other float types (f64, ...) through APFloat.
-    auto floatType = cast<FloatType>(type);
-    int64_t size = elementBytes(type);
-    for (size_t i = 0; i < n; ++i) {
-      uint64_t bits = 0;
-      for (int64_t b = 0; b < size; ++b)
-        bits |= uint64_t(p[i * size + b]) << (8 * b);
-      llvm::APFloat value(floatType.getFloatSemantics(),
-                          llvm::APInt(size * 8, bits));
-      bool lost;
-      value.convert(llvm::APFloat::IEEEsingle(),
-                    llvm::APFloat::rmNearestTiesToEven, &lost);
-      out[i] = value.convertToFloat();
-    }
-  }
-  return out;
-}
-
-/// Encodes `values` as `type`, rounding to nearest even; FP8 casts saturate
-/// (DESIGN.md §4), as the reference interpreter's.
-std::vector<uint8_t> encode(ArrayRef<float> values, Type type) {
-  int64_t size = elementBytes(type);
-  std::vector<uint8_t> out(values.size() * size);
-  if (type.isF32()) {
-    std::memcpy(out.data(), values.data(), out.size());
-  } else if (isa<Float8E4M3FNType>(type)) {
-    for (size_t i = 0; i < values.size(); ++i)
-      out[i] = fp8::floatToE4M3FN(values[i]);
-  } else if (isa<Float8E5M2Type>(type)) {
-    for (size_t i = 0; i < values.size(); ++i)
-      out[i] = fp8::floatToE5M2(values[i]);
-  } else {
-    auto floatType = cast<FloatType>(type);
-    for (size_t i = 0; i < values.size(); ++i) {
-      llvm::APFloat value(values[i]);
-      bool lost;
-      value.convert(floatType.getFloatSemantics(),
-                    llvm::APFloat::rmNearestTiesToEven, &lost);
-      uint64_t bits = value.bitcastToAPInt().getZExtValue();
-      for (int64_t b = 0; b < size; ++b)
-        out[i * size + b] = uint8_t(bits >> (8 * b));
-    }
-  }
-  return out;
-}
-
-/// True for the float element types `decode` and `encode` handle.
-bool isHostFloat(Type type) {
-  return isa<FloatType>(type) && elementBytes(type) != 0 &&
-         elementBytes(type) <= 8;
-}
-
-//===----------------------------------------------------------------------===//
-// Layout transforms
-//===----------------------------------------------------------------------===//
-
-/// The `[rows, cols]` matrices block scaling and transposition work on: the
-/// last two dimensions, a 1-d shape being a single row.
-struct MatrixView {
-  int64_t batches, rows, cols;
-};
-MatrixView matrixView(ArrayRef<int64_t> shape) {
-  if (shape.empty())
-    return {1, 1, 1};
-  if (shape.size() == 1)
-    return {1, 1, shape[0]};
-  return {product(shape.drop_back(2)), shape[shape.size() - 2], shape.back()};
-}
-
-/// Swaps the last two dimensions of `t` (rank >= 2).
-void transposeLastTwo(HostTensor &t) {
-  size_t rank = t.shape.size();
-  int64_t size = elementBytes(t.elementType);
-  MatrixView m = matrixView(t.shape);
-  std::vector<uint8_t> out(t.bytes.size());
-  int64_t matrix = m.rows * m.cols * size;
-  for (int64_t b = 0; b < m.batches; ++b)
-    for (int64_t r = 0; r < m.rows; ++r)
-      for (int64_t c = 0; c < m.cols; ++c)
-        std::memcpy(&out[b * matrix + (c * m.rows + r) * size],
-                    &t.bytes[b * matrix + (r * m.cols + c) * size], size);
-  t.bytes = std::move(out);
-  std::swap(t.shape[rank - 2], t.shape[rank - 1]);
-}
-
-/// Concatenates `inputs` (same element type and rank) along `axis`.
-HostTensor concat(ArrayRef<HostTensor> inputs, int64_t axis) {
-  HostTensor out;
-  out.elementType = inputs[0].elementType;
-  out.shape = inputs[0].shape;
-  out.shape[axis] = 0;
-  for (const HostTensor &in : inputs)
-    out.shape[axis] += in.shape[axis];
-  int64_t size = elementBytes(out.elementType);
-  int64_t outer = product(ArrayRef<int64_t>(out.shape).take_front(axis));
-  int64_t inner =
-      product(ArrayRef<int64_t>(out.shape).drop_front(axis + 1)) * size;
-  out.bytes.resize(product(out.shape) * size);
-  int64_t outChunk = out.shape[axis] * inner, offset = 0;
-  for (const HostTensor &in : inputs) {
-    int64_t chunk = in.shape[axis] * inner;
-    for (int64_t o = 0; o < outer; ++o)
-      std::memcpy(&out.bytes[o * outChunk + offset], &in.bytes[o * chunk],
-                  chunk);
-    offset += chunk;
-  }
-  return out;
-}
-
-/// Quantizes `x` to FP8 E4M3FN with `scheme`, matrix by matrix over the
-/// last two dimensions; returns the data and the f32 scales.
-FailureOr<std::pair<HostTensor, HostTensor>>
-quantize(Operation *op, const HostTensor &x, moe::BlockScaleAttr scheme) {
-  if (scheme.getFormat() != moe::Fp8Format::e4m3fn)
-    return op->emitOpError("cannot be folded: the artifact writer quantizes "
-                           "weights to e4m3fn only, but got ")
-           << scheme;
-  MatrixView m = matrixView(x.shape);
-  int64_t br = scheme.getBlock()[0], bc = scheme.getBlock()[1];
-  int64_t blocks = ((m.rows + br - 1) / br) * ((m.cols + bc - 1) / bc);
-  std::vector<float> values = decode(x);
-  HostTensor data, scale;
-  data.shape = x.shape;
-  data.elementType = Float8E4M3FNType::get(op->getContext());
-  data.bytes.resize(values.size());
-  scale.shape.assign(scheme.getScaleShape(x.shape));
-  scale.elementType = Float32Type::get(op->getContext());
-  scale.bytes.resize(m.batches * blocks * 4);
-  std::vector<float> scales(m.batches * blocks);
-  for (int64_t b = 0; b < m.batches; ++b)
-    fp8::quantizeBlocks(values.data() + b * m.rows * m.cols, m.rows, m.cols, br,
-                        bc, scheme.getPow2(),
-                        data.bytes.data() + b * m.rows * m.cols,
-                        scales.data() + b * blocks);
-  std::memcpy(scale.bytes.data(), scales.data(), scale.bytes.size());
-  return std::make_pair(std::move(data), std::move(scale));
+/// Fails unless `scheme` quantizes to FP8 E4M3FN, the only format the
+/// kernels read weights in.
+LogicalResult checkFoldableScheme(Operation *op, moe::BlockScaleAttr scheme) {
+  if (scheme.getFormat() == moe::Fp8Format::e4m3fn)
+    return success();
+  return op->emitOpError("cannot be folded: the artifact writer quantizes "
+                         "weights to e4m3fn only, but got ")
+         << scheme;
 }
 
 /// The type `value` has in a slice: without the leading dimension.
@@ -232,103 +40,6 @@ SmallVector<int64_t, 4> expectedShape(Value value,
 }
 
 } // namespace
-
-//===----------------------------------------------------------------------===//
-// Weight sources
-//===----------------------------------------------------------------------===//
-
-WeightSource::~WeightSource() = default;
-
-namespace {
-
-/// Safetensors checkpoints and ONNX models, by the file a reference names.
-class CheckpointSource : public WeightSource {
-public:
-  llvm::Error read(moe::TensorRefAttr ref, Type element,
-                   ArrayRef<int64_t> shape,
-                   std::vector<uint8_t> &into) override {
-    auto error = [&](const llvm::Twine &message) {
-      return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                     "tensor '" + ref.getName() + "' of '" +
-                                         ref.getFile() + "': " + message);
-    };
-    std::string typeName;
-    llvm::raw_string_ostream(typeName) << element;
-    uint64_t bytes = uint64_t(product(shape)) * uint64_t(elementBytes(element));
-    if (auto it = onnxModels.find(ref.getFile()); it != onnxModels.end()) {
-      // The importer checked the initializer's type; its size must agree.
-      llvm::Expected<std::vector<char>> data =
-          it->second->readTensorData(ref.getName());
-      if (!data)
-        return error(llvm::toString(data.takeError()));
-      if (data->size() != bytes)
-        return error("holds " + llvm::Twine(data->size()) +
-                     " bytes, but the IR expects " + formatShape(shape) +
-                     " of " + typeName);
-      into.insert(into.end(), data->begin(), data->end());
-      return llvm::Error::success();
-    }
-    hf::TensorRef found = checkpoint->lookup(ref.getName());
-    if (!found)
-      return error("not found in checkpoint '" + checkpoint->dir() + "'");
-    StringRef file = llvm::sys::path::filename(found.file->path());
-    if (file != ref.getFile())
-      return error("the checkpoint stores it in '" + file + "'");
-    std::optional<hf::DType> dtype = storedDType(element);
-    if (!dtype || *dtype != found.info->dtype)
-      return error("stored as " + hf::dtypeName(found.info->dtype) +
-                   ", but the IR expects " + typeName);
-    if (ArrayRef<int64_t>(found.info->shape) != shape)
-      return error("stored with shape " + formatShape(found.info->shape) +
-                   ", but the IR expects " + formatShape(shape));
-    ArrayRef<uint8_t> data = found.file->bytes(*found.info);
-    into.insert(into.end(), data.begin(), data.end());
-    return llvm::Error::success();
-  }
-
-  std::unique_ptr<hf::Checkpoint> checkpoint;
-  llvm::StringMap<std::unique_ptr<OnnxModel>> onnxModels;
-};
-
-} // namespace
-
-llvm::Expected<std::unique_ptr<WeightSource>>
-mlir::moec::openWeightSource(llvm::StringRef dir, func::FuncOp func) {
-  auto source = std::make_unique<CheckpointSource>();
-  bool needsSafetensors = false;
-  std::optional<llvm::Error> failure;
-  auto note = [&](Attribute attr) {
-    StringRef file = cast<moe::TensorRefAttr>(attr).getFile();
-    if (!file.ends_with(".onnx")) {
-      needsSafetensors = true;
-      return;
-    }
-    if (failure || source->onnxModels.count(file))
-      return;
-    llvm::SmallString<256> path(dir);
-    llvm::sys::path::append(path, file);
-    llvm::Expected<std::unique_ptr<OnnxModel>> model = OnnxModel::load(path);
-    if (!model)
-      failure = model.takeError();
-    else
-      source->onnxModels[file] = std::move(*model);
-  };
-  func.walk([&](moe::WeightOp w) {
-    llvm::for_each(w.getSources(), note);
-    if (std::optional<ArrayAttr> scales = w.getScaleSources())
-      llvm::for_each(*scales, note);
-  });
-  if (failure)
-    return std::move(*failure);
-  if (needsSafetensors) {
-    llvm::Expected<std::unique_ptr<hf::Checkpoint>> checkpoint =
-        hf::Checkpoint::open(dir);
-    if (!checkpoint)
-      return checkpoint.takeError();
-    source->checkpoint = std::move(*checkpoint);
-  }
-  return std::unique_ptr<WeightSource>(std::move(source));
-}
 
 //===----------------------------------------------------------------------===//
 // Slicing
@@ -484,7 +195,8 @@ WeightFolder::Results WeightFolder::evaluate(Operation *op,
     Type element = cast<RankedTensorType>(result.getType()).getElementType();
     if (ArrayRef<int64_t>(tensor.shape) != ArrayRef<int64_t>(shape) ||
         tensor.elementType != element ||
-        int64_t(tensor.bytes.size()) != product(shape) * elementBytes(element))
+        int64_t(tensor.bytes.size()) !=
+            numElementsOf(shape) * elementBytes(element))
       return op->emitOpError("folded to a tensor of shape ")
              << formatShape(tensor.shape) << " and element type "
              << tensor.elementType << ", which does not fit "
@@ -496,83 +208,11 @@ WeightFolder::Results WeightFolder::evaluate(Operation *op,
 WeightFolder::Results WeightFolder::evalWeight(Operation *op,
                                                std::optional<int64_t> slice) {
   auto weight = cast<moe::WeightOp>(op);
-  RankedTensorType stored = weight.getStoredType();
-  ArrayAttr sources = weight.getSources();
-  std::optional<ArrayAttr> scaleSources = weight.getScaleSources();
-  moe::BlockScaleAttr storedScheme = weight.getStoredSchemeAttr();
-  Type f32 = Float32Type::get(op->getContext());
-  if (elementBytes(stored.getElementType()) == 0)
-    return op->emitOpError("cannot be folded: unsupported element type ")
-           << stored.getElementType();
-
-  // Reads one checkpoint tensor, checking it against the IR.
-  auto read = [&](Attribute ref, Type element, ArrayRef<int64_t> shape,
-                  std::vector<uint8_t> &into) -> LogicalResult {
-    if (llvm::Error error =
-            source.read(cast<moe::TensorRefAttr>(ref), element, shape, into))
-      return op->emitOpError() << llvm::toString(std::move(error));
-    return success();
-  };
-
-  ArrayAttr transforms = weight.getTransforms();
-  bool stacked =
-      !transforms.empty() && isa<moe::StackTransformAttr>(transforms[0]);
-  int64_t begin = slice ? *slice : 0;
-  int64_t end = slice ? *slice + 1 : int64_t(sources.size());
-  if (slice && (!stacked || *slice >= int64_t(sources.size())))
-    return op->emitOpError("has no expert #") << *slice;
-
-  HostTensor data, scale;
-  data.elementType = stored.getElementType();
-  data.shape.assign(stored.getShape().begin(), stored.getShape().end());
-  scale.elementType = f32;
-  SmallVector<int64_t> storedScaleShape;
-  if (storedScheme)
-    storedScaleShape = storedScheme.getScaleShape(stored.getShape());
-  scale.shape.assign(storedScaleShape.begin(), storedScaleShape.end());
-  for (int64_t i = begin; i < end; ++i) {
-    if (failed(read(sources[i], stored.getElementType(), stored.getShape(),
-                    data.bytes)))
-      return failure();
-    if (!storedScheme)
-      continue;
-    if (!scaleSources || i >= int64_t(scaleSources->size()))
-      return op->emitOpError("has no scale source for source #") << i;
-    if (failed(read((*scaleSources)[i], f32, storedScaleShape, scale.bytes)))
-      return failure();
-  }
-  if (stacked && !slice) {
-    data.shape.insert(data.shape.begin(), int64_t(sources.size()));
-    scale.shape.insert(scale.shape.begin(), int64_t(sources.size()));
-  }
-
-  bool scaled = storedScheme != nullptr;
-  for (Attribute transform : transforms.getValue().drop_front(stacked)) {
-    if (isa<moe::TransposeTransformAttr>(transform)) {
-      transposeLastTwo(data);
-      if (scaled)
-        transposeLastTwo(scale);
-    } else if (auto q = dyn_cast<moe::QuantizeTransformAttr>(transform)) {
-      if (!isHostFloat(data.elementType))
-        return op->emitOpError("cannot quantize elements of type ")
-               << data.elementType;
-      auto quantized = quantize(op, data, q.getScheme());
-      if (failed(quantized))
+  for (Attribute transform : weight.getTransforms())
+    if (auto q = dyn_cast<moe::QuantizeTransformAttr>(transform))
+      if (failed(checkFoldableScheme(op, q.getScheme())))
         return failure();
-      data = std::move(quantized->first);
-      scale = std::move(quantized->second);
-      scaled = true;
-    } else {
-      return op->emitOpError("has a transform the artifact writer does not "
-                             "know here: ")
-             << transform;
-    }
-  }
-  SmallVector<HostTensor, 2> results;
-  results.push_back(std::move(data));
-  if (scaled)
-    results.push_back(std::move(scale));
-  return results;
+  return readWeight(weight, source, slice);
 }
 
 WeightFolder::Results WeightFolder::evalConcat(Operation *op,
@@ -587,7 +227,7 @@ WeightFolder::Results WeightFolder::evalConcat(Operation *op,
   }
   int64_t axis = c.getConcatDim() - (slice ? 1 : 0);
   SmallVector<HostTensor, 2> results;
-  results.push_back(concat(inputs, axis));
+  results.push_back(concatTensors(inputs, axis));
   return results;
 }
 
@@ -600,12 +240,12 @@ WeightFolder::Results WeightFolder::evalQuantize(Operation *op,
   if (!isHostFloat(x->elementType))
     return op->emitOpError("cannot quantize elements of type ")
            << x->elementType;
-  auto quantized = quantize(op, *x, q.getScheme());
-  if (failed(quantized))
+  if (failed(checkFoldableScheme(op, q.getScheme())))
     return failure();
+  auto [data, scale] = quantizeHostTensor(*x, q.getScheme());
   SmallVector<HostTensor, 2> results;
-  results.push_back(std::move(quantized->first));
-  results.push_back(std::move(quantized->second));
+  results.push_back(std::move(data));
+  results.push_back(std::move(scale));
   return results;
 }
 
@@ -648,9 +288,9 @@ WeightFolder::evalDequantize(Operation *op, std::optional<int64_t> slice) {
       values.push_back(float(byte >> 4) - zeroPoint);
     }
   } else {
-    values = decode(*x);
+    values = decodeFloats(*x);
   }
-  std::vector<float> scales = decode(*scale);
+  std::vector<float> scales = decodeFloats(*scale);
   for (int64_t b = 0; b < m.batches; ++b)
     for (int64_t r = 0; r < m.rows; ++r)
       for (int64_t c = 0; c < m.cols; ++c)
@@ -659,7 +299,7 @@ WeightFolder::evalDequantize(Operation *op, std::optional<int64_t> slice) {
   HostTensor out;
   out.shape.assign(shape.begin(), shape.end());
   out.elementType = element;
-  out.bytes = encode(values, element);
+  out.bytes = encodeFloats(values, element);
   SmallVector<HostTensor, 2> results;
   results.push_back(std::move(out));
   return results;

@@ -1,9 +1,9 @@
 //===- WeightFolder.h - Host evaluation of planned constants ----*- C++ -*-===//
 //
 // Computes the bytes of the `moe.constant` values of a planned function on
-// the host: `moe.weight` read from the checkpoint (safetensors, or the ONNX
-// model the importer read) with its transforms (stack, transpose, FP8
-// quantization) and the ops the passes build from weights (concat, quantize,
+// the host: `moe.weight` read through a `WeightSource` with its transforms
+// (stack, transpose, FP8 quantization; dialects/WeightTransforms.h) and the
+// ops the passes build from weights (concat, quantize,
 // dequantize, reshape, slice). Stacked expert weights are produced one expert
 // at a time, so the artifact writer never holds more than one expert's data
 // per weight in memory.
@@ -14,6 +14,7 @@
 #define MOEC_CODEGEN_WEIGHTFOLDER_H
 
 #include "dialects/MoEDialect.h"
+#include "dialects/WeightTransforms.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Operation.h"
@@ -30,36 +31,6 @@
 #include <vector>
 
 namespace mlir::moec {
-
-/// A dense row-major host tensor, stored as the little-endian bytes of its
-/// element type (bf16 stays bf16, FP8 stays one byte per element).
-struct HostTensor {
-  /// The concrete shape.
-  llvm::SmallVector<int64_t, 4> shape;
-  /// The element type the bytes encode.
-  Type elementType;
-  /// `product(shape) * element size` bytes.
-  std::vector<uint8_t> bytes;
-};
-
-/// Where the stored bytes of `moe.weight` sources come from.
-class WeightSource {
-public:
-  virtual ~WeightSource();
-  /// Appends the stored bytes of tensor `ref` to `into`, after checking them
-  /// against what the IR says is stored: `element` and `shape`.
-  virtual llvm::Error read(moe::TensorRefAttr ref, Type element,
-                           ArrayRef<int64_t> shape,
-                           std::vector<uint8_t> &into) = 0;
-};
-
-/// The tensors `func`'s weights name in the checkpoint folder `dir`: a
-/// reference to a `.onnx` file reads that model's initializers
-/// (`OnnxModel::readTensorData`), any other reference the folder's
-/// safetensors files (`hf::Checkpoint`). Every file is opened and validated
-/// here, so that a missing or broken checkpoint fails before any output.
-llvm::Expected<std::unique_ptr<WeightSource>>
-openWeightSource(llvm::StringRef dir, func::FuncOp func);
 
 /// Evaluates constant values of one function, slice by slice. Errors are
 /// emitted as diagnostics on the op at fault (a missing checkpoint tensor on

@@ -13,6 +13,7 @@
 #include "codegen/cpu/PlannedKernels.h"
 #include "codegen/cuda/CudaProgram.h"
 #include "codegen/cuda/Nvrtc.h"
+#include "importers/CheckpointWeights.h"
 #include "importers/hf/HFImporter.h"
 #include "importers/onnx/OnnxImporter.h"
 #include "runtime/artifact/ArtifactWriter.h"
@@ -352,6 +353,7 @@ int writeArtifactFile(ModuleOp module, const std::string &path,
   llvm::ArrayRef<std::string> targets = requested.names;
   ArtifactOptions options;
   options.signingSeed = signingSeed;
+  options.openWeights = openCheckpointWeights;
   std::vector<CpuSharedObject> cpuObjects;
   for (const std::string &variant : requested.cpuVariants) {
     FailureOr<CpuSharedObject> object =

@@ -4,7 +4,8 @@
 // buffers: every argument arrives as `memref<?xBxi8>` (B = bytes per token)
 // or `memref<Nxi8>` and is viewed with `memref.view` as the typed, possibly
 // row-offset memrefs the op needs. GEMM-shaped work calls the tiled GEMM of
-// `Kernels.h`; everything else mirrors `tools/Interpreter.cpp` loop by loop.
+// `Kernels.h`; everything else mirrors `reference/Interpreter.cpp` loop by
+// loop.
 //
 //===----------------------------------------------------------------------===//
 

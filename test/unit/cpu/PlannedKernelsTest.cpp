@@ -11,12 +11,14 @@
 #include "codegen/cpu/PlannedKernels.h"
 #include "codegen/cpu/Kernels.h"
 #include "dialects/MoEDialect.h"
+#include "importers/CheckpointWeights.h"
+#include "importers/hf/HFImporter.h"
 #include "passes/Passes.h"
 #include "passes/Pipelines.h"
 #include "passes/Plan.h"
+#include "reference/Interpreter.h"
 #include "runtime/fp8/Fp8.h"
 #include "test/unit/cpu/LoadedObject.h"
-#include "tools/Interpreter.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -616,8 +618,8 @@ std::vector<float> readNpy(const std::string &path) {
 void PlannedKernelsTest_runModel(MLIRContext &context, const std::string &name,
                                  bool fp8) {
   std::string dir = std::string(MOEC_TEST_DATA_DIR) + "/" + name;
-  llvm::SourceMgr sourceMgr;
-  FailureOr<OwningOpRef<ModuleOp>> loaded = loadModel(dir, sourceMgr, &context);
+  FailureOr<OwningOpRef<ModuleOp>> loaded =
+      hf::importHFCheckpoint(dir, &context);
   ASSERT_TRUE(succeeded(loaded));
   ModuleOp module = **loaded;
   PassManager pm(&context);
@@ -664,6 +666,7 @@ void PlannedKernelsTest_runModel(MLIRContext &context, const std::string &name,
   func::ReturnOp::create(b, func.getLoc(), mapped);
   InterpreterOptions interpOptions;
   interpOptions.checkpointDir = dir;
+  interpOptions.openWeights = openCheckpointWeights;
   FailureOr<SmallVector<InterpTensor>> values =
       interpretFunction(constFunc, {}, interpOptions);
   ASSERT_TRUE(succeeded(values));

@@ -15,12 +15,12 @@
 #include "TestModel.h"
 
 #include "runtime/capi/moec.h"
+#include "runtime/check/GpuCheck.h"
 #include "runtime/cpu/CpuExecutor.h"
 #include "runtime/cuda/CudaExecutor.h"
 #include "runtime/executor/WeightFill.h"
 #include "runtime/nvrtc/Nvrtc.h"
 #include "test/emu/tensor_map_image.h"
-#include "tools/GpuCheck.h"
 
 #include <gtest/gtest.h>
 

@@ -1,24 +1,24 @@
 //===- Interpreter.h - Reference interpreter of moe-dialect IR --*- C++ -*-===//
 //
 // A naive evaluator of `func.func`s made of `moe` ops: plain C++ loops in
-// f32, weights read from the checkpoint through the safetensors reader. It is
-// a test oracle for the importers and the passes (docs/interpreter.md), not
-// the CPU path of the product, which is MLIR -> LLVM code generation.
+// f32, weights read through a `WeightSource` (dialects/WeightSource.h) that
+// the caller opens. It is a test oracle for the importers and the passes
+// (docs/interpreter.md), not the CPU path of the product, which is MLIR ->
+// LLVM code generation.
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef MOEC_TOOLS_INTERPRETER_H
-#define MOEC_TOOLS_INTERPRETER_H
+#ifndef MOEC_REFERENCE_INTERPRETER_H
+#define MOEC_REFERENCE_INTERPRETER_H
 
 #include "dialects/MoEDialect.h"
+#include "dialects/WeightSource.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/BuiltinOps.h"
-#include "mlir/IR/OwningOpRef.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
-#include "llvm/Support/SourceMgr.h"
 
 #include <cstdint>
 #include <string>
@@ -52,6 +52,9 @@ struct InterpreterOptions {
   /// The checkpoint folder; when empty, the module's `moe.checkpoint`
   /// attribute names it.
   std::string checkpointDir;
+  /// Opens the weights of the checkpoint folder when the first `moe.weight`
+  /// is evaluated (the importers' `openCheckpointWeights`).
+  WeightSourceOpener openWeights;
   /// When not empty, the N-th routing decision evaluated (`moe.router` or
   /// `moe.moe`, N = 0, 1, ... in evaluation order) writes the tokens it
   /// ranked, its selection scores (after the bias, before group masking) and
@@ -82,55 +85,6 @@ FailureOr<InterpTensor> runForward(ModuleOp module, llvm::StringRef function,
                                    llvm::ArrayRef<int64_t> positions,
                                    const InterpreterOptions &options);
 
-/// Loads `path`: a checkpoint folder (imported with the Hugging Face
-/// importer) or a `.mlir` file in any phase, whose buffer is added to
-/// `sourceMgr`. Errors are emitted on `context`.
-FailureOr<OwningOpRef<ModuleOp>> loadModel(llvm::StringRef path,
-                                           llvm::SourceMgr &sourceMgr,
-                                           MLIRContext *context);
-
-/// Parses a comma-separated list of integers such as `1,17,42`.
-llvm::Expected<std::vector<int64_t>> parseIntegerList(llvm::StringRef text);
-
-/// Writes `tensor` to `path` as a NumPy `.npy` file (format 1.0, C order):
-/// float tensors as little-endian f32, integer ones as i32 (i64 when wider
-/// than 32 bits).
-llvm::Error writeNpy(llvm::StringRef path, const InterpTensor &tensor);
-
-/// Reads a little-endian f32 `.npy` file (format 1.0 or 2.0, C order) into a
-/// float tensor; its element type is left null.
-llvm::Expected<InterpTensor> readNpy(llvm::StringRef path);
-
-/// What the `moec-interp` command line asks for.
-struct InterpreterCommand {
-  /// A checkpoint folder or a `.mlir` file.
-  std::string input;
-  /// The function to run.
-  std::string function = "forward";
-  /// Comma-separated token ids.
-  std::string tokens;
-  /// Comma-separated positions; empty means 0..T-1.
-  std::string positions;
-  /// Overrides the module's `moe.checkpoint` when not empty.
-  std::string checkpoint;
-  /// Where to write the logits as `.npy`; empty prints a summary instead.
-  std::string dumpLogits;
-  /// InterpreterOptions::dumpRoutingDir.
-  std::string dumpRouting;
-  /// InterpreterOptions::pinRoutingDir.
-  std::string pinRouting;
-  /// Prints the inverse frequencies and cos/sin scale of the first `moe.rope`
-  /// as JSON instead of running the model.
-  bool printRope = false;
-};
-
-/// Runs `command` and returns the process exit code; diagnostics go to
-/// stderr.
-int runInterpreterCommand(const InterpreterCommand &command);
-
-/// The `moec-interp` tool: parses the command line and runs it.
-int interpreterMain(int argc, char **argv);
-
 } // namespace mlir::moec
 
-#endif // MOEC_TOOLS_INTERPRETER_H
+#endif // MOEC_REFERENCE_INTERPRETER_H

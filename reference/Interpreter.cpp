@@ -3,32 +3,25 @@
 // Evaluates `moe` ops one at a time with plain loops: every value is a dense
 // row-major host tensor, every float computation is f32 (GEMMs and
 // reductions accumulate in natural index order, as the f32 reference does),
-// and results are rounded to their element type. Weights are read from the
-// checkpoint the module names. Speed is not a goal; being obviously right is.
+// and results are rounded to their element type. Weights are read through
+// the caller's `WeightSource` from the checkpoint the module names. Speed is
+// not a goal; being obviously right is.
 //
 //===----------------------------------------------------------------------===//
 
-#include "tools/Interpreter.h"
-#include "importers/hf/HFImporter.h"
-#include "importers/hf/Safetensors.h"
+#include "reference/Interpreter.h"
+#include "dialects/WeightTransforms.h"
+#include "reference/Npy.h"
 #include "runtime/fp8/Fp8.h"
-#include "tools/InitAll.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/SymbolTable.h"
-#include "mlir/Parser/Parser.h"
-#include "mlir/Support/FileUtilities.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/TypeSwitch.h"
-#include "llvm/Support/CommandLine.h"
-#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
-#include "llvm/Support/InitLLVM.h"
-#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
-#include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
@@ -47,12 +40,7 @@ using moe::RopeScalingAttr;
 using moe::RopeScalingKind;
 using moe::RoutingAttr;
 
-int64_t InterpTensor::numElements() const {
-  int64_t n = 1;
-  for (int64_t d : shape)
-    n *= d;
-  return n;
-}
+int64_t InterpTensor::numElements() const { return numElementsOf(shape); }
 
 namespace {
 
@@ -60,19 +48,12 @@ namespace {
 // Helpers
 //===----------------------------------------------------------------------===//
 
-int64_t product(ArrayRef<int64_t> dims) {
-  int64_t n = 1;
-  for (int64_t d : dims)
-    n *= d;
-  return n;
-}
-
 /// A float tensor of `shape` filled with zeros (its element type is set from
 /// the op's result type once the op has been evaluated).
 InterpTensor floatTensor(ArrayRef<int64_t> shape) {
   InterpTensor t;
   t.shape.assign(shape.begin(), shape.end());
-  t.floats.assign(product(shape), 0.0f);
+  t.floats.assign(numElementsOf(shape), 0.0f);
   return t;
 }
 
@@ -81,7 +62,7 @@ InterpTensor intTensor(ArrayRef<int64_t> shape, Type type) {
   InterpTensor t;
   t.shape.assign(shape.begin(), shape.end());
   t.elementType = type;
-  t.ints.assign(product(shape), 0);
+  t.ints.assign(numElementsOf(shape), 0);
   return t;
 }
 
@@ -192,225 +173,37 @@ SmallVector<int64_t> topK(ArrayRef<float> scores, int64_t k) {
   return order;
 }
 
-/// Transposes the last two dimensions of the row-major `data` of `shape`.
-void transposeLastTwo(std::vector<float> &data,
-                      SmallVector<int64_t, 4> &shape) {
-  size_t rank = shape.size();
-  int64_t rows = shape[rank - 2], cols = shape[rank - 1];
-  int64_t batches = product(ArrayRef<int64_t>(shape).drop_back(2));
-  std::vector<float> out(data.size());
-  for (int64_t b = 0; b < batches; ++b)
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c)
-        out[b * rows * cols + c * rows + r] =
-            data[b * rows * cols + r * cols + c];
-  data = std::move(out);
-  std::swap(shape[rank - 2], shape[rank - 1]);
-}
-
-/// The `[rows, cols]` matrices of `shape` that block scaling works on: the
-/// last two dimensions, a 1-d shape being a single row.
-struct MatrixView {
-  int64_t batches, rows, cols;
-};
-MatrixView matrixView(ArrayRef<int64_t> shape) {
-  if (shape.empty())
-    return {1, 1, 1};
-  if (shape.size() == 1)
-    return {1, 1, shape[0]};
-  return {product(shape.drop_back(2)), shape[shape.size() - 2], shape.back()};
-}
-
-/// Quantizes `src` of `shape` to the FP8 format of `scheme` block by block
-/// (moec::runtime::fp8::quantizeBlocks for E4M3FN, the same recipe with the
-/// E5M2 maximum otherwise); `q` receives the decoded FP8 values.
-void quantize(ArrayRef<float> src, ArrayRef<int64_t> shape,
-              BlockScaleAttr scheme, std::vector<float> &q,
-              std::vector<float> &scales, SmallVector<int64_t, 4> &scaleShape) {
-  MatrixView m = matrixView(shape);
-  int64_t br = scheme.getBlock()[0], bc = scheme.getBlock()[1];
-  int64_t blockRows = (m.rows + br - 1) / br,
-          blockCols = (m.cols + bc - 1) / bc;
-  scaleShape.assign(scheme.getScaleShape(shape));
-  q.assign(src.size(), 0.0f);
-  scales.assign(m.batches * blockRows * blockCols, 0.0f);
-  int64_t size = m.rows * m.cols, scaleSize = blockRows * blockCols;
-  bool e4m3 = scheme.getFormat() == moe::Fp8Format::e4m3fn;
-  std::vector<uint8_t> codes(size);
-  for (int64_t b = 0; b < m.batches; ++b) {
-    const float *in = src.data() + b * size;
-    float *outScales = scales.data() + b * scaleSize;
-    if (e4m3) {
-      fp8::quantizeBlocks(in, m.rows, m.cols, br, bc, scheme.getPow2(),
-                          codes.data(), outScales);
-      for (int64_t i = 0; i < size; ++i)
-        q[b * size + i] = fp8::e4m3fnToFloat(codes[i]);
-      continue;
-    }
-    for (int64_t r0 = 0; r0 < m.rows; r0 += br) {
-      for (int64_t c0 = 0; c0 < m.cols; c0 += bc) {
-        int64_t r1 = std::min(m.rows, r0 + br), c1 = std::min(m.cols, c0 + bc);
-        float amax = 0.0f;
-        for (int64_t r = r0; r < r1; ++r)
-          for (int64_t c = c0; c < c1; ++c)
-            if (std::isfinite(in[r * m.cols + c]))
-              amax = std::max(amax, std::fabs(in[r * m.cols + c]));
-        float scale = std::max(amax, fp8::kAmaxFloor) / fp8::kE5M2Max;
-        if (scheme.getPow2()) {
-          int exp;
-          float mant = std::frexp(scale, &exp);
-          scale = std::ldexp(1.0f, mant == 0.5f ? exp - 1 : exp);
-        }
-        outScales[(r0 / br) * blockCols + c0 / bc] = scale;
-        for (int64_t r = r0; r < r1; ++r)
-          for (int64_t c = c0; c < c1; ++c)
-            q[b * size + r * m.cols + c] =
-                fp8::e5m2ToFloat(fp8::floatToE5M2(in[r * m.cols + c] / scale));
-      }
-    }
-  }
-}
-
-/// `x` quantized block by block under `scheme` (see `quantize`): the decoded
-/// FP8 data and the f32 scales, as `moe.quantize` and a fused `quantize`
-/// return them.
+/// `x` quantized block by block under `scheme` (`quantizeBlockwise`): the
+/// decoded FP8 data and the f32 scales, as `moe.quantize` and a fused
+/// `quantize` return them.
 SmallVector<InterpTensor> quantizeTensor(const InterpTensor &x,
                                          BlockScaleAttr scheme) {
+  std::vector<uint8_t> codes;
   InterpTensor q, scale;
   q.shape = x.shape;
-  quantize(x.floats, x.shape, scheme, q.floats, scale.floats, scale.shape);
+  quantizeBlockwise(x.floats, x.shape, scheme, codes, scale.floats);
+  q.floats.resize(codes.size());
+  bool e4m3 = scheme.getFormat() == moe::Fp8Format::e4m3fn;
+  for (size_t i = 0; i < codes.size(); ++i)
+    q.floats[i] =
+        e4m3 ? fp8::e4m3fnToFloat(codes[i]) : fp8::e5m2ToFloat(codes[i]);
+  scale.shape.assign(scheme.getScaleShape(x.shape));
   SmallVector<InterpTensor> results;
   results.push_back(std::move(q));
   results.push_back(std::move(scale));
   return results;
 }
 
-/// Decodes the little-endian bytes of checkpoint tensor `info` to f32.
-llvm::Expected<std::vector<float>> decodeTensor(const hf::SafetensorsFile &file,
-                                                const hf::TensorInfo &info) {
-  ArrayRef<uint8_t> bytes = file.bytes(info);
-  std::vector<float> out(info.numElements);
-  auto load = [&](uint64_t index, unsigned size) {
-    uint64_t value = 0;
-    for (unsigned i = 0; i < size; ++i)
-      value |= uint64_t(bytes[index * size + i]) << (8 * i);
-    return value;
-  };
-  for (uint64_t i = 0; i < info.numElements; ++i) {
-    switch (info.dtype) {
-    case hf::DType::F32: {
-      uint32_t bits = uint32_t(load(i, 4));
-      std::memcpy(&out[i], &bits, 4);
-      break;
-    }
-    case hf::DType::F64: {
-      uint64_t bits = load(i, 8);
-      double value;
-      std::memcpy(&value, &bits, 8);
-      out[i] = float(value);
-      break;
-    }
-    case hf::DType::BF16:
-      out[i] = fp8::bf16ToFloat(uint16_t(load(i, 2)));
-      break;
-    case hf::DType::F16:
-      out[i] = fp8::halfToFloat(uint16_t(load(i, 2)));
-      break;
-    case hf::DType::F8_E4M3:
-      out[i] = fp8::e4m3fnToFloat(bytes[i]);
-      break;
-    case hf::DType::F8_E5M2:
-      out[i] = fp8::e5m2ToFloat(bytes[i]);
-      break;
-    // Integer constants (indices, masks) are small: f32 holds them exactly
-    // up to 2^24, and evalWeight turns them back into integers.
-    case hf::DType::I64:
-      out[i] = float(int64_t(load(i, 8)));
-      break;
-    case hf::DType::I32:
-      out[i] = float(int32_t(uint32_t(load(i, 4))));
-      break;
-    case hf::DType::I8:
-      out[i] = float(int8_t(bytes[i]));
-      break;
-    case hf::DType::U8:
-    case hf::DType::BOOL:
-      out[i] = float(bytes[i]);
-      break;
-    default:
-      return llvm::createStringError(
-          llvm::inconvertibleErrorCode(),
-          file.path() + ": tensor '" + info.name + "' has dtype " +
-              hf::dtypeName(info.dtype) + ", which is not a float type");
-    }
-  }
-  return out;
-}
-
-/// The safetensors dtype that stores elements of `type`, if any.
-std::optional<hf::DType> storedDType(Type type) {
-  if (type.isF32())
-    return hf::DType::F32;
-  if (type.isF64())
-    return hf::DType::F64;
-  if (type.isBF16())
-    return hf::DType::BF16;
-  if (type.isF16())
-    return hf::DType::F16;
-  if (isa<Float8E4M3FNType>(type))
-    return hf::DType::F8_E4M3;
-  if (isa<Float8E5M2Type>(type))
-    return hf::DType::F8_E5M2;
-  if (type.isInteger(64))
-    return hf::DType::I64;
-  if (type.isInteger(32))
-    return hf::DType::I32;
-  if (type.isInteger(8))
-    return hf::DType::I8;
-  if (type.isInteger(1))
-    return hf::DType::BOOL;
-  return std::nullopt;
-}
-
-/// Reads the tensor `ref` of `checkpoint`, checking its file, dtype and shape
-/// against `stored` (the op's `stored_type` or the scale type).
-llvm::Expected<std::vector<float>> readTensor(const hf::Checkpoint &checkpoint,
-                                              moe::TensorRefAttr ref,
-                                              Type elementType,
-                                              ArrayRef<int64_t> shape) {
-  auto error = [&](const llvm::Twine &message) {
-    return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                   "tensor '" + ref.getName() + "' of '" +
-                                       ref.getFile() + "': " + message);
-  };
-  hf::TensorRef found = checkpoint.lookup(ref.getName());
-  if (!found)
-    return error("not found in checkpoint '" + checkpoint.dir() + "'");
-  llvm::StringRef file = llvm::sys::path::filename(found.file->path());
-  if (file != ref.getFile())
-    return error("the checkpoint stores it in '" + file + "'");
-  std::optional<hf::DType> dtype = storedDType(elementType);
-  // Signless `i8` holds `u8` codes too (`#moe.block_scale<format = u8>`).
-  bool bytes = dtype == hf::DType::I8 && found.info->dtype == hf::DType::U8;
-  if (!dtype || (*dtype != found.info->dtype && !bytes)) {
-    std::string typeName;
-    llvm::raw_string_ostream os(typeName);
-    os << elementType;
-    return error("stored as " + hf::dtypeName(found.info->dtype) +
-                 ", but the IR expects " + typeName);
-  }
-  // Size-1 dimensions may be left out of the stored shape (onnxruntime's
-  // per-row QMoE scales are [E, N], the moe scales [E, N, 1]).
-  auto withoutOnes = [](ArrayRef<int64_t> dims) {
-    SmallVector<int64_t, 4> kept;
-    llvm::copy_if(dims, std::back_inserter(kept),
-                  [](int64_t d) { return d != 1; });
-    return kept;
-  };
-  if (withoutOnes(found.info->shape) != withoutOnes(shape))
-    return error("stored with shape " + formatShape(found.info->shape) +
-                 ", but the IR expects " + formatShape(shape));
-  return decodeTensor(*found.file, *found.info);
+/// The host tensor `t` as an interpreter value: integers sign-extended,
+/// floats decoded to f32.
+InterpTensor toInterpTensor(const HostTensor &t) {
+  InterpTensor result;
+  result.shape = t.shape;
+  if (isa<IntegerType>(t.elementType))
+    result.ints = decodeIntegers(t);
+  else
+    result.floats = decodeFloats(t);
+  return result;
 }
 
 //===----------------------------------------------------------------------===//
@@ -450,7 +243,9 @@ private:
   /// rounds them to their element types and binds them in the frame.
   LogicalResult store(Operation *op, ResultRange values,
                       MutableArrayRef<InterpTensor> tensors);
-  FailureOr<const hf::Checkpoint *> checkpointFor(Operation *op);
+  /// The weights of the checkpoint folder `op`'s module names (or the one
+  /// the options give), opened on first use.
+  FailureOr<WeightSource *> weightsFor(Operation *op);
 
   Results evalWeight(moe::WeightOp op);
   Results evalEmbed(moe::EmbedOp op);
@@ -509,7 +304,7 @@ private:
   /// Routing decisions evaluated so far, across calls.
   int64_t routingDecisions = 0;
   std::string checkpointDir;
-  std::unique_ptr<hf::Checkpoint> checkpoint;
+  std::unique_ptr<WeightSource> weights;
 };
 
 Results Evaluator::call(func::FuncOp func, ArrayRef<InterpTensor> args,
@@ -676,28 +471,33 @@ LogicalResult Evaluator::store(Operation *op, ResultRange values,
   return success();
 }
 
-FailureOr<const hf::Checkpoint *> Evaluator::checkpointFor(Operation *op) {
+FailureOr<WeightSource *> Evaluator::weightsFor(Operation *op) {
   std::string dir = options.checkpointDir;
-  if (dir.empty()) {
-    for (Operation *parent = op->getParentOp(); parent && dir.empty();
-         parent = parent->getParentOp())
-      if (auto attr = parent->getAttrOfType<StringAttr>("moe.checkpoint"))
-        dir = attr.str();
-    if (dir.empty())
-      return op->emitOpError(
-          "needs a checkpoint folder: the module has no `moe.checkpoint` "
-          "attribute and none was given (--checkpoint)");
+  Operation *root = op;
+  for (Operation *parent = op->getParentOp(); parent;
+       parent = parent->getParentOp()) {
+    root = parent;
+    if (auto attr = parent->getAttrOfType<StringAttr>("moe.checkpoint");
+        attr && dir.empty())
+      dir = attr.str();
   }
-  if (checkpoint && dir == checkpointDir)
-    return checkpoint.get();
-  llvm::Expected<std::unique_ptr<hf::Checkpoint>> opened =
-      hf::Checkpoint::open(dir);
+  if (dir.empty())
+    return op->emitOpError(
+        "needs a checkpoint folder: the module has no `moe.checkpoint` "
+        "attribute and none was given (--checkpoint)");
+  if (weights && dir == checkpointDir)
+    return weights.get();
+  if (!options.openWeights)
+    return op->emitOpError("needs a weight reader to read its checkpoint "
+                           "(InterpreterOptions::openWeights)");
+  llvm::Expected<std::unique_ptr<WeightSource>> opened =
+      options.openWeights(dir, root);
   if (!opened)
     return op->emitOpError("cannot open checkpoint: ")
            << llvm::toString(opened.takeError());
-  checkpoint = std::move(*opened);
+  weights = std::move(*opened);
   checkpointDir = dir;
-  return checkpoint.get();
+  return weights.get();
 }
 
 //===----------------------------------------------------------------------===//
@@ -705,74 +505,15 @@ FailureOr<const hf::Checkpoint *> Evaluator::checkpointFor(Operation *op) {
 //===----------------------------------------------------------------------===//
 
 Results Evaluator::evalWeight(moe::WeightOp op) {
-  FailureOr<const hf::Checkpoint *> ckpt = checkpointFor(op);
-  if (failed(ckpt))
+  FailureOr<WeightSource *> source = weightsFor(op);
+  if (failed(source))
     return failure();
-  RankedTensorType stored = op.getStoredType();
-  BlockScaleAttr scheme = op.getStoredSchemeAttr();
-  std::optional<ArrayAttr> scaleSources = op.getScaleSources();
-  SmallVector<int64_t, 4> shape(stored.getShape());
-  SmallVector<int64_t, 4> scaleShape;
-  if (scheme)
-    scaleShape.assign(scheme.getScaleShape(stored.getShape()));
-  std::vector<float> data, scales;
-  Type f32 = Float32Type::get(op.getContext());
-  for (auto [index, source] : llvm::enumerate(op.getSources())) {
-    llvm::Expected<std::vector<float>> values =
-        readTensor(**ckpt, cast<moe::TensorRefAttr>(source),
-                   stored.getElementType(), stored.getShape());
-    if (!values)
-      return op.emitOpError() << llvm::toString(values.takeError());
-    data.insert(data.end(), values->begin(), values->end());
-    if (!scheme)
-      continue;
-    if (!scaleSources || index >= scaleSources->size())
-      return op.emitOpError("has no scale source for source #") << index;
-    llvm::Expected<std::vector<float>> scaleValues =
-        readTensor(**ckpt, cast<moe::TensorRefAttr>((*scaleSources)[index]),
-                   f32, scaleShape);
-    if (!scaleValues)
-      return op.emitOpError() << llvm::toString(scaleValues.takeError());
-    scales.insert(scales.end(), scaleValues->begin(), scaleValues->end());
-  }
-  // The sources are already concatenated in order: stacking is only a
-  // change of shape. The verifier guarantees #moe.stack comes first.
-  for (Attribute transform : op.getTransforms()) {
-    if (isa<moe::StackTransformAttr>(transform)) {
-      shape.insert(shape.begin(), op.getSources().size());
-      if (scheme)
-        scaleShape.insert(scaleShape.begin(), op.getSources().size());
-    } else if (isa<moe::TransposeTransformAttr>(transform)) {
-      transposeLastTwo(data, shape);
-      if (scheme)
-        transposeLastTwo(scales, scaleShape);
-    } else if (auto q = dyn_cast<moe::QuantizeTransformAttr>(transform)) {
-      std::vector<float> values;
-      quantize(data, shape, q.getScheme(), values, scales, scaleShape);
-      data = std::move(values);
-      scheme = q.getScheme();
-    } else {
-      return op.emitOpError("has a transform moec-interp does not know: ")
-             << transform;
-    }
-  }
-  InterpTensor result;
-  result.shape = shape;
-  if (isa<IntegerType>(op.getResult().getType().getElementType())) {
-    result.ints.assign(data.size(), 0);
-    for (size_t i = 0; i < data.size(); ++i)
-      result.ints[i] = int64_t(data[i]);
-  } else {
-    result.floats = std::move(data);
-  }
-  if (!scheme)
-    return single(std::move(result));
-  InterpTensor scale;
-  scale.shape = scaleShape;
-  scale.floats = std::move(scales);
+  FailureOr<SmallVector<HostTensor, 2>> read = readWeight(op, **source);
+  if (failed(read))
+    return failure();
   SmallVector<InterpTensor> results;
-  results.push_back(std::move(result));
-  results.push_back(std::move(scale));
+  for (const HostTensor &t : *read)
+    results.push_back(toInterpTensor(t));
   return results;
 }
 
@@ -1002,8 +743,8 @@ Results Evaluator::evalConcat(moe::ConcatOp op) {
   }
   // Each input contributes `shape[axis] * inner` contiguous elements per
   // index of the dimensions before `axis`.
-  int64_t outer = product(ArrayRef<int64_t>(shape).take_front(axis));
-  int64_t inner = product(ArrayRef<int64_t>(shape).drop_front(axis + 1));
+  int64_t outer = numElementsOf(ArrayRef<int64_t>(shape).take_front(axis));
+  int64_t inner = numElementsOf(ArrayRef<int64_t>(shape).drop_front(axis + 1));
   int64_t outChunk = shape[axis] * inner;
   InterpTensor out = floatTensor(shape);
   int64_t offset = 0;
@@ -1087,7 +828,7 @@ broadcastShape(ArrayRef<ArrayRef<int64_t>> shapes) {
 std::vector<int64_t> broadcastIndices(ArrayRef<int64_t> out,
                                       ArrayRef<int64_t> in) {
   SmallVector<int64_t, 4> inStrides = stridesOf(in);
-  std::vector<int64_t> map(product(out));
+  std::vector<int64_t> map(numElementsOf(out));
   size_t shift = out.size() - in.size();
   for (int64_t flat = 0; flat < int64_t(map.size()); ++flat) {
     SmallVector<int64_t, 4> index = unflatten(flat, out);
@@ -1361,7 +1102,7 @@ Results Evaluator::evalBatchMatmul(moe::BatchMatmulOp op) {
     return op.emitOpError("got ")
            << a.shape[0] << " and " << b.shape[0] << " tokens";
   int64_t m = a.shape[r - 2], k = a.shape[r - 1], n = b.shape[r - 1];
-  int64_t batches = product(ArrayRef<int64_t>(a.shape).drop_back(2));
+  int64_t batches = numElementsOf(ArrayRef<int64_t>(a.shape).drop_back(2));
   SmallVector<int64_t, 4> shape(a.shape);
   shape.back() = n;
   InterpTensor out = floatTensor(shape);
@@ -1970,278 +1711,4 @@ mlir::moec::runForward(ModuleOp module, llvm::StringRef function,
   if (failed(results))
     return failure();
   return std::move(results->front());
-}
-
-FailureOr<OwningOpRef<ModuleOp>>
-mlir::moec::loadModel(llvm::StringRef path, llvm::SourceMgr &sourceMgr,
-                      MLIRContext *context) {
-  if (llvm::sys::fs::is_directory(path))
-    return hf::importHFCheckpoint(path, context);
-  std::string error;
-  std::unique_ptr<llvm::MemoryBuffer> input = openInputFile(path, &error);
-  if (!input)
-    return emitError(UnknownLoc::get(context)) << error;
-  sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
-  OwningOpRef<ModuleOp> module =
-      parseSourceFile<ModuleOp>(sourceMgr, ParserConfig(context));
-  if (!module)
-    return failure();
-  return module;
-}
-
-llvm::Expected<std::vector<int64_t>>
-mlir::moec::parseIntegerList(llvm::StringRef text) {
-  std::vector<int64_t> values;
-  llvm::SmallVector<llvm::StringRef> items;
-  text.split(items, ',');
-  for (llvm::StringRef item : items) {
-    int64_t value;
-    if (item.trim().getAsInteger(10, value))
-      return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                     "expected comma-separated integers, but "
-                                     "got '" +
-                                         item.trim() + "' in '" + text + "'");
-    values.push_back(value);
-  }
-  return values;
-}
-
-llvm::Error mlir::moec::writeNpy(llvm::StringRef path,
-                                 const InterpTensor &tensor) {
-  // Float tensors are written as f32, integer ones (router indices, dispatch
-  // offsets) as i32 or i64.
-  bool wide = false;
-  if (tensor.isInteger())
-    wide = cast<IntegerType>(tensor.elementType).getWidth() > 32;
-  const char *descr = !tensor.isInteger() ? "<f4" : wide ? "<i8" : "<i4";
-  std::string shape = "(";
-  for (int64_t d : tensor.shape)
-    shape += std::to_string(d) + (tensor.shape.size() == 1 ? "," : ", ");
-  if (tensor.shape.size() > 1)
-    shape.resize(shape.size() - 2);
-  shape += ")";
-  std::string header = std::string("{'descr': '") + descr +
-                       "', 'fortran_order': False, 'shape': " + shape + ", }";
-  // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
-  size_t unpadded = 10 + header.size() + 1;
-  header.append((64 - unpadded % 64) % 64, ' ');
-  header += '\n';
-  std::error_code ec;
-  llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_None);
-  if (ec)
-    return llvm::createStringError(ec, "cannot write '" + path +
-                                           "': " + ec.message());
-  os << "\x93NUMPY" << char(1) << char(0) << char(header.size() & 0xff)
-     << char(header.size() >> 8) << header;
-  auto writeLittleEndian = [&](uint64_t bits, int bytes) {
-    for (int i = 0; i < bytes; ++i)
-      os << char((bits >> (8 * i)) & 0xff);
-  };
-  for (float value : tensor.floats) {
-    uint32_t bits;
-    std::memcpy(&bits, &value, 4);
-    writeLittleEndian(bits, 4);
-  }
-  for (int64_t value : tensor.ints)
-    writeLittleEndian(uint64_t(value), wide ? 8 : 4);
-  os.close();
-  if (os.has_error())
-    return llvm::createStringError(os.error(), "cannot write '" + path + "'");
-  return llvm::Error::success();
-}
-
-llvm::Expected<InterpTensor> mlir::moec::readNpy(llvm::StringRef path) {
-  auto error = [&](const llvm::Twine &message) {
-    return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                   "'" + path + "': " + message);
-  };
-  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> file =
-      llvm::MemoryBuffer::getFile(path);
-  if (!file)
-    return error("cannot read: " + file.getError().message());
-  llvm::StringRef bytes = (*file)->getBuffer();
-  if (!bytes.starts_with("\x93NUMPY") || bytes.size() < 10)
-    return error("not a .npy file");
-  unsigned major = uint8_t(bytes[6]);
-  size_t lengthBytes = major == 1 ? 2 : 4, length = 0;
-  if (major < 1 || major > 3 || bytes.size() < 8 + lengthBytes)
-    return error("unsupported .npy version " + llvm::Twine(major));
-  for (size_t i = 0; i < lengthBytes; ++i)
-    length |= size_t(uint8_t(bytes[8 + i])) << (8 * i);
-  size_t dataStart = 8 + lengthBytes + length;
-  if (bytes.size() < dataStart)
-    return error("truncated header");
-  llvm::StringRef header = bytes.slice(8 + lengthBytes, dataStart);
-  if (!header.contains("'descr': '<f4'"))
-    return error("expected little-endian float32 data ('<f4')");
-  if (!header.contains("'fortran_order': False"))
-    return error("expected C order");
-  size_t open = header.find("'shape': (");
-  size_t close = header.find(')', open);
-  if (open == llvm::StringRef::npos || close == llvm::StringRef::npos)
-    return error("no shape in the header");
-  InterpTensor tensor;
-  llvm::SmallVector<llvm::StringRef> dims;
-  header.slice(open + 10, close).split(dims, ',', -1, /*KeepEmpty=*/false);
-  for (llvm::StringRef dim : dims) {
-    int64_t size;
-    if (dim.trim().getAsInteger(10, size) || size < 0)
-      return error("bad shape '" + header.slice(open + 9, close + 1) + "'");
-    tensor.shape.push_back(size);
-  }
-  int64_t count = tensor.numElements();
-  if (bytes.size() - dataStart != size_t(count) * 4)
-    return error("holds " + llvm::Twine(bytes.size() - dataStart) +
-                 " bytes of data, but its shape needs " +
-                 llvm::Twine(count * 4));
-  tensor.floats.resize(count);
-  for (int64_t i = 0; i < count; ++i) {
-    uint32_t bits = 0;
-    for (int b = 0; b < 4; ++b)
-      bits |= uint32_t(uint8_t(bytes[dataStart + 4 * i + b])) << (8 * b);
-    std::memcpy(&tensor.floats[i], &bits, 4);
-  }
-  return tensor;
-}
-
-//===----------------------------------------------------------------------===//
-// The moec-interp command
-//===----------------------------------------------------------------------===//
-
-namespace {
-
-int fail(const llvm::Twine &message) {
-  llvm::WithColor::error(llvm::errs(), "moec-interp") << message << "\n";
-  return 1;
-}
-
-/// Prints the frequencies of the first `moe.rope` in `func` as JSON.
-int printRope(func::FuncOp func) {
-  moe::RopeOp rope;
-  func.walk([&](moe::RopeOp op) {
-    if (!rope)
-      rope = op;
-  });
-  if (!rope)
-    return fail("no moe.rope in @" + func.getSymName());
-  int64_t dim = rope.getX().getType().getShape().back();
-  std::vector<float> freqs = moe::getRopeInverseFrequencies(
-      dim, rope.getTheta().convertToDouble(), rope.getScalingAttr());
-  llvm::outs() << "{\"dim\": " << dim << ", \"inv_freq\": [";
-  llvm::interleaveComma(freqs, llvm::outs(), [](float f) {
-    llvm::outs() << llvm::format("%.9g", f);
-  });
-  llvm::outs() << "], \"cos_sin_scale\": "
-               << llvm::format("%.17g",
-                               moe::getRopeCosSinScale(rope.getScalingAttr()))
-               << "}\n";
-  return 0;
-}
-
-} // namespace
-
-int mlir::moec::runInterpreterCommand(const InterpreterCommand &command) {
-  DialectRegistry registry;
-  registerAllMoecDialects(registry);
-  MLIRContext context(registry);
-  context.loadAllAvailableDialects();
-  // The source line is shown; the generic form of the op adds nothing.
-  context.printOpOnDiagnostic(false);
-  llvm::SourceMgr sourceMgr;
-  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
-  FailureOr<OwningOpRef<ModuleOp>> module =
-      loadModel(command.input, sourceMgr, &context);
-  if (failed(module))
-    return 1;
-  if (command.printRope) {
-    auto func = (**module).lookupSymbol<func::FuncOp>(command.function);
-    if (!func)
-      return fail("no func.func @" + command.function + " in the module");
-    return printRope(func);
-  }
-  llvm::Expected<std::vector<int64_t>> tokens =
-      parseIntegerList(command.tokens);
-  if (!tokens)
-    return fail("--tokens: " + llvm::toString(tokens.takeError()));
-  std::vector<int64_t> positions(tokens->size());
-  std::iota(positions.begin(), positions.end(), 0);
-  if (!command.positions.empty()) {
-    llvm::Expected<std::vector<int64_t>> parsed =
-        parseIntegerList(command.positions);
-    if (!parsed)
-      return fail("--positions: " + llvm::toString(parsed.takeError()));
-    positions = std::move(*parsed);
-  }
-  InterpreterOptions options;
-  options.checkpointDir = command.checkpoint;
-  options.dumpRoutingDir = command.dumpRouting;
-  options.pinRoutingDir = command.pinRouting;
-  FailureOr<InterpTensor> logits =
-      runForward(**module, command.function, *tokens, positions, options);
-  if (failed(logits))
-    return 1;
-  if (!command.dumpLogits.empty()) {
-    if (llvm::Error error = writeNpy(command.dumpLogits, *logits))
-      return fail(llvm::toString(std::move(error)));
-    return 0;
-  }
-  // Without --dump-logits: the shape and each row's argmax.
-  llvm::outs() << "logits " << formatShape(logits->shape) << "\n";
-  if (logits->isInteger() || logits->shape.size() != 2)
-    return 0;
-  int64_t vocab = logits->shape[1];
-  for (int64_t t = 0; t < logits->shape[0]; ++t) {
-    const float *row = logits->floats.data() + t * vocab;
-    int64_t best = std::max_element(row, row + vocab) - row;
-    llvm::outs() << "token " << t << ": argmax " << best << " (logit "
-                 << llvm::format("%.6g", vocab ? row[best] : 0.0f) << ")\n";
-  }
-  return 0;
-}
-
-int mlir::moec::interpreterMain(int argc, char **argv) {
-  namespace cl = llvm::cl;
-  llvm::InitLLVM init(argc, argv);
-  InterpreterCommand c;
-  cl::opt<std::string, true> input(cl::Positional, cl::Required,
-                                   cl::desc("<checkpoint folder | model.mlir>"),
-                                   cl::location(c.input));
-  cl::opt<std::string, true> tokens(
-      "tokens", cl::location(c.tokens), cl::value_desc("ids"),
-      cl::desc("Comma-separated token ids, e.g. 1,17,42"));
-  cl::opt<std::string, true> positions(
-      "positions", cl::location(c.positions), cl::value_desc("positions"),
-      cl::desc("Comma-separated positions (default: 0..T-1)"));
-  cl::opt<std::string, true> checkpoint(
-      "checkpoint", cl::location(c.checkpoint), cl::value_desc("dir"),
-      cl::desc("Checkpoint folder the weights are read from (default: the "
-               "module's moe.checkpoint attribute)"));
-  cl::opt<std::string, true> dump(
-      "dump-logits", cl::location(c.dumpLogits), cl::value_desc("file.npy"),
-      cl::desc("Write the first result as a .npy file, float32 (integer "
-               "results: int32/int64); default: print each row's argmax"));
-  cl::opt<std::string, true> function("function", cl::location(c.function),
-                                      cl::init("forward"),
-                                      cl::desc("The func.func to run"));
-  cl::opt<std::string, true> dumpRouting(
-      "dump-routing", cl::location(c.dumpRouting), cl::value_desc("dir"),
-      cl::desc("Write the N-th routing decision's input, selection scores "
-               "and chosen experts to <dir>/route<N>.{x,scores,indices}.npy"));
-  cl::opt<std::string, true> pinRouting(
-      "pin-routing", cl::location(c.pinRouting), cl::value_desc("dir"),
-      cl::desc("Route the N-th routing decision on <dir>/route<N>.x.npy "
-               "(from --dump-routing) instead of its input; the experts "
-               "still read the input"));
-  cl::opt<bool, true> rope(
-      "print-rope", cl::location(c.printRope),
-      cl::desc("Print the inverse frequencies and cos/sin scale of the first "
-               "moe.rope as JSON instead of running the model"));
-  cl::ParseCommandLineOptions(
-      argc, argv,
-      "moec-interp: the naive f32 reference interpreter of moe-dialect IR\n\n"
-      "  This is a TEST ORACLE for the importers and passes (see\n"
-      "  docs/interpreter.md), not moec's CPU path, which is MLIR -> LLVM\n"
-      "  code generation. It evaluates each op with plain loops in f32 and\n"
-      "  reads the weights from the checkpoint the module names.\n");
-  return runInterpreterCommand(c);
 }

@@ -10,7 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "tools/GpuCheck.h"
+#include "runtime/check/GpuCheck.h"
 
 #include "runtime/artifact/Artifact.h"
 #include "runtime/cpu/CpuExecutor.h"

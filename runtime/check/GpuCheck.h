@@ -8,8 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef MOEC_TOOLS_GPUCHECK_H
-#define MOEC_TOOLS_GPUCHECK_H
+#ifndef MOEC_RUNTIME_CHECK_GPUCHECK_H
+#define MOEC_RUNTIME_CHECK_GPUCHECK_H
 
 #include "runtime/artifact/Manifest.h"
 
@@ -52,4 +52,4 @@ int gpuCheckMain(int argc, char **argv);
 
 } // namespace moec::runtime
 
-#endif // MOEC_TOOLS_GPUCHECK_H
+#endif // MOEC_RUNTIME_CHECK_GPUCHECK_H
