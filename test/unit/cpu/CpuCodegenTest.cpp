@@ -14,10 +14,12 @@
 #include "codegen/cpu/Kernels.h"
 #include "codegen/cpu/ObjectEmitter.h"
 #include "codegen/cpu/Passes.h"
+#include "dialects/MoEDialect.h"
 #include "runtime/fp8/Fp8.h"
 #include "runtime/support/CpuFeatures.h"
 #include "test/unit/cpu/LoadedObject.h"
 
+#include "mlir/AsmParser/AsmParser.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Parser/Parser.h"
@@ -28,6 +30,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -130,6 +133,34 @@ const int64_t kTokenCounts[] = {1, 3, 4, 5, 6, 7, 17, 64, 219, 230};
 constexpr int64_t kWidth = 100;
 constexpr double kRmsEps = 1e-6;
 
+/// `math.sin` and `math.cos` of each row of 8 angles, on scalars (`s`, `c`)
+/// and on `vector<8xf32>` (`vs`, `vc`): the two forms the math expansion
+/// rewrites.
+constexpr const char *kSinCosKernel = R"mlir(
+  func.func @sin_cos(%x: memref<?x8xf32>, %s: memref<?x8xf32>, %c: memref<?x8xf32>,
+                     %vs: memref<?x8xf32>, %vc: memref<?x8xf32>) {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c8 = arith.constant 8 : index
+    %rows = memref.dim %x, %c0 : memref<?x8xf32>
+    scf.for %t = %c0 to %rows step %c1 {
+      scf.for %j = %c0 to %c8 step %c1 {
+        %a = memref.load %x[%t, %j] : memref<?x8xf32>
+        %sa = math.sin %a : f32
+        %ca = math.cos %a : f32
+        memref.store %sa, %s[%t, %j] : memref<?x8xf32>
+        memref.store %ca, %c[%t, %j] : memref<?x8xf32>
+      }
+      %v = vector.load %x[%t, %c0] : memref<?x8xf32>, vector<8xf32>
+      %sv = math.sin %v : vector<8xf32>
+      %cv = math.cos %v : vector<8xf32>
+      vector.store %sv, %vs[%t, %c0] : memref<?x8xf32>, vector<8xf32>
+      vector.store %cv, %vc[%t, %c0] : memref<?x8xf32>, vector<8xf32>
+    }
+    return
+  }
+)mlir";
+
 /// Builds every test kernel for `target` and compiles it. Returns the
 /// shared object's bytes, or an empty string with `error` set.
 std::string compileKernels(MLIRContext &ctx, const CpuTargetOptions &target,
@@ -164,6 +195,12 @@ std::string compileKernels(MLIRContext &ctx, const CpuTargetOptions &target,
       buildRmsNormKernel(*module, "rms_norm", kWidth, kRmsEps, options));
   ok &= succeeded(
       buildRmsNormKernel(*module, "rms_norm_wide", 2048, kRmsEps, options));
+  OwningOpRef<ModuleOp> sinCos =
+      parseSourceString<ModuleOp>(kSinCosKernel, &ctx);
+  ok &= bool(sinCos);
+  if (sinCos)
+    module->getBody()->getOperations().splice(
+        module->getBody()->end(), sinCos->getBody()->getOperations());
   if (!ok) {
     error = "building the kernels failed";
     return {};
@@ -279,8 +316,8 @@ TEST_P(CpuCodegenTest, SharedObjectIsSelfContained) {
         << "undefined symbol " << name->str();
     exported.insert(name->str());
   }
-  std::set<std::string> expected = {"add", "silu_mul", "rms_norm",
-                                    "rms_norm_wide", "fp8_decode"};
+  std::set<std::string> expected = {"add",           "silu_mul",   "rms_norm",
+                                    "rms_norm_wide", "fp8_decode", "sin_cos"};
   for (const GemmCase &c : kGemmCases)
     expected.insert(c.name);
   EXPECT_EQ(exported, expected);
@@ -430,6 +467,124 @@ TEST_P(CpuCodegenTest, RmsNormMatchesReference) {
       fn(args, tokens);
       EXPECT_LE(relativeL2(y, expected), kTolerance);
     }
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// sin and cos (RoPE angles)
+//===----------------------------------------------------------------------===//
+
+/// Error of `got` in units in the last place of the f32 result nearest to
+/// the exact value `want`: 0.5 at most for a correctly rounded result.
+double ulpError(float got, double want) {
+  if (std::isnan(want) || std::isnan(got))
+    return std::isnan(want) && std::isnan(got) ? 0 : INFINITY;
+  int exponent = want == 0 ? FLT_MIN_EXP - 1 : std::ilogb(want);
+  double ulp = std::ldexp(1.0, std::max(exponent, FLT_MIN_EXP - 1) - 23);
+  return std::fabs(double(got) - want) / ulp;
+}
+
+/// The f32 angles `position × inv_freq` of RoPE, computed as transformers
+/// does (both factors f32, one rounding), for positions up to 131072 and the
+/// inverse frequencies of each scaling: none (theta 10⁴, D = 128), linear
+/// (Llama 3: theta 5·10⁵, factor 8) and YaRN (DeepSeek-V3's rope: D = 64,
+/// factor 40 over 4096 positions). Interleaving changes the channel pairs,
+/// not the angles.
+std::vector<float> ropeAngles(MLIRContext &ctx) {
+  ctx.getOrLoadDialect<moe::MoEDialect>();
+  std::vector<std::pair<int64_t, std::vector<float>>> flavours = {
+      {128, moe::getRopeInverseFrequencies(128, 1e4, {})}};
+  for (auto [dim, theta, scaling] :
+       {std::tuple<int64_t, double, const char *>{
+            128, 5e5, "#moe.rope_scaling<kind = linear, factor = 8.0>"},
+        {64, 1e4,
+         "#moe.rope_scaling<kind = yarn, factor = 40.0, "
+         "original_max_position_embeddings = 4096, beta_fast = 32.0, "
+         "beta_slow = 1.0, mscale = 1.0, mscale_all_dim = 1.0>"}}) {
+    auto attr =
+        dyn_cast_or_null<moe::RopeScalingAttr>(parseAttribute(scaling, &ctx));
+    EXPECT_TRUE(attr) << scaling;
+    flavours.push_back({dim, moe::getRopeInverseFrequencies(dim, theta, attr)});
+  }
+  std::vector<int64_t> positions;
+  for (int64_t p = 0; p < 4096; ++p)
+    positions.push_back(p);
+  for (int64_t p = 4096; p < 131072 - 64; p += 61)
+    positions.push_back(p);
+  for (int64_t p = 131072 - 64; p <= 131072; ++p)
+    positions.push_back(p);
+  std::vector<float> angles;
+  for (const auto &flavour : flavours)
+    for (int64_t p : positions)
+      for (float inv : flavour.second)
+        angles.push_back(inv * float(p));
+  return angles;
+}
+
+/// Angles hard to reduce: the f32 values nearest to multiples of π/2 up to
+/// 2^17, and their neighbours, where sin or cos is tiny and every bit of the
+/// reduction shows; random magnitudes from 2^-30 to 2^27; and ±0, ±∞, NaN.
+std::vector<float> hardAngles() {
+  std::vector<float> angles;
+  for (int64_t k = 1; k * M_PI_2 < 131072.0 * 1.05; ++k) {
+    float x = float(double(k) * M_PI_2);
+    for (float v : {x, std::nextafter(x, 0.0f), std::nextafter(x, INFINITY)})
+      angles.insert(angles.end(), {v, -v});
+  }
+  std::mt19937 rng(99);
+  std::uniform_real_distribution<double> exponent(-30.0, 27.0);
+  for (int i = 0; i < 100000; ++i)
+    angles.push_back(float((i % 2 ? -1 : 1) * std::exp2(exponent(rng))));
+  angles.insert(angles.end(), {0.0f, -0.0f, INFINITY, -INFINITY, NAN, FLT_MIN,
+                               -FLT_TRUE_MIN, float(M_PI_4)});
+  return angles;
+}
+
+// sin and cos of every f32 angle RoPE computes at positions up to 131072,
+// scalar and vector, within 2 ulp of sin and cos of that f32 angle in double.
+TEST_P(CpuCodegenTest, SinCosAreAccurateAtLongPositions) {
+  KernelFn fn = kernel("sin_cos");
+  ASSERT_NE(fn, nullptr);
+  MLIRContext ctx;
+  for (auto [name, angles] : {std::pair<const char *, std::vector<float>>{
+                                  "RoPE angles", ropeAngles(ctx)},
+                              {"hard angles", hardAngles()}}) {
+    SCOPED_TRACE(name);
+    angles.resize((angles.size() + 7) / 8 * 8, 0.0f);
+    int64_t rows = int64_t(angles.size() / 8);
+    std::vector<float> s(angles.size()), c(s.size()), vs(s.size()),
+        vc(s.size());
+    void *args[] = {angles.data(), s.data(), c.data(), vs.data(), vc.data()};
+    fn(args, rows);
+    struct Worst {
+      const char *what;
+      const std::vector<float> &got;
+      bool sine;
+      double ulps = 0;
+      float angle = 0;
+    } worst[] = {{"sin", s, true},
+                 {"cos", c, false},
+                 {"vector sin", vs, true},
+                 {"vector cos", vc, false}};
+    for (size_t i = 0; i < angles.size(); ++i) {
+      double x = angles[i];
+      double sine = std::sin(x), cosine = std::cos(x);
+      for (Worst &w : worst) {
+        double e = ulpError(w.got[i], w.sine ? sine : cosine);
+        if (!(e <= w.ulps)) {
+          w.ulps = e;
+          w.angle = angles[i];
+        }
+      }
+      // sin(-0) is -0.
+      if (x == 0)
+        EXPECT_TRUE(std::signbit(s[i]) == std::signbit(x) &&
+                    std::signbit(vs[i]) == std::signbit(x));
+    }
+    for (const Worst &w : worst)
+      EXPECT_LE(w.ulps, 2.0)
+          << w.what << " is " << w.ulps << " ulp off at " << std::hexfloat
+          << w.angle << " (" << std::defaultfloat << w.angle << ")";
   }
 }
 

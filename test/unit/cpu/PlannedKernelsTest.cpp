@@ -397,6 +397,107 @@ TEST_F(PlannedKernelsTest, Rope) {
         });
 }
 
+/// Every RoPE flavour: rotate-half and interleaved without scaling (theta
+/// 10⁴, D = 128), YaRN as DeepSeek-V3 uses it (interleaved, D = 64, factor
+/// 40 over 4096 positions) and linear (theta 5·10⁵, factor 8).
+constexpr const char *kRopeFlavours = R"mlir(
+  func.func @forward(%q: tensor<?x2x128xf32>, %pos: tensor<?xi32>, %k: tensor<?x1x64xf32>)
+      -> (tensor<?x2x128xf32>, tensor<?x2x128xf32>, tensor<?x1x64xf32>, tensor<?x2x128xf32>) {
+    %0 = moe.rope %q, %pos {theta = 10000.0 : f64} : tensor<?x2x128xf32>, tensor<?xi32>
+    %1 = moe.rope %q, %pos {interleaved, theta = 10000.0 : f64} : tensor<?x2x128xf32>, tensor<?xi32>
+    %2 = moe.rope %k, %pos {interleaved, theta = 10000.0 : f64,
+        scaling = #moe.rope_scaling<kind = yarn, factor = 40.0, original_max_position_embeddings = 4096,
+                                    beta_fast = 32.0, beta_slow = 1.0, mscale = 1.0, mscale_all_dim = 1.0>}
+        : tensor<?x1x64xf32>, tensor<?xi32>
+    %3 = moe.rope %q, %pos {theta = 500000.0 : f64, scaling = #moe.rope_scaling<kind = linear, factor = 8.0>}
+        : tensor<?x2x128xf32>, tensor<?xi32>
+    return %0, %1, %2, %3 : tensor<?x2x128xf32>, tensor<?x2x128xf32>, tensor<?x1x64xf32>, tensor<?x2x128xf32>
+  })mlir";
+
+/// Positions from 131072 down in steps of 2731: 48 rows reach from a
+/// 128k context down to 715.
+void longPositions(unsigned index, InterpTensor &t) {
+  if (index == 1)
+    for (size_t i = 0; i < t.ints.size(); ++i)
+      t.ints[i] = 131072 - 2731 * int64_t(i);
+}
+
+const int64_t kLongRopeTokens[] = {1, 17, 48};
+
+// The kernels' sin and cos are those of the f32 angle to within 2 ulp (see
+// CpuCodegenTest), so the rotated rows match the interpreter's to about an ulp.
+TEST_F(PlannedKernelsTest, RopeAtLongPositions) {
+  check(
+      kRopeFlavours, kLongRopeTokens,
+      [](unsigned i, InterpTensor &t, int64_t, std::mt19937 &) {
+        longPositions(i, t);
+      },
+      Tolerance{1e-6, 1e-6});
+}
+
+// The interpreter against rows rotated in double by sin and cos of the f32
+// angle `inv_freq · position` (transformers' angle), at long positions.
+TEST_F(PlannedKernelsTest, InterpreterRopeAtLongPositions) {
+  OwningOpRef<ModuleOp> module =
+      parseSourceString<ModuleOp>(kRopeFlavours, ParserConfig(&context));
+  ASSERT_TRUE(module);
+  auto func = module->lookupSymbol<func::FuncOp>("forward");
+  for (int64_t tokens : kLongRopeTokens) {
+    SCOPED_TRACE("tokens = " + std::to_string(tokens));
+    std::mt19937 rng(7 + tokens);
+    std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+    SmallVector<InterpTensor> args;
+    for (auto [i, arg] : llvm::enumerate(func.getArguments())) {
+      auto type = cast<RankedTensorType>(arg.getType());
+      InterpTensor t;
+      t.shape = concrete(type, tokens);
+      t.elementType = type.getElementType();
+      if (t.isInteger()) {
+        t.ints.resize(tokens);
+        longPositions(i, t);
+      } else {
+        t.floats.resize(t.numElements());
+        for (float &v : t.floats)
+          v = uniform(rng);
+      }
+      args.push_back(std::move(t));
+    }
+    FailureOr<SmallVector<InterpTensor>> got =
+        interpretFunction(func, args, InterpreterOptions{});
+    ASSERT_TRUE(succeeded(got));
+    unsigned r = 0;
+    func.walk([&](moe::RopeOp op) {
+      SCOPED_TRACE("result #" + std::to_string(r));
+      const InterpTensor &x = args[op.getX() == func.getArgument(0) ? 0 : 2];
+      int64_t heads = x.shape[1], dim = x.shape[2], half = dim / 2;
+      std::vector<float> invFreq = moe::getRopeInverseFrequencies(
+          dim, op.getTheta().convertToDouble(), op.getScalingAttr());
+      double attention = moe::getRopeCosSinScale(op.getScalingAttr());
+      double maxAbs = 0;
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t i = 0; i < half; ++i) {
+          double angle = invFreq[i] * float(args[1].ints[t]);
+          double c = std::cos(angle) * attention,
+                 s = std::sin(angle) * attention;
+          for (int64_t h = 0; h < heads; ++h) {
+            int64_t base = (t * heads + h) * dim;
+            int64_t a = base + (op.getInterleaved() ? 2 * i : i);
+            int64_t b = op.getInterleaved() ? a + 1 : a + half;
+            double x1 = x.floats[a], x2 = x.floats[b];
+            maxAbs = std::max(
+                {maxAbs, std::fabs((*got)[r].floats[a] - (x1 * c - x2 * s)),
+                 std::fabs((*got)[r].floats[b] - (x2 * c + x1 * s))});
+          }
+        }
+      // Rows of |x| <= 1: the f32 cos/sin (1/2 ulp), the two products and
+      // the sum round once each, about 2^-24 apiece.
+      EXPECT_LE(maxAbs, 3e-7);
+      ++r;
+    });
+    EXPECT_EQ(r, 4u);
+  }
+}
+
 TEST_F(PlannedKernelsTest, Attention) {
   check(R"mlir(
     func.func @forward(%q: tensor<?x4x12xf32>, %k: tensor<?x2x12xf32>, %v: tensor<?x2x8xf32>)

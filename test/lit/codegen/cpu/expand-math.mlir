@@ -67,3 +67,28 @@ func.func @instructions(%x: f32) -> f32 {
   %2 = math.floor %1 : f32
   return %2 : f32
 }
+
+// -----
+
+// f32 sin and cos are reduced and evaluated in f64 (a three-part π/2, exact for RoPE's long angles) and rounded once; bf16 goes through f32.
+// CHECK-LABEL: func.func @sin_cos(
+// CHECK-SAME:      %[[X:.+]]: vector<8xf32>, %[[B:.+]]: bf16)
+// CHECK-DAG:     arith.constant dense<1.5707963109016418> : vector<8xf64>
+// CHECK-DAG:     arith.constant dense<1.5893254712295857E-8> : vector<8xf64>
+// CHECK-DAG:     arith.constant dense<6.123233995736766E-17> : vector<8xf64>
+// CHECK-NOT:     math.{{(sin|cos)}}
+// CHECK:         arith.extf %[[X]] : vector<8xf32> to vector<8xf64>
+// CHECK:         math.roundeven %{{.+}} : vector<8xf64>
+// CHECK:         %[[S:.+]] = arith.truncf %{{.+}} : vector<8xf64> to vector<8xf32>
+// CHECK:         %[[BF:.+]] = arith.extf %[[B]] : bf16 to f32
+// CHECK:         arith.extf %[[BF]] : f32 to f64
+// CHECK:         math.roundeven %{{.+}} : f64
+// CHECK:         %[[C32:.+]] = arith.truncf %{{.+}} : f64 to f32
+// CHECK:         %[[C:.+]] = arith.truncf %[[C32]] : f32 to bf16
+// CHECK-NOT:     math.{{(sin|cos)}}
+// CHECK:         return %[[S]], %[[C]]
+func.func @sin_cos(%x: vector<8xf32>, %b: bf16) -> (vector<8xf32>, bf16) {
+  %0 = math.sin %x : vector<8xf32>
+  %1 = math.cos %b : bf16
+  return %0, %1 : vector<8xf32>, bf16
+}
