@@ -113,67 +113,57 @@ LogicalResult mlir::moec::buildMoecPipeline(OpPassManager &pm,
     }
     case Phase::Codegen:
       // Code generation is no pass: the driver reads the planned IR and
-      // emits each target's code (tools/Driver.cpp).
+      // emits each target backend's code (compiler/Compile.cpp).
       break;
     }
   }
   return success();
 }
 
+void PipelineOptions::bindOptions(OptionsBinder &binder) {
+  namespace cl = llvm::cl;
+  binder.opt("fold-shared-experts", foldSharedExperts,
+             cl::desc("Fold shared experts as wide as the routed ones into "
+                      "the routed grouped GEMMs"));
+  binder.choice<bool>(
+      "precision", lowerToFp8, {{"fp8", true}, {"f32", false}},
+      cl::value_desc("fp8|f32"),
+      cl::desc("fp8 (default): GEMMs in block-scaled FP8 under the --fp8-* "
+               "policy; f32: skip the FP8 lowering and keep the checkpoint's "
+               "weights (bf16/f32) with f32 activations"));
+  binder.opt("fp8-keep-lm-head", fp8.keepLmHead,
+             cl::desc("Keep the lm_head GEMM in high precision (default: on; "
+                      "--fp8-keep-lm-head=false lowers it)"));
+  binder.opt("fp8-keep-attention", fp8.keepAttention,
+             cl::desc("Keep the attention projections in high precision"));
+  binder.opt("fp8-keep-first-layers", fp8.keepFirstLayers, cl::value_desc("N"),
+             cl::desc("Keep the GEMMs of the first N decoder layers in high "
+                      "precision"));
+  binder.opt("fp8-keep-last-layers", fp8.keepLastLayers, cl::value_desc("N"),
+             cl::desc("Keep the GEMMs of the last N decoder layers in high "
+                      "precision"));
+  binder.opt("fp8-pow2-scales", fp8.pow2Scales,
+             cl::desc("Round FP8 activation and compile-time weight scales up "
+                      "to powers of two"));
+  binder.opt("max-tokens", maxTokens, cl::value_desc("N"),
+             cl::desc("The most tokens one run of the artifact takes; the "
+                      "activation arena is sized for it (default: 128)"));
+}
+
 namespace {
-/// The options of `--moec-pipeline`: the phases to go from and to.
+/// The options of `--moec-pipeline`: the phases to go from and to, and the
+/// `PipelineOptions` struct bound to the pipeline's `key=value` text.
 struct MoecPipelineCLOptions
     : public PassPipelineOptions<MoecPipelineCLOptions> {
-  Option<std::string> from{*this, "from",
-                           llvm::cl::desc("phase the input is in"),
-                           llvm::cl::init("import")};
-  Option<std::string> to{*this, "to", llvm::cl::desc("phase to stop after"),
-                         llvm::cl::init("moe")};
-  Option<bool> foldSharedExperts{
-      *this, "fold-shared-experts",
-      llvm::cl::desc("fold shared experts into the routed grouped GEMMs"),
-      llvm::cl::init(false)};
-  Option<bool> fp8KeepLmHead{
-      *this, "fp8-keep-lm-head",
-      llvm::cl::desc("keep the lm_head GEMM in high precision"),
-      llvm::cl::init(true)};
-  Option<bool> fp8KeepAttention{
-      *this, "fp8-keep-attention",
-      llvm::cl::desc("keep the attention projections in high precision"),
-      llvm::cl::init(false)};
-  Option<unsigned> fp8KeepFirstLayers{
-      *this, "fp8-keep-first-layers",
-      llvm::cl::desc("keep the first N decoder layers in high precision"),
-      llvm::cl::init(0)};
-  Option<unsigned> fp8KeepLastLayers{
-      *this, "fp8-keep-last-layers",
-      llvm::cl::desc("keep the last N decoder layers in high precision"),
-      llvm::cl::init(0)};
-  Option<bool> fp8Pow2Scales{*this, "fp8-pow2-scales",
-                             llvm::cl::desc("power-of-two FP8 scales"),
-                             llvm::cl::init(false)};
-  Option<std::string> precision{
-      *this, "precision",
-      llvm::cl::desc("fp8 (lower GEMMs to FP8 in the fp8 phase) or f32 (keep "
-                     "the fused graph's precision)"),
-      llvm::cl::init("fp8")};
-  Option<int64_t> maxTokens{
-      *this, "max-tokens",
-      llvm::cl::desc("token count the planned phase sizes the arena for"),
-      llvm::cl::init(128)};
+  std::string from = "import";
+  std::string to = "moe";
+  PipelineOptions pipeline;
+  OptionsBinder binder = OptionsBinder::local(*this);
 
-  /// The `PipelineOptions` these command-line options describe.
-  PipelineOptions toPipelineOptions() const {
-    PipelineOptions options;
-    options.foldSharedExperts = foldSharedExperts;
-    options.fp8.keepLmHead = fp8KeepLmHead;
-    options.fp8.keepAttention = fp8KeepAttention;
-    options.fp8.keepFirstLayers = fp8KeepFirstLayers;
-    options.fp8.keepLastLayers = fp8KeepLastLayers;
-    options.fp8.pow2Scales = fp8Pow2Scales;
-    options.lowerToFp8 = precision != "f32";
-    options.maxTokens = maxTokens;
-    return options;
+  MoecPipelineCLOptions() {
+    binder.opt("from", from, llvm::cl::desc("phase the input is in"));
+    binder.opt("to", to, llvm::cl::desc("phase to stop after"));
+    pipeline.bindOptions(binder);
   }
 };
 } // namespace
@@ -188,9 +178,8 @@ void mlir::moec::registerMoecPipelines() {
         MoecPipelineCLOptions options;
         if (failed(options.parseFromString(text)))
           return failure();
-        if (options.precision != "fp8" && options.precision != "f32")
-          return errorHandler("unknown precision '" + options.precision +
-                              "'; expected fp8 or f32");
+        if (llvm::Error error = options.binder.store())
+          return errorHandler(llvm::toString(std::move(error)));
         std::optional<Phase> from = parsePhase(options.from);
         std::optional<Phase> to = parsePhase(options.to);
         if (!from || !to)
@@ -198,8 +187,7 @@ void mlir::moec::registerMoecPipelines() {
                               (from ? options.to : options.from) +
                               "'; expected one of: " + listPhases());
         std::string error;
-        if (failed(buildMoecPipeline(pm, options.toPipelineOptions(), *from,
-                                     *to, error)))
+        if (failed(buildMoecPipeline(pm, options.pipeline, *from, *to, error)))
           return errorHandler(error);
         return success();
       },

@@ -10,6 +10,7 @@
 #ifndef MOEC_PASSES_PIPELINES_H
 #define MOEC_PASSES_PIPELINES_H
 
+#include "passes/OptionsBinder.h"
 #include "passes/Passes.h"
 
 #include "mlir/Pass/PassManager.h"
@@ -32,20 +33,25 @@ std::optional<Phase> parsePhase(llvm::StringRef name);
 /// Every phase name, comma-separated, for help texts and errors.
 std::string listPhases();
 
-/// Options shared by every phase of the pipeline.
+/// The options of the phases between `import` and `planned`: fusion (`fused`),
+/// the precision policy (`fp8`) and planning (`planned`). `moec` and
+/// `moec-opt --moec-pipeline` bind this one struct (`bindOptions`).
 struct PipelineOptions {
-  /// Verify the IR after every pass, not only between phases.
-  bool verifyEach = true;
   /// Fold shared experts as wide as the routed ones into the routed grouped
   /// GEMMs (`--moec-fold-shared-experts`) in the `fused` phase.
   bool foldSharedExperts = false;
-  /// Run the FP8 lowering in the `fp8` phase; when false that phase keeps
-  /// the `fused` graph in its original precision.
+  /// Run the FP8 lowering in the `fp8` phase (`precision=fp8`); when false
+  /// (`precision=f32`) that phase keeps the `fused` graph in its original
+  /// precision.
   bool lowerToFp8 = true;
   /// The precision policy of the `fp8` phase (`--moec-lower-to-fp8`).
   LowerToFp8PassOptions fp8;
   /// The token count the `planned` phase sizes the arena for.
   int64_t maxTokens = 128;
+
+  /// Declares the options above (`--fold-shared-experts`, `--precision`,
+  /// `--fp8-*`, `--max-tokens`) with `binder`.
+  void bindOptions(OptionsBinder &binder);
 };
 
 /// Adds to `pm` the passes that take a module in phase `from` to phase `to`.
