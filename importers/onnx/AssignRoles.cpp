@@ -5,8 +5,9 @@
 // table of `moe.embed`, the q/k/v projections traced back from each
 // `moe.attention` and the o projection that reads its result, the router and
 // experts of each `moe.moe`, the gate/up/down GEMMs around each
-// `moe.silu_mul`, the RMSNorm weights, and the lm_head (the GEMM after the
-// final norm whose result the graph returns). Decoder layers are numbered by
+// `moe.silu_mul`, the GEMM ranked by a `moe.topk` router left as generic
+// ops, the RMSNorm weights, and the lm_head (the returned GEMM to the
+// vocabulary). Decoder layers are numbered by
 // the order of the attention blocks in the graph (docs/importers-onnx.md).
 //
 //===----------------------------------------------------------------------===//
@@ -142,12 +143,32 @@ void RoleAssigner::assignDenseMlp(moe::SiluMulOp siluMul,
       assignGemm(down, Role::mlp_down, layer);
 }
 
+/// The GEMM whose scores a router of generic ops ranks with `moe.topk`,
+/// through softmax, sigmoid and bias additions; null if there is none.
+moe::MatmulOp findRouterGemm(moe::TopKOp topk) {
+  Value v = topk->getOperand(0);
+  while (Operation *def = v.getDefiningOp()) {
+    if (auto gemm = dyn_cast<moe::MatmulOp>(def))
+      return gemm;
+    if (!isa<moe::SoftmaxOp, moe::UnaryOp, moe::AddOp, moe::BinaryOp>(def))
+      return {};
+    v = def->getOperand(0);
+  }
+  return {};
+}
+
 void RoleAssigner::run(func::FuncOp func) {
-  // The lm_head first: the GEMM over the final norm that the graph returns.
+  // The lm_head first: a GEMM to the vocabulary (as many outputs as the
+  // embedding table has rows) whose result the graph returns.
+  std::optional<int64_t> vocab;
+  func.walk([&](moe::EmbedOp embed) {
+    vocab = cast<RankedTensorType>(embed.getTable().getType()).getDimSize(0);
+  });
   auto ret = cast<func::ReturnOp>(func.getBody().back().getTerminator());
   for (Value result : ret.getOperands())
     if (auto gemm = result.getDefiningOp<moe::MatmulOp>();
-        gemm && gemm.getX().getDefiningOp<moe::RmsNormOp>())
+        gemm && vocab &&
+        cast<RankedTensorType>(gemm.getType()).getShape().back() == *vocab)
       assignGemm(gemm, Role::lm_head, std::nullopt);
 
   // Layer i is the i-th attention block and the MLP after it; a graph of MLP
@@ -169,6 +190,12 @@ void RoleAssigner::run(func::FuncOp func) {
       assignDenseMlp(siluMul, layer);
     } else if (auto norm = dyn_cast<moe::RmsNormOp>(op)) {
       pendingNorms.push_back(norm.getWeight());
+    } else if (auto topk = dyn_cast<moe::TopKOp>(op)) {
+      // A router left as generic ops (softmax or sigmoid, then top-k).
+      if (moe::MatmulOp gemm = findRouterGemm(topk))
+        assignGemm(gemm, Role::router,
+                   attentions > 0 ? std::optional<int64_t>(attentions - 1)
+                                  : std::nullopt);
     }
   });
   // Norms after the last block (the final norm) are outside the layers.
