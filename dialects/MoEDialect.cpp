@@ -36,6 +36,18 @@ void MoEDialect::initialize() {
 }
 
 //===----------------------------------------------------------------------===//
+// #moe.role
+//===----------------------------------------------------------------------===//
+
+LogicalResult
+WeightRoleAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                       WeightRoleKind kind, std::optional<int64_t> layer) {
+  if (layer && *layer < 0)
+    return emitError() << "expected `layer` >= 0, but got layer = " << *layer;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // #moe.routing
 //===----------------------------------------------------------------------===//
 

@@ -9,6 +9,7 @@
 #define MOE_OPS_TD
 
 include "dialects/MoEAttrs.td"
+include "dialects/MoERoles.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/IR/CommonTypeConstraints.td"
 include "mlir/IR/OpAsmInterface.td"
@@ -103,11 +104,17 @@ def MoE_WeightOp : MoE_Op<"weight"> {
     `#moe.transpose` (swap the last two dimensions) and `#moe.quantize`
     (FP8 with block scales). An already-FP8 checkpoint tensor lists its
     `weight_scale_inv` tensors in `scale_sources`. A quantized weight has a
-    second result: its f32 block scales.
+    second result: its f32 block scales. `role` (a `#moe.role`) says what
+    the weight is for and in which decoder layer; importers set it, passes
+    such as --moec-lower-to-fp8 read it, and a weight without one is
+    `unknown`.
 
     ```mlir
     %w = moe.weight [#moe.tensor_ref<"model.safetensors", "model.norm.weight">]
-        stored tensor<64xbf16> : tensor<64xbf16>
+        stored tensor<64xbf16> role <norm> : tensor<64xbf16>
+    %q = moe.weight [#moe.tensor_ref<"model.safetensors",
+                                     "model.layers.3.self_attn.q_proj.weight">]
+        stored tensor<64x64xbf16> role <attn_q, layer = 3> : tensor<64x64xbf16>
     %q, %s = moe.weight [#moe.tensor_ref<"model.safetensors", "q.weight">]
         stored tensor<256x128xbf16>
         {transforms = [#moe.quantize<#moe.block_scale<format = e4m3fn,
@@ -121,12 +128,14 @@ def MoE_WeightOp : MoE_Op<"weight"> {
     DefaultValuedAttr<ArrayAttr, "{}">:$transforms,
     OptionalAttr<TypedArrayAttrBase<MoE_TensorRefAttr, "scale references">>:
         $scale_sources,
-    OptionalAttr<MoE_BlockScaleAttr>:$stored_scheme
+    OptionalAttr<MoE_BlockScaleAttr>:$stored_scheme,
+    OptionalAttr<MoE_WeightRoleAttr>:$role
   );
   let results = (outs AnyRankedTensor:$result,
                       Optional<MoE_F32Tensor>:$scale);
   let assemblyFormat = [{
-    $sources `stored` $stored_type (`scales` $scale_sources^)? attr-dict
+    $sources `stored` $stored_type (`scales` $scale_sources^)? (`role` $role^)?
+    attr-dict
     `:` type($result) (`,` type($scale)^)?
   }];
   let hasVerifier = 1;

@@ -94,8 +94,9 @@ Value appendExpertWeight(PatternRewriter &rewriter, Location loc, Value routed,
       routedWeight.getStoredTypeAttr(), routedWeight.getTransforms(),
       concatArrays(routedWeight.getScaleSourcesAttr(),
                    sharedWeight.getScaleSourcesAttr()),
-      routedWeight.getStoredSchemeAttr());
-  // The routed weight's role and layer (`moe.role`, `moe.layer`) carry over.
+      routedWeight.getStoredSchemeAttr(),
+      // The routed weight's role and layer carry over.
+      routedWeight.getRoleAttr());
   for (NamedAttribute attr : routedWeight->getDiscardableAttrs())
     merged->setAttr(attr.getName(), attr.getValue());
   auto dequant = routed.getDefiningOp<moe::DequantizeOp>();

@@ -191,8 +191,8 @@ struct QuantizeWeight : Fp8Pattern<moe::WeightOp> {
         RankedTensorType::get(scheme.getScaleShape(type.getShape()),
                               rewriter.getF32Type()),
         op.getSources(), op.getStoredTypeAttr(),
-        rewriter.getArrayAttr(transforms), ArrayAttr(), moe::BlockScaleAttr());
-    // Keep `moe.role` / `moe.layer` for the policy and later phases.
+        rewriter.getArrayAttr(transforms), ArrayAttr(), moe::BlockScaleAttr(),
+        op.getRoleAttr()); // The role stays for the policy and later phases.
     for (NamedAttribute attr : op->getDiscardableAttrs())
       twin->setAttr(attr.getName(), attr.getValue());
     replaceUses(rewriter, uses,
@@ -398,14 +398,10 @@ struct LowerToFp8Pass : moec::impl::LowerToFp8PassBase<LowerToFp8Pass> {
     policy.keepLastLayers = keepLastLayers;
     policy.pow2Scales = pow2Scales;
     // The layer count is one more than the largest layer of any weight.
-    bool badAttrs = false;
     getOperation().walk([&](moe::WeightOp weight) {
-      badAttrs |= failed(verifyRoleAttrs(weight));
       if (std::optional<int64_t> layer = getWeightLayer(weight))
         policy.numLayers = std::max(policy.numLayers, *layer + 1);
     });
-    if (badAttrs)
-      return signalPassFailure();
 
     RewritePatternSet patterns(&getContext());
     populateLowerToFp8Patterns(patterns, policy);

@@ -96,8 +96,9 @@ def LowerToFp8Pass : Pass<"moec-lower-to-fp8", "func::FuncOp"> {
     activation, and the GEMMs become `moe.fp8_matmul` /
     `moe.fp8_grouped_matmul`. Router gates, norms, embeddings and the
     attention softmax have no FP8 form and always stay in high precision;
-    the lm_head does by default. Roles and layers come from the
-    `moe.role` / `moe.layer` convention (passes/Roles.h).
+    the lm_head does by default. Roles and layers come from each weight's
+    `#moe.role`, which the importers set (passes/Roles.h); a weight without
+    one is `unknown`, has no layer, and goes to FP8.
   }];
   let dependentDialects = ["moe::MoEDialect"];
   let options = [

@@ -24,12 +24,15 @@ def refs(name, count):
         for e in range(count))
 
 
-def weight(name, shape, stack=None):
+def weight(name, shape, role, stack=None):
+    """A bf16 `moe.weight` of decoder layer 3 with `role` (#moe.role)."""
     shape_text = "x".join(str(d) for d in shape)
     if stack is None:
         return (f'moe.weight [#moe.tensor_ref<"model.safetensors", "{name}">] '
-                f'stored tensor<{shape_text}xbf16> : tensor<{shape_text}xbf16>')
+                f'stored tensor<{shape_text}xbf16> role <{role}, layer = 3> '
+                f': tensor<{shape_text}xbf16>')
     return (f"moe.weight [{refs(name, stack)}] stored tensor<{shape_text}xbf16> "
+            f"role <{role}, layer = 3> "
             f"{{transforms = [#moe.stack]}} : tensor<{stack}x{shape_text}xbf16>")
 
 
@@ -40,22 +43,23 @@ def layer(a, shared):
                f"norm_topk_prob = true, routed_scaling_factor = 2.5>")
     lines = [
         f"func.func @forward(%x: tensor<?x{h}xf32>) -> tensor<?x{h}xf32> {{",
-        f"  %norm = {weight('model.layers.3.post_attention_layernorm.weight', [h])}",
-        f"  %gate = {weight('model.layers.3.mlp.gate.weight', [e, h])}",
+        f"  %norm = {weight('model.layers.3.post_attention_layernorm.weight', [h], 'norm')}",
+        f"  %gate = {weight('model.layers.3.mlp.gate.weight', [e, h], 'router')}",
         f'  %bias = moe.weight [#moe.tensor_ref<"model.safetensors", '
-        f'"model.layers.3.mlp.gate.e_score_correction_bias">] stored tensor<{e}xf32> : tensor<{e}xf32>',
-        f"  %w1 = {weight('gate_proj', [n, h], e)}",
-        f"  %w3 = {weight('up_proj', [n, h], e)}",
-        f"  %w2 = {weight('down_proj', [h, n], e)}",
+        f'"model.layers.3.mlp.gate.e_score_correction_bias">] stored tensor<{e}xf32> '
+        f'role <router, layer = 3> : tensor<{e}xf32>',
+        f"  %w1 = {weight('gate_proj', [n, h], 'expert_gate', e)}",
+        f"  %w3 = {weight('up_proj', [n, h], 'expert_up', e)}",
+        f"  %w2 = {weight('down_proj', [h, n], 'expert_down', e)}",
     ]
     types = (f"tensor<?x{h}xf32>, tensor<{e}x{h}xbf16>, tensor<{e}xf32>, "
              f"tensor<{e}x{n}x{h}xbf16>, tensor<{e}x{n}x{h}xbf16>, tensor<{e}x{h}x{n}xbf16>")
     operands = "%h router %gate bias %bias experts %w1, %w3, %w2"
     if shared:
         lines += [
-            f"  %s1 = {weight('model.layers.3.mlp.shared_experts.gate_proj.weight', [n, h])}",
-            f"  %s3 = {weight('model.layers.3.mlp.shared_experts.up_proj.weight', [n, h])}",
-            f"  %s2 = {weight('model.layers.3.mlp.shared_experts.down_proj.weight', [h, n])}",
+            f"  %s1 = {weight('model.layers.3.mlp.shared_experts.gate_proj.weight', [n, h], 'shared_gate')}",
+            f"  %s3 = {weight('model.layers.3.mlp.shared_experts.up_proj.weight', [n, h], 'shared_up')}",
+            f"  %s2 = {weight('model.layers.3.mlp.shared_experts.down_proj.weight', [h, n], 'shared_down')}",
         ]
         operands += " shared %s1, %s3, %s2"
         types += (f", tensor<{n}x{h}xbf16>, tensor<{n}x{h}xbf16>, tensor<{h}x{n}xbf16>")

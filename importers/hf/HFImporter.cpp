@@ -35,6 +35,8 @@ using moe::RoutingAttr;
 using moe::ScalePlacement;
 using moe::StackTransformAttr;
 using moe::TensorRefAttr;
+using moe::WeightRoleAttr;
+using moe::WeightRoleKind;
 
 namespace {
 
@@ -180,9 +182,10 @@ private:
   }
 
   /// The weights named `names`, stacked along a new leading dimension when
-  /// there are several. FP8 weights are dequantized with their block scales,
-  /// so that the graph computes exactly what the checkpoint holds.
-  Value weight(llvm::ArrayRef<std::string> names) {
+  /// there are several, with `role` and the decoder layer being built (none
+  /// outside the layers). FP8 weights are dequantized with their block
+  /// scales, so that the graph computes exactly what the checkpoint holds.
+  Value weight(llvm::ArrayRef<std::string> names, WeightRoleKind role) {
     llvm::SmallVector<Attribute> sources, scaleSources;
     TensorRef first = checkpoint.lookup(names.front());
     for (const std::string &name : names) {
@@ -201,11 +204,12 @@ private:
     }
     auto resultType = RankedTensorType::get(shape, stored.getElementType());
     Location at = named(names.front());
+    auto roleAttr = WeightRoleAttr::get(b.getContext(), role, layer);
     if (scaleSources.empty())
       return moe::WeightOp::create(
                  b, at, resultType, Type(), b.getArrayAttr(sources),
                  TypeAttr::get(stored), b.getArrayAttr(transforms), ArrayAttr(),
-                 BlockScaleAttr())
+                 BlockScaleAttr(), roleAttr)
           .getResult();
     const Quantization &q = *config.quantization;
     auto scheme = BlockScaleAttr::get(
@@ -215,13 +219,13 @@ private:
     auto w = moe::WeightOp::create(
         b, at, resultType, scaleType, b.getArrayAttr(sources),
         TypeAttr::get(stored), b.getArrayAttr(transforms),
-        b.getArrayAttr(scaleSources), scheme);
+        b.getArrayAttr(scaleSources), scheme, roleAttr);
     return moe::DequantizeOp::create(b, at, RankedTensorType::get(shape, f32),
                                      w.getResult(), w.getScale(), scheme)
         .getResult();
   }
-  Value weight(const std::string &name) {
-    return weight(llvm::ArrayRef<std::string>(name));
+  Value weight(const std::string &name, WeightRoleKind role) {
+    return weight(llvm::ArrayRef<std::string>(name), role);
   }
   bool has(const std::string &name) {
     return static_cast<bool>(checkpoint.lookup(name));
@@ -284,6 +288,8 @@ private:
   Location fileLoc = UnknownLoc::get(b.getContext());
   Value positions;
   RopeScalingAttr ropeScaling;
+  /// The decoder layer being built; none outside the layers.
+  std::optional<int64_t> layer;
 };
 
 LogicalResult GraphBuilder::buildRopeScaling() {
@@ -322,21 +328,23 @@ LogicalResult GraphBuilder::buildRopeScaling() {
 Value GraphBuilder::attention(const std::string &prefix, Value x) {
   int64_t heads = config.numHeads, kvHeads = config.numKVHeads;
   int64_t headDim = config.headDim;
-  auto bias = [&](const std::string &name) {
-    return has(name) ? weight(name) : Value();
+  // A projection and its bias, if the checkpoint has one, share a role.
+  auto project = [&](Value in, const std::string &proj, WeightRoleKind role) {
+    std::string bias = prefix + proj + ".bias";
+    return matmul(in, weight(prefix + proj + ".weight", role),
+                  has(bias) ? weight(bias, role) : Value());
   };
-  Value q =
-      matmul(x, weight(prefix + "q_proj.weight"), bias(prefix + "q_proj.bias"));
-  Value k =
-      matmul(x, weight(prefix + "k_proj.weight"), bias(prefix + "k_proj.bias"));
-  Value v =
-      matmul(x, weight(prefix + "v_proj.weight"), bias(prefix + "v_proj.bias"));
+  Value q = project(x, "q_proj", WeightRoleKind::attn_q);
+  Value k = project(x, "k_proj", WeightRoleKind::attn_k);
+  Value v = project(x, "v_proj", WeightRoleKind::attn_v);
   q = reshape(q, {heads, headDim});
   k = reshape(k, {kvHeads, headDim});
   v = reshape(v, {kvHeads, headDim});
   if (config.qkNorm) {
-    q = rmsNorm(q, weight(prefix + "q_norm.weight"), config.rmsNormEps);
-    k = rmsNorm(k, weight(prefix + "k_norm.weight"), config.rmsNormEps);
+    q = rmsNorm(q, weight(prefix + "q_norm.weight", WeightRoleKind::norm),
+                config.rmsNormEps);
+    k = rmsNorm(k, weight(prefix + "k_norm.weight", WeightRoleKind::norm),
+                config.rmsNormEps);
   }
   q = rope(q, /*interleaved=*/false);
   k = rope(k, /*interleaved=*/false);
@@ -345,9 +353,8 @@ Value GraphBuilder::attention(const std::string &prefix, Value x) {
           b, loc, act({heads, headDim}), q, k, v,
           b.getF64FloatAttr(1.0 / std::sqrt(double(headDim))), b.getUnitAttr())
           .getResult();
-  o = reshape(o, {heads * headDim});
-  return matmul(o, weight(prefix + "o_proj.weight"),
-                bias(prefix + "o_proj.bias"));
+  return project(reshape(o, {heads * headDim}), "o_proj",
+                 WeightRoleKind::attn_o);
 }
 
 /// DeepSeek's multi-head latent attention in expanded form: low-rank q and
@@ -361,25 +368,32 @@ Value GraphBuilder::mlaAttention(const std::string &prefix, Value x) {
   constexpr double kLoraNormEps = 1e-6;
   Value q;
   if (config.qLoraRank) {
-    Value qa = matmul(x, weight(prefix + "q_a_proj.weight"));
-    qa = rmsNorm(qa, weight(prefix + "q_a_layernorm.weight"), kLoraNormEps);
-    q = matmul(qa, weight(prefix + "q_b_proj.weight"));
+    Value qa =
+        matmul(x, weight(prefix + "q_a_proj.weight", WeightRoleKind::attn_q_a));
+    qa = rmsNorm(qa,
+                 weight(prefix + "q_a_layernorm.weight", WeightRoleKind::norm),
+                 kLoraNormEps);
+    q = matmul(qa,
+               weight(prefix + "q_b_proj.weight", WeightRoleKind::attn_q_b));
   } else {
-    q = matmul(x, weight(prefix + "q_proj.weight"));
+    q = matmul(x, weight(prefix + "q_proj.weight", WeightRoleKind::attn_q));
   }
   q = reshape(q, {heads, nope + ropeDim});
   Value qNope = slice(q, 0, nope);
   Value qRope = rope(slice(q, nope, ropeDim), config.ropeInterleave);
 
-  Value kv = matmul(x, weight(prefix + "kv_a_proj_with_mqa.weight"));
+  Value kv = matmul(x, weight(prefix + "kv_a_proj_with_mqa.weight",
+                              WeightRoleKind::attn_kv_a));
   Value latent =
-      rmsNorm(slice(kv, 0, kvRank), weight(prefix + "kv_a_layernorm.weight"),
+      rmsNorm(slice(kv, 0, kvRank),
+              weight(prefix + "kv_a_layernorm.weight", WeightRoleKind::norm),
               kLoraNormEps);
   Value kRope = rope(reshape(slice(kv, kvRank, ropeDim), {1, ropeDim}),
                      config.ropeInterleave);
   kRope =
       moe::ExpandOp::create(b, loc, act({heads, ropeDim}), kRope).getResult();
-  Value kvb = reshape(matmul(latent, weight(prefix + "kv_b_proj.weight")),
+  Value kvb = reshape(matmul(latent, weight(prefix + "kv_b_proj.weight",
+                                            WeightRoleKind::attn_kv_b)),
                       {heads, nope + vDim});
   Value k = concat(slice(kvb, 0, nope), kRope);
   Value v = slice(kvb, nope, vDim);
@@ -394,15 +408,19 @@ Value GraphBuilder::mlaAttention(const std::string &prefix, Value x) {
   Value o = moe::AttentionOp::create(b, loc, act({heads, vDim}), q, k, v,
                                      b.getF64FloatAttr(scale), b.getUnitAttr())
                 .getResult();
-  return matmul(reshape(o, {heads * vDim}), weight(prefix + "o_proj.weight"));
+  return matmul(reshape(o, {heads * vDim}),
+                weight(prefix + "o_proj.weight", WeightRoleKind::attn_o));
 }
 
 /// `down(silu(gate(x)) * up(x))`.
 Value GraphBuilder::denseMlp(const std::string &prefix, Value x) {
-  Value gate = matmul(x, weight(prefix + "gate_proj.weight"));
-  Value up = matmul(x, weight(prefix + "up_proj.weight"));
+  Value gate =
+      matmul(x, weight(prefix + "gate_proj.weight", WeightRoleKind::mlp_gate));
+  Value up =
+      matmul(x, weight(prefix + "up_proj.weight", WeightRoleKind::mlp_up));
   Value h = moe::SiluMulOp::create(b, loc, gate.getType(), gate, up);
-  return matmul(h, weight(prefix + "down_proj.weight"));
+  return matmul(h,
+                weight(prefix + "down_proj.weight", WeightRoleKind::mlp_down));
 }
 
 /// One `moe.moe` with the architecture's routing and shared experts.
@@ -412,29 +430,33 @@ Value GraphBuilder::moeLayer(const std::string &prefix, Value x) {
   const char *gateName = mixtral ? "w1" : "gate_proj";
   const char *upName = mixtral ? "w3" : "up_proj";
   const char *downName = mixtral ? "w2" : "down_proj";
-  auto experts = [&](const char *proj) {
+  auto experts = [&](const char *proj, WeightRoleKind role) {
     std::vector<std::string> names;
     for (int64_t e = 0; e < config.numExperts; ++e)
       names.push_back(moePrefix + "experts." + std::to_string(e) + "." + proj +
                       ".weight");
-    return weight(names);
+    return weight(names, role);
   };
-  Value gate = weight(moePrefix + "gate.weight");
+  Value gate = weight(moePrefix + "gate.weight", WeightRoleKind::router);
   Value bias;
   if (config.hasCorrectionBias)
-    bias = weight(moePrefix + "gate.e_score_correction_bias");
-  Value w1 = experts(gateName), w3 = experts(upName), w2 = experts(downName);
+    bias = weight(moePrefix + "gate.e_score_correction_bias",
+                  WeightRoleKind::router);
+  Value w1 = experts(gateName, WeightRoleKind::expert_gate);
+  Value w3 = experts(upName, WeightRoleKind::expert_up);
+  Value w2 = experts(downName, WeightRoleKind::expert_down);
 
   Value s1, s3, s2, sharedGate;
   if (config.numSharedExperts > 0 || config.sharedExpertIntermediateSize > 0) {
     std::string shared = moePrefix + (config.arch == Architecture::DeepseekV3
                                           ? "shared_experts."
                                           : "shared_expert.");
-    s1 = weight(shared + "gate_proj.weight");
-    s3 = weight(shared + "up_proj.weight");
-    s2 = weight(shared + "down_proj.weight");
+    s1 = weight(shared + "gate_proj.weight", WeightRoleKind::shared_gate);
+    s3 = weight(shared + "up_proj.weight", WeightRoleKind::shared_up);
+    s2 = weight(shared + "down_proj.weight", WeightRoleKind::shared_down);
     if (config.sharedExpertGate)
-      sharedGate = weight(moePrefix + "shared_expert_gate.weight");
+      sharedGate = weight(moePrefix + "shared_expert_gate.weight",
+                          WeightRoleKind::shared_expert_gate);
   }
 
   moe::GroupScore groupScore = moe::GroupScore::none;
@@ -474,29 +496,38 @@ LogicalResult GraphBuilder::build(ModuleOp module) {
   Value tokens = func.getArgument(0);
   positions = func.getArgument(1);
 
-  Value embedTable = weight("model.embed_tokens.weight");
+  Value embedTable =
+      weight("model.embed_tokens.weight", WeightRoleKind::embedding);
   loc = named("model.embed_tokens");
   Value h =
       moe::EmbedOp::create(b, loc, act({config.hiddenSize}), embedTable, tokens)
           .getResult();
-  for (int64_t layer = 0; layer < config.numLayers; ++layer) {
-    std::string prefix = "model.layers." + std::to_string(layer) + ".";
+  for (int64_t index = 0; index < config.numLayers; ++index) {
+    layer = index;
+    std::string prefix = "model.layers." + std::to_string(index) + ".";
     loc = named(prefix + "self_attn");
-    Value x = rmsNorm(h, weight(prefix + "input_layernorm.weight"),
-                      config.rmsNormEps);
+    Value x = rmsNorm(
+        h, weight(prefix + "input_layernorm.weight", WeightRoleKind::norm),
+        config.rmsNormEps);
     Value a = config.isMLA ? mlaAttention(prefix + "self_attn.", x)
                            : attention(prefix + "self_attn.", x);
     h = add(h, a);
     loc = named(prefix + "mlp");
-    x = rmsNorm(h, weight(prefix + "post_attention_layernorm.weight"),
+    x = rmsNorm(h,
+                weight(prefix + "post_attention_layernorm.weight",
+                       WeightRoleKind::norm),
                 config.rmsNormEps);
-    Value m = config.isMoELayer(layer) ? moeLayer(prefix, x)
+    Value m = config.isMoELayer(index) ? moeLayer(prefix, x)
                                        : denseMlp(prefix + "mlp.", x);
     h = add(h, m);
   }
+  layer = std::nullopt;
   loc = named("lm_head");
-  h = rmsNorm(h, weight("model.norm.weight"), config.rmsNormEps);
-  Value head = config.tieWordEmbeddings ? embedTable : weight("lm_head.weight");
+  h = rmsNorm(h, weight("model.norm.weight", WeightRoleKind::norm),
+              config.rmsNormEps);
+  Value head = config.tieWordEmbeddings
+                   ? embedTable
+                   : weight("lm_head.weight", WeightRoleKind::lm_head);
   Value logits = matmul(h, head);
   func::ReturnOp::create(b, loc, logits);
   return success();

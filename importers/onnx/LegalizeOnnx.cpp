@@ -1313,5 +1313,6 @@ LogicalResult mlir::moec::legalizeOnnxToMoE(ModuleOp module,
     return failure();
   }
   finalize(module);
+  assignOnnxWeightRoles(module);
   return success();
 }

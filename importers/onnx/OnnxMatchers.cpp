@@ -303,7 +303,8 @@ Value onnx_match::createStackedWeight(OpBuilder &builder, Location loc,
   return moe::WeightOp::create(
              builder, loc, type, /*scale=*/Type(), builder.getArrayAttr(refs),
              TypeAttr::get(stored), builder.getArrayAttr(transforms),
-             /*scale_sources=*/ArrayAttr(), /*stored_scheme=*/nullptr)
+             /*scale_sources=*/ArrayAttr(), /*stored_scheme=*/nullptr,
+             /*role=*/nullptr)
       .getResult();
 }
 

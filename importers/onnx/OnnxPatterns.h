@@ -59,9 +59,16 @@ void foldOnnxConstants(ModuleOp module);
 LogicalResult raiseOnnxSubgraphs(ModuleOp module, OnnxFailureReasons *reasons,
                                  const OnnxValueReader *reader);
 
+/// Gives every `moe.weight` of the legalised `module` its `#moe.role` from
+/// the graph's structure (the attention blocks, MoE and MLP blocks, norms,
+/// embedding and lm_head), with layers numbered by the order of the blocks.
+/// Initializer names play no part. Weights it cannot place stay without one.
+void assignOnnxWeightRoles(ModuleOp module);
+
 /// Folds a batch dimension and shape computations, raises, legalises op by
-/// op, turns the remaining initializers into `moe.weight` and fails with one
-/// error listing every node left.
+/// op, turns the remaining initializers into `moe.weight`, gives them their
+/// roles (assignOnnxWeightRoles) and fails with one error listing every node
+/// left.
 LogicalResult legalizeOnnxToMoE(ModuleOp module, const OnnxValueReader *reader);
 
 /// Registers --moec-fold-onnx-batch, --moec-raise-onnx-subgraphs and

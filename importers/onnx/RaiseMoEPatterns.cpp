@@ -920,7 +920,7 @@ struct RaiseQMoE : OnnxNodePattern {
             auto weightOp = moe::WeightOp::create(
                 rewriter, loc, dataType, scaleType, ref(dataInit),
                 TypeAttr::get(dataType), rewriter.getArrayAttr({}),
-                ref(scaleInit), scheme);
+                ref(scaleInit), scheme, /*role=*/nullptr);
             return moe::DequantizeOp::create(rewriter, loc, resultType,
                                              weightOp.getResult(),
                                              weightOp.getScale(), scheme)

@@ -77,7 +77,7 @@ TEST_F(DialectTest, BuildsAndVerifiesAnMoELayer) {
     auto ref = TensorRefAttr::get(&context, "model.safetensors", name);
     return WeightOp::create(b, loc, type, Type(), b.getArrayAttr({ref}),
                             TypeAttr::get(type), b.getArrayAttr({}),
-                            ArrayAttr(), BlockScaleAttr())
+                            ArrayAttr(), BlockScaleAttr(), WeightRoleAttr())
         .getResult();
   };
   Value gate = weight("gate", {e, h});

@@ -88,3 +88,38 @@
 // #moe.block_scale: a negative column block is rejected.
 // expected-error @+1 {{expected positive `block` sizes, but got [128, -1]}}
 #scheme = #moe.block_scale<format = e4m3fn, block = [128, -1]>
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// #moe.role
+//===----------------------------------------------------------------------===//
+
+// #moe.role: a decoder layer is never negative.
+// expected-error @+1 {{expected `layer` >= 0, but got layer = -1}}
+#role = #moe.role<attn_q, layer = -1>
+
+// -----
+
+// #moe.role: the role is one of the enumerators of dialects/MoERoles.td.
+// expected-error @+2 {{expected ::mlir::moe::WeightRoleKind to be one of: unknown, embedding, lm_head, norm, attn_q, attn_k, attn_v, attn_o, attn_q_a, attn_q_b, attn_kv_a, attn_kv_b, router, shared_expert_gate, mlp_gate, mlp_up, mlp_down, expert_gate, expert_up, expert_down, shared_gate, shared_up, shared_down}}
+// expected-error @+1 {{failed to parse MoE_WeightRoleAttr parameter 'kind' which is to be a `::mlir::moe::WeightRoleKind`}}
+#role = #moe.role<qkv>
+
+// -----
+
+// moe.weight: a negative layer in the op's syntax is rejected too.
+func.func @negative_layer() -> tensor<64x64xbf16> {
+  // expected-error @+1 {{expected `layer` >= 0, but got layer = -3}}
+  %w = moe.weight [#moe.tensor_ref<"m.safetensors", "w">] stored tensor<64x64xbf16> role <attn_o, layer = -3> : tensor<64x64xbf16>
+  return %w : tensor<64x64xbf16>
+}
+
+// -----
+
+// moe.weight: the role is a `#moe.role`, not a string.
+func.func @string_role() -> tensor<64x64xbf16> {
+  // expected-error @+1 {{invalid properties {role = "attn_q", sources = [#moe.tensor_ref<"m.safetensors", "w">], stored_type = tensor<64x64xbf16>} for op moe.weight: Invalid attribute `role` in property conversion: "attn_q"}}
+  %w = "moe.weight"() <{sources = [#moe.tensor_ref<"m.safetensors", "w">], stored_type = tensor<64x64xbf16>, role = "attn_q"}> : () -> tensor<64x64xbf16>
+  return %w : tensor<64x64xbf16>
+}

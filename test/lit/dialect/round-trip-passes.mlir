@@ -45,12 +45,22 @@ func.func @fp8_matmul_bias(%xq: tensor<?x256xf8E4M3FN>, %xs: tensor<?x2xf32>, %w
   return %y : tensor<?x512xf32>
 }
 
-// Role and layer attributes on weights (docs/passes.md) are kept as they are.
+// A weight's role and layer (`#moe.role`) print in the op's own syntax, after its sources.
 // CHECK-LABEL: func.func @roles
-func.func @roles() -> tensor<64x64xbf16> {
-  // CHECK: moe.weight [#moe.tensor_ref<"model.onnx", "onnx::MatMul_7">] stored tensor<64x64xbf16> {moe.layer = 3 : i64, moe.role = "attn_q"} : tensor<64x64xbf16>
-  %w = moe.weight [#moe.tensor_ref<"model.onnx", "onnx::MatMul_7">] stored tensor<64x64xbf16> {moe.layer = 3 : i64, moe.role = "attn_q"} : tensor<64x64xbf16>
-  return %w : tensor<64x64xbf16>
+func.func @roles() -> (tensor<64x64xbf16>, tensor<256x64xbf16>, tensor<64x64xbf16>, tensor<64x64xf8E4M3FN>, tensor<1x1xf32>) {
+  // CHECK: moe.weight [#moe.tensor_ref<"model.onnx", "w0">] stored tensor<64x64xbf16> role <attn_q, layer = 3> : tensor<64x64xbf16>
+  %q = moe.weight [#moe.tensor_ref<"model.onnx", "w0">] stored tensor<64x64xbf16> role <attn_q, layer = 3> : tensor<64x64xbf16>
+  // Weights outside the decoder layers have no layer.
+  // CHECK: moe.weight [#moe.tensor_ref<"model.onnx", "w1">] stored tensor<256x64xbf16> role <lm_head> : tensor<256x64xbf16>
+  %head = moe.weight [#moe.tensor_ref<"model.onnx", "w1">] stored tensor<256x64xbf16> role <lm_head> : tensor<256x64xbf16>
+  // The role goes before the attribute dictionary.
+  // CHECK: moe.weight [#moe.tensor_ref<"model.onnx", "w2">] stored tensor<64x64xbf16> role <expert_down, layer = 0> {transforms = [#moe.transpose]} : tensor<64x64xbf16>
+  %down = moe.weight [#moe.tensor_ref<"model.onnx", "w2">] stored tensor<64x64xbf16> role <expert_down, layer = 0> {transforms = [#moe.transpose]} : tensor<64x64xbf16>
+  // ... and after the scale sources of a stored FP8 weight.
+  // CHECK: moe.weight [#moe.tensor_ref<"m.safetensors", "w3">] stored tensor<64x64xf8E4M3FN> scales [#moe.tensor_ref<"m.safetensors", "w3.scale">] role <attn_kv_b, layer = 60> {stored_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<64x64xf8E4M3FN>, tensor<1x1xf32>
+  %kvb, %s = moe.weight [#moe.tensor_ref<"m.safetensors", "w3">] stored tensor<64x64xf8E4M3FN> scales [#moe.tensor_ref<"m.safetensors", "w3.scale">] role <attn_kv_b, layer = 60> {stored_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<64x64xf8E4M3FN>, tensor<1x1xf32>
+  // CHECK: return
+  return %q, %head, %down, %kvb, %s : tensor<64x64xbf16>, tensor<256x64xbf16>, tensor<64x64xbf16>, tensor<64x64xf8E4M3FN>, tensor<1x1xf32>
 }
 
 // Fused activation quantization (`--moec-fuse-quantize`): each op that can emit its result

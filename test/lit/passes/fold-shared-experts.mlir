@@ -6,7 +6,7 @@
 // CHECK-LABEL: func.func @fold
 // CHECK-SAME: (%[[X:.+]]: tensor<?x64xf32>)
 func.func @fold(%x: tensor<?x64xf32>) -> tensor<?x64xf32> {
-  %g = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.1.mlp.gate.weight">] stored tensor<2x64xbf16> : tensor<2x64xbf16>
+  %g = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.1.mlp.gate.weight">] stored tensor<2x64xbf16> role <router, layer = 1> : tensor<2x64xbf16>
   %w1 = moe.weight [#moe.tensor_ref<"m.safetensors", "e0.gate_proj">, #moe.tensor_ref<"m.safetensors", "e1.gate_proj">] stored tensor<32x64xbf16> {transforms = [#moe.stack]} : tensor<2x32x64xbf16>
   %w3 = moe.weight [#moe.tensor_ref<"m.safetensors", "e0.up_proj">, #moe.tensor_ref<"m.safetensors", "e1.up_proj">] stored tensor<32x64xbf16> {transforms = [#moe.stack]} : tensor<2x32x64xbf16>
   %w2 = moe.weight [#moe.tensor_ref<"m.safetensors", "e0.down_proj">, #moe.tensor_ref<"m.safetensors", "e1.down_proj">] stored tensor<64x32xbf16> {transforms = [#moe.stack]} : tensor<2x64x32xbf16>

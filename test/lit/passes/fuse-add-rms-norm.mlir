@@ -7,7 +7,7 @@
 // CHECK-SAME: (%[[H:.+]]: tensor<?x64xf32>, %[[A:.+]]: tensor<?x64xf32>, %[[M:.+]]: tensor<?x64xf32>)
 func.func @residual_then_norm(%h: tensor<?x64xf32>, %a: tensor<?x64xf32>, %m: tensor<?x64xf32>) -> (tensor<?x64xf32>, tensor<?x64xf32>) {
   // CHECK: %[[NW:.+]] = moe.weight
-  %nw = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.post_attention_layernorm.weight">] stored tensor<64xbf16> : tensor<64xbf16>
+  %nw = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.post_attention_layernorm.weight">] stored tensor<64xbf16> role <norm, layer = 0> : tensor<64xbf16>
   // CHECK: %[[SUM:.+]], %[[N:.+]] = moe.add_rms_norm %[[H]], %[[A]], %[[NW]] {epsilon = 9.9999999999999995E-7 : f64} : tensor<?x64xf32>, tensor<64xbf16> -> tensor<?x64xf32>
   // CHECK-NOT: moe.rms_norm
   // CHECK: %[[NEXT:.+]] = moe.add %[[SUM]], %[[M]]
@@ -29,7 +29,7 @@ func.func @weight_after_add(%h: tensor<?x64xf32>, %a: tensor<?x64xf32>) -> (tens
   // CHECK: return %[[N]], %[[EARLY]]
   %s = moe.add %h, %a : tensor<?x64xf32>
   %early = moe.mul %s, %s : tensor<?x64xf32>
-  %nw = moe.weight [#moe.tensor_ref<"m.safetensors", "model.norm.weight">] stored tensor<64xbf16> : tensor<64xbf16>
+  %nw = moe.weight [#moe.tensor_ref<"m.safetensors", "model.norm.weight">] stored tensor<64xbf16> role <norm> : tensor<64xbf16>
   %n = moe.rms_norm %s, %nw {epsilon = 1.0e-05 : f64} : tensor<?x64xf32>, tensor<64xbf16> -> tensor<?x64xf32>
   return %n, %early : tensor<?x64xf32>, tensor<?x64xf32>
 }

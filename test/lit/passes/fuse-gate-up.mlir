@@ -24,10 +24,10 @@ func.func @grouped(%rows: tensor<?x64xf32>, %off: tensor<3xi32>) -> tensor<?x32x
 // CHECK-LABEL: func.func @dense_with_bias
 // CHECK-SAME: (%[[X:.+]]: tensor<?x64xf32>)
 func.func @dense_with_bias(%x: tensor<?x64xf32>) -> tensor<?x96xf32> {
-  %wg = moe.weight [#moe.tensor_ref<"m.safetensors", "mlp.gate_proj.weight">] stored tensor<96x64xbf16> : tensor<96x64xbf16>
-  %bg = moe.weight [#moe.tensor_ref<"m.safetensors", "mlp.gate_proj.bias">] stored tensor<96xbf16> : tensor<96xbf16>
-  %wu = moe.weight [#moe.tensor_ref<"m.safetensors", "mlp.up_proj.weight">] stored tensor<96x64xbf16> : tensor<96x64xbf16>
-  %bu = moe.weight [#moe.tensor_ref<"m.safetensors", "mlp.up_proj.bias">] stored tensor<96xbf16> : tensor<96xbf16>
+  %wg = moe.weight [#moe.tensor_ref<"m.safetensors", "mlp.gate_proj.weight">] stored tensor<96x64xbf16> role <mlp_gate> : tensor<96x64xbf16>
+  %bg = moe.weight [#moe.tensor_ref<"m.safetensors", "mlp.gate_proj.bias">] stored tensor<96xbf16> role <mlp_gate> : tensor<96xbf16>
+  %wu = moe.weight [#moe.tensor_ref<"m.safetensors", "mlp.up_proj.weight">] stored tensor<96x64xbf16> role <mlp_up> : tensor<96x64xbf16>
+  %bu = moe.weight [#moe.tensor_ref<"m.safetensors", "mlp.up_proj.bias">] stored tensor<96xbf16> role <mlp_up> : tensor<96xbf16>
   // CHECK: %[[W:.+]] = moe.concat %{{.+}}, %{{.+}} {dim = 0 : i64} : tensor<96x64xbf16>, tensor<96x64xbf16> -> tensor<192x64xbf16>
   // CHECK: %[[B:.+]] = moe.concat %{{.+}}, %{{.+}} {dim = 0 : i64} : tensor<96xbf16>, tensor<96xbf16> -> tensor<192xbf16>
   // CHECK: %[[Y:.+]] = moe.matmul %[[X]], %[[W]] bias %[[B]] {epilogue = #moe.epilogue<silu_mul>} : tensor<?x64xf32>, tensor<192x64xbf16>, tensor<192xbf16> -> tensor<?x96xf32>

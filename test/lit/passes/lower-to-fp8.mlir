@@ -4,13 +4,12 @@
 // RUN: moec-opt %s --moec-lower-to-fp8="keep-lm-head=false keep-attention=true" | FileCheck %s --check-prefix=OPTS
 // RUN: moec-opt %s --moec-lower-to-fp8="keep-first-layers=1 keep-last-layers=1" | FileCheck %s --check-prefix=LAYERS
 // RUN: moec-opt %s --moec-lower-to-fp8="pow2-scales=true" | FileCheck %s --check-prefix=POW2
-// RUN: moec-opt %S/Inputs/lower-to-fp8-bad-roles.mlir --moec-lower-to-fp8 --split-input-file --verify-diagnostics
 
 // Two GEMMs over one activation share its quantization; each weight gets a #moe.quantize transform.
 // CHECK-LABEL: func.func @shared_activation
 // CHECK-SAME: (%[[X:.+]]: tensor<?x128xf32>)
 // CHECK: %[[XQ:.+]], %[[XS:.+]] = moe.quantize %[[X]] {scheme = #moe.block_scale<format = e4m3fn, block = [1, 128]>} : tensor<?x128xf32> -> tensor<?x128xf8E4M3FN>, tensor<?x1xf32>
-// CHECK: %[[KQ:.+]], %[[KS:.+]] = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.k_proj.weight">] stored tensor<256x128xbf16> {transforms = [#moe.quantize<#moe.block_scale<format = e4m3fn, block = [128, 128]>>]} : tensor<256x128xf8E4M3FN>, tensor<2x1xf32>
+// CHECK: %[[KQ:.+]], %[[KS:.+]] = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.k_proj.weight">] stored tensor<256x128xbf16> role <attn_k, layer = 0> {transforms = [#moe.quantize<#moe.block_scale<format = e4m3fn, block = [128, 128]>>]} : tensor<256x128xf8E4M3FN>, tensor<2x1xf32>
 // CHECK: %[[VQ:.+]], %[[VS:.+]] = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.v_proj.weight">]
 // CHECK-NOT: = moe.quantize
 // CHECK: %[[K:.+]] = moe.fp8_matmul %[[XQ]], %[[XS]], %[[KQ]], %[[KS]] {act_scheme = #moe.block_scale<format = e4m3fn, block = [1, 128]>, weight_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<?x128xf8E4M3FN>, tensor<?x1xf32>, tensor<256x128xf8E4M3FN>, tensor<2x1xf32> -> tensor<?x256xf32>
@@ -26,8 +25,8 @@
 // OPTS-NOT: moe.fp8_matmul
 // OPTS-COUNT-2: moe.matmul
 func.func @shared_activation(%x: tensor<?x128xf32>) -> (tensor<?x256xf32>, tensor<?x256xf32>) {
-  %wk = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.k_proj.weight">] stored tensor<256x128xbf16> : tensor<256x128xbf16>
-  %wv = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.v_proj.weight">] stored tensor<256x128xbf16> : tensor<256x128xbf16>
+  %wk = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.k_proj.weight">] stored tensor<256x128xbf16> role <attn_k, layer = 0> : tensor<256x128xbf16>
+  %wv = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.v_proj.weight">] stored tensor<256x128xbf16> role <attn_v, layer = 0> : tensor<256x128xbf16>
   %k = moe.matmul %x, %wk : tensor<?x128xf32>, tensor<256x128xbf16> -> tensor<?x256xf32>
   %v = moe.matmul %x, %wv : tensor<?x128xf32>, tensor<256x128xbf16> -> tensor<?x256xf32>
   return %k, %v : tensor<?x256xf32>, tensor<?x256xf32>
@@ -42,7 +41,7 @@ func.func @shared_activation(%x: tensor<?x128xf32>) -> (tensor<?x256xf32>, tenso
 // CHECK-NOT: moe.grouped_matmul
 // CHECK: return %[[Y]]
 func.func @grouped(%rows: tensor<?x128xf32>, %off: tensor<3xi32>) -> tensor<?x256xf32> {
-  %w = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.1.mlp.experts.0.gate_up">, #moe.tensor_ref<"m.safetensors", "model.layers.1.mlp.experts.1.gate_up">] stored tensor<512x128xbf16> {transforms = [#moe.stack]} : tensor<2x512x128xbf16>
+  %w = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.1.mlp.experts.0.gate_up">, #moe.tensor_ref<"m.safetensors", "model.layers.1.mlp.experts.1.gate_up">] stored tensor<512x128xbf16> role <unknown, layer = 1> {transforms = [#moe.stack]} : tensor<2x512x128xbf16>
   %y = moe.grouped_matmul %rows, %off, %w {epilogue = #moe.epilogue<silu_mul>} : tensor<?x128xf32>, tensor<3xi32>, tensor<2x512x128xbf16> -> tensor<?x256xf32>
   return %y : tensor<?x256xf32>
 }
@@ -57,7 +56,7 @@ func.func @grouped(%rows: tensor<?x128xf32>, %off: tensor<3xi32>) -> tensor<?x25
 // OPTS: moe.dequantize
 // OPTS: moe.matmul
 func.func @fp8_checkpoint(%x: tensor<?x128xf32>) -> tensor<?x256xf32> {
-  %q, %s = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.q_proj.weight">] stored tensor<256x128xf8E4M3FN> scales [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.q_proj.weight_scale_inv">] {stored_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<256x128xf8E4M3FN>, tensor<2x1xf32>
+  %q, %s = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.q_proj.weight">] stored tensor<256x128xf8E4M3FN> scales [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.q_proj.weight_scale_inv">] role <attn_q, layer = 0> {stored_scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<256x128xf8E4M3FN>, tensor<2x1xf32>
   %w = moe.dequantize %q, %s {scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<256x128xf8E4M3FN>, tensor<2x1xf32> -> tensor<256x128xf32>
   %y = moe.matmul %x, %w : tensor<?x128xf32>, tensor<256x128xf32> -> tensor<?x256xf32>
   return %y : tensor<?x256xf32>
@@ -72,8 +71,8 @@ func.func @fp8_checkpoint(%x: tensor<?x128xf32>) -> tensor<?x256xf32> {
 // CHECK: %[[S:.+]] = moe.concat %[[GS]], %[[US]] {dim = 0 : i64} : tensor<1x1xf32>, tensor<1x1xf32> -> tensor<2x1xf32>
 // CHECK: moe.fp8_matmul %{{.+}}, %{{.+}}, %[[Q]], %[[S]] {{.+}}epilogue = #moe.epilogue<silu_mul>
 func.func @concat_aligned(%x: tensor<?x128xf32>) -> tensor<?x128xf32> {
-  %wg = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.mlp.gate_proj.weight">] stored tensor<128x128xbf16> : tensor<128x128xbf16>
-  %wu = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.mlp.up_proj.weight">] stored tensor<128x128xbf16> : tensor<128x128xbf16>
+  %wg = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.mlp.gate_proj.weight">] stored tensor<128x128xbf16> role <mlp_gate, layer = 0> : tensor<128x128xbf16>
+  %wu = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.mlp.up_proj.weight">] stored tensor<128x128xbf16> role <mlp_up, layer = 0> : tensor<128x128xbf16>
   %w = moe.concat %wg, %wu {dim = 0 : i64} : tensor<128x128xbf16>, tensor<128x128xbf16> -> tensor<256x128xbf16>
   %y = moe.matmul %x, %w {epilogue = #moe.epilogue<silu_mul>} : tensor<?x128xf32>, tensor<256x128xbf16> -> tensor<?x128xf32>
   return %y : tensor<?x128xf32>
@@ -86,8 +85,8 @@ func.func @concat_aligned(%x: tensor<?x128xf32>) -> tensor<?x128xf32> {
 // CHECK: %[[Q:.+]], %[[S:.+]] = moe.quantize %[[W]] {scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<96x128xbf16> -> tensor<96x128xf8E4M3FN>, tensor<1x1xf32>
 // CHECK: moe.fp8_matmul %{{.+}}, %{{.+}}, %[[Q]], %[[S]]
 func.func @concat_unaligned(%x: tensor<?x128xf32>) -> tensor<?x48xf32> {
-  %wg = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.mlp.gate_proj.weight">] stored tensor<48x128xbf16> : tensor<48x128xbf16>
-  %wu = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.mlp.up_proj.weight">] stored tensor<48x128xbf16> : tensor<48x128xbf16>
+  %wg = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.mlp.gate_proj.weight">] stored tensor<48x128xbf16> role <mlp_gate, layer = 0> : tensor<48x128xbf16>
+  %wu = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.mlp.up_proj.weight">] stored tensor<48x128xbf16> role <mlp_up, layer = 0> : tensor<48x128xbf16>
   %w = moe.concat %wg, %wu {dim = 0 : i64} : tensor<48x128xbf16>, tensor<48x128xbf16> -> tensor<96x128xbf16>
   %y = moe.matmul %x, %w {epilogue = #moe.epilogue<silu_mul>} : tensor<?x128xf32>, tensor<96x128xbf16> -> tensor<?x48xf32>
   return %y : tensor<?x48xf32>
@@ -98,8 +97,8 @@ func.func @concat_unaligned(%x: tensor<?x128xf32>) -> tensor<?x48xf32> {
 // CHECK: %[[B:.+]] = moe.weight {{.+}}"model.layers.0.self_attn.q_proj.bias"
 // CHECK: moe.fp8_matmul %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}} bias %[[B]] {{.+}} : tensor<?x128xf8E4M3FN>, tensor<?x1xf32>, tensor<128x128xf8E4M3FN>, tensor<1x1xf32>, tensor<128xbf16> -> tensor<?x128xf32>
 func.func @bias(%x: tensor<?x128xf32>) -> tensor<?x128xf32> {
-  %w = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.q_proj.weight">] stored tensor<128x128xbf16> : tensor<128x128xbf16>
-  %b = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.q_proj.bias">] stored tensor<128xbf16> : tensor<128xbf16>
+  %w = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.q_proj.weight">] stored tensor<128x128xbf16> role <attn_q, layer = 0> : tensor<128x128xbf16>
+  %b = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.self_attn.q_proj.bias">] stored tensor<128xbf16> role <attn_q, layer = 0> : tensor<128xbf16>
   %y = moe.matmul %x, %w bias %b : tensor<?x128xf32>, tensor<128x128xbf16>, tensor<128xbf16> -> tensor<?x128xf32>
   return %y : tensor<?x128xf32>
 }
@@ -112,7 +111,7 @@ func.func @bias(%x: tensor<?x128xf32>) -> tensor<?x128xf32> {
 // OPTS: = moe.quantize
 // OPTS: moe.fp8_matmul
 func.func @lm_head(%h: tensor<?x128xf32>) -> tensor<?x512xf32> {
-  %w = moe.weight [#moe.tensor_ref<"m.safetensors", "lm_head.weight">] stored tensor<512x128xbf16> : tensor<512x128xbf16>
+  %w = moe.weight [#moe.tensor_ref<"m.safetensors", "lm_head.weight">] stored tensor<512x128xbf16> role <lm_head> : tensor<512x128xbf16>
   %y = moe.matmul %h, %w : tensor<?x128xf32>, tensor<512x128xbf16> -> tensor<?x512xf32>
   return %y : tensor<?x512xf32>
 }
@@ -128,7 +127,7 @@ func.func @lm_head(%h: tensor<?x128xf32>) -> tensor<?x512xf32> {
 // OPTS: moe.embed %[[T]]
 // OPTS: moe.fp8_matmul %{{.+}}, %{{.+}}, %[[TQ]], %[[TS]]
 func.func @tied_lm_head(%ids: tensor<?xi32>) -> tensor<?x512xf32> {
-  %t = moe.weight [#moe.tensor_ref<"m.safetensors", "model.embed_tokens.weight">] stored tensor<512x128xbf16> : tensor<512x128xbf16>
+  %t = moe.weight [#moe.tensor_ref<"m.safetensors", "model.embed_tokens.weight">] stored tensor<512x128xbf16> role <embedding> : tensor<512x128xbf16>
   %h = moe.embed %t, %ids : tensor<512x128xbf16>, tensor<?xi32> -> tensor<?x128xf32>
   %y = moe.matmul %h, %t : tensor<?x128xf32>, tensor<512x128xbf16> -> tensor<?x512xf32>
   return %y : tensor<?x512xf32>
@@ -142,25 +141,25 @@ func.func @tied_lm_head(%ids: tensor<?xi32>) -> tensor<?x512xf32> {
 // LAYERS: %[[L1:.+]] = moe.fp8_matmul
 // LAYERS: %[[L2:.+]] = moe.matmul
 func.func @layers(%x: tensor<?x128xf32>) -> tensor<?x128xf32> {
-  %w0 = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.mlp.down_proj.weight">] stored tensor<128x128xbf16> : tensor<128x128xbf16>
-  %w1 = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.1.mlp.down_proj.weight">] stored tensor<128x128xbf16> : tensor<128x128xbf16>
-  %w2 = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.2.mlp.down_proj.weight">] stored tensor<128x128xbf16> : tensor<128x128xbf16>
+  %w0 = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.0.mlp.down_proj.weight">] stored tensor<128x128xbf16> role <mlp_down, layer = 0> : tensor<128x128xbf16>
+  %w1 = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.1.mlp.down_proj.weight">] stored tensor<128x128xbf16> role <mlp_down, layer = 1> : tensor<128x128xbf16>
+  %w2 = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.2.mlp.down_proj.weight">] stored tensor<128x128xbf16> role <mlp_down, layer = 2> : tensor<128x128xbf16>
   %y0 = moe.matmul %x, %w0 : tensor<?x128xf32>, tensor<128x128xbf16> -> tensor<?x128xf32>
   %y1 = moe.matmul %y0, %w1 : tensor<?x128xf32>, tensor<128x128xbf16> -> tensor<?x128xf32>
   %y2 = moe.matmul %y1, %w2 : tensor<?x128xf32>, tensor<128x128xbf16> -> tensor<?x128xf32>
   return %y2 : tensor<?x128xf32>
 }
 
-// GEMMs over router, shared-expert-gate and norm weights (by name or by `moe.role`) and over
+// GEMMs over router, shared-expert-gate and norm weights (by their `#moe.role`) and over
 // weights that are not checkpoint tensors stay in high precision.
 // CHECK-LABEL: func.func @kept
 // CHECK-NOT: = moe.quantize
 // CHECK-NOT: moe.fp8_matmul
 // CHECK-COUNT-4: moe.matmul
 func.func @kept(%x: tensor<?x128xf32>, %arg: tensor<8x128xbf16>) -> (tensor<?x8xf32>, tensor<?x1xf32>, tensor<?x8xf32>, tensor<?x8xf32>) {
-  %router = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.1.mlp.gate.weight">] stored tensor<8x128xbf16> : tensor<8x128xbf16>
-  %sg = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.1.mlp.shared_expert_gate.weight">] stored tensor<1x128xbf16> : tensor<1x128xbf16>
-  %byrole = moe.weight [#moe.tensor_ref<"model.onnx", "onnx::Gemm_7">] stored tensor<8x128xbf16> {moe.role = "router"} : tensor<8x128xbf16>
+  %router = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.1.mlp.gate.weight">] stored tensor<8x128xbf16> role <router, layer = 1> : tensor<8x128xbf16>
+  %sg = moe.weight [#moe.tensor_ref<"m.safetensors", "model.layers.1.mlp.shared_expert_gate.weight">] stored tensor<1x128xbf16> role <shared_expert_gate, layer = 1> : tensor<1x128xbf16>
+  %byrole = moe.weight [#moe.tensor_ref<"model.onnx", "onnx::Gemm_7">] stored tensor<8x128xbf16> role <router> : tensor<8x128xbf16>
   %a = moe.matmul %x, %router : tensor<?x128xf32>, tensor<8x128xbf16> -> tensor<?x8xf32>
   %b = moe.matmul %x, %sg : tensor<?x128xf32>, tensor<1x128xbf16> -> tensor<?x1xf32>
   %c = moe.matmul %x, %byrole : tensor<?x128xf32>, tensor<8x128xbf16> -> tensor<?x8xf32>
@@ -186,7 +185,7 @@ func.func @kept(%x: tensor<?x128xf32>, %arg: tensor<8x128xbf16>) -> (tensor<?x8x
 // CHECK-NOT: moe.dequantize
 // CHECK: moe.silu_mul %[[GY]], %[[UY]]
 func.func @reshape_slice(%rows: tensor<?x128xf32>, %off: tensor<3xi32>) -> tensor<?x128xf32> {
-  %w = moe.weight [#moe.tensor_ref<"model.onnx", "mlp.fc1">] stored tensor<2x256x128xf32> {moe.layer = 1 : i64, moe.role = "expert_gate"} : tensor<2x256x128xf32>
+  %w = moe.weight [#moe.tensor_ref<"model.onnx", "mlp.fc1">] stored tensor<2x256x128xf32> role <expert_gate, layer = 1> : tensor<2x256x128xf32>
   %r = moe.reshape %w : tensor<2x256x128xf32> -> tensor<2x128x256xf32>
   %wg = moe.slice %r {offset = 0 : i64} : tensor<2x128x256xf32> -> tensor<2x128x128xf32>
   %wu = moe.slice %r {offset = 128 : i64} : tensor<2x128x256xf32> -> tensor<2x128x128xf32>

@@ -74,20 +74,20 @@ func.func @dead_code(%x: tensor<?x8xf32>, %w: tensor<8x8xbf16>) -> tensor<?x8xf3
 // KEEP: return
 func.func @moe_block(%h: tensor<?x128xf32>, %a: tensor<?x128xf32>) -> tensor<?x256xf32> {
   %s = moe.add %h, %a : tensor<?x128xf32>
-  %nw = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.post_attention_layernorm.weight">] stored tensor<128xbf16> : tensor<128xbf16>
+  %nw = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.post_attention_layernorm.weight">] stored tensor<128xbf16> role <norm, layer = 0> : tensor<128xbf16>
   %x = moe.rms_norm %s, %nw {epsilon = 1.0e-06 : f64} : tensor<?x128xf32>, tensor<128xbf16> -> tensor<?x128xf32>
-  %gate = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.gate.weight">] stored tensor<4x128xbf16> : tensor<4x128xbf16>
-  %w1 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.0.gate_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.1.gate_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.2.gate_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.3.gate_proj.weight">] stored tensor<128x128xbf16> {transforms = [#moe.stack]} : tensor<4x128x128xbf16>
-  %w3 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.0.up_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.1.up_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.2.up_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.3.up_proj.weight">] stored tensor<128x128xbf16> {transforms = [#moe.stack]} : tensor<4x128x128xbf16>
-  %w2 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.0.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.1.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.2.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.3.down_proj.weight">] stored tensor<128x128xbf16> {transforms = [#moe.stack]} : tensor<4x128x128xbf16>
-  %s1 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.shared_experts.gate_proj.weight">] stored tensor<128x128xbf16> : tensor<128x128xbf16>
-  %s3 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.shared_experts.up_proj.weight">] stored tensor<128x128xbf16> : tensor<128x128xbf16>
-  %s2 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.shared_experts.down_proj.weight">] stored tensor<128x128xbf16> : tensor<128x128xbf16>
+  %gate = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.gate.weight">] stored tensor<4x128xbf16> role <router, layer = 0> : tensor<4x128xbf16>
+  %w1 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.0.gate_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.1.gate_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.2.gate_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.3.gate_proj.weight">] stored tensor<128x128xbf16> role <expert_gate, layer = 0> {transforms = [#moe.stack]} : tensor<4x128x128xbf16>
+  %w3 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.0.up_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.1.up_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.2.up_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.3.up_proj.weight">] stored tensor<128x128xbf16> role <expert_up, layer = 0> {transforms = [#moe.stack]} : tensor<4x128x128xbf16>
+  %w2 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.0.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.1.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.2.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.3.down_proj.weight">] stored tensor<128x128xbf16> role <expert_down, layer = 0> {transforms = [#moe.stack]} : tensor<4x128x128xbf16>
+  %s1 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.shared_experts.gate_proj.weight">] stored tensor<128x128xbf16> role <shared_gate, layer = 0> : tensor<128x128xbf16>
+  %s3 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.shared_experts.up_proj.weight">] stored tensor<128x128xbf16> role <shared_up, layer = 0> : tensor<128x128xbf16>
+  %s2 = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.shared_experts.down_proj.weight">] stored tensor<128x128xbf16> role <shared_down, layer = 0> : tensor<128x128xbf16>
   %m = moe.moe %x router %gate experts %w1, %w3, %w2 shared %s1, %s3, %s2 {routing = #moe.routing<scoring = softmax, k = 2, norm_topk_prob = true>} : (tensor<?x128xf32>, tensor<4x128xbf16>, tensor<4x128x128xbf16>, tensor<4x128x128xbf16>, tensor<4x128x128xbf16>, tensor<128x128xbf16>, tensor<128x128xbf16>, tensor<128x128xbf16>) -> tensor<?x128xf32>
   %h2 = moe.add %s, %m : tensor<?x128xf32>
-  %fw = moe.weight [#moe.tensor_ref<"model.safetensors", "model.norm.weight">] stored tensor<128xbf16> : tensor<128xbf16>
+  %fw = moe.weight [#moe.tensor_ref<"model.safetensors", "model.norm.weight">] stored tensor<128xbf16> role <norm> : tensor<128xbf16>
   %out = moe.rms_norm %h2, %fw {epsilon = 1.0e-06 : f64} : tensor<?x128xf32>, tensor<128xbf16> -> tensor<?x128xf32>
-  %head = moe.weight [#moe.tensor_ref<"model.safetensors", "lm_head.weight">] stored tensor<256x128xbf16> : tensor<256x128xbf16>
+  %head = moe.weight [#moe.tensor_ref<"model.safetensors", "lm_head.weight">] stored tensor<256x128xbf16> role <lm_head> : tensor<256x128xbf16>
   %logits = moe.matmul %out, %head : tensor<?x128xf32>, tensor<256x128xbf16> -> tensor<?x256xf32>
   return %logits : tensor<?x256xf32>
 }

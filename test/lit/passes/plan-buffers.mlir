@@ -65,8 +65,8 @@ func.func @alias(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
 // CHECK: %[[Y:.+]] = moe.matmul %{{.+}}, %[[W]] {moe.buffer = 256 : i64, moe.step = 0 : i64}
 // CHECK: return %[[Y]]
 func.func @constants(%x: tensor<?x16xf32>) -> tensor<?x64xf32> {
-  %g = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.gate_proj.weight">] stored tensor<32x16xbf16> : tensor<32x16xbf16>
-  %u = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.up_proj.weight">] stored tensor<32x16xbf16> : tensor<32x16xbf16>
+  %g = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.gate_proj.weight">] stored tensor<32x16xbf16> role <mlp_gate, layer = 0> : tensor<32x16xbf16>
+  %u = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.up_proj.weight">] stored tensor<32x16xbf16> role <mlp_up, layer = 0> : tensor<32x16xbf16>
   %gu = moe.concat %g, %u {dim = 0 : i64} : tensor<32x16xbf16>, tensor<32x16xbf16> -> tensor<64x16xbf16>
   %q, %s = moe.quantize %gu {scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<64x16xbf16> -> tensor<64x16xf8E4M3FN>, tensor<1x1xf32>
   %w = moe.dequantize %q, %s {scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<64x16xf8E4M3FN>, tensor<1x1xf32> -> tensor<64x16xf32>
@@ -88,8 +88,8 @@ func.func @constants(%x: tensor<?x16xf32>) -> tensor<?x64xf32> {
 // CHECK-NOT: moe.rows_per_token
 // CHECK-SAME: moe.step = 3 : i64
 func.func @dispatch(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
-  %gate = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.gate.weight">] stored tensor<8x16xbf16> : tensor<8x16xbf16>
-  %w = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.0.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.1.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.2.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.3.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.4.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.5.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.6.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.7.down_proj.weight">] stored tensor<16x16xbf16> {transforms = [#moe.stack]} : tensor<8x16x16xbf16>
+  %gate = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.gate.weight">] stored tensor<8x16xbf16> role <router, layer = 0> : tensor<8x16xbf16>
+  %w = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.0.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.1.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.2.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.3.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.4.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.5.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.6.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.7.down_proj.weight">] stored tensor<16x16xbf16> role <expert_down, layer = 0> {transforms = [#moe.stack]} : tensor<8x16x16xbf16>
   %weights, %indices = moe.router %x, %gate {routing = #moe.routing<scoring = softmax, k = 2, norm_topk_prob = true>} : tensor<?x16xf32>, tensor<8x16xbf16> -> tensor<?x2xf32>, tensor<?x2xi32>
   %rows, %offsets, %positions = moe.dispatch %x, %indices : tensor<?x16xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<9xi32>, tensor<?xi32>
   %y = moe.grouped_matmul %rows, %offsets, %w : tensor<?x16xf32>, tensor<9xi32>, tensor<8x16x16xbf16> -> tensor<?x16xf32>

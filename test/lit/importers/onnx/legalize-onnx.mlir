@@ -85,7 +85,7 @@ func.func @shapes(%x: tensor<?x8xf32>, %y: tensor<?x1x4xf32>) -> (tensor<?x?x4xf
 // their input; residual Add and Mul of equal types.
 // CHECK-LABEL: func.func @embed_elementwise
 // CHECK-SAME: (%[[IDS:.+]]: tensor<?xi64> {moe.name = "tokens"})
-// CHECK: %[[T:.+]] = moe.weight [#moe.tensor_ref<"model.onnx", "table">] stored tensor<16x8xbf16> : tensor<16x8xbf16>
+// CHECK: %[[T:.+]] = moe.weight [#moe.tensor_ref<"model.onnx", "table">] stored tensor<16x8xbf16> role <embedding> : tensor<16x8xbf16>
 // CHECK: %[[H:.+]] = moe.embed %[[T]], %[[IDS]] : tensor<16x8xbf16>, tensor<?xi64> -> tensor<?x8xbf16>
 // CHECK: %[[A:.+]] = moe.add %[[H]], %[[H]] : tensor<?x8xbf16>
 // CHECK: %[[M:.+]] = moe.mul %[[A]], %[[H]] : tensor<?x8xbf16>
