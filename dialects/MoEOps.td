@@ -9,6 +9,7 @@
 #define MOE_OPS_TD
 
 include "dialects/MoEAttrs.td"
+include "dialects/MoEPlan.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/IR/CommonTypeConstraints.td"
 include "mlir/IR/OpAsmInterface.td"
