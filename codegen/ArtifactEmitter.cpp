@@ -279,7 +279,7 @@ FailureOr<uint32_t> PlanBuilder::addBuffer(Value value,
                        << cast<BlockArgument>(root).getArgNumber() << " ";
   };
   if (!offset)
-    return diag() << "has a value without a `moe.buffer` offset; plan the "
+    return diag() << "has a value without a `moe.buffers` offset; plan the "
                      "function again (--moec-plan-buffers)";
   if (dtype == mf::DType::UNSPECIFIED || !bytes)
     return diag() << "has a value of type " << root.getType()
@@ -419,8 +419,8 @@ FailureOr<ArtifactPlan> PlanBuilder::build() {
   if (!func.getBody().hasOneBlock())
     return emitError(func.getLoc(), "function @")
            << func.getSymName() << " has more than one block";
-  maxTokens = func->getAttrOfType<IntegerAttr>(kMaxTokensAttrName).getInt();
-  arenaBytes = func->getAttrOfType<IntegerAttr>(kArenaBytesAttrName).getInt();
+  maxTokens = getPlan(func).getMaxTokens();
+  arenaBytes = getPlan(func).getArenaBytes();
   mf::ManifestT &m = plan.manifest;
   ModuleOp module = func->getParentOfType<ModuleOp>();
   m.compiler_version = options.compilerVersion;
@@ -460,8 +460,8 @@ FailureOr<ArtifactPlan> PlanBuilder::build() {
     if (!index)
       continue;
     if (*index != expected)
-      return op.emitOpError("has `moe.step = ")
-             << *index << "`, but step " << expected
+      return op.emitOpError("has `#moe.step<")
+             << *index << ">`, but step " << expected
              << " comes next; plan the function again";
     ++expected;
     m.steps.push_back(std::make_unique<mf::StepT>());

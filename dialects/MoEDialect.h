@@ -52,7 +52,10 @@ LogicalResult verifyFusedQuantize(Operation *op);
 #define GET_OP_CLASSES
 #include "dialects/MoEOps.h.inc"
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mlir::moe {
@@ -75,6 +78,29 @@ std::vector<float> getRopeInverseFrequencies(int64_t dim, double theta,
 /// The factor `moe.rope` multiplies cos/sin by: `mscale(factor, mscale) /
 /// mscale(factor, mscale_all_dim)` for YaRN, else 1.
 double getRopeCosSinScale(RopeScalingAttr scaling);
+
+/// Alignment of every arena offset and size, and of every weight in the
+/// artifact's weights section. The kernel ABI promises 64; moec gives 128,
+/// which a swizzled TMA tensor map needs of its base address (CUDA
+/// Programming Guide, TMA swizzle: global memory aligned to 128 bytes).
+inline constexpr int64_t kBufferAlignment = 128;
+
+/// Bytes of one element of `type` (a ranked tensor of ints or floats whose
+/// width is a whole number of bytes), or std::nullopt.
+std::optional<int64_t> getElementBytes(Type type);
+
+/// The bytes the plan reserves for a value of `type` holding `rowsPerToken`
+/// rows per token (when its leading dimension is `?`) at `maxTokens` tokens:
+/// its size rounded up to `kBufferAlignment`, at least that much. Fails for
+/// a type `getElementBytes` rejects, a dynamic dimension other than the
+/// first, or a size beyond 2^62 bytes.
+std::optional<int64_t> getPlannedBytes(Type type, int64_t rowsPerToken,
+                                       int64_t maxTokens);
+
+/// Where `value` itself is placed: the `#moe.buffers` of its function
+/// argument or defining op and the entry of `value` in it, or a null
+/// attribute when there is none. Reshape aliases are not followed.
+std::pair<BuffersAttr, unsigned> getBuffersEntry(Value value);
 } // namespace mlir::moe
 
 #endif // MOEC_DIALECTS_MOEDIALECT_H

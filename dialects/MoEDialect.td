@@ -27,9 +27,28 @@ def MoE_Dialect : Dialect {
     tensors whose leading dimension is the dynamic token count `?`; weights
     enter the graph only through `moe.weight`, which names checkpoint tensors
     and never inlines their data.
+
+    A planned function carries its plan as dialect attributes, which the
+    dialect verifies: `moe.plan` (`#moe.plan`) on the function, `moe.step`
+    (`#moe.step`) and `moe.buffers` (`#moe.buffers`) on steps, `moe.buffers`
+    on reshape aliases and arguments, and the unit `moe.constant` on folded
+    constants (docs/planning.md).
   }];
   let useDefaultAttributePrinterParser = 1;
   let dependentDialects = [];
+  // The plan's attributes (MoEPlan.td) are verified in MoEPlan.cpp.
+  let hasOperationAttrVerify = 1;
+  let hasRegionArgAttrVerify = 1;
+  let extraClassDeclaration = [{
+    /// `#moe.plan` on a planned function.
+    static constexpr ::llvm::StringLiteral getPlanAttrName() { return "moe.plan"; }
+    /// `#moe.step` on a step.
+    static constexpr ::llvm::StringLiteral getStepAttrName() { return "moe.step"; }
+    /// `#moe.buffers` on a step, a reshape alias or a function argument.
+    static constexpr ::llvm::StringLiteral getBuffersAttrName() { return "moe.buffers"; }
+    /// Unit attribute on an op the artifact writer folds into the weights.
+    static constexpr ::llvm::StringLiteral getConstantAttrName() { return "moe.constant"; }
+  }];
 }
 
 /// Every tensor an op touches has static dimensions except, possibly, the

@@ -9,6 +9,7 @@
 #define MOE_OPS_TD
 
 include "dialects/MoEAttrs.td"
+include "dialects/MoEPlan.td"
 include "dialects/MoERoles.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/IR/CommonTypeConstraints.td"

@@ -142,12 +142,13 @@ def PlanBuffersPass : Pass<"moec-plan-buffers", "func::FuncOp"> {
     expressions (`moe.weight` and every op whose operands are all weights)
     get `moe.constant`: the artifact writer folds them into the weights
     section. `moe.reshape` results alias their operand's buffer. Every
-    other op is a step, numbered in program order by `moe.step`. Each
-    activation (arguments included) gets a 64-byte aligned offset in one
-    arena sized for `max-tokens` tokens (`moe.buffer`, or `moe.buffers` on
-    multi-result ops); values whose lifetimes are disjoint share memory
-    (linear scan in step order, best fit). The function gets
-    `moe.arena_bytes` and `moe.max_tokens`.
+    other op is a step, numbered in program order by `#moe.step`. Each
+    activation (arguments included) gets a 128-byte aligned offset in one
+    arena sized for `max-tokens` tokens (`#moe.buffers`, one offset per
+    result, with rows per token where a result holds `k` rows per token);
+    values whose lifetimes are disjoint share memory (linear scan in step
+    order, best fit). The function gets `#moe.plan` (arena bytes, max
+    tokens). The dialect verifies the plan (`dialects/MoEPlan.td`).
   }];
   let dependentDialects = ["moe::MoEDialect"];
   let options = [

@@ -1,14 +1,17 @@
-//===- Plan.h - The attributes of the planned phase -------------*- C++ -*-===//
+//===- Plan.h - Reading the plan of the planned phase -----------*- C++ -*-===//
 //
 // What `--moec-plan-buffers` records on a function and what the artifact
-// emitter and the kernel builder read back: which ops are folded constants,
+// emitter and the kernel builders read back: which ops are folded constants,
 // the step order, every activation's place in the arena and how many rows per
-// token it holds. One header so that writer and readers agree on the names.
+// token it holds. The attributes are the dialect's (`dialects/MoEPlan.td`),
+// verified there; these readers answer questions about values.
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef MOEC_PASSES_PLAN_H
 #define MOEC_PASSES_PLAN_H
+
+#include "dialects/MoEDialect.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Operation.h"
@@ -20,32 +23,9 @@
 
 namespace mlir::moec {
 
-/// Unit attribute on ops computed from weights only; the artifact writer
-/// folds them into the weights section and they never run.
-inline constexpr llvm::StringLiteral kConstantAttrName = "moe.constant";
-/// i64: the op's position in the launch order (kernel `moec_step_<i>`).
-inline constexpr llvm::StringLiteral kStepAttrName = "moe.step";
-/// i64: arena offset of a single-result op's result, or argument attribute
-/// of a function argument. Also on `moe.reshape` (its operand's offset).
-inline constexpr llvm::StringLiteral kBufferAttrName = "moe.buffer";
-/// `array<i64>`: arena offsets of the results of a multi-result step.
-inline constexpr llvm::StringLiteral kBuffersAttrName = "moe.buffers";
-/// Rows per token of a result whose leading dimension is `?` but holds
-/// `k * T` rows (`moe.dispatch` and what it feeds): i64 on a single-result
-/// op, `array<i64>` (one entry per result) on a multi-result op. Absent
-/// when every result has one row per token.
-inline constexpr llvm::StringLiteral kRowsPerTokenAttrName =
-    "moe.rows_per_token";
-/// i64 on the function: bytes of the arena.
-inline constexpr llvm::StringLiteral kArenaBytesAttrName = "moe.arena_bytes";
-/// i64 on the function: the token count the arena is sized for.
-inline constexpr llvm::StringLiteral kMaxTokensAttrName = "moe.max_tokens";
-
-/// Alignment of every arena offset and size, and of every weight in the
-/// artifact's weights section. The kernel ABI promises 64; moec gives 128,
-/// which a swizzled TMA tensor map needs of its base address (CUDA
-/// Programming Guide, TMA swizzle: global memory aligned to 128 bytes).
-inline constexpr int64_t kBufferAlignment = 128;
+using moe::getElementBytes;
+using moe::getPlannedBytes;
+using moe::kBufferAlignment;
 
 /// The prefix of step kernels; step `i` calls `moec_step_<i>`.
 inline constexpr llvm::StringLiteral kStepKernelPrefix = "moec_step_";
@@ -67,24 +47,16 @@ Value getBufferRoot(Value value);
 /// for constants and unplanned values.
 std::optional<int64_t> getBufferOffset(Value value);
 
-/// The rows per token of `value` (1 unless `moe.rows_per_token` says more);
+/// The rows per token of `value` (1 unless its `moe.buffers` says more);
 /// follows reshape aliases.
 int64_t getRowsPerToken(Value value);
 
-/// True when `func` carries a plan (`moe.arena_bytes` and `moe.max_tokens`).
+/// The `#moe.plan` of `func` (arena bytes, max tokens), or null when it is
+/// not planned.
+moe::PlanAttr getPlan(func::FuncOp func);
+
+/// True when `func` carries a plan (`moe.plan`).
 bool isPlanned(func::FuncOp func);
-
-/// Bytes of one element of `type` (a ranked tensor of ints or floats whose
-/// width is a whole number of bytes), or std::nullopt.
-std::optional<int64_t> getElementBytes(Type type);
-
-/// The bytes the plan reserves for a value of `type` holding `rowsPerToken`
-/// rows per token (when its leading dimension is `?`) at `maxTokens` tokens:
-/// its size rounded up to `kBufferAlignment`, at least that much. Fails for
-/// a type `getElementBytes` rejects, a dynamic dimension other than the
-/// first, or a size beyond 2^62 bytes.
-std::optional<int64_t> getPlannedBytes(Type type, int64_t rowsPerToken,
-                                       int64_t maxTokens);
 
 } // namespace mlir::moec
 

@@ -129,13 +129,13 @@ private:
 };
 
 void Planner::clearPlan() {
-  func->removeAttr(kArenaBytesAttrName);
-  func->removeAttr(kMaxTokensAttrName);
+  func->removeAttr(moe::MoEDialect::getPlanAttrName());
   for (unsigned i = 0, e = func.getNumArguments(); i < e; ++i)
-    func.removeArgAttr(i, kBufferAttrName);
+    func.removeArgAttr(i, moe::MoEDialect::getBuffersAttrName());
   for (Operation &op : func.getBody().front())
-    for (StringRef name : {kConstantAttrName, kStepAttrName, kBufferAttrName,
-                           kBuffersAttrName, kRowsPerTokenAttrName})
+    for (StringRef name : {moe::MoEDialect::getConstantAttrName(),
+                           moe::MoEDialect::getStepAttrName(),
+                           moe::MoEDialect::getBuffersAttrName()})
       op.removeAttr(name);
 }
 
@@ -156,7 +156,8 @@ LogicalResult Planner::classify() {
                        return isPlannedConstant(operand);
                      }));
     if (constant) {
-      op.setAttr(kConstantAttrName, UnitAttr::get(op.getContext()));
+      op.setAttr(moe::MoEDialect::getConstantAttrName(),
+                 UnitAttr::get(op.getContext()));
       continue;
     }
     if (isa<moe::ReshapeOp>(op))
@@ -244,35 +245,33 @@ int64_t Planner::lastUse(Value value) {
 }
 
 void Planner::writePlan(int64_t arenaBytes) {
-  Builder b(func.getContext());
-  func->setAttr(kArenaBytesAttrName, b.getI64IntegerAttr(arenaBytes));
-  func->setAttr(kMaxTokensAttrName, b.getI64IntegerAttr(maxTokens));
+  MLIRContext *context = func.getContext();
+  StringRef buffersName = moe::MoEDialect::getBuffersAttrName();
+  // `rows_per_token` is left out when every value has one row per token.
+  auto getBuffers = [&](ArrayRef<int64_t> offsets, ArrayRef<int64_t> rows) {
+    bool expanded = llvm::any_of(rows, [](int64_t r) { return r != 1; });
+    return moe::BuffersAttr::get(context, offsets,
+                                 expanded ? rows : ArrayRef<int64_t>());
+  };
+  func->setAttr(moe::MoEDialect::getPlanAttrName(),
+                moe::PlanAttr::get(context, arenaBytes, maxTokens));
   for (BlockArgument arg : func.getArguments())
-    func.setArgAttr(
-        arg.getArgNumber(), kBufferAttrName,
-        b.getI64IntegerAttr(buffers[bufferIndex.lookup(arg)].offset));
+    func.setArgAttr(arg.getArgNumber(), buffersName,
+                    getBuffers({buffers[bufferIndex.lookup(arg)].offset}, {}));
   for (Operation *op : steps) {
-    op->setAttr(kStepAttrName, b.getI64IntegerAttr(stepIndex.lookup(op)));
+    op->setAttr(moe::MoEDialect::getStepAttrName(),
+                moe::StepAttr::get(context, stepIndex.lookup(op)));
     SmallVector<int64_t> offsets, rows;
     for (Value result : op->getResults()) {
       offsets.push_back(buffers[bufferIndex.lookup(result)].offset);
       rows.push_back(std::max<int64_t>(1, rowsPerToken.lookup(result)));
     }
-    bool expanded = llvm::any_of(rows, [](int64_t r) { return r != 1; });
-    if (op->getNumResults() == 1) {
-      op->setAttr(kBufferAttrName, b.getI64IntegerAttr(offsets[0]));
-      if (expanded)
-        op->setAttr(kRowsPerTokenAttrName, b.getI64IntegerAttr(rows[0]));
-    } else {
-      op->setAttr(kBuffersAttrName, b.getDenseI64ArrayAttr(offsets));
-      if (expanded)
-        op->setAttr(kRowsPerTokenAttrName, b.getDenseI64ArrayAttr(rows));
-    }
+    op->setAttr(buffersName, getBuffers(offsets, rows));
   }
   // A reshape names its operand's buffer, so that the IR reads on its own.
   func.walk([&](moe::ReshapeOp reshape) {
     if (std::optional<int64_t> offset = getBufferOffset(reshape.getResult()))
-      reshape->setAttr(kBufferAttrName, b.getI64IntegerAttr(*offset));
+      reshape->setAttr(buffersName, getBuffers({*offset}, {}));
   });
 }
 

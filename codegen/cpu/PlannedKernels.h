@@ -1,9 +1,9 @@
 //===- PlannedKernels.h - Planned moe steps to CPU kernels ------*- C++ -*-===//
 //
 // Turns every step of a planned `func.func @forward` (ops carrying
-// `moe.step = <i>`) into one CPU kernel `moec_step_<i>` whose arguments are
-// the op's operands then its results, each a dense row-major buffer, and
-// compiles them into the `cpu` target's shared object.
+// `moe.step = #moe.step<i>`) into one CPU kernel `moec_step_<i>` whose
+// arguments are the op's operands then its results, each a dense row-major
+// buffer, and compiles them into the `cpu` target's shared object.
 //
 //===----------------------------------------------------------------------===//
 
@@ -25,8 +25,8 @@ namespace mlir::moec::cpu {
 /// the private GEMM helpers they call. Kernel `i` takes `args` = the step's
 /// operands in order, then its results in order, each as a dense row-major
 /// buffer of the tensor type, the leading `?` being `tokens` times the
-/// value's rows per token (`moe.rows_per_token`). Fails with a diagnostic
-/// naming the op and the step for anything it cannot compile.
+/// value's rows per token (`rows_per_token` of `#moe.buffers`). Fails with a
+/// diagnostic naming the op and the step for anything it cannot compile.
 FailureOr<OwningOpRef<ModuleOp>>
 buildPlannedKernels(ModuleOp planned, const CpuTargetOptions &options = {});
 

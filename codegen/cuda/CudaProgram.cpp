@@ -48,8 +48,8 @@ mlir::moec::cuda::buildCudaProgram(ModuleOp planned,
       return planned.emitError("expected a function @forward"), failure();
     func = *funcs.begin();
   }
-  auto maxTokens = func->getAttrOfType<IntegerAttr>(kMaxTokensAttrName);
-  if (!maxTokens || !isPlanned(func))
+  moe::PlanAttr plan = getPlan(func);
+  if (!plan)
     return func.emitError("the function is not planned (run the `planned` "
                           "phase first)"),
            failure();
@@ -64,7 +64,7 @@ mlir::moec::cuda::buildCudaProgram(ModuleOp planned,
     if (!getStepIndex(op))
       return WalkResult::advance();
     FailureOr<StepContext> ctx =
-        StepContext::create(op, maxTokens.getValue().getSExtValue(), options);
+        StepContext::create(op, plan.getMaxTokens(), options);
     if (failed(ctx))
       return WalkResult::interrupt();
     FailureOr<CudaStep> step = emitCudaStep(*ctx);

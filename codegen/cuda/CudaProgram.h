@@ -39,7 +39,7 @@ struct CudaProgram {
 };
 
 /// Emits the CUDA program of `planned`'s `@forward` (else its only
-/// function), which must be planned (`moe.max_tokens`, `moe.step`), with
+/// function), which must be planned (`moe.plan`, `moe.step`), with
 /// `options`. Fails with a diagnostic on the first step it cannot emit.
 FailureOr<CudaProgram> buildCudaProgram(ModuleOp planned,
                                         const CudaCodegenOptions &options = {});

@@ -145,11 +145,11 @@ struct StepArg {
 
 /// What an emitter knows about the step it emits.
 struct StepContext {
-  /// The planned op (`moe.step = <step>`).
+  /// The planned op (`moe.step = #moe.step<step>`).
   Operation *op = nullptr;
   /// The step index.
   int64_t step = 0;
-  /// The arena's token capacity (`moe.max_tokens`).
+  /// The arena's token capacity (`max_tokens` of `#moe.plan`).
   int64_t maxTokens = 0;
   /// `moec_step_<step>`.
   std::string kernelName;

@@ -58,12 +58,12 @@ func.func @dead_code(%x: tensor<?x8xf32>, %w: tensor<8x8xbf16>) -> tensor<?x8xf3
 // FOLD-NOT: moe.matmul {{.+}}silu_mul
 // FOLD: moe.combine {{.+}} residual
 // PLANNED-LABEL: func.func @moe_block
-// PLANNED-SAME: attributes {moe.arena_bytes = {{[0-9]+}} : i64, moe.max_tokens = 8 : i64}
-// PLANNED: moe.add_rms_norm {{.+}}moe.step = 0 : i64
-// PLANNED: moe.dispatch {{.+}}moe.rows_per_token = array<i64: 2, 1, 2>, moe.step = 2 : i64
+// PLANNED-SAME: attributes {moe.plan = #moe.plan<arena_bytes = {{[0-9]+}}, max_tokens = 8>}
+// PLANNED: moe.add_rms_norm {{.+}}moe.step = #moe.step<0>
+// PLANNED: moe.dispatch {{.+}}rows_per_token = [2, 1, 2]>, moe.step = #moe.step<2>
 // PLANNED: moe.concat {{.+}}moe.constant
-// PLANNED: moe.fp8_grouped_matmul {{.+}}moe.step = 4 : i64
-// PLANNED: %[[LOGITS:.+]] = moe.matmul {{.+}}moe.step = 10 : i64
+// PLANNED: moe.fp8_grouped_matmul {{.+}}moe.step = #moe.step<4>
+// PLANNED: %[[LOGITS:.+]] = moe.matmul {{.+}}moe.step = #moe.step<10>
 // PLANNED: return %[[LOGITS]]
 // F32-LABEL: func.func @moe_block
 // F32-NOT: fp8

@@ -2,22 +2,24 @@
 // activation in one arena (128-byte aligned, sized for max-tokens, reused across disjoint lifetimes).
 // RUN: moec-opt %s --split-input-file --moec-plan-buffers="max-tokens=4" | FileCheck %s
 // RUN: moec-opt %s --split-input-file --moec-plan-buffers="max-tokens=4" | moec-opt --split-input-file --moec-plan-buffers="max-tokens=4" | FileCheck %s
+// The plan round-trips: printed, parsed and verified twice, it reads the same.
+// RUN: moec-opt %s --split-input-file --moec-plan-buffers="max-tokens=4" | moec-opt --split-input-file | moec-opt --split-input-file | FileCheck %s
 // RUN: moec-opt %s --split-input-file --moec-plan-buffers="max-tokens=3" | FileCheck %s --check-prefix=ODD
 
 // A chain: each [?, 16] f32 value takes 4 x 16 x 4 = 256 bytes. %a and %b overlap (step 1
 // reads %a and writes %b), %a and %c do not (nothing reads %a after step 1), so %c reuses %a's
 // place; %x dies after step 0, so %b takes its place.
 // CHECK-LABEL: func.func @reuse
-// CHECK-SAME: (%[[X:.+]]: tensor<?x16xf32> {moe.buffer = 0 : i64})
-// CHECK-SAME: attributes {moe.arena_bytes = 512 : i64, moe.max_tokens = 4 : i64}
-// CHECK: %[[A:.+]] = moe.add %[[X]], %[[X]] {moe.buffer = 256 : i64, moe.step = 0 : i64}
-// CHECK: %[[B:.+]] = moe.add %[[A]], %[[A]] {moe.buffer = 0 : i64, moe.step = 1 : i64}
-// CHECK: %[[C:.+]] = moe.add %[[B]], %[[B]] {moe.buffer = 256 : i64, moe.step = 2 : i64}
+// CHECK-SAME: (%[[X:.+]]: tensor<?x16xf32> {moe.buffers = #moe.buffers<offsets = [0]>})
+// CHECK-SAME: attributes {moe.plan = #moe.plan<arena_bytes = 512, max_tokens = 4>}
+// CHECK: %[[A:.+]] = moe.add %[[X]], %[[X]] {moe.buffers = #moe.buffers<offsets = [256]>, moe.step = #moe.step<0>}
+// CHECK: %[[B:.+]] = moe.add %[[A]], %[[A]] {moe.buffers = #moe.buffers<offsets = [0]>, moe.step = #moe.step<1>}
+// CHECK: %[[C:.+]] = moe.add %[[B]], %[[B]] {moe.buffers = #moe.buffers<offsets = [256]>, moe.step = #moe.step<2>}
 // CHECK: return %[[C]]
 // ODD-LABEL: func.func @reuse
-// ODD-SAME: (%{{.+}}: tensor<?x16xf32> {moe.buffer = 0 : i64})
-// ODD-SAME: attributes {moe.arena_bytes = 512 : i64, moe.max_tokens = 3 : i64}
-// ODD: moe.add {{.+}} {moe.buffer = 256 : i64, moe.step = 0 : i64}
+// ODD-SAME: (%{{.+}}: tensor<?x16xf32> {moe.buffers = #moe.buffers<offsets = [0]>})
+// ODD-SAME: attributes {moe.plan = #moe.plan<arena_bytes = 512, max_tokens = 3>}
+// ODD: moe.add {{.+}} {moe.buffers = #moe.buffers<offsets = [256]>, moe.step = #moe.step<0>}
 func.func @reuse(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
   %a = moe.add %x, %x : tensor<?x16xf32>
   %b = moe.add %a, %a : tensor<?x16xf32>
@@ -31,15 +33,15 @@ func.func @reuse(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
 // alive, so %b (defined while %a is still read through %r) gets a place of its own, and %c may
 // not overwrite %x, which step 2 reads too.
 // CHECK-LABEL: func.func @alias
-// CHECK-SAME: (%[[X:.+]]: tensor<?x16xf32> {moe.buffer = 0 : i64})
-// CHECK-SAME: attributes {moe.arena_bytes = 1024 : i64, moe.max_tokens = 4 : i64}
-// CHECK: %[[A:.+]] = moe.add %[[X]], %[[X]] {moe.buffer = 256 : i64, moe.step = 0 : i64}
-// CHECK: %[[R:.+]] = moe.reshape %[[A]] {moe.buffer = 256 : i64} : tensor<?x16xf32> -> tensor<?x4x4xf32>
+// CHECK-SAME: (%[[X:.+]]: tensor<?x16xf32> {moe.buffers = #moe.buffers<offsets = [0]>})
+// CHECK-SAME: attributes {moe.plan = #moe.plan<arena_bytes = 1024, max_tokens = 4>}
+// CHECK: %[[A:.+]] = moe.add %[[X]], %[[X]] {moe.buffers = #moe.buffers<offsets = [256]>, moe.step = #moe.step<0>}
+// CHECK: %[[R:.+]] = moe.reshape %[[A]] {moe.buffers = #moe.buffers<offsets = [256]>} : tensor<?x16xf32> -> tensor<?x4x4xf32>
 // CHECK-NOT: moe.step
-// CHECK: %[[B:.+]] = moe.mul %[[X]], %[[X]] {moe.buffer = 512 : i64, moe.step = 1 : i64}
-// CHECK: %[[R2:.+]] = moe.reshape %[[R]] {moe.buffer = 256 : i64} : tensor<?x4x4xf32> -> tensor<?x16xf32>
-// CHECK: %[[C:.+]] = moe.add %[[B]], %[[R2]] {moe.buffer = 768 : i64, moe.step = 2 : i64}
-// CHECK: %[[D:.+]] = moe.add %[[C]], %[[X]] {moe.buffer = 256 : i64, moe.step = 3 : i64}
+// CHECK: %[[B:.+]] = moe.mul %[[X]], %[[X]] {moe.buffers = #moe.buffers<offsets = [512]>, moe.step = #moe.step<1>}
+// CHECK: %[[R2:.+]] = moe.reshape %[[R]] {moe.buffers = #moe.buffers<offsets = [256]>} : tensor<?x4x4xf32> -> tensor<?x16xf32>
+// CHECK: %[[C:.+]] = moe.add %[[B]], %[[R2]] {moe.buffers = #moe.buffers<offsets = [768]>, moe.step = #moe.step<2>}
+// CHECK: %[[D:.+]] = moe.add %[[C]], %[[X]] {moe.buffers = #moe.buffers<offsets = [256]>, moe.step = #moe.step<3>}
 // CHECK: return %[[D]]
 func.func @alias(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
   %a = moe.add %x, %x : tensor<?x16xf32>
@@ -56,13 +58,13 @@ func.func @alias(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
 // Weights and everything computed from weights alone are constants: no step, no buffer. The
 // GEMM that reads them is step 0; its [?, 64] f32 result takes 1 KiB.
 // CHECK-LABEL: func.func @constants
-// CHECK-SAME: attributes {moe.arena_bytes = 1280 : i64, moe.max_tokens = 4 : i64}
+// CHECK-SAME: attributes {moe.plan = #moe.plan<arena_bytes = 1280, max_tokens = 4>}
 // CHECK: %[[G:.+]] = moe.weight {{.+}} {moe.constant} : tensor<32x16xbf16>
 // CHECK: %[[U:.+]] = moe.weight {{.+}} {moe.constant} : tensor<32x16xbf16>
 // CHECK: %[[GU:.+]] = moe.concat %[[G]], %[[U]] {dim = 0 : i64, moe.constant}
 // CHECK: %[[Q:.+]], %[[S:.+]] = moe.quantize %[[GU]] {moe.constant, scheme =
 // CHECK: %[[W:.+]] = moe.dequantize %[[Q]], %[[S]] {moe.constant, scheme =
-// CHECK: %[[Y:.+]] = moe.matmul %{{.+}}, %[[W]] {moe.buffer = 256 : i64, moe.step = 0 : i64}
+// CHECK: %[[Y:.+]] = moe.matmul %{{.+}}, %[[W]] {moe.buffers = #moe.buffers<offsets = [256]>, moe.step = #moe.step<0>}
 // CHECK: return %[[Y]]
 func.func @constants(%x: tensor<?x16xf32>) -> tensor<?x64xf32> {
   %g = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.gate_proj.weight">] stored tensor<32x16xbf16> role <mlp_gate, layer = 0> : tensor<32x16xbf16>
@@ -80,13 +82,13 @@ func.func @constants(%x: tensor<?x16xf32>) -> tensor<?x64xf32> {
 // them, are sized for 2 x max-tokens rows (2 x 4 x 16 x 4 = 512 bytes); the offsets [9] are
 // not per token (36 bytes, one 128-byte slot); the combine is back to one row per token.
 // CHECK-LABEL: func.func @dispatch
-// CHECK-SAME: (%[[X:.+]]: tensor<?x16xf32> {moe.buffer = 0 : i64})
-// CHECK: moe.router {{.+}} {moe.buffers = array<i64: 256, 384>, moe.step = 0 : i64
-// CHECK: moe.dispatch {{.+}} {moe.buffers = array<i64: 512, 1024, 1152>, moe.rows_per_token = array<i64: 2, 1, 2>, moe.step = 1 : i64}
-// CHECK: moe.grouped_matmul {{.+}} {moe.buffer = 1280 : i64, moe.rows_per_token = 2 : i64, moe.step = 2 : i64}
+// CHECK-SAME: (%[[X:.+]]: tensor<?x16xf32> {moe.buffers = #moe.buffers<offsets = [0]>})
+// CHECK: moe.router {{.+}} {moe.buffers = #moe.buffers<offsets = [256, 384]>, moe.step = #moe.step<0>
+// CHECK: moe.dispatch {{.+}} {moe.buffers = #moe.buffers<offsets = [512, 1024, 1152], rows_per_token = [2, 1, 2]>, moe.step = #moe.step<1>}
+// CHECK: moe.grouped_matmul {{.+}} {moe.buffers = #moe.buffers<offsets = [1280], rows_per_token = [2]>, moe.step = #moe.step<2>}
 // CHECK: moe.combine
-// CHECK-NOT: moe.rows_per_token
-// CHECK-SAME: moe.step = 3 : i64
+// CHECK-NOT: rows_per_token
+// CHECK-SAME: moe.step = #moe.step<3>
 func.func @dispatch(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
   %gate = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.gate.weight">] stored tensor<8x16xbf16> role <router, layer = 0> : tensor<8x16xbf16>
   %w = moe.weight [#moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.0.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.1.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.2.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.3.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.4.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.5.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.6.down_proj.weight">, #moe.tensor_ref<"model.safetensors", "model.layers.0.mlp.experts.7.down_proj.weight">] stored tensor<16x16xbf16> role <expert_down, layer = 0> {transforms = [#moe.stack]} : tensor<8x16x16xbf16>
