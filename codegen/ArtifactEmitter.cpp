@@ -438,6 +438,8 @@ FailureOr<ArtifactPlan> PlanBuilder::build() {
     m.cuda_workspace_bytes = program->workspaceBytes;
     m.nvrtc_version = options.nvrtcVersion;
   }
+  if (options.generation)
+    m.generation = std::make_unique<mf::GenerationT>(*options.generation);
   if (options.deviceFillSeed) {
     m.weights_device_filled = true;
     m.weights_fill_seed = *options.deviceFillSeed;
@@ -643,6 +645,8 @@ mlir::moec::emitArtifact(ModuleOp module, ArrayRef<CpuSharedObject> cpuObjects,
     context.sectionNames.push_back("kernels.cu");
   for (const auto &[arch, cubin] : options.cubins)
     context.sectionNames.push_back("cubin." + arch);
+  for (const auto &[name, bytes] : options.embeddedFiles)
+    context.sectionNames.push_back(std::string(rt::kEmbeddedFilePrefix) + name);
   if (rt::StatusOr<rt::ManifestIndex> index = rt::verifyManifest(m, context);
       !index.isOk())
     return emitError(func.getLoc(),
@@ -674,6 +678,12 @@ mlir::moec::emitArtifact(ModuleOp module, ArrayRef<CpuSharedObject> cpuObjects,
       status = (*writer)->addSection(
           rt::SectionSpec::forKind(rt::SectionKind::kCubin, "cubin." + arch),
           cubin.data(), cubin.size());
+  for (const auto &[name, bytes] : options.embeddedFiles)
+    if (status.isOk())
+      status = (*writer)->addSection(
+          rt::SectionSpec::forKind(rt::SectionKind::kEmbeddedFile,
+                                   std::string(rt::kEmbeddedFilePrefix) + name),
+          bytes.data(), bytes.size());
   if (!status.isOk())
     return fail(toError(status));
 

@@ -55,6 +55,12 @@ struct ArtifactOptions {
   /// The checkpoint folder; when empty, the module's `moe.checkpoint`
   /// attribute names it.
   std::string checkpointDir;
+  /// Checkpoint files kept verbatim, as (file name, bytes): one section
+  /// `file.<name>` each (docs/artifact.md, "Embedded checkpoint files").
+  std::vector<std::pair<std::string, std::string>> embeddedFiles;
+  /// The manifest's `generation` table (EOS ids, sampling defaults), when
+  /// the checkpoint states any.
+  std::optional<::moec::runtime::manifest::GenerationT> generation;
   /// Opens the weights in the checkpoint folder (the importers'
   /// `openCheckpointWeights`); needed unless no weight bytes are stored.
   WeightSourceOpener openWeights;

@@ -11,6 +11,7 @@
 #include "compiler/Compile.h"
 #include "codegen/ArtifactEmitter.h"
 #include "codegen/cpu/Passes.h"
+#include "compiler/CheckpointFiles.h"
 #include "dialects/MoEDialect.h"
 #include "importers/CheckpointWeights.h"
 #include "importers/hf/HFImporter.h"
@@ -148,17 +149,20 @@ llvm::Expected<rt::Ed25519Seed> readSigningSeed(const std::string &keyFile) {
 }
 
 /// Builds the code of the selected backends for the planned `module`, writes
-/// the artifact with its weights to `options.output.path` and prints the
-/// summary.
+/// the artifact with its weights and `checkpointFiles` to
+/// `options.output.path` and prints the summary.
 llvm::Error writeArtifactFile(ModuleOp module, const CompileOptions &options,
                               llvm::ArrayRef<TargetSelection> targets,
-                              std::optional<rt::Ed25519Seed> signingSeed) {
+                              std::optional<rt::Ed25519Seed> signingSeed,
+                              CheckpointFiles checkpointFiles) {
   TargetCode code;
   for (const TargetSelection &target : targets)
     if (llvm::Error error = target.backend->serialize(module, target.variants,
                                                       options.targets, code))
       return error;
   ArtifactOptions artifact;
+  artifact.embeddedFiles = std::move(checkpointFiles.files);
+  artifact.generation = std::move(checkpointFiles.generation);
   artifact.signingSeed = signingSeed;
   artifact.openWeights = openCheckpointWeights;
   artifact.deviceFillSeed = options.output.benchDeviceWeights;
@@ -267,6 +271,16 @@ llvm::Error mlir::moec::compileToArtifact(const CompileOptions &options) {
   if (maxTokens < 1 || maxTokens > (int64_t(1) << 31) - 1)
     return fail("--max-tokens must be in [1, 2147483647], but got " +
                 llvm::Twine(maxTokens));
+  // A checkpoint folder's generation config, tokenizer and chat template
+  // travel with the model (DESIGN.md section 6); a bad one fails before the
+  // work.
+  CheckpointFiles checkpointFiles;
+  if (writeArtifact && llvm::sys::fs::is_directory(input.path)) {
+    llvm::Expected<CheckpointFiles> files = readCheckpointFiles(input.path);
+    if (!files)
+      return files.takeError();
+    checkpointFiles = std::move(*files);
+  }
 
   DialectRegistry registry;
   // The moe dialect and what the CPU backend lowers it to, loaded up front:
@@ -292,7 +306,8 @@ llvm::Error mlir::moec::compileToArtifact(const CompileOptions &options) {
     return makeDiagnosedError();
 
   if (writeArtifact)
-    return writeArtifactFile(**module, options, *targets, signingSeed);
+    return writeArtifactFile(**module, options, *targets, signingSeed,
+                             std::move(checkpointFiles));
 
   std::unique_ptr<llvm::ToolOutputFile> file =
       openOutputFile(output.path, &error);

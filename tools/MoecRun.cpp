@@ -79,7 +79,9 @@ options:
                        model, targets, the CPU code variants and the one
                        this CPU runs, inputs, outputs, buffers, weight
                        bytes, precision per op class, CUDA code and
-                       launches, steps and sections;
+                       launches, steps, the generation facts (EOS ids,
+                       sampling defaults), the embedded checkpoint files
+                       and sections;
                        runs too when --tokens or --input is also given
   -h, --help           show this help
 

@@ -610,6 +610,22 @@ ByteSpan Artifact::sectionData(const SectionInfo &section) const {
   return ByteSpan{bytes_ + section.offset, section.size};
 }
 
+ByteSpan Artifact::embeddedFile(std::string_view name) const {
+  std::string section = strCat(kEmbeddedFilePrefix, name);
+  for (const SectionInfo &s : sections_)
+    if (s.kind == uint32_t(SectionKind::kEmbeddedFile) && s.name == section)
+      return sectionData(s);
+  return ByteSpan{};
+}
+
+std::vector<std::string> Artifact::embeddedFileNames() const {
+  std::vector<std::string> names;
+  for (const SectionInfo &s : sections_)
+    if (s.kind == uint32_t(SectionKind::kEmbeddedFile))
+      names.push_back(s.name.substr(kEmbeddedFilePrefix.size()));
+  return names;
+}
+
 const manifest::Buffer *Artifact::findBuffer(uint32_t id) const {
   auto it = index_.bufferById.find(id);
   return it == index_.bufferById.end()

@@ -160,6 +160,18 @@ public:
   /// The bytes of `section`.
   ByteSpan sectionData(const SectionInfo &section) const;
 
+  /// The bytes of the checkpoint file `name` (e.g. "generation_config.json")
+  /// embedded in section "file.<name>", verified at open like every section
+  /// but the weights; `data` is nullptr when the artifact has no such file.
+  ByteSpan embeddedFile(std::string_view name) const;
+  /// The names of the embedded files, in table order.
+  std::vector<std::string> embeddedFileNames() const;
+  /// The generation facts (EOS ids, sampling defaults), or nullptr when the
+  /// checkpoint had none.
+  const manifest::Generation *generation() const {
+    return manifest_->generation();
+  }
+
   /// The verified manifest, read in place from the file.
   const manifest::Manifest &manifest() const { return *manifest_; }
   /// The buffer with id `id`, or nullptr.

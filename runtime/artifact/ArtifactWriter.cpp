@@ -66,7 +66,7 @@ SectionSpec SectionSpec::forKind(SectionKind kind, std::string name) {
       kind == SectionKind::kWeights || kind == SectionKind::kCpuSharedObject
           ? kWeightsAlignment
           : 64;
-  spec.required = true;
+  spec.required = kind != SectionKind::kEmbeddedFile;
   spec.blockSize = kind == SectionKind::kWeights ? kDefaultWeightsBlockSize : 0;
   return spec;
 }

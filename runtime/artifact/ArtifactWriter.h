@@ -43,7 +43,9 @@ struct SectionSpec {
 
   /// The usual spec for `kind`: its required name (for cubins pass the arch,
   /// e.g. `name` = "cubin.sm_90a"), 4096-byte alignment for weights and the
-  /// shared object, 64 otherwise, required; weights in 16 MiB hash blocks.
+  /// shared object, 64 otherwise, required (but embedded files, which a
+  /// runtime that does not know them may skip); weights in 16 MiB hash
+  /// blocks.
   static SectionSpec forKind(SectionKind kind, std::string name = "");
 };
 

@@ -12,8 +12,7 @@
 namespace moec::runtime {
 
 bool isKnownSectionKind(uint32_t kind) {
-  return kind >= uint32_t(SectionKind::kManifest) &&
-         kind <= uint32_t(SectionKind::kCubin);
+  return kind >= uint32_t(SectionKind::kManifest) && kind <= kLastSectionKind;
 }
 
 const char *sectionKindName(uint32_t kind) {
@@ -28,6 +27,8 @@ const char *sectionKindName(uint32_t kind) {
     return "kernels.cu";
   case SectionKind::kCubin:
     return "cubin";
+  case SectionKind::kEmbeddedFile:
+    return "file";
   }
   return "unknown";
 }
@@ -63,6 +64,11 @@ bool isCpuSharedObjectName(std::string_view name) {
                                   kCpuSharedObjectPrefix);
 }
 
+bool isEmbeddedFileName(std::string_view name) {
+  return name.size() > kEmbeddedFilePrefix.size() &&
+         name.substr(0, kEmbeddedFilePrefix.size()) == kEmbeddedFilePrefix;
+}
+
 std::string checkSectionNameSyntax(std::string_view name) {
   if (name.empty())
     return "the name is empty";
@@ -77,7 +83,7 @@ std::string checkSectionNameSyntax(std::string_view name) {
 std::string checkSectionKindName(uint32_t kind, std::string_view name) {
   if (!isKnownSectionKind(kind)) {
     for (uint32_t known = uint32_t(SectionKind::kManifest);
-         known <= uint32_t(SectionKind::kCubin); ++known)
+         known <= kLastSectionKind; ++known)
       if (checkSectionKindName(known, name).empty())
         return std::string("the name '") + std::string(name) +
                "' is reserved for kind " + std::to_string(known) + " (" +
@@ -93,6 +99,10 @@ std::string checkSectionKindName(uint32_t kind, std::string_view name) {
                ? ""
                : "a cpu.so section must be named 'cpu.so' or "
                  "'cpu.so.<variant>'";
+  if (SectionKind(kind) == SectionKind::kEmbeddedFile)
+    return isEmbeddedFileName(name) ? ""
+                                    : "an embedded file's section must be "
+                                      "named 'file.<name>'";
   if (name != sectionKindName(kind))
     return std::string("a ") + sectionKindName(kind) +
            " section must be named '" + sectionKindName(kind) + "'";

@@ -102,7 +102,17 @@ enum class SectionKind : uint32_t {
   kKernelsCu = 4,
   /// Compiled kernels for one GPU arch; name "cubin.sm_<NN>[a]".
   kCubin = 5,
+  /// A file of the checkpoint folder kept verbatim for the runtime's
+  /// callers (`generation_config.json`, `tokenizer.json`, ...); name
+  /// "file.<file name>". Not needed to run the model, so not `required`.
+  kEmbeddedFile = 6,
 };
+
+/// The highest `SectionKind` value this runtime knows.
+constexpr uint32_t kLastSectionKind = uint32_t(SectionKind::kEmbeddedFile);
+
+/// What the name of an embedded file's section starts with.
+constexpr std::string_view kEmbeddedFilePrefix = "file.";
 
 /// What the name of a CPU code variant's section starts with.
 constexpr std::string_view kCpuSharedObjectPrefix = "cpu.so.";
@@ -110,6 +120,10 @@ constexpr std::string_view kCpuSharedObjectPrefix = "cpu.so.";
 /// True for "cpu.so" and "cpu.so.<variant>" with a non-empty variant (the
 /// characters are checked by `checkSectionNameSyntax`).
 bool isCpuSharedObjectName(std::string_view name);
+
+/// True for "file.<name>" with a non-empty name (the characters are
+/// checked by `checkSectionNameSyntax`).
+bool isEmbeddedFileName(std::string_view name);
 
 /// True when this runtime knows `kind`.
 bool isKnownSectionKind(uint32_t kind);

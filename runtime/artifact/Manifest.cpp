@@ -15,6 +15,7 @@
 #include "runtime/artifact/Format.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -76,6 +77,8 @@ Status checkVectorAlignment(const Manifest &m, const uint8_t *base) {
       }
     }
   }
+  if (const Generation *g = m.generation(); g && misaligned(g->eos_token_ids()))
+    return fail(g->eos_token_ids(), "generation.eos_token_ids");
   return Status::ok();
 }
 
@@ -874,6 +877,55 @@ Status checkCpuObjects(const Manifest &m, const ManifestContext &ctx) {
   return Status::ok();
 }
 
+// The vocabulary token ids must lie in: the `tokens` input's index_bound
+// (0 when there is no such input or it is unchecked).
+int64_t tokenBound(const Manifest &m) {
+  for (const TensorSpec *t : *m.inputs())
+    if (text(t->name()) == "tokens")
+      return t->index_bound();
+  return 0;
+}
+
+Status checkTokenId(const std::string &field, int64_t id, int64_t bound) {
+  if (id < 0 || (bound > 0 && id >= bound))
+    return corrupt(strCat("generation: ", field, " ", id, " is not in [0, ",
+                          bound > 0 ? std::to_string(bound) : "2^63",
+                          ") (the vocabulary of input 'tokens')"));
+  return Status::ok();
+}
+
+Status checkGeneration(const Manifest &m) {
+  const Generation *g = m.generation();
+  if (!g)
+    return Status::ok();
+  int64_t bound = tokenBound(m);
+  for (uint32_t i = 0; i < g->eos_token_ids()->size(); ++i)
+    MOEC_RETURN_IF_ERROR(checkTokenId(strCat("eos_token_ids[", i, "]"),
+                                      g->eos_token_ids()->Get(i), bound));
+  if (g->bos_token_id())
+    MOEC_RETURN_IF_ERROR(
+        checkTokenId("bos_token_id", *g->bos_token_id(), bound));
+  if (g->pad_token_id())
+    MOEC_RETURN_IF_ERROR(
+        checkTokenId("pad_token_id", *g->pad_token_id(), bound));
+  auto bad = [](const char *field, double value, const char *range) {
+    return corrupt(
+        strCat("generation: ", field, " ", value, " is not ", range));
+  };
+  if (g->temperature() &&
+      !(std::isfinite(*g->temperature()) && *g->temperature() >= 0))
+    return bad("temperature", *g->temperature(), "finite and >= 0");
+  if (g->top_k() && *g->top_k() < 0)
+    return bad("top_k", double(*g->top_k()), ">= 0");
+  if (g->top_p() && !(*g->top_p() > 0 && *g->top_p() <= 1))
+    return bad("top_p", *g->top_p(), "in (0, 1]");
+  if (g->repetition_penalty() && !(std::isfinite(*g->repetition_penalty()) &&
+                                   *g->repetition_penalty() > 0))
+    return bad("repetition_penalty", *g->repetition_penalty(),
+               "finite and > 0");
+  return Status::ok();
+}
+
 } // namespace
 
 std::vector<const CpuObject *> cpuObjects(const Manifest &m) {
@@ -907,6 +959,7 @@ StatusOr<ManifestIndex> verifyManifest(const Manifest &m,
   MOEC_RETURN_IF_ERROR(checkTargets(m, ctx));
   MOEC_RETURN_IF_ERROR(checkCpuObjects(m, ctx));
   MOEC_RETURN_IF_ERROR(checkSteps(m, index));
+  MOEC_RETURN_IF_ERROR(checkGeneration(m));
   return index;
 }
 

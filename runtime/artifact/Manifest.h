@@ -42,7 +42,8 @@ constexpr uint32_t kManifestVerifierMaxDepth = 16;
 /// `kManifestVerifierMaxDepth` levels and visits at most `size / 4 + 16`
 /// tables (a table takes at least 4 bytes, so a manifest whose tables share
 /// bytes cannot make it loop). Then every non-empty vector of 8-byte
-/// elements (`shape`, `block_shape`, `params`, `grid`, `dims`, `strides`)
+/// elements (`shape`, `block_shape`, `params`, `grid`, `dims`, `strides`,
+/// `eos_token_ids`)
 /// must be 8-byte aligned, which the verifier of FlatBuffers 2.0.8 does not
 /// check. On failure the status is `kCorrupt` and says what was refused.
 /// Consistency is `verifyManifest`'s job.

@@ -57,6 +57,40 @@ void summarizeCpuCode(const Artifact &artifact, std::ostream &os) {
     os << "\n           none runs: " << chosen.status().message() << "\n";
 }
 
+// The generation facts and the embedded checkpoint files.
+void summarizeGeneration(const Artifact &artifact, std::ostream &os) {
+  if (const manifest::Generation *g = artifact.generation()) {
+    os << "generation: eos_token_ids [";
+    const auto &eos = *g->eos_token_ids();
+    for (uint32_t i = 0; i < eos.size(); ++i)
+      os << (i ? ", " : "") << eos[i];
+    os << "]";
+    if (g->bos_token_id())
+      os << ", bos_token_id " << *g->bos_token_id();
+    if (g->pad_token_id())
+      os << ", pad_token_id " << *g->pad_token_id();
+    if (g->do_sample())
+      os << ", do_sample " << (*g->do_sample() ? "true" : "false");
+    if (g->temperature())
+      os << ", temperature " << *g->temperature();
+    if (g->top_k())
+      os << ", top_k " << *g->top_k();
+    if (g->top_p())
+      os << ", top_p " << *g->top_p();
+    if (g->repetition_penalty())
+      os << ", repetition_penalty " << *g->repetition_penalty();
+    os << "\n";
+  }
+  std::vector<std::string> files = artifact.embeddedFileNames();
+  if (files.empty())
+    return;
+  os << "files:     ";
+  for (size_t i = 0; i < files.size(); ++i)
+    os << (i ? ", " : "") << files[i] << " ("
+       << bytesString(artifact.embeddedFile(files[i]).size) << ")";
+  os << "\n";
+}
+
 } // namespace
 
 std::string Artifact::summary() const {
@@ -198,6 +232,7 @@ std::string Artifact::summary() const {
     }
   }
 
+  summarizeGeneration(*this, os);
   os << "sections:\n";
   for (const SectionInfo &s : sections_) {
     os << "  " << s.name << ": offset " << s.offset << ", "

@@ -513,6 +513,33 @@ int64_t moec_model_max_tokens(const moec_model *model) {
   return model ? model->executor->maxTokens() : 0;
 }
 
+moec_status moec_model_eos_ids(const moec_model *model, const int64_t **ids,
+                               int64_t *count) {
+  if (!model || !ids || !count)
+    return invalid("moec_model_eos_ids: null argument");
+  const manifest::Generation *g = model->executor->artifact().generation();
+  // Verified 8-byte aligned at load (readManifest).
+  bool any = g && g->eos_token_ids()->size() != 0;
+  *ids = any ? g->eos_token_ids()->data() : nullptr;
+  *count = any ? int64_t(g->eos_token_ids()->size()) : 0;
+  return MOEC_OK;
+}
+
+moec_status moec_model_embedded_file(const moec_model *model, const char *name,
+                                     const void **data, int64_t *size) {
+  if (!model || !name || !data || !size)
+    return invalid("moec_model_embedded_file: null argument");
+  const Artifact &artifact = model->executor->artifact();
+  ByteSpan file = artifact.embeddedFile(name);
+  if (!file.data)
+    return report(
+        Status(StatusCode::kNotFound,
+               strCat(artifact.path(), ": no embedded file '", name, "'")));
+  *data = file.data;
+  *size = int64_t(file.size);
+  return MOEC_OK;
+}
+
 void moec_model_free(moec_model *model) { delete model; }
 
 const char *moec_last_error(void) { return lastError.c_str(); }

@@ -199,6 +199,23 @@ const char *moec_model_cpu_code(const moec_model *model);
 /** The largest token count `moec_model_run` accepts. */
 int64_t moec_model_max_tokens(const moec_model *model);
 
+/** The token ids generation stops at, from the checkpoint's
+ *  `generation_config.json` (else its `config.json`) as `moec` embedded
+ *  them: `*ids` points to `*count` ids (each in [0, vocabulary)), valid
+ *  until free; `*count` is 0 and `*ids` NULL when the artifact records
+ *  none. */
+moec_status moec_model_eos_ids(const moec_model *model, const int64_t **ids,
+                               int64_t *count);
+
+/** The bytes of checkpoint file `name` that `moec` embedded in the
+ *  artifact ("generation_config.json", "tokenizer.json",
+ *  "tokenizer_config.json" with the chat template,
+ *  "special_tokens_map.json"), verified at load: `*data` points to `*size`
+ *  bytes (not NUL-terminated), valid until free. MOEC_NOT_FOUND when the
+ *  artifact has no such file. */
+moec_status moec_model_embedded_file(const moec_model *model, const char *name,
+                                     const void **data, int64_t *size);
+
 /** Frees `model` (NULL is ignored). */
 void moec_model_free(moec_model *model);
 

@@ -93,15 +93,33 @@ int main(int argc, char **argv) {
   // The CUDA artifact's weights come in two 4 KiB hash blocks, the CPU
   // one's in the writer's default 16 MiB (one partial block).
   cuda.weightsBlockSize = kMinWeightsBlockSize;
+  // The CPU seeds carry generation facts and an embedded checkpoint file.
+  cpu.extraSections.emplace_back(
+      SectionSpec::forKind(SectionKind::kEmbeddedFile,
+                           "file.generation_config.json"),
+      R"({"eos_token_id": [1, 2], "temperature": 0.6})");
+  auto addGeneration = [](manifest::ManifestT &m) {
+    m.generation = std::make_unique<manifest::GenerationT>();
+    m.generation->eos_token_ids = {1, 2};
+    m.generation->bos_token_id = 0;
+    m.generation->temperature = 0.6;
+  };
   for (const auto &[name, model] :
        {std::pair<const char *, test::TestModel *>{"test-model", &cpu},
         {"test-model-cuda", &cuda}}) {
-    Status status = model->write(out + "/artifact/" + name + ".moea", cpuSo);
+    bool withGeneration = model == &cpu;
+    Status status = model->write(out + "/artifact/" + name + ".moea", cpuSo,
+                                 [&](manifest::ManifestT &m) {
+                                   if (withGeneration)
+                                     addGeneration(m);
+                                 });
     if (!status.isOk()) {
       std::fprintf(stderr, "fuzz-make-seeds: %s\n", status.toString().c_str());
       return 1;
     }
     manifest::ManifestT m = model->manifest();
+    if (withGeneration)
+      addGeneration(m);
     if (!model->cudaArch.empty())
       test::TestModel::addCudaLaunches(m, model->cudaArch);
     StatusOr<std::vector<uint8_t>> bytes =

@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/generate/Sampler.h"
+#include "runtime/generate/GenerationDefaults.h"
 
 #include <gtest/gtest.h>
 
@@ -406,4 +407,42 @@ TEST(SamplerTest, StopConditions) {
   stop.maxNewTokens = 0;
   EXPECT_EQ(validateStopConditions(stop, 8).message(),
             "stop: `max_new_tokens` must be >= 1, but got 0");
+}
+
+// The request defaults from an artifact's generation facts follow HF
+// `generate`: greedy unless `do_sample`, HF's top_k of 50 when sampling
+// without one, the EOS ids as stop conditions.
+TEST(GenerationDefaultsTest, FollowHfGenerate) {
+  auto defaultsOf = [](const manifest::GenerationT &g) {
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.Finish(manifest::Generation::Pack(fbb, &g));
+    return getGenerationDefaults(
+        flatbuffers::GetRoot<manifest::Generation>(fbb.GetBufferPointer()));
+  };
+  GenerationDefaults none = getGenerationDefaults(nullptr);
+  EXPECT_EQ(none.sampling.temperature, 0.0f);
+  EXPECT_TRUE(none.stop.eosTokenIds.empty());
+
+  manifest::GenerationT g;
+  g.eos_token_ids = {2, 7};
+  g.temperature = 0.6;
+  g.repetition_penalty = 1.1;
+  GenerationDefaults greedy = defaultsOf(g);
+  EXPECT_EQ(greedy.sampling.temperature, 0.0f);
+  EXPECT_EQ(greedy.sampling.topK, 0);
+  EXPECT_FLOAT_EQ(greedy.sampling.repetitionPenalty, 1.1f);
+  EXPECT_EQ(greedy.stop.eosTokenIds, (std::vector<int32_t>{2, 7}));
+  EXPECT_FALSE(greedy.stop.ignoreEos);
+
+  g.do_sample = true;
+  GenerationDefaults sampled = defaultsOf(g);
+  EXPECT_FLOAT_EQ(sampled.sampling.temperature, 0.6f);
+  EXPECT_EQ(sampled.sampling.topK, kHfDefaultTopK);
+  EXPECT_EQ(sampled.sampling.topP, 1.0f);
+  g.top_k = 20;
+  g.top_p = 0.95;
+  sampled = defaultsOf(g);
+  EXPECT_EQ(sampled.sampling.topK, 20);
+  EXPECT_FLOAT_EQ(sampled.sampling.topP, 0.95f);
+  EXPECT_TRUE(validateSamplingParams(sampled.sampling, 8).isOk());
 }

@@ -799,6 +799,126 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
+// Embedded checkpoint files (`file.<name>`, optional kind 6) and the
+// `generation` table round trip; the summary shows both.
+TEST(ArtifactTest, EmbeddedFilesAndGenerationRoundTrip) {
+  TempDir dir;
+  std::string path = dir.file("gen.moea");
+  TestModel model = TestModel::random(30);
+  const std::string generation = R"({"eos_token_id": [1, 2]})";
+  const std::string tokenizer(100000, 't');
+  model.extraSections.emplace_back(
+      SectionSpec::forKind(SectionKind::kEmbeddedFile,
+                           "file.generation_config.json"),
+      generation);
+  model.extraSections.emplace_back(
+      SectionSpec::forKind(SectionKind::kEmbeddedFile, "file.tokenizer.json"),
+      tokenizer);
+  Status written = model.write(path, fakeSo(), [](manifest::ManifestT &m) {
+    m.generation = std::make_unique<manifest::GenerationT>();
+    m.generation->eos_token_ids = {1, 2};
+    m.generation->bos_token_id = 0;
+    m.generation->temperature = 0.5;
+    m.generation->top_k = 4;
+  });
+  ASSERT_TRUE(written.isOk()) << written.toString();
+  auto a = Artifact::open(path);
+  ASSERT_TRUE(a.isOk()) << a.status().toString();
+  EXPECT_EQ(
+      (*a)->embeddedFileNames(),
+      (std::vector<std::string>{"generation_config.json", "tokenizer.json"}));
+  ByteSpan file = (*a)->embeddedFile("tokenizer.json");
+  ASSERT_NE(file.data, nullptr);
+  EXPECT_EQ(std::string(reinterpret_cast<const char *>(file.data), file.size),
+            tokenizer);
+  EXPECT_EQ((*a)->embeddedFile("tokenizer_config.json").data, nullptr);
+  const SectionInfo *section = (*a)->findSection("file.tokenizer.json");
+  ASSERT_NE(section, nullptr);
+  EXPECT_TRUE(section->known);
+  EXPECT_FALSE(section->required); // an older runtime skips it
+  const manifest::Generation *g = (*a)->generation();
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(std::vector<int64_t>(g->eos_token_ids()->begin(),
+                                 g->eos_token_ids()->end()),
+            (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(g->bos_token_id(), 0);
+  EXPECT_FALSE(g->pad_token_id().has_value());
+  EXPECT_EQ(g->temperature(), 0.5);
+  EXPECT_EQ(g->top_k(), 4);
+  EXPECT_FALSE(g->top_p().has_value());
+  std::string summary = (*a)->summary();
+  EXPECT_NE(summary.find("generation: eos_token_ids [1, 2], bos_token_id 0, "
+                         "temperature 0.5, top_k 4\n"),
+            std::string::npos)
+      << summary;
+  EXPECT_NE(summary.find("files:     generation_config.json (24 B), "
+                         "tokenizer.json (97.7 KiB)\n"),
+            std::string::npos)
+      << summary;
+
+  // A file without the table has none.
+  std::string plain = dir.file("plain.moea");
+  ASSERT_TRUE(TestModel::random(31).write(plain, fakeSo()).isOk());
+  auto b = Artifact::open(plain);
+  ASSERT_TRUE(b.isOk());
+  EXPECT_EQ((*b)->generation(), nullptr);
+  EXPECT_TRUE((*b)->embeddedFileNames().empty());
+}
+
+TEST(ArtifactTest, EmbeddedFileSectionNames) {
+  EXPECT_EQ(checkSectionName(uint32_t(SectionKind::kEmbeddedFile),
+                             "file.tokenizer.json"),
+            "");
+  EXPECT_EQ(checkSectionName(uint32_t(SectionKind::kEmbeddedFile), "file."),
+            "an embedded file's section must be named 'file.<name>'");
+  EXPECT_EQ(checkSectionName(uint32_t(SectionKind::kEmbeddedFile), "tok.json"),
+            "an embedded file's section must be named 'file.<name>'");
+  // An unknown kind may not take an embedded file's name.
+  EXPECT_EQ(checkSectionName(99, "file.x"),
+            "the name 'file.x' is reserved for kind 6 (file)");
+}
+
+// Token ids in the `generation` table lie in the vocabulary of input
+// `tokens`; the sampling defaults in their ranges.
+TEST(ManifestTest, GenerationFactsAreChecked) {
+  ManifestContext context;
+  context.sectionNames = {"manifest", "cpu.so", "weights"};
+  context.weightsSectionSize = 4800;
+  auto check = [&](const std::function<void(manifest::GenerationT &)> &edit) {
+    manifest::ManifestT m = TestModel::random(32).manifest();
+    m.generation = std::make_unique<manifest::GenerationT>();
+    edit(*m.generation);
+    StatusOr<ManifestIndex> index = verifyManifest(m, context);
+    return index.isOk() ? std::string() : index.status().message();
+  };
+  EXPECT_EQ(check([](manifest::GenerationT &g) {
+              g.eos_token_ids = {0, 36};
+              g.pad_token_id = 36;
+              g.top_p = 1;
+            }),
+            "");
+  EXPECT_EQ(
+      check([](manifest::GenerationT &g) {
+        g.eos_token_ids = {1, 37};
+      }),
+      "generation: eos_token_ids[1] 37 is not in [0, 37) (the vocabulary of "
+      "input 'tokens')");
+  EXPECT_EQ(check([](manifest::GenerationT &g) { g.bos_token_id = -1; }),
+            "generation: bos_token_id -1 is not in [0, 37) (the vocabulary of "
+            "input 'tokens')");
+  EXPECT_EQ(check([](manifest::GenerationT &g) { g.pad_token_id = 100; }),
+            "generation: pad_token_id 100 is not in [0, 37) (the vocabulary "
+            "of input 'tokens')");
+  EXPECT_EQ(check([](manifest::GenerationT &g) { g.temperature = -1; }),
+            "generation: temperature -1 is not finite and >= 0");
+  EXPECT_EQ(check([](manifest::GenerationT &g) { g.top_k = -2; }),
+            "generation: top_k -2 is not >= 0");
+  EXPECT_EQ(check([](manifest::GenerationT &g) { g.top_p = 0; }),
+            "generation: top_p 0 is not in (0, 1]");
+  EXPECT_EQ(check([](manifest::GenerationT &g) { g.repetition_penalty = 0; }),
+            "generation: repetition_penalty 0 is not finite and > 0");
+}
+
 TEST(ManifestTest, WeightsWithoutWeightsSection) {
   manifest::ManifestT m = TestModel::random(6).manifest();
   ManifestContext context;

@@ -445,6 +445,53 @@ TEST_F(CpuRuntimeTest, CApiLoadsRunsAndReturnsLogits) {
   moec_model_free(nullptr);
 }
 
+// The embedded checkpoint files and the EOS ids, read through the C API.
+TEST_F(CpuRuntimeTest, CApiReadsEosIdsAndEmbeddedFiles) {
+  std::string path = dir.file("gen.moea");
+  const std::string config = R"({"eos_token_id": [3, 36]})";
+  model.extraSections.emplace_back(
+      SectionSpec::forKind(SectionKind::kEmbeddedFile,
+                           "file.generation_config.json"),
+      config);
+  ASSERT_TRUE(model
+                  .write(path, kernelsSo(),
+                         [](manifest::ManifestT &m) {
+                           m.generation =
+                               std::make_unique<manifest::GenerationT>();
+                           m.generation->eos_token_ids = {3, 36};
+                         })
+                  .isOk());
+  moec_model *m = nullptr;
+  ASSERT_EQ(moec_model_load(path.c_str(), "cpu", &m), MOEC_OK)
+      << moec_last_error();
+  const int64_t *ids = nullptr;
+  int64_t count = -1;
+  ASSERT_EQ(moec_model_eos_ids(m, &ids, &count), MOEC_OK);
+  ASSERT_EQ(count, 2);
+  EXPECT_EQ(ids[0], 3);
+  EXPECT_EQ(ids[1], 36);
+  const void *data = nullptr;
+  int64_t size = -1;
+  ASSERT_EQ(moec_model_embedded_file(m, "generation_config.json", &data, &size),
+            MOEC_OK);
+  EXPECT_EQ(std::string(static_cast<const char *>(data), size_t(size)), config);
+  EXPECT_EQ(moec_model_embedded_file(m, "tokenizer.json", &data, &size),
+            MOEC_NOT_FOUND);
+  EXPECT_EQ(std::string(moec_last_error()),
+            path + ": no embedded file 'tokenizer.json'");
+  EXPECT_EQ(moec_model_eos_ids(m, nullptr, &count), MOEC_INVALID_ARGUMENT);
+  moec_model_free(m);
+
+  // An artifact without generation facts has no EOS ids.
+  std::string plainPath = dir.file("plain.moea");
+  ASSERT_TRUE(TestModel::random(22).write(plainPath, kernelsSo()).isOk());
+  ASSERT_EQ(moec_model_load(plainPath.c_str(), "cpu", &m), MOEC_OK);
+  ASSERT_EQ(moec_model_eos_ids(m, &ids, &count), MOEC_OK);
+  EXPECT_EQ(count, 0);
+  EXPECT_EQ(ids, nullptr);
+  moec_model_free(m);
+}
+
 TEST_F(CpuRuntimeTest, CApiReportsErrors) {
   std::string path = dir.file("m.moea");
   ASSERT_TRUE(model.write(path, kernelsSo()).isOk());
