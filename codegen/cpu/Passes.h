@@ -39,6 +39,9 @@ std::unique_ptr<Pass> createCpuAbiWrappersPass();
 /// Creates `--moec-cpu-expand-math`.
 std::unique_ptr<Pass> createCpuExpandMathPass();
 
+/// Creates `--moec-convert-planned-to-cpu`.
+std::unique_ptr<Pass> createConvertPlannedToCpuPass();
+
 /// Suffix of the symbol a kernel is renamed to when its ABI wrapper takes
 /// its name (`gemm` becomes `gemm.impl`).
 inline constexpr llvm::StringLiteral kKernelImplSuffix = ".impl";

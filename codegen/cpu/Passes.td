@@ -57,4 +57,39 @@ def CpuExpandMathPass : Pass<"moec-cpu-expand-math"> {
                            "vector::VectorDialect"];
 }
 
+def ConvertPlannedToCpuPass : Pass<"moec-convert-planned-to-cpu", "ModuleOp"> {
+  let summary = "Build the CPU kernel of every step of a planned function";
+  let description = [{
+    Runs the cpu target's step conversion (`buildPlannedKernels`) on the
+    planned function (`@forward`, else the module's only function): one
+    conversion pattern per op, grouped by family
+    (`populate<Family>ToCpuPatterns`), builds kernel `moec_step_<i>` for the
+    op with `moe.step = #moe.step<i>`; a step op is legal once its kernel
+    exists. The planned function is left as it is and the kernels, with the
+    GEMM helpers they call, are appended to the module as a nested
+    `module @cpu_kernels`, so that tests can check them:
+
+    ```mlir
+    module {
+      func.func @forward(...) { ... moe.rms_norm ... {moe.step = #moe.step<0>} }
+      module @cpu_kernels {
+        func.func @moec_step_0(%arg0: memref<?x256xi8>, ...) { scf.for ... }
+      }
+    }
+    ```
+
+    Fails, naming the op and its step, for a step op without a cpu kernel.
+  }];
+  let options = [
+    Option<"cpu", "cpu", "std::string", /*default=*/"\"\"",
+           "CPU to compile for: empty for this machine, else one of the "
+           "variants (x86-64-v2, x86-64-v3, x86-64-v4 on x86-64)">,
+  ];
+  let dependentDialects = [
+    "arith::ArithDialect", "func::FuncDialect", "LLVM::LLVMDialect",
+    "linalg::LinalgDialect", "math::MathDialect", "memref::MemRefDialect",
+    "scf::SCFDialect", "vector::VectorDialect"
+  ];
+}
+
 #endif // MOEC_CODEGEN_CPU_PASSES_TD

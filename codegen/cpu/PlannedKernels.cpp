@@ -5,7 +5,9 @@
 // or `memref<Nxi8>` and is viewed with `memref.view` as the typed, possibly
 // row-offset memrefs the op needs. GEMM-shaped work calls the tiled GEMM of
 // `Kernels.h`; everything else mirrors `reference/Interpreter.cpp` loop by
-// loop.
+// loop. Each op reaches its builder through one conversion pattern, added by
+// family (`populate<Family>ToCpuPatterns`), run by `buildPlannedKernels` as a
+// partial conversion of the planned function (docs/cpu-codegen.md).
 //
 //===----------------------------------------------------------------------===//
 
@@ -26,12 +28,18 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/Transforms/DialectConversion.h"
 #include "llvm/ADT/StringMap.h"
-#include "llvm/ADT/TypeSwitch.h"
 
 #include <cmath>
 #include <functional>
 #include <limits>
+
+namespace mlir::moec::cpu {
+#define GEN_PASS_DECL_CONVERTPLANNEDTOCPUPASS
+#define GEN_PASS_DEF_CONVERTPLANNEDTOCPUPASS
+#include "codegen/cpu/Passes.h.inc"
+} // namespace mlir::moec::cpu
 
 using namespace mlir;
 using namespace mlir::moec;
@@ -59,6 +67,12 @@ struct Buffer {
   int64_t rowsPerToken = 1;
 };
 
+/// Reports that step `step`, the op `op`, cannot be compiled: `why`.
+LogicalResult stepError(Operation *op, int64_t step, const Twine &why) {
+  return op->emitOpError("cannot be compiled for the cpu target (step ")
+         << step << "): " << why;
+}
+
 /// Builds the body of one step kernel.
 class StepEmitter {
 public:
@@ -68,7 +82,10 @@ public:
       : kernels(kernels), op(op), step(step), kernelOptions(kernelOptions),
         gemms(gemms), b(op->getContext()), loc(op->getLoc()) {}
 
-  LogicalResult emit();
+  /// Creates the kernel `moec_step_<step>` with the step's buffers as
+  /// arguments and builds its body with `body`, one of the `emit<Op>`
+  /// builders below; erases the kernel again when `body` fails.
+  LogicalResult emit(llvm::function_ref<LogicalResult(StepEmitter &)> body);
 
 private:
   //===--------------------------------------------------------------------===//
@@ -300,10 +317,7 @@ private:
   // Shared pieces
   //===--------------------------------------------------------------------===//
 
-  LogicalResult fail(const Twine &why) {
-    return op->emitOpError("cannot be compiled for the cpu target (step ")
-           << step << "): " << why;
-  }
+  LogicalResult fail(const Twine &why) { return stepError(op, step, why); }
 
   /// Checks that `type` is one the loads and stores handle.
   LogicalResult checkFloat(Value value, StringRef what) {
@@ -825,20 +839,20 @@ private:
   // Ops
   //===--------------------------------------------------------------------===//
 
-  LogicalResult emitOp();
+public:
+  // One builder per op the cpu target compiles, called by its conversion
+  // pattern through `emit` (the patterns at the end of this file).
   LogicalResult emitEmbed(moe::EmbedOp op);
+  LogicalResult emitAdd(moe::AddOp op);
+  LogicalResult emitMul(moe::MulOp op);
+  LogicalResult emitSiluMul(moe::SiluMulOp op);
+  LogicalResult emitRmsNorm(moe::RmsNormOp op);
+  LogicalResult emitAddRmsNorm(moe::AddRmsNormOp op);
+  LogicalResult emitQuantize(moe::QuantizeOp op);
   LogicalResult emitMatmul(moe::MatmulOp op);
   LogicalResult emitFp8Matmul(moe::Fp8MatmulOp op);
   LogicalResult emitGroupedMatmul(moe::GroupedMatmulOp op);
   LogicalResult emitFp8GroupedMatmul(moe::Fp8GroupedMatmulOp op);
-  /// Fills the FP8 operands of `g` (e4m3fn data with their block scales)
-  /// shared by the dense and the grouped FP8 GEMM.
-  LogicalResult setFp8Operands(GemmOperands &g, Value x, Value xScale, Value w,
-                               Value wScale, BlockScaleAttr act,
-                               BlockScaleAttr weight);
-  LogicalResult emitElementwise(Value lhs, Value rhs, Value result,
-                                llvm::function_ref<Value(Value, Value)> fn);
-  LogicalResult emitRmsNorm(Value x, Value weight, Value result, double eps);
   LogicalResult emitRope(moe::RopeOp op);
   LogicalResult emitAttention(moe::AttentionOp op);
   LogicalResult emitSlice(moe::SliceOp op);
@@ -863,6 +877,16 @@ private:
   LogicalResult emitScatterElements(moe::ScatterElementsOp op);
   LogicalResult emitOneHot(moe::OneHotOp op);
 
+private:
+  /// Fills the FP8 operands of `g` (e4m3fn data with their block scales)
+  /// shared by the dense and the grouped FP8 GEMM.
+  LogicalResult setFp8Operands(GemmOperands &g, Value x, Value xScale, Value w,
+                               Value wScale, BlockScaleAttr act,
+                               BlockScaleAttr weight);
+  LogicalResult emitElementwise(Value lhs, Value rhs, Value result,
+                                llvm::function_ref<Value(Value, Value)> fn);
+  LogicalResult emitRmsNormRows(Value x, Value weight, Value result,
+                                double eps);
   //===--------------------------------------------------------------------===//
   // Helpers of the generic ops
   //===--------------------------------------------------------------------===//
@@ -1051,7 +1075,8 @@ private:
   int64_t bodies = 0;
 };
 
-LogicalResult StepEmitter::emit() {
+LogicalResult
+StepEmitter::emit(llvm::function_ref<LogicalResult(StepEmitter &)> body) {
   // Arguments: operands then results, each as bytes.
   SmallVector<Value> values(op->getOperands());
   values.append(op->result_begin(), op->result_end());
@@ -1093,7 +1118,7 @@ LogicalResult StepEmitter::emit() {
   }
   if (!tokens)
     tokens = idx(0);
-  if (failed(emitOp())) {
+  if (failed(body(*this))) {
     fn.erase();
     return failure();
   }
@@ -1101,74 +1126,49 @@ LogicalResult StepEmitter::emit() {
   return success();
 }
 
-LogicalResult StepEmitter::emitOp() {
-  return llvm::TypeSwitch<Operation *, LogicalResult>(op)
-      .Case([&](moe::EmbedOp o) { return emitEmbed(o); })
-      .Case([&](moe::MatmulOp o) { return emitMatmul(o); })
-      .Case([&](moe::Fp8MatmulOp o) { return emitFp8Matmul(o); })
-      .Case([&](moe::GroupedMatmulOp o) { return emitGroupedMatmul(o); })
-      .Case([&](moe::Fp8GroupedMatmulOp o) { return emitFp8GroupedMatmul(o); })
-      .Case([&](moe::AddOp o) {
-        return emitElementwise(o.getLhs(), o.getRhs(), o.getResult(),
-                               [&](Value x, Value y) { return addf(x, y); });
-      })
-      .Case([&](moe::MulOp o) {
-        return emitElementwise(o.getLhs(), o.getRhs(), o.getResult(),
-                               [&](Value x, Value y) { return mulf(x, y); });
-      })
-      .Case([&](moe::SiluMulOp o) {
-        if (failed(emitElementwise(
-                o.getGate(), o.getUp(), o.getResult(),
-                [&](Value g, Value u) { return mulf(silu(g), u); })))
-          return failure();
-        return fusedQuantize(bufferOf(o.getResult()));
-      })
-      .Case([&](moe::RmsNormOp o) {
-        if (failed(emitRmsNorm(o.getX(), o.getWeight(), o.getResult(),
-                               o.getEpsilon().convertToDouble())))
-          return failure();
-        return fusedQuantize(bufferOf(o.getResult()));
-      })
-      .Case([&](moe::AddRmsNormOp o) {
-        if (failed(
-                emitElementwise(o.getLhs(), o.getRhs(), o.getSum(),
-                                [&](Value x, Value y) { return addf(x, y); })))
-          return failure();
-        // The norm reads the sum back, rounded to its element type.
-        if (failed(emitRmsNorm(o.getSum(), o.getWeight(), o.getResult(),
-                               o.getEpsilon().convertToDouble())))
-          return failure();
-        return fusedQuantize(bufferOf(o.getResult()));
-      })
-      .Case([&](moe::RopeOp o) { return emitRope(o); })
-      .Case([&](moe::AttentionOp o) { return emitAttention(o); })
-      .Case([&](moe::SliceOp o) { return emitSlice(o); })
-      .Case([&](moe::ConcatOp o) { return emitConcat(o); })
-      .Case([&](moe::ExpandOp o) { return emitExpand(o); })
-      .Case([&](moe::RouterOp o) { return emitRouter(o); })
-      .Case([&](moe::DispatchOp o) { return emitDispatch(o); })
-      .Case([&](moe::CombineOp o) { return emitCombine(o); })
-      .Case([&](moe::SigmoidGateOp o) { return emitSigmoidGate(o); })
-      .Case([&](moe::QuantizeOp o) {
-        return quantizeBuffer(bufferOf(o.getX()), bufferOf(o.getResult()),
-                              bufferOf(o.getScale()), o.getScheme());
-      })
-      .Case([&](moe::DequantizeOp o) { return emitDequantize(o); })
-      .Case([&](moe::UnaryOp o) { return emitUnary(o); })
-      .Case([&](moe::BinaryOp o) { return emitBinary(o); })
-      .Case([&](moe::CompareOp o) { return emitCompare(o); })
-      .Case([&](moe::SelectOp o) { return emitSelect(o); })
-      .Case([&](moe::CastOp o) { return emitCast(o); })
-      .Case([&](moe::SoftmaxOp o) { return emitSoftmax(o); })
-      .Case([&](moe::ReduceOp o) { return emitReduce(o); })
-      .Case([&](moe::TopKOp o) { return emitTopK(o); })
-      .Case([&](moe::TransposeOp o) { return emitTranspose(o); })
-      .Case([&](moe::BatchMatmulOp o) { return emitBatchMatmul(o); })
-      .Case([&](moe::GatherElementsOp o) { return emitGatherElements(o); })
-      .Case([&](moe::ScatterElementsOp o) { return emitScatterElements(o); })
-      .Case([&](moe::OneHotOp o) { return emitOneHot(o); })
-      .Default(
-          [&](Operation *) { return fail("the op has no cpu kernel (yet)"); });
+//===----------------------------------------------------------------------===//
+// Elementwise, norm and quantize steps
+//===----------------------------------------------------------------------===//
+
+LogicalResult StepEmitter::emitAdd(moe::AddOp o) {
+  return emitElementwise(o.getLhs(), o.getRhs(), o.getResult(),
+                         [&](Value x, Value y) { return addf(x, y); });
+}
+
+LogicalResult StepEmitter::emitMul(moe::MulOp o) {
+  return emitElementwise(o.getLhs(), o.getRhs(), o.getResult(),
+                         [&](Value x, Value y) { return mulf(x, y); });
+}
+
+LogicalResult StepEmitter::emitSiluMul(moe::SiluMulOp o) {
+  if (failed(
+          emitElementwise(o.getGate(), o.getUp(), o.getResult(),
+                          [&](Value g, Value u) { return mulf(silu(g), u); })))
+    return failure();
+  return fusedQuantize(bufferOf(o.getResult()));
+}
+
+LogicalResult StepEmitter::emitRmsNorm(moe::RmsNormOp o) {
+  if (failed(emitRmsNormRows(o.getX(), o.getWeight(), o.getResult(),
+                             o.getEpsilon().convertToDouble())))
+    return failure();
+  return fusedQuantize(bufferOf(o.getResult()));
+}
+
+LogicalResult StepEmitter::emitAddRmsNorm(moe::AddRmsNormOp o) {
+  if (failed(emitElementwise(o.getLhs(), o.getRhs(), o.getSum(),
+                             [&](Value x, Value y) { return addf(x, y); })))
+    return failure();
+  // The norm reads the sum back, rounded to its element type.
+  if (failed(emitRmsNormRows(o.getSum(), o.getWeight(), o.getResult(),
+                             o.getEpsilon().convertToDouble())))
+    return failure();
+  return fusedQuantize(bufferOf(o.getResult()));
+}
+
+LogicalResult StepEmitter::emitQuantize(moe::QuantizeOp o) {
+  return quantizeBuffer(bufferOf(o.getX()), bufferOf(o.getResult()),
+                        bufferOf(o.getScale()), o.getScheme());
 }
 
 //===----------------------------------------------------------------------===//
@@ -1338,8 +1338,8 @@ StepEmitter::emitElementwise(Value lhs, Value rhs, Value result,
   return success();
 }
 
-LogicalResult StepEmitter::emitRmsNorm(Value xValue, Value weight, Value result,
-                                       double eps) {
+LogicalResult StepEmitter::emitRmsNormRows(Value xValue, Value weight,
+                                           Value result, double eps) {
   if (failed(checkFloat(xValue, "x")) || failed(checkFloat(weight, "weight")) ||
       failed(checkFloat(result, "result")))
     return failure();
@@ -2316,6 +2316,187 @@ LogicalResult StepEmitter::emitDequantize(moe::DequantizeOp o) {
   return success();
 }
 
+//===----------------------------------------------------------------------===//
+// Conversion patterns
+//===----------------------------------------------------------------------===//
+
+/// What the step patterns share while one planned function is converted:
+/// the module the kernels go to, its GEMM helpers (built once per shape),
+/// and the steps whose kernel exists, which makes their op legal.
+struct CpuKernelState {
+  ModuleOp kernels;
+  llvm::StringMap<func::FuncOp> gemms;
+  llvm::DenseSet<int64_t> lowered;
+  /// The step ops whose builder failed, with a diagnostic already emitted.
+  llvm::DenseSet<Operation *> reported;
+};
+
+/// Lowers a step op `OpT` to its kernel `moec_step_<i>` with the builder
+/// `Emit`. The planned function stays as it is (the artifact emitter reads
+/// it after the conversion): the pattern records the kernel in the state,
+/// which makes the op legal, and reports the op as updated in place.
+template <typename OpT, LogicalResult (StepEmitter::*Emit)(OpT)>
+struct StepToCpuPattern : OpConversionPattern<OpT> {
+  StepToCpuPattern(MLIRContext *ctx, const CpuTargetInfo &target,
+                   CpuKernelState &state)
+      : OpConversionPattern<OpT>(ctx),
+        kernelOptions(CpuKernelOptions::forTarget(target)), state(state) {}
+
+  LogicalResult
+  matchAndRewrite(OpT op, typename OpConversionPattern<OpT>::OpAdaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    std::optional<int64_t> step = getStepIndex(op);
+    if (!step)
+      return rewriter.notifyMatchFailure(op, "not a planned step");
+    StepEmitter emitter(state.kernels, op, *step, kernelOptions, state.gemms);
+    if (failed(emitter.emit([&](StepEmitter &e) { return (e.*Emit)(op); }))) {
+      state.reported.insert(op);
+      return failure();
+    }
+    state.lowered.insert(*step);
+    rewriter.modifyOpInPlace(op, [] {});
+    return success();
+  }
+
+  CpuKernelOptions kernelOptions;
+  CpuKernelState &state;
+};
+
+/// The op that the builder type `LogicalResult (StepEmitter::*)(OpT)` lowers.
+template <typename Builder> struct BuiltOp;
+template <typename OpT> struct BuiltOp<LogicalResult (StepEmitter::*)(OpT)> {
+  using type = OpT;
+};
+
+/// Adds one `StepToCpuPattern` per builder in `Emits`.
+template <auto... Emits>
+void addStepPatterns(RewritePatternSet &patterns, const CpuTargetInfo &target,
+                     CpuKernelState &state) {
+  (patterns
+       .add<StepToCpuPattern<typename BuiltOp<decltype(Emits)>::type, Emits>>(
+           patterns.getContext(), target, state),
+   ...);
+}
+
+/// `moe.embed`.
+void populateEmbeddingToCpuPatterns(RewritePatternSet &patterns,
+                                    const CpuTargetInfo &target,
+                                    CpuKernelState &state) {
+  addStepPatterns<&StepEmitter::emitEmbed>(patterns, target, state);
+}
+
+/// The dense GEMMs: `moe.matmul`, `moe.fp8_matmul`, `moe.batch_matmul`.
+void populateGemmToCpuPatterns(RewritePatternSet &patterns,
+                               const CpuTargetInfo &target,
+                               CpuKernelState &state) {
+  addStepPatterns<&StepEmitter::emitMatmul, &StepEmitter::emitFp8Matmul,
+                  &StepEmitter::emitBatchMatmul>(patterns, target, state);
+}
+
+/// The per-expert GEMMs: `moe.grouped_matmul`, `moe.fp8_grouped_matmul`.
+void populateGroupedGemmToCpuPatterns(RewritePatternSet &patterns,
+                                      const CpuTargetInfo &target,
+                                      CpuKernelState &state) {
+  addStepPatterns<&StepEmitter::emitGroupedMatmul,
+                  &StepEmitter::emitFp8GroupedMatmul>(patterns, target, state);
+}
+
+/// Routing: `moe.router`, `moe.sigmoid_gate`, `moe.topk`.
+void populateRoutingToCpuPatterns(RewritePatternSet &patterns,
+                                  const CpuTargetInfo &target,
+                                  CpuKernelState &state) {
+  addStepPatterns<&StepEmitter::emitRouter, &StepEmitter::emitSigmoidGate,
+                  &StepEmitter::emitTopK>(patterns, target, state);
+}
+
+/// `moe.dispatch` and `moe.combine`.
+void populateDispatchCombineToCpuPatterns(RewritePatternSet &patterns,
+                                          const CpuTargetInfo &target,
+                                          CpuKernelState &state) {
+  addStepPatterns<&StepEmitter::emitDispatch, &StepEmitter::emitCombine>(
+      patterns, target, state);
+}
+
+/// `moe.rms_norm` and `moe.add_rms_norm` (with their fused quantization).
+void populateNormToCpuPatterns(RewritePatternSet &patterns,
+                               const CpuTargetInfo &target,
+                               CpuKernelState &state) {
+  addStepPatterns<&StepEmitter::emitRmsNorm, &StepEmitter::emitAddRmsNorm>(
+      patterns, target, state);
+}
+
+/// Elementwise ops: `moe.add`, `moe.mul`, `moe.silu_mul`, `moe.unary`,
+/// `moe.binary`, `moe.compare`, `moe.select`, `moe.cast`.
+void populateElementwiseToCpuPatterns(RewritePatternSet &patterns,
+                                      const CpuTargetInfo &target,
+                                      CpuKernelState &state) {
+  addStepPatterns<&StepEmitter::emitAdd, &StepEmitter::emitMul,
+                  &StepEmitter::emitSiluMul, &StepEmitter::emitUnary,
+                  &StepEmitter::emitBinary, &StepEmitter::emitCompare,
+                  &StepEmitter::emitSelect, &StepEmitter::emitCast>(
+      patterns, target, state);
+}
+
+/// Reductions: `moe.softmax`, `moe.reduce`.
+void populateReductionToCpuPatterns(RewritePatternSet &patterns,
+                                    const CpuTargetInfo &target,
+                                    CpuKernelState &state) {
+  addStepPatterns<&StepEmitter::emitSoftmax, &StepEmitter::emitReduce>(
+      patterns, target, state);
+}
+
+/// Data movement: `moe.slice`, `moe.concat`, `moe.expand`, `moe.transpose`,
+/// `moe.gather_elements`, `moe.scatter_elements`, `moe.one_hot`.
+void populateMovementToCpuPatterns(RewritePatternSet &patterns,
+                                   const CpuTargetInfo &target,
+                                   CpuKernelState &state) {
+  addStepPatterns<&StepEmitter::emitSlice, &StepEmitter::emitConcat,
+                  &StepEmitter::emitExpand, &StepEmitter::emitTranspose,
+                  &StepEmitter::emitGatherElements,
+                  &StepEmitter::emitScatterElements, &StepEmitter::emitOneHot>(
+      patterns, target, state);
+}
+
+/// `moe.rope`.
+void populateRopeToCpuPatterns(RewritePatternSet &patterns,
+                               const CpuTargetInfo &target,
+                               CpuKernelState &state) {
+  addStepPatterns<&StepEmitter::emitRope>(patterns, target, state);
+}
+
+/// `moe.attention`.
+void populateAttentionToCpuPatterns(RewritePatternSet &patterns,
+                                    const CpuTargetInfo &target,
+                                    CpuKernelState &state) {
+  addStepPatterns<&StepEmitter::emitAttention>(patterns, target, state);
+}
+
+/// `moe.quantize` and `moe.dequantize`.
+void populateQuantizeToCpuPatterns(RewritePatternSet &patterns,
+                                   const CpuTargetInfo &target,
+                                   CpuKernelState &state) {
+  addStepPatterns<&StepEmitter::emitQuantize, &StepEmitter::emitDequantize>(
+      patterns, target, state);
+}
+
+/// Every step pattern of the cpu target.
+void populatePlannedToCpuPatterns(RewritePatternSet &patterns,
+                                  const CpuTargetInfo &target,
+                                  CpuKernelState &state) {
+  populateEmbeddingToCpuPatterns(patterns, target, state);
+  populateGemmToCpuPatterns(patterns, target, state);
+  populateGroupedGemmToCpuPatterns(patterns, target, state);
+  populateRoutingToCpuPatterns(patterns, target, state);
+  populateDispatchCombineToCpuPatterns(patterns, target, state);
+  populateNormToCpuPatterns(patterns, target, state);
+  populateElementwiseToCpuPatterns(patterns, target, state);
+  populateReductionToCpuPatterns(patterns, target, state);
+  populateMovementToCpuPatterns(patterns, target, state);
+  populateRopeToCpuPatterns(patterns, target, state);
+  populateAttentionToCpuPatterns(patterns, target, state);
+  populateQuantizeToCpuPatterns(patterns, target, state);
+}
+
 /// The planned function of `module`: `@forward`, else its only function.
 func::FuncOp plannedFunction(ModuleOp module) {
   if (auto forward = module.lookupSymbol<func::FuncOp>("forward"))
@@ -2342,22 +2523,46 @@ mlir::moec::cpu::buildPlannedKernels(ModuleOp planned,
   if (!target)
     return planned.emitError("cannot target the CPU: ")
            << llvm::toString(target.takeError());
-  CpuKernelOptions kernelOptions = CpuKernelOptions::forTarget(*target);
-  OpBuilder builder(ctx);
-  OwningOpRef<ModuleOp> kernels = ModuleOp::create(planned.getLoc());
-  llvm::StringMap<func::FuncOp> gemms;
   llvm::DenseSet<int64_t> seen;
+  for (Operation &op : func.getBody().front())
+    if (std::optional<int64_t> step = getStepIndex(&op))
+      if (!seen.insert(*step).second)
+        return op.emitOpError("repeats step ") << *step;
+
+  OwningOpRef<ModuleOp> kernels = ModuleOp::create(planned.getLoc());
+  CpuKernelState state;
+  state.kernels = *kernels;
+  RewritePatternSet patterns(ctx);
+  populatePlannedToCpuPatterns(patterns, *target, state);
+  // A step op is legal once its kernel exists; everything else (the
+  // function, its return, ops without a step) is legal as it is.
+  ConversionTarget legality(*ctx);
+  legality.markUnknownOpDynamicallyLegal([&](Operation *op) -> bool {
+    std::optional<int64_t> step = getStepIndex(op);
+    return !step || state.lowered.contains(*step);
+  });
+  // The conversion stops at the first step op it cannot legalize and says
+  // only that it failed; the step's own diagnostic (from its builder, or
+  // below when no pattern lowers the op) says why, so that one is kept.
+  LogicalResult converted = failure();
+  {
+    ScopedDiagnosticHandler quiet(ctx, [](Diagnostic &diag) {
+      return success(
+          StringRef(diag.str()).starts_with("failed to legalize operation"));
+    });
+    converted = applyPartialConversion(func, legality, std::move(patterns));
+  }
+  if (succeeded(converted))
+    return kernels;
   for (Operation &op : func.getBody().front()) {
     std::optional<int64_t> step = getStepIndex(&op);
-    if (!step)
+    if (!step || state.lowered.contains(*step))
       continue;
-    if (!seen.insert(*step).second)
-      return op.emitOpError("repeats step ") << *step;
-    StepEmitter emitter(*kernels, &op, *step, kernelOptions, gemms);
-    if (failed(emitter.emit()))
-      return failure();
+    if (!state.reported.contains(&op))
+      (void)stepError(&op, *step, "the op has no cpu kernel (yet)");
+    break;
   }
-  return kernels;
+  return failure();
 }
 
 LogicalResult
@@ -2373,3 +2578,28 @@ mlir::moec::cpu::buildCpuSharedObject(ModuleOp planned, std::string &soBytes,
   soBytes = std::move(*bytes);
   return success();
 }
+
+namespace {
+
+/// `--moec-convert-planned-to-cpu`: `buildPlannedKernels`, its module
+/// appended to the input as `module @cpu_kernels`.
+struct ConvertPlannedToCpuPass
+    : mlir::moec::cpu::impl::ConvertPlannedToCpuPassBase<
+          ConvertPlannedToCpuPass> {
+  using ConvertPlannedToCpuPassBase::ConvertPlannedToCpuPassBase;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    CpuTargetOptions options;
+    options.cpu = cpu;
+    FailureOr<OwningOpRef<ModuleOp>> kernels =
+        buildPlannedKernels(module, options);
+    if (failed(kernels))
+      return signalPassFailure();
+    ModuleOp nested = kernels->release();
+    nested.setSymName("cpu_kernels");
+    module.getBody()->push_back(nested);
+  }
+};
+
+} // namespace
