@@ -68,6 +68,9 @@ readJsonFile(llvm::StringRef dir, llvm::StringRef name, uint64_t maxBytes) {
     return fail(path + ": cannot read: " + buffer.getError().message());
   JsonFile json;
   json.bytes = (*buffer)->getBuffer().str();
+  if (hf::nestsDeeperThan(json.bytes))
+    return fail(path + ": JSON nests deeper than " +
+                llvm::Twine(hf::kMaxJsonDepth) + " levels");
   llvm::Expected<llvm::json::Value> value = llvm::json::parse(json.bytes);
   if (!value)
     return fail(path +

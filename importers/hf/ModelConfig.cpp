@@ -748,32 +748,6 @@ static void checkMoE(ConfigReader &r, ModelConfig &c, StringRef expertsKey) {
 // parseModelConfig / loadModelConfig
 //===----------------------------------------------------------------------===//
 
-/// Returns true when `text` nests arrays/objects deeper than `maxDepth`,
-/// counting brackets outside strings. Run before json::parse, which recurses
-/// once per level.
-static bool nestsDeeperThan(StringRef text, int maxDepth) {
-  int depth = 0;
-  bool inString = false, escaped = false;
-  for (char ch : text) {
-    if (inString) {
-      if (escaped)
-        escaped = false;
-      else if (ch == '\\')
-        escaped = true;
-      else if (ch == '"')
-        inString = false;
-    } else if (ch == '"') {
-      inString = true;
-    } else if (ch == '[' || ch == '{') {
-      if (++depth > maxDepth)
-        return true;
-    } else if ((ch == ']' || ch == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
-}
-
 static llvm::Error tooLarge(StringRef path, uint64_t size) {
   return makeError(path + ": file is " + Twine(size) +
                    " bytes, larger than the " + Twine(kMaxConfigBytes) +

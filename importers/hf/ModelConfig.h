@@ -10,6 +10,8 @@
 #ifndef MOEC_IMPORTERS_HF_MODELCONFIG_H
 #define MOEC_IMPORTERS_HF_MODELCONFIG_H
 
+#include "importers/hf/JsonDepth.h"
+
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringRef.h"
@@ -28,9 +30,6 @@ namespace mlir::moec::hf {
 
 /// Largest `config.json` that `loadModelConfig`/`parseModelConfig` accept.
 constexpr uint64_t kMaxConfigBytes = 16u << 20;
-/// Deepest JSON nesting accepted; checked before parsing so that hostile input
-/// cannot exhaust the stack of the recursive JSON parser.
-constexpr int kMaxJsonDepth = 64;
 /// Upper bound on any width (hidden, intermediate, head and LoRA dimensions).
 constexpr int64_t kMaxDim = int64_t(1) << 20;
 /// Upper bound on `vocab_size`.

@@ -8,6 +8,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "importers/hf/Safetensors.h"
+
+#include "importers/hf/JsonDepth.h"
 #include "runtime/support/File.h"
 
 #include "llvm/ADT/STLExtras.h"
@@ -30,11 +32,6 @@ using namespace llvm;
 using namespace mlir::moec::hf;
 
 namespace {
-
-/// Deepest JSON nesting accepted before parsing. A valid safetensors header
-/// nests three levels; the limit keeps the recursive parser off the stack's
-/// edge on hostile input.
-constexpr unsigned kMaxJsonDepth = 64;
 
 /// Most JSON one tensor entry of a header may take; a real one takes 60-150
 /// bytes, and each is parsed alone, so this bounds the parser's memory.
@@ -94,33 +91,6 @@ std::string formatShape(ArrayRef<int64_t> shape) {
   interleaveComma(shape, os);
   os << ']';
   return out;
-}
-
-/// True when the brackets of `text` nest deeper than `limit`. Tolerates
-/// malformed input: it only has to see what a JSON parser would recurse on.
-bool nestsDeeperThan(StringRef text, unsigned limit) {
-  unsigned depth = 0;
-  bool inString = false, escaped = false;
-  for (char c : text) {
-    if (inString) {
-      if (escaped)
-        escaped = false;
-      else if (c == '\\')
-        escaped = true;
-      else if (c == '"')
-        inString = false;
-      continue;
-    }
-    if (c == '"') {
-      inString = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > limit)
-        return true;
-    } else if ((c == '}' || c == ']') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
 }
 
 /// Decodes the JSON string literal `token` (quotes included).
