@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <map>
 #include <random>
 #include <thread>
@@ -376,10 +377,16 @@ TEST(SchedulerTest, ConcurrentAddAndCancelWhileOneThreadDrives) {
     });
 
   // The drive loop is a lambda so that a failed ASSERT still joins the
-  // threads below.
+  // threads below. It runs until every adder is done and every request has
+  // ended; the deadline only turns a hang into a failure. (A spin count was
+  // used before: on a loaded 2-core CI machine the adders were descheduled
+  // long enough for an idle driver to use up its spins and stop early.)
   std::map<SequenceId, int> ends;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
   auto drive = [&] {
-    for (int spins = 0; spins < 1000000; ++spins) {
+    for (;;) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+          << "the scheduler did not end every request";
       std::vector<SequenceUpdate> updates;
       StatusOr<Step> step = scheduler->schedule(updates);
       ASSERT_TRUE(step.isOk());
@@ -397,6 +404,8 @@ TEST(SchedulerTest, ConcurrentAddAndCancelWhileOneThreadDrives) {
       }
       if (addersDone.load() == kThreads && scheduler->numUnfinished() == 0)
         return;
+      if (step->rows.empty())
+        std::this_thread::yield();
     }
   };
   drive();
