@@ -5,7 +5,8 @@
 # Hugging Face `transformers` (CPU only), saves each one the way published
 # checkpoints look on the Hub (config.json + *.safetensors, per-expert tensor
 # names, bf16 or DeepSeek-style block FP8) and writes reference outputs beside
-# it (prompt.json, reference_logits.npy, reference.json, reference_routing.json).
+# it (prompt.json, reference_logits.npy, reference.json, reference_routing.json,
+# reference_generate.json, and for one model reference_long*.{json,npy}).
 #
 # Only this script needs torch/transformers; moec's test suite reads the files
 # it writes and never imports either. See README.md beside it.
@@ -38,6 +39,7 @@ from safetensors.torch import save_file
 from transformers import (
     AutoModelForCausalLM,
     DeepseekV3Config,
+    DynamicCache,
     MixtralConfig,
     Qwen2MoeConfig,
     Qwen3MoeConfig,
@@ -74,6 +76,20 @@ FP8_MAX = 448.0
 FP8_MIN_AMAX = 1e-4
 
 ATTN_IMPL = "eager"
+
+# Greedy generation reference: this many new tokens after PROMPT.
+GEN_NEW_TOKENS = 40
+# Where top-1 and top-2 logits are closer than this, another correct f32
+# implementation may pick the other token; such steps are reported.
+MIN_TRUSTED_MARGIN = 1e-4
+# Bound on f32 differences between the cached and the no-cache computation of
+# the same logits (both in transformers), used as a consistency check.
+CACHE_CONSISTENCY_ATOL = 1e-4
+
+# Long-context reference (one model, spec key "long_context"): a seeded prompt
+# past 4096 positions and the logits of its last LONG_LAST positions.
+LONG_PROMPT_LEN = 4100
+LONG_LAST = 8
 
 
 # ===-------------------------------------------------------------------------===#
@@ -176,7 +192,9 @@ def spec_mixtral():
         bos_token_id=1,
         eos_token_id=2,
     )
-    return dict(name="mixtral-tiny", seed=3003, config=cfg, config_style="hub",
+    # Plain RoPE (no YaRN), no sliding window and 32768 positions: the long
+    # reference tests the KV cache past 4096 positions and nothing else.
+    return dict(name="mixtral-tiny", seed=3003, config=cfg, config_style="hub", long_context=True,
                 expect_names=["model.layers.0.block_sparse_moe.experts.0.w1.weight",
                               "model.layers.1.block_sparse_moe.experts.7.w2.weight",
                               "model.layers.1.block_sparse_moe.experts.5.w3.weight",
@@ -513,9 +531,174 @@ def check_logits(logits):
     assert std > 0.1 and len(set(argmax)) > 1, "degenerate logits"
 
 
+def versions():
+    return {
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "safetensors_version": safetensors.__version__,
+        "numpy_version": np.__version__,
+    }
+
+
 def load_reference_model(folder):
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation=ATTN_IMPL)
     return model.eval()
+
+
+# ===-------------------------------------------------------------------------===#
+# Generation references
+# ===-------------------------------------------------------------------------===#
+
+
+def top2_margins(logits):
+    """Top-1 minus top-2 logit of each row of [N, vocab], as Python floats."""
+    top2 = logits.topk(2, dim=-1).values
+    return [float(v) for v in (top2[:, 0] - top2[:, 1]).tolist()]
+
+
+def steps_choosing_otherwise(expected, logits, margins, what):
+    """Rows whose argmax is not `expected`; each must have a margin < MIN_TRUSTED_MARGIN."""
+    got = logits.argmax(-1).tolist()
+    differ = [i for i, (g, e) in enumerate(zip(got, expected)) if g != e]
+    for i in differ:
+        assert margins[i] < MIN_TRUSTED_MARGIN, \
+            f"{what}: step {i} picks {got[i]}, not {expected[i]}, with margin {margins[i]}"
+    return differ
+
+
+def check_full_attention(model, cache):
+    """Every layer attends to the whole causal prefix: no sliding window.
+
+    Qwen2-MoE's config turns sliding_window into 0 when use_sliding_window is
+    false and derives only "full_attention" layer types; the cache agrees.
+    """
+    cfg = model.config
+    assert getattr(cfg, "sliding_window", None) in (None, 0), cfg.sliding_window
+    layer_types = getattr(cfg, "layer_types", None)
+    assert layer_types is None or set(layer_types) == {"full_attention"}, layer_types
+    kinds = {type(layer).__name__ for layer in cache.layers}
+    assert kinds == {"DynamicLayer"}, f"cache layers {kinds}, expected full (not sliding) layers"
+
+
+@torch.no_grad()
+def greedy_reference(model, prefill_logits):
+    """Greedy decoding of PROMPT with the KV cache, checked against no-cache forwards.
+
+    `prefill_logits` are the saved reference logits of PROMPT. Returns the
+    content of reference_generate.json.
+    """
+    ids = torch.tensor([PROMPT], dtype=torch.long)
+    # eos_token_id=None: no EOS stopping criterion and no MinNewTokensLength
+    # processor (which would set the EOS logit to -inf), so every step is the
+    # plain argmax of the raw logits.
+    out = model.generate(ids, do_sample=False, max_new_tokens=GEN_NEW_TOKENS, min_new_tokens=GEN_NEW_TOKENS,
+                         use_cache=True, eos_token_id=None, output_scores=True, output_logits=True,
+                         return_dict_in_generate=True)
+    generated = out.sequences[0, len(PROMPT):].tolist()
+    assert len(generated) == GEN_NEW_TOKENS, generated
+    logits = torch.stack(out.logits)[:, 0].float()
+    assert torch.equal(torch.stack(out.scores)[:, 0], logits), "a logits processor changed the scores"
+    assert logits.argmax(-1).tolist() == generated
+    check_full_attention(model, out.cache)
+    margins = top2_margins(logits)
+    close = [i for i, m in enumerate(margins) if m < MIN_TRUSTED_MARGIN]
+
+    prefill_diff = float((logits[0] - prefill_logits[-1]).abs().max())
+    assert prefill_diff <= CACHE_CONSISTENCY_ATOL, prefill_diff
+    # Teacher forcing: one no-cache forward over prompt + generated; position
+    # len(PROMPT)-1+i predicts generated token i.
+    full = model(input_ids=out.sequences, use_cache=False).logits[0, len(PROMPT) - 1:-1].float()
+    differ = steps_choosing_otherwise(generated, full, margins, "teacher-forced forward")
+    full_diff = float((full - logits).abs().max())
+    assert full_diff <= CACHE_CONSISTENCY_ATOL, full_diff
+
+    eos = model.generation_config.eos_token_id
+    eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    eos_steps = [i for i, t in enumerate(generated) if t in eos_ids]
+    print(f"  generate: {generated}")
+    print(f"  generate: min margin {min(margins):.6f} (step {margins.index(min(margins))}), "
+          f"{len(close)} below {MIN_TRUSTED_MARGIN}; cached vs no-cache logits max abs {full_diff:.3g}, "
+          f"first step vs reference_logits {prefill_diff:.3g}")
+    return {
+        "description": f"greedy generation of {GEN_NEW_TOKENS} tokens after the prompt: generated[i] is the argmax "
+                       "of step i's logits; margins[i] is that step's top-1 minus top-2 logit",
+        "prompt": PROMPT,
+        "generated": generated,
+        "margins": margins,
+        "min_margin": min(margins),
+        "steps_with_margin_below_1e-4": close,
+        "model": "the f32 model that produced reference_logits.npy (eval, no_grad, float32 compute)",
+        "attn_implementation": ATTN_IMPL,
+        "call": f"model.generate(input_ids=[prompt], do_sample=False, max_new_tokens={GEN_NEW_TOKENS}, "
+                f"min_new_tokens={GEN_NEW_TOKENS}, use_cache=True, eos_token_id=None, output_scores=True, "
+                "output_logits=True, return_dict_in_generate=True)",
+        "eos": f"eos_token_id=None overrides the generation config's eos_token_id ({eos}): no EOS stopping "
+               "criterion and no MinNewTokensLengthLogitsProcessor, so exactly "
+               f"{GEN_NEW_TOKENS} tokens; the config's EOS id is generated at steps {eos_steps}",
+        "margins_source": "raw logits of each step (output_logits), bit-identical to output_scores: no logits "
+                          "processor ran",
+        "cache": "DynamicCache, full attention in every layer (no sliding window); step 0 is the cached prefill "
+                 "of the prompt, then one token per step",
+        "teacher_forced_check": {
+            "forward": "model(input_ids=[prompt + generated], use_cache=False); position len(prompt)-1+i "
+                       "predicts generated[i]",
+            "argmax_differs_at_steps": differ,
+            "max_abs_diff_vs_generate_logits": full_diff,
+            "step0_max_abs_diff_vs_reference_logits_last_row": prefill_diff,
+        },
+        **versions(),
+    }
+
+
+@torch.no_grad()
+def long_context_reference(model, seed):
+    """Logits of the last LONG_LAST positions of a seeded LONG_PROMPT_LEN-token prompt.
+
+    One no-cache forward over the whole prompt; the same positions computed
+    with a cache (prefill, then one token per step) must agree. Returns the
+    logits [LONG_LAST, vocab] and the content of reference_long.json.
+    """
+    cfg = model.config
+    assert getattr(cfg, "sliding_window", None) is None, cfg.sliding_window
+    assert cfg.max_position_embeddings >= LONG_PROMPT_LEN
+    tokens = np.random.default_rng(seed).integers(0, cfg.vocab_size, size=LONG_PROMPT_LEN).tolist()
+    ids = torch.tensor([tokens], dtype=torch.long)
+    first = LONG_PROMPT_LEN - LONG_LAST
+    logits = model(input_ids=ids, use_cache=False).logits[0, first:].float()
+    check_logits(logits)
+    margins = top2_margins(logits)
+
+    cache = DynamicCache(config=cfg)
+    model(input_ids=ids[:, :first], cache=cache, use_cache=True)
+    stepped = torch.cat([model(input_ids=ids[:, i:i + 1], cache=cache, use_cache=True).logits[0, -1:]
+                         for i in range(first, LONG_PROMPT_LEN)]).float()
+    check_full_attention(model, cache)
+    differ = steps_choosing_otherwise(logits.argmax(-1).tolist(), stepped, margins, "cached long context")
+    cached_diff = float((stepped - logits).abs().max())
+    assert cached_diff <= CACHE_CONSISTENCY_ATOL, cached_diff
+    print(f"  long context: {LONG_PROMPT_LEN} tokens, min margin {min(margins):.6f}, "
+          f"cached vs no-cache max abs {cached_diff:.3g}")
+    meta = {
+        "description": f"a seeded {LONG_PROMPT_LEN}-token prompt and, in reference_long_logits.npy, the float32 "
+                       f"[{LONG_LAST}, vocab] logits of its last {LONG_LAST} positions",
+        "tokens": tokens,
+        "tokens_rng": f"numpy.random.default_rng({seed}).integers(0, vocab_size={cfg.vocab_size}, "
+                      f"size={LONG_PROMPT_LEN})",
+        "logits_file": "reference_long_logits.npy",
+        "logits_positions": list(range(first, LONG_PROMPT_LEN)),
+        "argmax": logits.argmax(-1).tolist(),
+        "margins": margins,
+        "forward": "model(input_ids=[tokens], use_cache=False): one prefill over every position, no cache, causal, "
+                   "eval, no_grad, float32 compute",
+        "attn_implementation": ATTN_IMPL,
+        "cached_check": {
+            "forward": f"prefill positions 0..{first - 1} into a DynamicCache, then one token per step",
+            "argmax_differs_at_steps": differ,
+            "max_abs_diff": cached_diff,
+        },
+        **versions(),
+    }
+    return logits, meta
 
 
 # ===-------------------------------------------------------------------------===#
@@ -677,10 +860,7 @@ def generate_one(spec, tmp_root):
         "generator": "test/data/generate.py",
         "model_type": cfg.model_type,
         "seed": seed,
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
-        "safetensors_version": safetensors.__version__,
-        "numpy_version": np.__version__,
+        **versions(),
         "stored_dtype": stored_desc,
         "reference_compute_dtype": "float32",
         "reference_weights": ("the f32 model holding each stored value upcast" if not fp8 else
@@ -716,6 +896,15 @@ def generate_one(spec, tmp_root):
     with open(os.path.join(out, "reference.json"), "w") as f:
         json.dump(reference, f, indent=2, sort_keys=True)
         f.write("\n")
+    with open(os.path.join(out, "reference_generate.json"), "w") as f:
+        json.dump(greedy_reference(model, logits), f, indent=2, sort_keys=True)
+        f.write("\n")
+    if spec.get("long_context"):
+        long_logits, long_meta = long_context_reference(model, seed)
+        np.save(os.path.join(out, "reference_long_logits.npy"), long_logits.numpy().astype(np.float32))
+        with open(os.path.join(out, "reference_long.json"), "w") as f:
+            json.dump(long_meta, f, sort_keys=True)
+            f.write("\n")
 
     for f in os.listdir(out):
         os.chmod(os.path.join(out, f), 0o644)
