@@ -173,7 +173,7 @@ classifyPrecision(Operation *op) {
       })
       .Case([&](moe::RmsNormOp o) { return of("norm", o.getWeight()); })
       .Case([&](moe::AddRmsNormOp o) { return of("norm", o.getWeight()); })
-      .Case([&](moe::AttentionOp) {
+      .Case<moe::AttentionOp, moe::PagedAttentionOp>([&](auto) {
         return std::make_pair(std::string("attention"), mf::Precision::F32);
       })
       .Case([&](moe::MatmulOp o) { return of(gemmClass(o.getW()), o.getW()); })
@@ -249,13 +249,18 @@ private:
   LogicalResult addArgument(mf::StepT &step, Value operand, Operation *user);
   void pairScale(Value data, Value scale, ArrayRef<int64_t> block);
   LogicalResult addInputsAndOutputs();
+  LogicalResult addKvCache(BlockArgument arg);
+  bool isKvCache(BlockArgument arg) {
+    return static_cast<bool>(func.getArgAttr(
+        arg.getArgNumber(), moe::MoEDialect::getKvCacheAttrName()));
+  }
 
   func::FuncOp func;
   const ArtifactOptions &options;
   int64_t maxTokens = 0;
   int64_t arenaBytes = 0;
   ArtifactPlan plan;
-  llvm::DenseMap<Value, uint32_t> bufferIds, weightIds;
+  llvm::DenseMap<Value, uint32_t> bufferIds, weightIds, kvCacheIds;
 };
 
 FailureOr<uint32_t> PlanBuilder::addBuffer(Value value,
@@ -346,6 +351,10 @@ LogicalResult PlanBuilder::addArgument(mf::StepT &step, Value operand,
     step.args.emplace_back(mf::ArgumentKind::WEIGHT, *id);
     return success();
   }
+  if (auto it = kvCacheIds.find(operand); it != kvCacheIds.end()) {
+    step.args.emplace_back(mf::ArgumentKind::KV_CACHE, it->second);
+    return success();
+  }
   auto it = bufferIds.find(getBufferRoot(operand));
   if (it == bufferIds.end())
     return user->emitOpError("reads a value that no earlier step or argument "
@@ -370,8 +379,60 @@ void PlanBuilder::pairScale(Value data, Value scale, ArrayRef<int64_t> block) {
   weight.block_shape.assign(covered.begin(), covered.end());
 }
 
+/// Records KV cache argument `arg` (`[?, P, H, D]`) as a pool of the
+/// manifest's `kv_cache`, whose geometry comes from the page table.
+LogicalResult PlanBuilder::addKvCache(BlockArgument arg) {
+  auto type = cast<RankedTensorType>(arg.getType());
+  mf::DType dtype = toDType(type);
+  if (dtype != mf::DType::F32 && dtype != mf::DType::BF16)
+    return emitError(arg.getLoc(), "KV cache argument #")
+           << arg.getArgNumber() << " has elements of type "
+           << type.getElementType() << "; the runtime keeps f32 or bf16";
+  int64_t layer = -1;
+  for (Operation *user : arg.getUsers())
+    if (auto paged = dyn_cast<moe::PagedAttentionOp>(user))
+      layer = paged.getLayer();
+  if (layer < 0)
+    return emitError(arg.getLoc(), "KV cache argument #")
+           << arg.getArgNumber() << " is not read by a moe.paged_attention";
+  mf::ManifestT &m = plan.manifest;
+  if (!m.kv_cache) {
+    m.kv_cache = std::make_unique<mf::KvCacheT>();
+    m.kv_cache->page_tokens = type.getDimSize(1);
+  }
+  auto tensor = std::make_unique<mf::KvCacheTensorT>();
+  auto name = func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "moe.name");
+  tensor->name =
+      name ? name.str() : "kv_cache" + std::to_string(arg.getArgNumber());
+  tensor->layer = layer;
+  tensor->dtype = dtype;
+  tensor->page_shape.assign(type.getShape().begin() + 1, type.getShape().end());
+  kvCacheIds[arg] = uint32_t(m.kv_cache->tensors.size());
+  m.kv_cache->tensors.push_back(std::move(tensor));
+  return success();
+}
+
 LogicalResult PlanBuilder::addInputsAndOutputs() {
+  // With a KV cache, the page table's shape is the cache's geometry, and
+  // the runtime checks slots and positions against it.
+  int64_t maxSequences = 0, maxPositions = 0;
+  if (mf::KvCacheT *cache = plan.manifest.kv_cache.get()) {
+    for (BlockArgument arg : func.getArguments())
+      if (auto name =
+              func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "moe.name");
+          name && name.getValue() == "page_table") {
+        auto type = cast<RankedTensorType>(arg.getType());
+        cache->max_sequences = type.getDimSize(0);
+        cache->max_pages = type.getDimSize(1);
+      }
+    if (!cache->max_pages)
+      return func.emitOpError("has a KV cache but no `page_table` argument");
+    maxSequences = cache->max_sequences;
+    maxPositions = cache->max_pages * cache->page_tokens;
+  }
   for (BlockArgument arg : func.getArguments()) {
+    if (isKvCache(arg))
+      continue;
     auto name =
         func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "moe.name");
     auto input = std::make_unique<mf::TensorSpecT>();
@@ -388,6 +449,10 @@ LogicalResult PlanBuilder::addInputsAndOutputs() {
         if (embed.getIds() == arg)
           input->index_bound =
               cast<RankedTensorType>(embed.getTable().getType()).getDimSize(0);
+    if (maxSequences && input->name == "slots")
+      input->index_bound = maxSequences;
+    if (maxPositions && input->name == "positions")
+      input->index_bound = maxPositions;
     plan.manifest.inputs.push_back(std::move(input));
   }
   auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
@@ -446,6 +511,11 @@ FailureOr<ArtifactPlan> PlanBuilder::build() {
   }
 
   for (BlockArgument arg : func.getArguments()) {
+    if (isKvCache(arg)) {
+      if (failed(addKvCache(arg)))
+        return failure();
+      continue;
+    }
     auto name =
         func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), "moe.name");
     if (failed(

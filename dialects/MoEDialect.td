@@ -31,8 +31,9 @@ def MoE_Dialect : Dialect {
     A planned function carries its plan as dialect attributes, which the
     dialect verifies: `moe.plan` (`#moe.plan`) on the function, `moe.step`
     (`#moe.step`) and `moe.buffers` (`#moe.buffers`) on steps, `moe.buffers`
-    on reshape aliases and arguments, and the unit `moe.constant` on folded
-    constants (docs/planning.md).
+    on reshape aliases and arguments, the unit `moe.constant` on folded
+    constants, and the unit `moe.kv_cache` on the arguments that are the
+    model's KV cache state (docs/planning.md, docs/generation.md).
   }];
   let useDefaultAttributePrinterParser = 1;
   let dependentDialects = [];
@@ -48,6 +49,9 @@ def MoE_Dialect : Dialect {
     static constexpr ::llvm::StringLiteral getBuffersAttrName() { return "moe.buffers"; }
     /// Unit attribute on an op the artifact writer folds into the weights.
     static constexpr ::llvm::StringLiteral getConstantAttrName() { return "moe.constant"; }
+    /// Unit attribute on a function argument that is a KV cache: the model's
+    /// state, `[pages, page tokens, heads, dim]`, owned by the runtime.
+    static constexpr ::llvm::StringLiteral getKvCacheAttrName() { return "moe.kv_cache"; }
   }];
 }
 

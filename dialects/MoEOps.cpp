@@ -10,6 +10,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
 #include "llvm/ADT/STLExtras.h"
 
 using namespace mlir;
@@ -355,30 +356,87 @@ LogicalResult RopeOp::verify() {
   return success();
 }
 
-LogicalResult AttentionOp::verify() {
-  if (failed(checkRank(*this, "q", getQ().getType(), 3)) ||
-      failed(checkRank(*this, "k", getK().getType(), 3)) ||
-      failed(checkRank(*this, "v", getV().getType(), 3)))
+/// The checks `moe.attention` and `moe.paged_attention` share: q/k/v of
+/// rank 3 with `T` rows, key/value heads dividing the query heads, the
+/// result `[T, Hq, Dv]` and a positive scale.
+static LogicalResult verifyAttention(Operation *op, Value q, Value k, Value v,
+                                     Value result, double scale) {
+  if (failed(checkRank(op, "q", q.getType(), 3)) ||
+      failed(checkRank(op, "k", k.getType(), 3)) ||
+      failed(checkRank(op, "v", v.getType(), 3)))
     return failure();
-  int64_t tokens = dim(getQ(), 0), heads = dim(getQ(), 1);
-  int64_t kvHeads = dim(getK(), 1);
-  if (failed(checkShape(*this, "k", getK().getType(),
-                        {tokens, kvHeads, dim(getQ(), 2)})) ||
-      failed(checkShape(*this, "v", getV().getType(),
-                        {tokens, kvHeads, dim(getV(), 2)})))
+  int64_t tokens = dim(q, 0), heads = dim(q, 1);
+  int64_t kvHeads = dim(k, 1);
+  if (failed(checkShape(op, "k", k.getType(), {tokens, kvHeads, dim(q, 2)})) ||
+      failed(checkShape(op, "v", v.getType(), {tokens, kvHeads, dim(v, 2)})))
     return failure();
   if (kvHeads < 1)
-    return emitOpError("expected at least one key/value head, but got 0");
+    return op->emitOpError("expected at least one key/value head, but got 0");
   if (heads % kvHeads != 0)
-    return emitOpError("expected the query heads (")
+    return op->emitOpError("expected the query heads (")
            << heads << ") to be a multiple of the key/value heads (" << kvHeads
            << ")";
-  if (failed(checkShape(*this, "result", getType(),
-                        {tokens, heads, dim(getV(), 2)})))
+  if (failed(checkShape(op, "result", result.getType(),
+                        {tokens, heads, dim(v, 2)})))
     return failure();
-  if (!(getScale().convertToDouble() > 0.0))
-    return emitOpError("expected `scale` > 0, but got ")
-           << getScale().convertToDouble();
+  if (!(scale > 0.0))
+    return op->emitOpError("expected `scale` > 0, but got ") << scale;
+  return success();
+}
+
+LogicalResult AttentionOp::verify() {
+  return verifyAttention(*this, getQ(), getK(), getV(), getResult(),
+                         getScale().convertToDouble());
+}
+
+LogicalResult PagedAttentionOp::verify() {
+  if (failed(verifyAttention(*this, getQ(), getK(), getV(), getResult(),
+                             getScale().convertToDouble())))
+    return failure();
+  int64_t tokens = dim(getQ(), 0);
+  if (failed(
+          checkShape(*this, "positions", getPositions().getType(), {tokens})) ||
+      failed(checkShape(*this, "slots", getSlots().getType(), {tokens})) ||
+      failed(checkRank(*this, "page_table", getPageTable().getType(), 2)))
+    return failure();
+  if (cast<RankedTensorType>(getPageTable().getType()).getNumElements() < 1)
+    return emitOpError("expected a `page_table` with at least one entry");
+  // Each cache holds whole pages of `P` positions of its projection's heads.
+  auto checkCache = [&](StringRef name, Value cache,
+                        Value rows) -> LogicalResult {
+    if (failed(checkRank(*this, name, cache.getType(), 4)))
+      return failure();
+    auto type = cast<RankedTensorType>(cache.getType());
+    if (!type.isDynamicDim(0) || type.getDimSize(1) < 1)
+      return emitOpError("expected `")
+             << name << "` of shape [?, P, heads, dim] with P >= 1, but got "
+             << formatShape(type.getShape());
+    if (failed(checkShape(*this, name, type,
+                          {ShapedType::kDynamic, type.getDimSize(1),
+                           dim(rows, 1), dim(rows, 2)})))
+      return failure();
+    auto arg = dyn_cast<BlockArgument>(cache);
+    auto func =
+        arg ? dyn_cast<FunctionOpInterface>(arg.getOwner()->getParentOp())
+            : FunctionOpInterface();
+    if (!func ||
+        !func.getArgAttr(arg.getArgNumber(), MoEDialect::getKvCacheAttrName()))
+      return emitOpError("expected `")
+             << name << "` to be a function argument marked `"
+             << MoEDialect::getKvCacheAttrName() << "`";
+    return success();
+  };
+  if (failed(checkCache("k_cache", getKCache(), getK())) ||
+      failed(checkCache("v_cache", getVCache(), getV())))
+    return failure();
+  if (dim(getKCache(), 1) != dim(getVCache(), 1))
+    return emitOpError("expected `k_cache` and `v_cache` to have the same "
+                       "page tokens, but got ")
+           << dim(getKCache(), 1) << " and " << dim(getVCache(), 1);
+  if (getKCache() == getVCache())
+    return emitOpError("expected distinct `k_cache` and `v_cache`");
+  if (getLayer() < 0)
+    return emitOpError("expected `layer` >= 0, but got ") << getLayer();
   return success();
 }
 

@@ -400,6 +400,58 @@ def MoE_AttentionOp : MoE_Op<"attention"> {
 // Shape ops
 //===----------------------------------------------------------------------===//
 
+/// An op that writes the model's state (the KV cache) in place: it has a
+/// memory write effect, so it is neither folded away nor merged.
+class MoE_StatefulOp<string mnemonic, list<Trait> traits = []>
+    : Op<MoE_Dialect, mnemonic,
+         !listconcat(traits, [MemoryEffects<[MemWrite]>,
+                              MoE_StaticFeatureDims])>;
+
+def MoE_PagedAttentionOp : MoE_StatefulOp<"paged_attention"> {
+  let summary = "causal attention over a paged KV cache (one generation step)";
+  let description = [{
+    One step of generation for one attention layer. Each of the step's `T`
+    rows has a position (`positions[t]`) and a sequence slot (`slots[t]`);
+    slot `s` owns the pages `page_table[s, 0..]`, page `j` holding positions
+    `j * P .. j * P + P - 1` (`P` = page tokens, dimension 1 of the caches).
+
+    The op first writes every row's `k[t]` and `v[t]` into the caches at its
+    slot's page for `positions[t]` (converted to the cache element type),
+    then gives each row causal attention over its slot's cached positions
+    `0 .. positions[t]` (those written by earlier steps and by this one):
+    query head `h` attends to key/value head `h / (Hq / Hkv)`, the softmax
+    in f32 over `scale * q·k`, as `moe.attention` computes it.
+
+    `k_cache` and `v_cache` are the model's state, not values: function
+    arguments marked `moe.kv_cache`, `[pages, P, Hkv, D]`, written in place.
+    The pages are the runtime's (sized at load time); the page table holds
+    up to `max_sequences x max_pages` entries. `layer` names the decoder
+    layer, for diagnostics and the manifest.
+
+    ```mlir
+    %o = moe.paged_attention %q, %k, %v, %positions, %slots, %table,
+        %kc, %vc {scale = 0.25 : f64, layer = 0 : i64}
+        : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>,
+          tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>,
+          tensor<?x16x2x16xbf16>, tensor<?x16x2x16xbf16>
+        -> tensor<?x4x16xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$q, MoE_FloatTensor:$k,
+                       MoE_FloatTensor:$v, MoE_IndexTensor:$positions,
+                       MoE_I32Tensor:$slots, MoE_I32Tensor:$page_table,
+                       MoE_FloatTensor:$k_cache, MoE_FloatTensor:$v_cache,
+                       F64Attr:$scale, I64Attr:$layer);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $q `,` $k `,` $v `,` $positions `,` $slots `,` $page_table `,` $k_cache
+    `,` $v_cache attr-dict `:` type($q) `,` type($k) `,` type($v) `,`
+    type($positions) `,` type($slots) `,` type($page_table) `,`
+    type($k_cache) `,` type($v_cache) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 def MoE_ReshapeOp : MoE_Op<"reshape"> {
   let summary = "reshape, keeping the leading token dimension";
   let description = [{

@@ -154,7 +154,17 @@ static LogicalResult verifyPlannedFunction(Operation *op, PlanAttr plan) {
     return op->emitOpError("expected `moe.plan` on a function with a "
                            "one-block body");
   for (BlockArgument arg : func.getArguments()) {
-    if (!func.getArgAttr(arg.getArgNumber(), MoEDialect::getBuffersAttrName()))
+    // A KV cache is the runtime's state, not an arena buffer.
+    bool cache = static_cast<bool>(
+        func.getArgAttr(arg.getArgNumber(), MoEDialect::getKvCacheAttrName()));
+    bool placed = static_cast<bool>(
+        func.getArgAttr(arg.getArgNumber(), MoEDialect::getBuffersAttrName()));
+    if (cache && placed)
+      return op->emitOpError("expected KV cache argument #")
+             << arg.getArgNumber() << " to carry no `moe.buffers`";
+    if (cache)
+      continue;
+    if (!placed)
       return op->emitOpError("expected argument #")
              << arg.getArgNumber() << " to carry `moe.buffers`";
     // A malformed one is the argument attribute verifier's error.
@@ -273,6 +283,25 @@ LogicalResult MoEDialect::verifyRegionArgAttribute(Operation *op,
                                                    unsigned regionIndex,
                                                    unsigned argIndex,
                                                    NamedAttribute attribute) {
+  if (attribute.getName().getValue() == getKvCacheAttrName()) {
+    if (!isa<UnitAttr>(attribute.getValue()))
+      return op->emitOpError("expected `")
+             << getKvCacheAttrName() << "` of argument #" << argIndex
+             << " to be a unit attribute, but got " << attribute.getValue();
+    auto func = dyn_cast<FunctionOpInterface>(op);
+    auto type =
+        func ? dyn_cast<RankedTensorType>(func.getArgumentTypes()[argIndex])
+             : RankedTensorType();
+    if (!type || type.getRank() != 4 || !type.isDynamicDim(0) ||
+        llvm::any_of(type.getShape().drop_front(),
+                     [](int64_t d) { return ShapedType::isDynamic(d); }))
+      return op->emitOpError("expected KV cache argument #")
+             << argIndex
+             << " to be a tensor<?xPxHxD> of pages (only the page count "
+                "dynamic), but got "
+             << (func ? func.getArgumentTypes()[argIndex] : Type());
+    return success();
+  }
   if (attribute.getName().getValue() != getBuffersAttrName())
     return success();
   auto buffers = dyn_cast<BuffersAttr>(attribute.getValue());

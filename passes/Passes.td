@@ -135,6 +135,35 @@ def FuseQuantizePass : Pass<"moec-fuse-quantize", "func::FuncOp"> {
 // planned phase
 //===----------------------------------------------------------------------===//
 
+def UseKvCachePass : Pass<"moec-use-kv-cache", "func::FuncOp"> {
+  let summary = "Turn causal attention into paged attention over a KV cache";
+  let description = [{
+    Makes the function one generation step (docs/generation.md): every
+    causal `moe.attention` becomes a `moe.paged_attention` that writes its
+    rows' K/V into the layer's cache and attends over the row's sequence.
+    The function gets, after its arguments, `slots` (`tensor<?xi32>`, each
+    row's sequence slot), `page_table` (`tensor<S x M x i32>`: for
+    `S = max-sequences` slots, `M = ceil(max-context / page-tokens)` page
+    ids) and, per attention layer `i` in program order, the KV cache state
+    `kv_cache.<i>.k` and `kv_cache.<i>.v` (`tensor<? x P x Hkv x D>` of
+    `dtype`, marked `moe.kv_cache`). The rows' positions are the argument
+    named `positions`. `max-context` 0 takes the model's
+    `moe.max_positions` (the importer's `max_position_embeddings`).
+    Non-causal attention cannot be cached and is an error.
+  }];
+  let dependentDialects = ["moe::MoEDialect"];
+  let options = [
+    Option<"pageTokens", "page-tokens", "int64_t", /*default=*/"16",
+           "Positions per cache page">,
+    Option<"maxSequences", "max-sequences", "int64_t", /*default=*/"64",
+           "Sequences (slots) one step may hold">,
+    Option<"maxContext", "max-context", "int64_t", /*default=*/"0",
+           "Longest sequence; 0 takes the model's `moe.max_positions`">,
+    Option<"cacheType", "dtype", "std::string", /*default=*/"\"bf16\"",
+           "Cache element type: bf16 or f32">,
+  ];
+}
+
 def PlanBuffersPass : Pass<"moec-plan-buffers", "func::FuncOp"> {
   let summary = "Order the kernels and place every activation in one arena";
   let description = [{

@@ -106,6 +106,13 @@ LogicalResult mlir::moec::buildMoecPipeline(OpPassManager &pm,
     case Phase::Planned: {
       // Nothing may rewrite the IR after planning: the plan names ops and
       // offsets, and the artifact writer reads it as it is.
+      if (options.kvCache != "none") {
+        UseKvCachePassOptions cache;
+        cache.cacheType = options.kvCache;
+        cache.pageTokens = options.kvPageTokens;
+        cache.maxSequences = options.maxSequences;
+        pm.addNestedPass<func::FuncOp>(createUseKvCachePass(cache));
+      }
       PlanBuffersPassOptions plan;
       plan.maxTokens = options.maxTokens;
       pm.addNestedPass<func::FuncOp>(createPlanBuffersPass(plan));
@@ -146,8 +153,20 @@ void PipelineOptions::bindOptions(OptionsBinder &binder) {
              cl::desc("Round FP8 activation and compile-time weight scales up "
                       "to powers of two"));
   binder.opt("max-tokens", maxTokens, cl::value_desc("N"),
-             cl::desc("The most tokens one run of the artifact takes; the "
-                      "activation arena is sized for it (default: 128)"));
+             cl::desc("The most tokens one run (one generation step) of the "
+                      "artifact takes; the activation arena is sized for it "
+                      "(default: 128)"));
+  binder.choice<std::string>(
+      "kv-cache", kvCache, {{"none", "none"}, {"bf16", "bf16"}, {"f32", "f32"}},
+      cl::value_desc("none|bf16|f32"),
+      cl::desc("Give the artifact a paged KV cache of this element "
+               "type so that it can generate (docs/generation.md); "
+               "none (default) compiles a stateless forward"));
+  binder.opt("kv-page-tokens", kvPageTokens, cl::value_desc("N"),
+             cl::desc("Positions per KV cache page (default: 16)"));
+  binder.opt("max-sequences", maxSequences, cl::value_desc("N"),
+             cl::desc("Sequences one generation step may hold; sizes the "
+                      "page table (default: 64)"));
 }
 
 namespace {

@@ -48,9 +48,16 @@ struct PipelineOptions {
   LowerToFp8PassOptions fp8;
   /// The token count the `planned` phase sizes the arena for.
   int64_t maxTokens = 128;
+  /// The KV cache the `planned` phase gives the model (`--moec-use-kv-cache`):
+  /// its element type ("bf16", "f32"), or "none" for a stateless forward.
+  std::string kvCache = "none";
+  /// Positions per cache page and sequences per step, with a KV cache.
+  int64_t kvPageTokens = 16;
+  int64_t maxSequences = 64;
 
   /// Declares the options above (`--fold-shared-experts`, `--precision`,
-  /// `--fp8-*`, `--max-tokens`) with `binder`.
+  /// `--fp8-*`, `--max-tokens`, `--kv-cache`, `--kv-page-tokens`,
+  /// `--max-sequences`) with `binder`.
   void bindOptions(OptionsBinder &binder);
 };
 

@@ -110,6 +110,11 @@ public:
 
 private:
   void clearPlan();
+  /// Whether `arg` is a KV cache (`moe.kv_cache`).
+  bool isKvCache(BlockArgument arg) {
+    return static_cast<bool>(func.getArgAttr(
+        arg.getArgNumber(), moe::MoEDialect::getKvCacheAttrName()));
+  }
   LogicalResult classify();
   void computeRowsPerToken();
   LogicalResult sizeBuffer(Buffer &buffer);
@@ -256,8 +261,10 @@ void Planner::writePlan(int64_t arenaBytes) {
   func->setAttr(moe::MoEDialect::getPlanAttrName(),
                 moe::PlanAttr::get(context, arenaBytes, maxTokens));
   for (BlockArgument arg : func.getArguments())
-    func.setArgAttr(arg.getArgNumber(), buffersName,
-                    getBuffers({buffers[bufferIndex.lookup(arg)].offset}, {}));
+    if (!isKvCache(arg))
+      func.setArgAttr(
+          arg.getArgNumber(), buffersName,
+          getBuffers({buffers[bufferIndex.lookup(arg)].offset}, {}));
   for (Operation *op : steps) {
     op->setAttr(moe::MoEDialect::getStepAttrName(),
                 moe::StepAttr::get(context, stepIndex.lookup(op)));
@@ -283,8 +290,10 @@ LogicalResult Planner::run() {
     return failure();
   computeRowsPerToken();
 
+  // A KV cache is the runtime's state: no arena buffer.
   for (BlockArgument arg : func.getArguments())
-    buffers.push_back({arg, /*start=*/-1});
+    if (!isKvCache(arg))
+      buffers.push_back({arg, /*start=*/-1});
   for (Operation *op : steps)
     for (Value result : op->getResults())
       buffers.push_back({result, stepIndex.lookup(op)});

@@ -855,6 +855,13 @@ public:
   LogicalResult emitFp8GroupedMatmul(moe::Fp8GroupedMatmulOp op);
   LogicalResult emitRope(moe::RopeOp op);
   LogicalResult emitAttention(moe::AttentionOp op);
+  LogicalResult emitPagedAttention(moe::PagedAttentionOp op);
+  void attendRow(Value qf, Value qBase, Value keys,
+                 llvm::function_ref<Value(Value)> keyAt, Value kf,
+                 llvm::function_ref<Value(Value)> valueAt, Value vf, Value of,
+                 Value oBase, int64_t dqk, int64_t dv, Value scale,
+                 Value scores);
+  Value entryAlloca(llvm::function_ref<Value()> size);
   LogicalResult emitSlice(moe::SliceOp op);
   LogicalResult emitConcat(moe::ConcatOp op);
   LogicalResult emitExpand(moe::ExpandOp op);
@@ -1452,6 +1459,62 @@ LogicalResult StepEmitter::emitRope(moe::RopeOp o) {
 // moe.attention
 //===----------------------------------------------------------------------===//
 
+/// One query row of one head against `keys` keys: the scores `scale * q·k`
+/// in f32 into `scores`, their softmax, and the weighted sum of the values
+/// into `out`. `keyAt(s)` and `valueAt(s)` give the element offset of key
+/// (value) `s` of this head in `kf` (`vf`). Each row is reduced in key order
+/// alone, whatever else the step holds (batch invariance).
+void StepEmitter::attendRow(Value qf, Value qBase, Value keys,
+                            llvm::function_ref<Value(Value)> keyAt, Value kf,
+                            llvm::function_ref<Value(Value)> valueAt, Value vf,
+                            Value of, Value oBase, int64_t dqk, int64_t dv,
+                            Value scale, Value scores) {
+  Value max = loopCarry(
+      idx(0), keys, ValueRange{f32(-std::numeric_limits<double>::infinity())},
+      [&](Value s, ValueRange acc) -> SmallVector<Value> {
+        Value kBase = keyAt(s);
+        Value dot =
+            loopCarry(idx(0), idx(dqk), ValueRange{f32(0.0)},
+                      [&](Value d, ValueRange a) -> SmallVector<Value> {
+                        return {addf(a[0], mulf(loadF(qf, add(qBase, d)),
+                                                loadF(kf, add(kBase, d))))};
+                      })[0];
+        Value sc = mulf(dot, scale);
+        memref::StoreOp::create(b, loc, sc, scores, ValueRange{s});
+        // std::max(max, sc): keeps `max` unless it is less than `sc`.
+        return {
+            select(cmpf(arith::CmpFPredicate::OLT, acc[0], sc), sc, acc[0])};
+      })[0];
+  Value sum = loopCarry(
+      idx(0), keys, ValueRange{f32(0.0)},
+      [&](Value s, ValueRange acc) -> SmallVector<Value> {
+        Value e = exp(
+            subf(memref::LoadOp::create(b, loc, scores, ValueRange{s}), max));
+        memref::StoreOp::create(b, loc, e, scores, ValueRange{s});
+        return {addf(acc[0], e)};
+      })[0];
+  loop(idx(0), idx(dv), [&](Value d) {
+    Value acc = loopCarry(
+        idx(0), keys, ValueRange{f32(0.0)},
+        [&](Value s, ValueRange a) -> SmallVector<Value> {
+          Value p =
+              divf(memref::LoadOp::create(b, loc, scores, ValueRange{s}), sum);
+          return {addf(a[0], mulf(p, loadF(vf, add(valueAt(s), d))))};
+        })[0];
+    storeF(acc, of, add(oBase, d));
+  });
+}
+
+/// A kernel-local f32 array, allocated once at the entry: `size` builds
+/// its element count there.
+Value StepEmitter::entryAlloca(llvm::function_ref<Value()> size) {
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointAfterValue(tokens);
+  return memref::AllocaOp::create(
+      b, loc, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
+      ValueRange{size()});
+}
+
 LogicalResult StepEmitter::emitAttention(moe::AttentionOp o) {
   const Buffer &q = bufferOf(o.getQ()), &k = bufferOf(o.getK()),
                &v = bufferOf(o.getV()), &out = bufferOf(o.getResult());
@@ -1462,58 +1525,93 @@ LogicalResult StepEmitter::emitAttention(moe::AttentionOp o) {
   int64_t group = heads / kvHeads;
   Value qf = flat(q), kf = flat(k), vf = flat(v), of = flat(out);
   Value n = leadingRows(q);
-  Value scores;
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointAfterValue(tokens);
-    scores = memref::AllocaOp::create(
-        b, loc, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
-        ValueRange{add(tokens, idx(1))});
-  }
+  Value scores = entryAlloca([&] { return add(tokens, idx(1)); });
   Value scale = f32(o.getScale().convertToDouble());
   bool causal = o.getCausal();
   loop(idx(0), n, [&](Value t) {
     Value keys = causal ? add(t, idx(1)) : n;
     loop(idx(0), idx(heads), [&](Value h) {
       Value kvh = divu(h, idx(group));
-      Value qBase = mul(add(mul(t, idx(heads)), h), idx(dqk));
-      Value max = loopCarry(
-          idx(0), keys,
-          ValueRange{f32(-std::numeric_limits<double>::infinity())},
-          [&](Value s, ValueRange acc) -> SmallVector<Value> {
-            Value kBase = mul(add(mul(s, idx(kvHeads)), kvh), idx(dqk));
-            Value dot =
-                loopCarry(idx(0), idx(dqk), ValueRange{f32(0.0)},
-                          [&](Value d, ValueRange a) -> SmallVector<Value> {
-                            return {addf(a[0], mulf(loadF(qf, add(qBase, d)),
-                                                    loadF(kf, add(kBase, d))))};
-                          })[0];
-            Value sc = mulf(dot, scale);
-            memref::StoreOp::create(b, loc, sc, scores, ValueRange{s});
-            // std::max(max, sc): keeps `max` unless it is less than `sc`.
-            return {select(cmpf(arith::CmpFPredicate::OLT, acc[0], sc), sc,
-                           acc[0])};
-          })[0];
-      Value sum = loopCarry(
-          idx(0), keys, ValueRange{f32(0.0)},
-          [&](Value s, ValueRange acc) -> SmallVector<Value> {
-            Value e = exp(subf(
-                memref::LoadOp::create(b, loc, scores, ValueRange{s}), max));
-            memref::StoreOp::create(b, loc, e, scores, ValueRange{s});
-            return {addf(acc[0], e)};
-          })[0];
-      Value oBase = mul(add(mul(t, idx(heads)), h), idx(dv));
-      loop(idx(0), idx(dv), [&](Value d) {
-        Value acc = loopCarry(
-            idx(0), keys, ValueRange{f32(0.0)},
-            [&](Value s, ValueRange a) -> SmallVector<Value> {
-              Value p = divf(
-                  memref::LoadOp::create(b, loc, scores, ValueRange{s}), sum);
-              Value vBase = mul(add(mul(s, idx(kvHeads)), kvh), idx(dv));
-              return {addf(a[0], mulf(p, loadF(vf, add(vBase, d))))};
-            })[0];
-        storeF(acc, of, add(oBase, d));
-      });
+      attendRow(
+          qf, mul(add(mul(t, idx(heads)), h), idx(dqk)), keys,
+          [&](Value s) {
+            return mul(add(mul(s, idx(kvHeads)), kvh), idx(dqk));
+          },
+          kf,
+          [&](Value s) { return mul(add(mul(s, idx(kvHeads)), kvh), idx(dv)); },
+          vf, of, mul(add(mul(t, idx(heads)), h), idx(dv)), dqk, dv, scale,
+          scores);
+    });
+  });
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// moe.paged_attention
+//===----------------------------------------------------------------------===//
+
+LogicalResult StepEmitter::emitPagedAttention(moe::PagedAttentionOp o) {
+  const Buffer &q = bufferOf(o.getQ()), &k = bufferOf(o.getK()),
+               &v = bufferOf(o.getV()), &out = bufferOf(o.getResult());
+  const Buffer &kc = bufferOf(o.getKCache()), &vc = bufferOf(o.getVCache());
+  if (failed(checkFloat(o.getKCache(), "k_cache")) ||
+      failed(checkFloat(o.getVCache(), "v_cache")))
+    return failure();
+  int64_t heads = q.type.getDimSize(1), dqk = q.type.getDimSize(2);
+  int64_t kvHeads = k.type.getDimSize(1), dv = v.type.getDimSize(2);
+  int64_t group = heads / kvHeads;
+  int64_t pageTokens = kc.type.getDimSize(1);
+  int64_t maxPages = bufferOf(o.getPageTable()).type.getDimSize(1);
+  Value qf = flat(q), kf = flat(k), vf = flat(v), of = flat(out);
+  Value pf = flat(bufferOf(o.getPositions())),
+        sf = flat(bufferOf(o.getSlots()));
+  Value tf = flat(bufferOf(o.getPageTable()));
+  // The caches are the runtime's pools, `[pages, P, Hkv, D]`: their
+  // descriptors' sizes mean nothing (the runtime sized the pools), only the
+  // page ids of the table index them.
+  Value kcf = flat(kc), vcf = flat(vc);
+  Value n = leadingRows(q);
+  // Element offset of position `pos` of slot `slot` in a cache of `width`
+  // elements per position.
+  auto cacheOffset = [&](Value slot, Value pos, int64_t width) {
+    Value page = loadIndex(
+        tf, add(mul(slot, idx(maxPages)), divu(pos, idx(pageTokens))));
+    return mul(add(mul(page, idx(pageTokens)), remu(pos, idx(pageTokens))),
+               idx(width));
+  };
+  // First every row's K and V into its slot's pages, so that the rows of a
+  // prefill chunk see each other.
+  loop(idx(0), n, [&](Value t) {
+    Value pos = loadIndex(pf, t), slot = loadIndex(sf, t);
+    Value kBase = cacheOffset(slot, pos, kvHeads * dqk);
+    loop(idx(0), idx(kvHeads * dqk), [&](Value i) {
+      storeF(loadF(kf, add(mul(t, idx(kvHeads * dqk)), i)), kcf, add(kBase, i));
+    });
+    Value vBase = cacheOffset(slot, pos, kvHeads * dv);
+    loop(idx(0), idx(kvHeads * dv), [&](Value i) {
+      storeF(loadF(vf, add(mul(t, idx(kvHeads * dv)), i)), vcf, add(vBase, i));
+    });
+  });
+  // Then each row attends over its slot's positions 0 .. positions[t]; the
+  // scores array is sized for the longest sequence the page table holds.
+  Value scores = entryAlloca([&] { return idx(maxPages * pageTokens + 1); });
+  Value scale = f32(o.getScale().convertToDouble());
+  loop(idx(0), n, [&](Value t) {
+    Value pos = loadIndex(pf, t), slot = loadIndex(sf, t);
+    Value keys = add(pos, idx(1));
+    loop(idx(0), idx(heads), [&](Value h) {
+      Value kvh = divu(h, idx(group));
+      attendRow(
+          qf, mul(add(mul(t, idx(heads)), h), idx(dqk)), keys,
+          [&](Value s) {
+            return add(cacheOffset(slot, s, kvHeads * dqk), mul(kvh, idx(dqk)));
+          },
+          kcf,
+          [&](Value s) {
+            return add(cacheOffset(slot, s, kvHeads * dv), mul(kvh, idx(dv)));
+          },
+          vcf, of, mul(add(mul(t, idx(heads)), h), idx(dv)), dqk, dv, scale,
+          scores);
     });
   });
   return success();
@@ -2464,11 +2562,12 @@ void populateRopeToCpuPatterns(RewritePatternSet &patterns,
   addStepPatterns<&StepEmitter::emitRope>(patterns, target, state);
 }
 
-/// `moe.attention`.
+/// `moe.attention` and `moe.paged_attention`.
 void populateAttentionToCpuPatterns(RewritePatternSet &patterns,
                                     const CpuTargetInfo &target,
                                     CpuKernelState &state) {
   addStepPatterns<&StepEmitter::emitAttention>(patterns, target, state);
+  addStepPatterns<&StepEmitter::emitPagedAttention>(patterns, target, state);
 }
 
 /// `moe.quantize` and `moe.dequantize`.

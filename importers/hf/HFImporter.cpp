@@ -559,6 +559,8 @@ mlir::moec::hf::importHFCheckpoint(llvm::StringRef dir, MLIRContext *context) {
   llvm::sys::fs::make_absolute(absoluteDir);
   llvm::sys::path::remove_dots(absoluteDir, /*remove_dot_dot=*/true);
   (*module)->setAttr("moe.checkpoint", b.getStringAttr(absoluteDir));
+  (*module)->setAttr("moe.max_positions",
+                     b.getI64IntegerAttr(config->maxPositionEmbeddings));
   (*module)->setAttr("moe.model_type",
                      b.getStringAttr(getModelType(config->arch)));
   GraphBuilder builder(context, *config, **checkpoint);

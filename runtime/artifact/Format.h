@@ -31,7 +31,7 @@ namespace moec::runtime {
 constexpr uint16_t kArtifactMajor = 2;
 /// The newest minor version this runtime understands; newer minors of the
 /// same major are refused, older ones are read.
-constexpr uint16_t kArtifactMinor = 0;
+constexpr uint16_t kArtifactMinor = 1;
 
 /// The 8 bytes every artifact starts with.
 constexpr char kArtifactMagic[8] = {'M', 'O', 'E', 'C', 'A', 'R', 'T', '\0'};

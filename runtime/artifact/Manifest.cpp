@@ -79,6 +79,11 @@ Status checkVectorAlignment(const Manifest &m, const uint8_t *base) {
   }
   if (const Generation *g = m.generation(); g && misaligned(g->eos_token_ids()))
     return fail(g->eos_token_ids(), "generation.eos_token_ids");
+  if (const KvCache *c = m.kv_cache())
+    for (uint32_t i = 0; i < c->tensors()->size(); ++i)
+      if (misaligned(c->tensors()->Get(i)->page_shape()))
+        return fail(c->tensors()->Get(i)->page_shape(),
+                    strCat("kv_cache.tensors[", i, "].page_shape"));
   return Status::ok();
 }
 
@@ -604,6 +609,9 @@ Status checkTensorMaps(const Manifest &m, const ManifestIndex &index,
     DType argDType = DType::UNSPECIFIED;
     uint64_t argBytes = 0, argOffset = 0;
     std::string argName;
+    if (arg.kind() == ArgumentKind::KV_CACHE)
+      return corrupt(strCat(where, ": arg ", map.arg(),
+                            " is a KV cache tensor, which has no tensor map"));
     if (arg.kind() == ArgumentKind::BUFFER) {
       const Buffer &b =
           *m.buffers()->Get(uint32_t(index.bufferById.at(arg.id())));
@@ -778,9 +786,16 @@ Status checkSteps(const Manifest &m, const ManifestIndex &index) {
           return corrupt(strCat(where, ": argument ", a,
                                 " refers to unknown weight id ", arg.id()));
         break;
+      case ArgumentKind::KV_CACHE:
+        if (!m.kv_cache() || arg.id() >= m.kv_cache()->tensors()->size())
+          return corrupt(strCat(where, ": argument ", a,
+                                " refers to unknown KV cache tensor ",
+                                arg.id()));
+        break;
       default:
         return corrupt(strCat(where, ": argument ", a,
-                              " is neither a buffer nor a weight"));
+                              " is neither a buffer, a weight nor a KV "
+                              "cache tensor"));
       }
     }
     MOEC_RETURN_IF_ERROR(checkLaunches(m, index, where, s, cudaTargets));
@@ -926,6 +941,75 @@ Status checkGeneration(const Manifest &m) {
   return Status::ok();
 }
 
+/// Largest page extent, page count and sequence count of a KV cache.
+constexpr int64_t kMaxKvCacheExtent = int64_t(1) << 20;
+
+/// The input named `name`, or null.
+const TensorSpec *findInput(const Manifest &m, std::string_view name) {
+  for (const TensorSpec *t : *m.inputs())
+    if (text(t->name()) == name)
+      return t;
+  return nullptr;
+}
+
+Status checkKvCache(const Manifest &m) {
+  const KvCache *c = m.kv_cache();
+  if (!c)
+    return Status::ok();
+  auto inRange = [](int64_t v) { return v >= 1 && v <= kMaxKvCacheExtent; };
+  if (!inRange(c->page_tokens()) || !inRange(c->max_sequences()) ||
+      !inRange(c->max_pages()))
+    return corrupt(strCat("kv_cache: page_tokens ", c->page_tokens(),
+                          ", max_sequences ", c->max_sequences(),
+                          " and max_pages ", c->max_pages(),
+                          " must each be in [1, ", kMaxKvCacheExtent, "]"));
+  if (c->tensors()->size() == 0)
+    return corrupt("kv_cache: has no tensors");
+  std::set<std::string, std::less<>> names;
+  for (uint32_t i = 0; i < c->tensors()->size(); ++i) {
+    const KvCacheTensor &t = *c->tensors()->Get(i);
+    std::string where =
+        strCat("kv_cache.tensors[", i, "] (", quoted(t.name()), ")");
+    if (t.name()->size() == 0 || !names.emplace(text(t.name())).second)
+      return corrupt(strCat(where, ": the name is empty or used twice"));
+    if (t.dtype() != DType::F32 && t.dtype() != DType::BF16)
+      return corrupt(strCat(where, ": dtype ", dtypeName(t.dtype()),
+                            " is not f32 or bf16"));
+    if (t.layer() < 0)
+      return corrupt(strCat(where, ": layer ", t.layer(), " is negative"));
+    const auto &shape = *t.page_shape();
+    if (shape.size() != 3 || shape[0] != c->page_tokens() ||
+        !inRange(shape[1]) || !inRange(shape[2]))
+      return corrupt(strCat(where, ": page_shape must be [page_tokens (",
+                            c->page_tokens(),
+                            "), heads, dim] with heads and "
+                            "dim in [1, ",
+                            kMaxKvCacheExtent, "]"));
+  }
+  // The step's rows say where they go: positions, slots and the page table.
+  const TensorSpec *positions = findInput(m, "positions");
+  const TensorSpec *slots = findInput(m, "slots");
+  const TensorSpec *table = findInput(m, "page_table");
+  auto isRows = [](const TensorSpec *t) {
+    return t && t->shape()->size() == 1 && t->shape()->Get(0) == -1 &&
+           (t->dtype() == DType::I32 || t->dtype() == DType::I64);
+  };
+  if (!isRows(positions) || !isRows(slots) || slots->dtype() != DType::I32)
+    return corrupt("kv_cache: needs the inputs 'positions' ([-1], i32 or "
+                   "i64) and 'slots' ([-1], i32)");
+  if (!table || table->dtype() != DType::I32 || table->shape()->size() != 2 ||
+      table->shape()->Get(0) != c->max_sequences() ||
+      table->shape()->Get(1) != c->max_pages())
+    return corrupt(strCat("kv_cache: needs the input 'page_table' (i32 [",
+                          c->max_sequences(), ", ", c->max_pages(), "])"));
+  if (slots->index_bound() != c->max_sequences() ||
+      positions->index_bound() != c->max_pages() * c->page_tokens())
+    return corrupt("kv_cache: the index_bound of 'slots' must be "
+                   "max_sequences and that of 'positions' max_pages * "
+                   "page_tokens");
+  return Status::ok();
+}
+
 } // namespace
 
 std::vector<const CpuObject *> cpuObjects(const Manifest &m) {
@@ -960,6 +1044,7 @@ StatusOr<ManifestIndex> verifyManifest(const Manifest &m,
   MOEC_RETURN_IF_ERROR(checkCpuObjects(m, ctx));
   MOEC_RETURN_IF_ERROR(checkSteps(m, index));
   MOEC_RETURN_IF_ERROR(checkGeneration(m));
+  MOEC_RETURN_IF_ERROR(checkKvCache(m));
   return index;
 }
 

@@ -176,6 +176,25 @@ std::string Artifact::summary() const {
       };
   tensors("inputs:", *m.inputs());
   tensors("outputs:", *m.outputs());
+  if (const manifest::KvCache *c = m.kv_cache()) {
+    uint64_t pageBytes = 0;
+    std::string dtypes;
+    for (const manifest::KvCacheTensor *t : *c->tensors()) {
+      uint64_t elements = 1;
+      for (int64_t d : *t->page_shape())
+        elements *= uint64_t(d);
+      pageBytes += elements * dtypeSize(t->dtype());
+      if (dtypes.find(dtypeName(t->dtype())) == std::string::npos)
+        dtypes +=
+            (dtypes.empty() ? "" : ",") + std::string(dtypeName(t->dtype()));
+    }
+    os << "kv cache:  " << c->tensors()->size() << " " << dtypes
+       << " tensors, pages of " << c->page_tokens() << " positions ("
+       << bytesString(pageBytes) << " per page, "
+       << bytesString(pageBytes / uint64_t(c->page_tokens()))
+       << " per position), " << c->max_sequences() << " sequences per step, "
+       << c->max_pages() * c->page_tokens() << " positions per sequence\n";
+  }
 
   if (m.precision()->size()) {
     os << "precision:";
@@ -195,6 +214,8 @@ std::string Artifact::summary() const {
       os << (a ? ", " : "");
       if (arg.kind() == manifest::ArgumentKind::BUFFER)
         os << text(findBuffer(arg.id())->name());
+      else if (arg.kind() == manifest::ArgumentKind::KV_CACHE)
+        os << "%" << text(m.kv_cache()->tensors()->Get(arg.id())->name());
       else
         os << "@" << text(findWeight(arg.id())->name());
     }

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 namespace moec::runtime {
 
@@ -124,7 +125,11 @@ CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
       return symbol.status().withPrefix(strCat(path, ": step ", i));
     step.kernel = reinterpret_cast<MoecCpuKernel>(*symbol);
     for (const manifest::Argument *arg : *s.args()) {
-      if (arg->kind() == manifest::ArgumentKind::BUFFER)
+      if (arg->kind() == manifest::ArgumentKind::KV_CACHE) {
+        // Set by resizeKvCache below.
+        executor->kvArguments_.push_back({i, step.args.size(), arg->id()});
+        step.args.push_back(nullptr);
+      } else if (arg->kind() == manifest::ArgumentKind::BUFFER)
         step.args.push_back(executor->bufferData(arg->id()));
       else if (executor->filledWeights_)
         step.args.push_back(executor->filledWeights_ +
@@ -139,6 +144,21 @@ CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
   // Pointers into `params` only once the vector no longer moves.
   for (Step &step : executor->steps_)
     step.args.push_back(step.params.empty() ? nullptr : step.params.data());
+  // A KV cache starts with room for one sequence of `max_tokens`, what a
+  // plain run needs; generation sizes it for its budget.
+  if (const manifest::KvCache *cache = m.kv_cache()) {
+    for (const manifest::KvCacheTensor *t : *cache->tensors()) {
+      uint64_t elements = 1;
+      for (int64_t d : *t->page_shape())
+        elements *= uint64_t(d);
+      executor->kvPoolPageBytes_.push_back(elements * dtypeSize(t->dtype()));
+    }
+    executor->kvPools_.assign(cache->tensors()->size(), nullptr);
+    int64_t pages = std::min<int64_t>(
+        cache->max_pages(),
+        (m.max_tokens() + cache->page_tokens() - 1) / cache->page_tokens());
+    MOEC_RETURN_IF_ERROR(executor->resizeKvCache(pages));
+  }
   return executor;
 }
 
@@ -164,6 +184,59 @@ CpuExecutor::~CpuExecutor() {
     *runtimeSlot_ = nullptr;
   std::free(arena_);
   std::free(filledWeights_);
+  for (uint8_t *pool : kvPools_)
+    std::free(pool);
+}
+
+Status CpuExecutor::resizeKvCache(int64_t pages) {
+  if (!kvCache())
+    return Executor::resizeKvCache(pages);
+  if (pages < 1 || pages > std::numeric_limits<int32_t>::max())
+    return makeError(StatusCode::kInvalidArgument, artifact_->path(),
+                     ": a KV cache of ", pages,
+                     " pages (page ids are int32, at least 1)");
+  for (uint64_t pageBytes : kvPoolPageBytes_)
+    if (uint64_t(pages) > kMaxArenaBytes / pageBytes)
+      return makeError(StatusCode::kOutOfMemory, artifact_->path(),
+                       ": a KV cache of ", pages, " pages of ", pageBytes,
+                       " bytes exceeds the runtime's limit");
+  std::vector<uint8_t *> pools;
+  for (uint64_t pageBytes : kvPoolPageBytes_) {
+    size_t bytes = size_t(pageBytes) * size_t(pages);
+    bytes = (bytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
+    auto *pool =
+        static_cast<uint8_t *>(std::aligned_alloc(kArenaAlignment, bytes));
+    if (!pool) {
+      for (uint8_t *p : pools)
+        std::free(p);
+      return makeError(StatusCode::kOutOfMemory, artifact_->path(),
+                       ": cannot allocate a KV cache of ", pages, " pages (",
+                       uint64_t(pages) * kvCachePageBytes(), " bytes)");
+    }
+    std::memset(pool, 0, bytes);
+    pools.push_back(pool);
+  }
+  for (uint8_t *pool : kvPools_)
+    std::free(pool);
+  kvPools_ = std::move(pools);
+  kvCachePages_ = pages;
+  for (const KvArgument &a : kvArguments_)
+    steps_[a.step].args[a.arg] = kvPools_[a.tensor];
+  return Status::ok();
+}
+
+Status CpuExecutor::copyKvCachePage(int32_t src, int32_t dst) {
+  if (!kvCache())
+    return Executor::copyKvCachePage(src, dst);
+  if (src < 0 || src >= kvCachePages_ || dst < 0 || dst >= kvCachePages_)
+    return makeError(StatusCode::kInvalidArgument, artifact_->path(),
+                     ": KV cache page copy ", src, " -> ", dst, " outside its ",
+                     kvCachePages_, " pages");
+  for (size_t i = 0; i < kvPools_.size(); ++i)
+    std::memcpy(kvPools_[i] + uint64_t(dst) * kvPoolPageBytes_[i],
+                kvPools_[i] + uint64_t(src) * kvPoolPageBytes_[i],
+                size_t(kvPoolPageBytes_[i]));
+  return Status::ok();
 }
 
 uint8_t *CpuExecutor::bufferData(uint32_t id) const {
@@ -203,8 +276,12 @@ Status CpuExecutor::prepareInputs(int64_t tokens) {
     MOEC_ASSIGN_OR_RETURN(TensorView view, tensor(false, index, tokens));
     writePositions(*view.spec, view.data, tokens);
   }
+  Status status = prepareKvCacheInputs(tokens, [&](int index) {
+    return bufferData(
+        artifact_->manifest().inputs()->Get(uint32_t(index))->buffer());
+  });
   inputSet_.assign(inputSet_.size(), false);
-  return Status::ok();
+  return status;
 }
 
 Status CpuExecutor::run(int64_t tokens) {

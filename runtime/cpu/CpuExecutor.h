@@ -79,6 +79,11 @@ public:
   /// The arena address of buffer `id` (nullptr when there is no such id).
   uint8_t *bufferData(uint32_t id) const;
 
+  /// Host memory pools, 64-byte aligned (see `Executor::resizeKvCache`).
+  Status resizeKvCache(int64_t pages) override;
+  /// memcpy of one page in every pool (see `Executor::copyKvCachePage`).
+  Status copyKvCachePage(int32_t src, int32_t dst) override;
+
 private:
   /// `run` less its final check that the file is unchanged.
   Status runSteps(int64_t tokens);
@@ -101,6 +106,15 @@ private:
   // Host copy of filled weights (benchmark artifacts only).
   uint8_t *filledWeights_ = nullptr;
   std::vector<Step> steps_;
+  // One pool per KV cache tensor (`kv_cache.tensors` order), its bytes per
+  // page, and the step arguments that point to each: (step, arg, tensor).
+  std::vector<uint8_t *> kvPools_;
+  std::vector<uint64_t> kvPoolPageBytes_;
+  struct KvArgument {
+    size_t step, arg;
+    uint32_t tensor;
+  };
+  std::vector<KvArgument> kvArguments_;
   // The services table the shared object's `moec_cpu_runtime` points to
   // (only when it exports one), and the threads behind it.
   MoecCpuRuntime runtime_{};

@@ -155,6 +155,10 @@ CudaExecutor::create(std::shared_ptr<const Artifact> artifact,
                      ": has no CUDA code (targets: ",
                      targets.empty() ? "none" : targets, ")");
   }
+  if (artifact->manifest().kv_cache())
+    return makeError(StatusCode::kUnavailable, artifact->path(),
+                     ": keeps a KV cache, which the CUDA executor does not "
+                     "run yet (docs/generation.md); load it on the cpu");
   const CudaDriver *driver = options.driver;
   if (!driver) {
     MOEC_ASSIGN_OR_RETURN(driver, CudaDriver::get());

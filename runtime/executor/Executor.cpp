@@ -8,6 +8,7 @@
 
 #include "runtime/executor/Executor.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace moec::runtime {
@@ -24,12 +25,98 @@ Executor::Executor(std::shared_ptr<const Artifact> artifact)
         (in.dtype() == manifest::DType::I32 ||
          in.dtype() == manifest::DType::I64))
       positionInputs_.push_back(int(i));
+    // The manifest verifier checked these inputs' shapes for a KV cache.
+    if (m.kv_cache()) {
+      if (text(in.name()) == "positions")
+        positionsInput_ = int(i);
+      if (text(in.name()) == "slots")
+        slotsInput_ = int(i);
+      if (text(in.name()) == "page_table")
+        pageTableInput_ = int(i);
+    }
   }
   inputSet_.assign(inputs.size(), false);
   stepWeightsVerified_.assign(m.steps()->size(), false);
 }
 
 Executor::~Executor() = default;
+
+uint64_t Executor::kvCachePageBytes() const {
+  const manifest::KvCache *cache = kvCache();
+  if (!cache)
+    return 0;
+  uint64_t bytes = 0;
+  for (const manifest::KvCacheTensor *t : *cache->tensors()) {
+    uint64_t elements = 1;
+    for (int64_t d : *t->page_shape())
+      elements *= uint64_t(d);
+    bytes += elements * dtypeSize(t->dtype());
+  }
+  return bytes;
+}
+
+Status Executor::resizeKvCache(int64_t) {
+  return makeError(StatusCode::kUnavailable, artifact_->path(), ": the ",
+                   device(), " executor keeps no KV cache");
+}
+
+Status Executor::copyKvCachePage(int32_t, int32_t) { return resizeKvCache(0); }
+
+Status
+Executor::prepareKvCacheInputs(int64_t tokens,
+                               const std::function<uint8_t *(int)> &data) {
+  const manifest::KvCache *cache = kvCache();
+  if (!cache)
+    return Status::ok();
+  int64_t maxSequences = cache->max_sequences(), maxPages = cache->max_pages();
+  int64_t pageTokens = cache->page_tokens();
+  auto *slots = reinterpret_cast<int32_t *>(data(slotsInput_));
+  auto *table = reinterpret_cast<int32_t *>(data(pageTableInput_));
+  if (!inputSet_[size_t(slotsInput_)])
+    std::memset(slots, 0, size_t(tokens) * sizeof(int32_t));
+  if (!inputSet_[size_t(pageTableInput_)]) {
+    std::memset(table, 0, size_t(maxSequences * maxPages) * sizeof(int32_t));
+    for (int64_t j = 0; j < std::min(maxPages, kvCachePages_); ++j)
+      table[j] = int32_t(j);
+  }
+  // setInput checked slots and positions against their bounds; what the
+  // page table says about them is checked here, per slot up to its last
+  // position.
+  const uint8_t *positions = data(positionsInput_);
+  bool wide =
+      artifact_->manifest().inputs()->Get(uint32_t(positionsInput_))->dtype() ==
+      manifest::DType::I64;
+  std::vector<int64_t> last(size_t(maxSequences), -1);
+  for (int64_t t = 0; t < tokens; ++t) {
+    int64_t position;
+    if (wide) {
+      std::memcpy(&position, positions + t * 8, 8);
+    } else {
+      int32_t p32;
+      std::memcpy(&p32, positions + t * 4, 4);
+      position = p32;
+    }
+    int32_t slot = slots[t];
+    if (slot < 0 || slot >= maxSequences || position < 0 ||
+        position >= maxPages * pageTokens)
+      return makeError(StatusCode::kInvalidArgument, artifact_->path(),
+                       ": row ", t, " has slot ", slot, " and position ",
+                       position, ", outside the KV cache's ", maxSequences,
+                       " slots of ", maxPages * pageTokens, " positions");
+    last[size_t(slot)] = std::max(last[size_t(slot)], position);
+  }
+  for (int64_t s = 0; s < maxSequences; ++s)
+    for (int64_t j = 0;
+         last[size_t(s)] >= 0 && j <= last[size_t(s)] / pageTokens; ++j) {
+      int32_t page = table[s * maxPages + j];
+      if (page < 0 || page >= kvCachePages_)
+        return makeError(StatusCode::kInvalidArgument, artifact_->path(),
+                         ": input 'page_table': slot ", s, " page ", j,
+                         " is page ", page, ", outside the ", kvCachePages_,
+                         " pages of the KV cache");
+    }
+  return Status::ok();
+}
 
 Status Executor::checkTokens(int64_t tokens) const {
   if (tokens < 1 || tokens > maxTokens())

@@ -15,6 +15,7 @@
 #include "runtime/support/Status.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -81,8 +82,37 @@ public:
   virtual Status writeArena(uint64_t offset, uint64_t bytes,
                             const void *src) = 0;
 
+  //===--------------------------------------------------------------------===//
+  // The KV cache (artifacts compiled with --kv-cache; docs/generation.md)
+  //===--------------------------------------------------------------------===//
+
+  /// The artifact's KV cache, or null for a stateless forward.
+  const manifest::KvCache *kvCache() const {
+    return artifact_->manifest().kv_cache();
+  }
+  /// Bytes one page takes in all the cache's pools together (0 without a
+  /// cache): what a page of the generation's page pool costs.
+  uint64_t kvCachePageBytes() const;
+  /// Pages every pool holds now; 0 without a cache. Loading allocates
+  /// enough for one sequence of `max_tokens` (a plain `run`).
+  int64_t kvCachePages() const { return kvCachePages_; }
+  /// Replaces every pool by one of `pages` pages, zeroed: what was cached
+  /// is gone. Fails without a cache or when the memory is not there.
+  virtual Status resizeKvCache(int64_t pages);
+  /// Copies page `src` to page `dst` in every pool (done when it returns);
+  /// for a sequence that writes into a page it shares.
+  virtual Status copyKvCachePage(int32_t src, int32_t dst);
+
 protected:
   explicit Executor(std::shared_ptr<const Artifact> artifact);
+  /// Fills the `slots` and `page_table` inputs when they were not set for
+  /// this run: every row in slot 0, whose pages are 0, 1, ... (a plain `run`
+  /// is one sequence from position 0). `data(index)` is input `index`'s
+  /// memory. Then checks that every row's position and all positions before
+  /// it in its slot lie in pages of the pools, so that no kernel indexes
+  /// outside them.
+  Status prepareKvCacheInputs(int64_t tokens,
+                              const std::function<uint8_t *(int)> &data);
 
   /// `tokens` in [1, max_tokens], else an error naming the artifact.
   Status checkTokens(int64_t tokens) const;
@@ -113,6 +143,10 @@ protected:
   std::vector<int> positionInputs_;
   /// Which inputs were set by `setInput` since the last run.
   std::vector<bool> inputSet_;
+  /// With a KV cache: the inputs `positions`, `slots` and `page_table`.
+  int positionsInput_ = -1, slotsInput_ = -1, pageTableInput_ = -1;
+  /// Pages of every KV cache pool (set by the device's allocation).
+  int64_t kvCachePages_ = 0;
   /// Which steps' weights `verifyStepWeights` has verified.
   std::vector<bool> stepWeightsVerified_;
 };
