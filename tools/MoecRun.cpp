@@ -31,13 +31,18 @@ namespace {
 
 const char kUsage[] =
     R"(usage: moec-run MODEL.moea --tokens ID,ID,... [options]
+       moec-run MODEL.moea --tokens ID,ID,... --generate N [sampling options]
+       moec-run MODEL.moea --prompts FILE --generate N [sampling options]
        moec-run MODEL.moea --input NAME=FILE.npy [--input ...] [options]
        moec-run MODEL.moea --info
 
 Runs a compiled moec artifact on a sequence of token ids and prints, for
 every position, the K highest-scoring next tokens with their logits; or
-runs it on inputs read from .npy files (e.g. the f32 activation of an MoE
-block) and prints the shape of every output.
+generates up to N new tokens after the prompt (artifacts compiled with
+`moec --kv-cache`), greedily unless sampling options are given, printing
+the ids as they come, then the time to first token and the prefill and
+decode throughput; or runs it on inputs read from .npy files (e.g. the f32
+activation of an MoE block) and prints the shape of every output.
 
 options:
   --tokens LIST        comma-separated token ids, e.g. 1,2,3 (at most the
@@ -60,7 +65,10 @@ options:
                        time (default 1)
   --dump-logits FILE   write the logits as a NumPy .npy file, float32 of
                        shape [tokens, vocab]; with --input, output 0
-                       whatever its shape (as --dump-output)
+                       whatever its shape (as --dump-output); with
+                       --generate, [sequences, N, vocab]: the logits each
+                       generated token was sampled from (zeros after a
+                       sequence's end)
   --dump-output FILE   write output 0 as a NumPy .npy file, in its dtype
                        and shape with the token dimension resolved
   --verify LEVEL       default or full (also --verify=full): what loading
@@ -74,6 +82,24 @@ options:
                        otherwise signed artifacts are refused, and so is
                        every artifact when libsodium (libsodium.so.23) is
                        unavailable
+  --generate N         generate up to N tokens after the prompt (--tokens,
+                       or every line of --prompts) with the KV cache
+  --prompts FILE       generate for every line of FILE (token ids separated
+                       by commas or spaces; blank lines skipped) at once,
+                       batched; prints each sequence's ids when it ends
+  --temperature T      sample at temperature T (default 0: greedy)
+  --top-k K, --top-p P, --min-p P, --repetition-penalty R
+                       the usual sampling filters (default off)
+  --seed S             a sequence's random stream (default 0; sequence i
+                       of --prompts uses S + i)
+  --ignore-eos         go on through the model's EOS ids
+  --cache-mb MB        KV cache budget in MiB (default: room for every
+                       sequence of a step up to 4096 positions, at most
+                       4 GiB)
+  --max-sequences N    sequences per step (default: the artifact's)
+  --max-tokens-per-step N
+                       rows per step, so the prefill chunk (default: the
+                       artifact's --max-tokens)
   --info               print the artifact's manifest summary: versions,
                        signer (and whether the signature verifies),
                        model, targets, the CPU code variants and the one
@@ -110,6 +136,13 @@ struct Options {
   int64_t top = 5;
   bool info = false;
   bool help = false;
+  // Generation: --generate N (-1: off), --prompts, sampling and sizing.
+  int64_t generate = -1;
+  std::string promptsFile;
+  double temperature = 0, topP = 0, minP = 0, repetitionPenalty = 0;
+  int64_t topK = 0, seed = 0, cacheMb = 0, maxSequences = 0,
+          maxTokensPerStep = 0;
+  bool ignoreEos = false;
 };
 
 int usageError(const std::string &message) {
@@ -142,6 +175,18 @@ bool parseTokens(const std::string &text, std::vector<int32_t> &tokens) {
       return true;
     start = comma + 1;
   }
+}
+
+bool parseDouble(const std::string &text, double lo, double hi, double &value) {
+  if (text.empty())
+    return false;
+  char *end = nullptr;
+  errno = 0;
+  double v = std::strtod(text.c_str(), &end);
+  if (errno != 0 || *end != '\0' || !(v >= lo && v <= hi))
+    return false;
+  value = v;
+  return true;
 }
 
 // Returns 0 when parsed, else the exit code of a usage error.
@@ -216,6 +261,42 @@ int parseArgs(int argc, char **argv, Options &o) {
     } else if (arg == "--top") {
       if (!next(v) || !parseInt(v, 0, 1 << 20, o.top))
         return usageError("--top needs a count >= 0");
+    } else if (arg == "--generate") {
+      if (!next(v) || !parseInt(v, 1, INT32_MAX, o.generate))
+        return usageError("--generate needs a token count >= 1");
+    } else if (arg == "--prompts") {
+      if (!next(o.promptsFile))
+        return usageError("--prompts needs a file name");
+    } else if (arg == "--temperature") {
+      if (!next(v) || !parseDouble(v, 0, 1e6, o.temperature))
+        return usageError("--temperature needs a value >= 0");
+    } else if (arg == "--top-k") {
+      if (!next(v) || !parseInt(v, 0, INT32_MAX, o.topK))
+        return usageError("--top-k needs a count >= 0");
+    } else if (arg == "--top-p") {
+      if (!next(v) || !parseDouble(v, 0, 1, o.topP) || o.topP == 0)
+        return usageError("--top-p needs a value in (0, 1]");
+    } else if (arg == "--min-p") {
+      if (!next(v) || !parseDouble(v, 0, 1, o.minP))
+        return usageError("--min-p needs a value in [0, 1]");
+    } else if (arg == "--repetition-penalty") {
+      if (!next(v) || !parseDouble(v, 0, 1e6, o.repetitionPenalty) ||
+          o.repetitionPenalty == 0)
+        return usageError("--repetition-penalty needs a value > 0");
+    } else if (arg == "--seed") {
+      if (!next(v) || !parseInt(v, 0, INT64_MAX, o.seed))
+        return usageError("--seed needs an integer >= 0");
+    } else if (arg == "--ignore-eos") {
+      o.ignoreEos = true;
+    } else if (arg == "--cache-mb") {
+      if (!next(v) || !parseInt(v, 1, int64_t(1) << 30, o.cacheMb))
+        return usageError("--cache-mb needs a size in MiB >= 1");
+    } else if (arg == "--max-tokens-per-step") {
+      if (!next(v) || !parseInt(v, 1, INT32_MAX, o.maxTokensPerStep))
+        return usageError("--max-tokens-per-step needs a count >= 1");
+    } else if (arg == "--max-sequences") {
+      if (!next(v) || !parseInt(v, 1, 1 << 20, o.maxSequences))
+        return usageError("--max-sequences needs a count >= 1");
     } else if (arg.rfind("-", 0) == 0 && arg != "-") {
       return usageError("unknown option '" + arg + "'");
     } else if (o.model.empty()) {
@@ -231,7 +312,17 @@ int parseArgs(int argc, char **argv, Options &o) {
     return usageError("no model given");
   if (o.haveTokens && !o.inputs.empty())
     return usageError("--tokens and --input exclude each other");
-  if (!o.haveTokens && o.inputs.empty() && !o.info)
+  if (!o.promptsFile.empty() && (o.haveTokens || !o.inputs.empty()))
+    return usageError("--prompts excludes --tokens and --input");
+  if (!o.promptsFile.empty() && o.generate < 0)
+    return usageError("--prompts needs --generate N");
+  if (o.generate >= 0 && o.haveTokens == !o.promptsFile.empty())
+    return usageError("--generate needs --tokens or --prompts");
+  if (o.generate >= 0 && (o.repeat != 1 || !o.dumpOutput.empty()))
+    return usageError("--generate excludes --repeat and --dump-output");
+  if (o.maxTokensPerStep && o.generate < 0)
+    return usageError("--max-tokens-per-step needs --generate");
+  if (!o.haveTokens && o.inputs.empty() && o.promptsFile.empty() && !o.info)
     return usageError("--tokens or --input is required (or --info)");
   return 0;
 }
@@ -556,6 +647,231 @@ int runOnTokens(moec_model *model, const Options &o,
   return o.dumpOutput.empty() ? 0 : dumpOutput(model, o.dumpOutput);
 }
 
+// The prompts of --prompts: one per non-blank line, ids separated by
+// commas or white space.
+bool readPrompts(const std::string &path,
+                 std::vector<std::vector<int32_t>> &prompts) {
+  FILE *file = std::fopen(path.c_str(), "r");
+  if (!file) {
+    std::fprintf(stderr, "moec-run: cannot read %s: %s\n", path.c_str(),
+                 std::strerror(errno));
+    return false;
+  }
+  std::string line;
+  int64_t lineNumber = 0;
+  bool ok = true;
+  for (int c = 0; ok && c != EOF;) {
+    line.clear();
+    while ((c = std::fgetc(file)) != EOF && c != '\n')
+      line += char(c);
+    ++lineNumber;
+    for (char &ch : line)
+      if (ch == ',' || ch == '\t' || ch == '\r')
+        ch = ' ';
+    std::vector<int32_t> ids;
+    size_t start = line.find_first_not_of(' ');
+    while (start != std::string::npos) {
+      size_t end = line.find(' ', start);
+      int64_t id;
+      if (!parseInt(line.substr(start, end - start), 0, INT32_MAX, id)) {
+        std::fprintf(stderr, "moec-run: %s:%lld: '%s' is not a token id\n",
+                     path.c_str(), (long long)lineNumber,
+                     line.substr(start, end - start).c_str());
+        ok = false;
+        break;
+      }
+      ids.push_back(int32_t(id));
+      start = line.find_first_not_of(' ', end);
+    }
+    if (!ids.empty())
+      prompts.push_back(std::move(ids));
+  }
+  std::fclose(file);
+  if (ok && prompts.empty()) {
+    std::fprintf(stderr, "moec-run: %s holds no prompt\n", path.c_str());
+    return false;
+  }
+  return ok;
+}
+
+const char *finishName(moec_finish finish) {
+  switch (finish) {
+  case MOEC_FINISH_NONE:
+    return "none";
+  case MOEC_FINISH_EOS:
+    return "eos";
+  case MOEC_FINISH_STOP:
+    return "stop token";
+  case MOEC_FINISH_LENGTH:
+    return "length";
+  case MOEC_FINISH_CANCELLED:
+    return "cancelled";
+  case MOEC_FINISH_ERROR:
+    return "error";
+  }
+  return "?";
+}
+
+// Generates for --tokens or every --prompts line and reports throughput.
+// Returns the exit code.
+int runGeneration(moec_model *model, const Options &o) {
+  std::vector<std::vector<int32_t>> prompts;
+  if (o.promptsFile.empty())
+    prompts.push_back(o.tokens);
+  else if (!readPrompts(o.promptsFile, prompts))
+    return 1;
+  moec_generator_options options = {};
+  options.cache_bytes = o.cacheMb << 20;
+  options.max_sequences = o.maxSequences;
+  options.max_tokens_per_step = o.maxTokensPerStep;
+  const char *name = nullptr;
+  moec_dtype dtype;
+  const int64_t *dims = nullptr;
+  int64_t rank = 0;
+  if (moec_model_tensor_info(model, 1, 0, &name, &dtype, &dims, &rank) !=
+          MOEC_OK ||
+      rank != 2)
+    return fail("reading the logits' shape", MOEC_INVALID_ARGUMENT);
+  int64_t vocab = dims[1];
+  // --dump-logits: [sequences, N, vocab].
+  std::vector<float> dumped;
+  if (!o.dumpLogits.empty())
+    dumped.assign(size_t(prompts.size()) * size_t(o.generate) * size_t(vocab),
+                  0.0f);
+  moec_generator *generator = nullptr;
+  moec_status status = moec_generator_create(model, &options, &generator);
+  if (status != MOEC_OK)
+    return fail("starting generation", status);
+  struct Sequence {
+    std::vector<int32_t> output;
+    moec_finish finish = MOEC_FINISH_NONE;
+    std::string error;
+  };
+  std::vector<Sequence> sequences(prompts.size());
+  std::vector<int64_t> ids;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    moec_sampling sampling = {};
+    sampling.temperature = float(o.temperature);
+    sampling.top_k = int32_t(o.topK);
+    sampling.top_p = float(o.topP);
+    sampling.min_p = float(o.minP);
+    sampling.repetition_penalty = float(o.repetitionPenalty);
+    sampling.seed = uint64_t(o.seed) + i;
+    sampling.max_new_tokens = o.generate;
+    sampling.ignore_eos = o.ignoreEos;
+    int64_t id = 0;
+    status = moec_generator_add(generator, prompts[i].data(),
+                                int64_t(prompts[i].size()), &sampling, &id);
+    if (status != MOEC_OK) {
+      std::fprintf(stderr, "moec-run: prompt %zu: %s\n", i + 1,
+                   moec_last_error());
+      moec_generator_free(generator);
+      return 1;
+    }
+    ids.push_back(id);
+  }
+  std::printf("model: %s on %s, %zu sequence%s, up to %lld new tokens each\n",
+              o.model.c_str(), deviceLabel(model).c_str(), prompts.size(),
+              prompts.size() == 1 ? "" : "s", (long long)o.generate);
+  std::fflush(stdout);
+
+  // Steps that computed prompt rows count as prefill time, the others as
+  // decode time.
+  bool streaming = o.promptsFile.empty();
+  double prefillMs = 0, decodeMs = 0, firstTokenMs = -1;
+  int64_t prefillRows = 0, decodeTokens = 0, lastPrefill = 0, lastDecode = 0;
+  auto start = std::chrono::steady_clock::now();
+  while (moec_generator_unfinished(generator) > 0) {
+    auto stepStart = std::chrono::steady_clock::now();
+    const moec_generation_event *events = nullptr;
+    int64_t count = 0;
+    status = moec_generator_step(generator, &events, &count);
+    if (status != MOEC_OK) {
+      moec_generator_free(generator);
+      return fail("generating", status);
+    }
+    double ms = msSince(stepStart);
+    int64_t prefill = 0, decode = 0;
+    double seconds = 0;
+    moec_generator_stats(generator, &prefill, &decode, &seconds);
+    if (prefill > lastPrefill) {
+      prefillMs += ms;
+      prefillRows += prefill - lastPrefill;
+    } else {
+      decodeMs += ms;
+      decodeTokens += decode - lastDecode;
+    }
+    lastPrefill = prefill;
+    lastDecode = decode;
+    for (int64_t e = 0; e < count; ++e) {
+      const moec_generation_event &event = events[e];
+      size_t index = size_t(std::find(ids.begin(), ids.end(), event.sequence) -
+                            ids.begin());
+      if (index >= sequences.size())
+        continue;
+      Sequence &seq = sequences[index];
+      if (event.token >= 0) {
+        if (firstTokenMs < 0)
+          firstTokenMs = msSince(start);
+        if (!dumped.empty() && event.logits &&
+            int64_t(seq.output.size()) < o.generate)
+          std::memcpy(dumped.data() +
+                          (index * size_t(o.generate) + seq.output.size()) *
+                              size_t(vocab),
+                      event.logits, size_t(vocab) * sizeof(float));
+        seq.output.push_back(event.token);
+        if (streaming) {
+          std::printf("%s%d", seq.output.size() == 1 ? "" : " ", event.token);
+          std::fflush(stdout);
+        }
+      }
+      if (event.finish != MOEC_FINISH_NONE) {
+        seq.finish = event.finish;
+        seq.error = event.error;
+        if (!streaming) {
+          std::printf("[%zu]", index + 1);
+          for (int32_t token : seq.output)
+            std::printf(" %d", token);
+          std::printf("  (%s)\n", finishName(seq.finish));
+        }
+      }
+    }
+  }
+  double totalMs = msSince(start);
+  moec_generator_free(generator);
+  if (streaming)
+    std::printf("\nfinish: %s, %zu tokens\n", finishName(sequences[0].finish),
+                sequences[0].output.size());
+  int code = 0;
+  for (size_t i = 0; i < sequences.size(); ++i)
+    if (sequences[i].finish == MOEC_FINISH_ERROR) {
+      std::fprintf(stderr, "moec-run: sequence %zu failed: %s\n", i + 1,
+                   sequences[i].error.c_str());
+      code = 1;
+    }
+  std::printf("time to first token: %.3f ms\n", firstTokenMs);
+  std::printf("prefill: %lld tokens in %.3f ms (%.1f tokens/s)\n",
+              (long long)prefillRows, prefillMs,
+              prefillMs > 0 ? prefillRows * 1e3 / prefillMs : 0.0);
+  std::printf("decode: %lld tokens in %.3f ms (%.1f tokens/s)\n",
+              (long long)decodeTokens, decodeMs,
+              decodeMs > 0 ? decodeTokens * 1e3 / decodeMs : 0.0);
+  std::printf("total: %.3f ms\n", totalMs);
+  if (!dumped.empty()) {
+    int64_t shape0 = int64_t(prompts.size());
+    if (!writeNpy(o.dumpLogits, "<f4", {shape0, o.generate, vocab},
+                  dumped.data(), dumped.size() * sizeof(float))) {
+      std::fprintf(stderr, "moec-run: cannot write %s: %s\n",
+                   o.dumpLogits.c_str(), std::strerror(errno));
+      return 1;
+    }
+    std::printf("logits: %s (float32 [%lld, %lld, %lld])\n",
+                o.dumpLogits.c_str(), (long long)shape0, (long long)o.generate,
+                (long long)vocab);
+  }
+  return code;
+}
+
 // Runs the model `o.repeat` times on the --input files, prints every
 // output's shape and dumps output 0 when asked. Returns the exit code.
 int runOnInputs(moec_model *model, const Options &o,
@@ -667,6 +983,12 @@ int moecRunMain(int argc, char **argv) {
     moec_model_set_threads(model, int(o.threads));
   double loadMs = msSince(loadStart);
 
+  if (o.generate >= 0) {
+    int code = runGeneration(model, o);
+    moec_model_free(model);
+    std::printf("load: %.3f ms\n", loadMs);
+    return code;
+  }
   std::vector<double> times;
   int code = o.inputs.empty() ? runOnTokens(model, o, times)
                               : runOnInputs(model, o, times);

@@ -14,6 +14,7 @@
 #include "runtime/capi/ModelTesting.h"
 #include "runtime/cpu/CpuExecutor.h"
 #include "runtime/cuda/CudaExecutor.h"
+#include "runtime/generate/Generator.h"
 
 #include <atomic>
 #include <cstring>
@@ -43,6 +44,27 @@ struct moec_model {
   // The manifest's shape of every input ([0]) and output ([1]), copied
   // out of the file for moec_model_tensor_info.
   std::vector<std::vector<int64_t>> specShapes[2];
+  // Set while a moec_generator owns the KV cache.
+  std::atomic<bool> generating{false};
+};
+
+// moec_finish names FinishReason's values.
+static_assert(int(FinishReason::kNone) == MOEC_FINISH_NONE &&
+                  int(FinishReason::kEos) == MOEC_FINISH_EOS &&
+                  int(FinishReason::kStopToken) == MOEC_FINISH_STOP &&
+                  int(FinishReason::kLength) == MOEC_FINISH_LENGTH &&
+                  int(FinishReason::kCancelled) == MOEC_FINISH_CANCELLED &&
+                  int(FinishReason::kError) == MOEC_FINISH_ERROR,
+              "moec_finish and FinishReason differ");
+
+struct moec_generator {
+  moec_model *model = nullptr;
+  std::unique_ptr<Generator> generator;
+  // The model's EOS ids, for requests that do not ignore them.
+  std::vector<int32_t> eosIds;
+  // The last step's events and their error messages.
+  std::vector<moec_generation_event> events;
+  std::vector<std::string> errors;
 };
 
 namespace {
@@ -117,6 +139,10 @@ private:
 };
 
 moec_status busy() { return invalid(kModelBusy); }
+
+const char kModelGenerating[] =
+    "model is generating: a moec_generator owns its KV cache; free the "
+    "generator before running the model directly";
 
 // Calls the test hook of `model` (inside a run, `busy` held).
 void runHook(const moec_model &model) {
@@ -337,6 +363,8 @@ moec_status moec_model_run(moec_model *model, const int32_t *tokens,
     return invalid("moec_model_run: `tokens` is null");
   if (!model->tokensError.empty())
     return invalid(model->tokensError);
+  if (model->generating.load())
+    return invalid(kModelGenerating);
   ModelCall call(*model);
   if (!call.acquired())
     return busy();
@@ -442,6 +470,8 @@ moec_status moec_model_set_input(moec_model *model, int64_t index,
 moec_status moec_model_run_tokens(moec_model *model, int64_t tokens) {
   if (!model)
     return invalid("moec_model_run_tokens: `model` is null");
+  if (model->generating.load())
+    return invalid(kModelGenerating);
   ModelCall call(*model);
   if (!call.acquired())
     return busy();
@@ -541,6 +571,141 @@ moec_status moec_model_embedded_file(const moec_model *model, const char *name,
 }
 
 void moec_model_free(moec_model *model) { delete model; }
+
+//===----------------------------------------------------------------------===//
+// Generation
+//===----------------------------------------------------------------------===//
+
+moec_status moec_generator_create(moec_model *model,
+                                  const moec_generator_options *options,
+                                  moec_generator **generator) {
+  if (!model || !generator)
+    return invalid("moec_generator_create: null argument");
+  *generator = nullptr;
+  ModelCall call(*model);
+  if (!call.acquired())
+    return busy();
+  bool expected = false;
+  if (!model->generating.compare_exchange_strong(expected, true))
+    return invalid("moec_generator_create: the model already has a "
+                   "generator; one model serves one generator");
+  GeneratorOptions o;
+  if (options) {
+    o.cacheBytes = options->cache_bytes;
+    o.maxSequencesPerStep = options->max_sequences;
+    o.maxTokensPerStep = options->max_tokens_per_step;
+  }
+  StatusOr<std::unique_ptr<Generator>> created =
+      Generator::create(*model->executor, o);
+  if (!created.isOk()) {
+    model->generating.store(false);
+    return report(created.status());
+  }
+  auto g = std::make_unique<moec_generator>();
+  g->model = model;
+  g->generator = std::move(created).value();
+  if (const manifest::Generation *gen =
+          model->executor->artifact().generation())
+    for (int64_t id : *gen->eos_token_ids())
+      g->eosIds.push_back(int32_t(id));
+  *generator = g.release();
+  return MOEC_OK;
+}
+
+moec_status moec_generator_add(moec_generator *generator, const int32_t *prompt,
+                               int64_t n, const moec_sampling *sampling,
+                               int64_t *sequence) {
+  if (!generator || !sequence || (!prompt && n > 0))
+    return invalid("moec_generator_add: null argument");
+  if (n < 1)
+    return invalid("moec_generator_add: the prompt is empty");
+  moec_sampling zero = {};
+  const moec_sampling &p = sampling ? *sampling : zero;
+  if (p.stop_token_count < 0 || (p.stop_token_count > 0 && !p.stop_token_ids))
+    return invalid("moec_generator_add: bad stop_token_ids / "
+                   "stop_token_count");
+  GenerationRequest request;
+  request.prompt.assign(prompt, prompt + n);
+  SamplingParams &s = request.sampling;
+  s.temperature = p.temperature;
+  s.topK = p.top_k;
+  s.topP = p.top_p == 0.0f ? 1.0f : p.top_p;
+  s.minP = p.min_p;
+  s.repetitionPenalty =
+      p.repetition_penalty == 0.0f ? 1.0f : p.repetition_penalty;
+  s.presencePenalty = p.presence_penalty;
+  s.frequencyPenalty = p.frequency_penalty;
+  s.seed = p.seed;
+  StopConditions &stop = request.stop;
+  stop.eosTokenIds = generator->eosIds;
+  stop.ignoreEos = p.ignore_eos != 0;
+  if (p.stop_token_count > 0)
+    stop.stopTokenIds.assign(p.stop_token_ids,
+                             p.stop_token_ids + p.stop_token_count);
+  stop.maxNewTokens = p.max_new_tokens > 0
+                          ? p.max_new_tokens
+                          : generator->generator->maxContextLength();
+  StatusOr<SequenceId> id = generator->generator->add(std::move(request));
+  if (!id.isOk())
+    return report(id.status().withPrefix("moec_generator_add"));
+  *sequence = *id;
+  return MOEC_OK;
+}
+
+void moec_generator_cancel(moec_generator *generator, int64_t sequence) {
+  if (generator)
+    generator->generator->cancel(sequence);
+}
+
+int64_t moec_generator_unfinished(const moec_generator *generator) {
+  return generator ? generator->generator->numUnfinished() : 0;
+}
+
+moec_status moec_generator_step(moec_generator *generator,
+                                const moec_generation_event **events,
+                                int64_t *count) {
+  if (!generator || !events || !count)
+    return invalid("moec_generator_step: null argument");
+  *events = nullptr;
+  *count = 0;
+  ModelCall call(*generator->model);
+  if (!call.acquired())
+    return busy();
+  StatusOr<std::vector<SequenceUpdate>> updates = generator->generator->step();
+  if (!updates.isOk())
+    return report(updates.status().withPrefix("moec_generator_step"));
+  generator->errors.clear();
+  generator->events.clear();
+  for (const SequenceUpdate &u : *updates)
+    generator->errors.push_back(u.error.isOk() ? "" : u.error.message());
+  for (size_t i = 0; i < updates->size(); ++i) {
+    const SequenceUpdate &u = (*updates)[i];
+    generator->events.push_back({u.id, u.token, moec_finish(int(u.finish)),
+                                 generator->errors[i].c_str(), u.logits});
+  }
+  *events = generator->events.data();
+  *count = int64_t(generator->events.size());
+  return MOEC_OK;
+}
+
+moec_status moec_generator_stats(const moec_generator *generator,
+                                 int64_t *prefill_rows, int64_t *decode_rows,
+                                 double *run_seconds) {
+  if (!generator || !prefill_rows || !decode_rows || !run_seconds)
+    return invalid("moec_generator_stats: null argument");
+  const GeneratorStats &stats = generator->generator->stats();
+  *prefill_rows = stats.prefillRows;
+  *decode_rows = stats.decodeRows;
+  *run_seconds = stats.runSeconds;
+  return MOEC_OK;
+}
+
+void moec_generator_free(moec_generator *generator) {
+  if (!generator)
+    return;
+  generator->model->generating.store(false);
+  delete generator;
+}
 
 const char *moec_last_error(void) { return lastError.c_str(); }
 

@@ -216,8 +216,130 @@ moec_status moec_model_eos_ids(const moec_model *model, const int64_t **ids,
 moec_status moec_model_embedded_file(const moec_model *model, const char *name,
                                      const void **data, int64_t *size);
 
-/** Frees `model` (NULL is ignored). */
+/** Frees `model` (NULL is ignored). Free its generator first. */
 void moec_model_free(moec_model *model);
+
+/* ------------------------------------------------------------------------
+ * Generation (artifacts compiled with `moec --kv-cache`; docs/generation.md)
+ *
+ * A generator owns the model's KV cache while it exists: it sizes the cache
+ * from its budget, batches the sequences added to it (continuous batching,
+ * chunked prefill, shared prompt prefixes), runs one step per
+ * `moec_generator_step` and samples each sequence's next token. While a
+ * generator exists, `moec_model_run` and `moec_model_run_tokens` on its
+ * model fail (they would overwrite the cache); free it first.
+ *
+ * Threads: one thread drives (`moec_generator_step`, `_free`); `_add`,
+ * `_cancel` and `_unfinished` are safe from any thread at any time, and
+ * take effect at the next step.
+ * --------------------------------------------------------------------- */
+
+typedef struct moec_generator moec_generator;
+
+/** Options of `moec_generator_create`; zero fields take the defaults. */
+typedef struct moec_generator_options {
+  /** Bytes of KV cache; 0: room for `max_sequences` sequences of up to
+   *  4096 positions, at most 4 GiB. */
+  int64_t cache_bytes;
+  /** Sequences one step may hold; 0 (or more) is the artifact's
+   *  `--max-sequences`. */
+  int64_t max_sequences;
+  /** Rows one step may compute (the prefill chunk); 0 (or more) is the
+   *  artifact's `--max-tokens`. */
+  int64_t max_tokens_per_step;
+} moec_generator_options;
+
+/** How one sequence is sampled and when it stops. Zero-initialise it: all
+ *  zero is greedy decoding up to the context length, stopping at the
+ *  model's EOS ids. */
+typedef struct moec_sampling {
+  /** 0: greedy (argmax); else the logits are divided by it. */
+  float temperature;
+  /** Keep the k most likely tokens; 0 is off. */
+  int32_t top_k;
+  /** Keep the smallest set of tokens with this probability mass; 0 (or 1)
+   *  is off. */
+  float top_p;
+  /** Drop tokens less likely than min_p times the most likely; 0 is off. */
+  float min_p;
+  /** HF repetition penalty; 0 (or 1) is off. */
+  float repetition_penalty;
+  /** OpenAI presence and frequency penalties, in [-2, 2]; 0 is off. */
+  float presence_penalty;
+  float frequency_penalty;
+  /** The sequence's random stream: its tokens depend only on the seed,
+   *  whatever else is batched with it. */
+  uint64_t seed;
+  /** Tokens to generate at most; 0: up to the context length. */
+  int64_t max_new_tokens;
+  /** Nonzero: go on through the model's EOS ids. */
+  int ignore_eos;
+  /** `stop_token_count` more ids that end the sequence. */
+  const int32_t *stop_token_ids;
+  int64_t stop_token_count;
+} moec_sampling;
+
+/** Why a sequence ended. Values are stable. */
+typedef enum moec_finish {
+  MOEC_FINISH_NONE = 0,      /**< still generating */
+  MOEC_FINISH_EOS = 1,       /**< generated an EOS id */
+  MOEC_FINISH_STOP = 2,      /**< generated a stop token */
+  MOEC_FINISH_LENGTH = 3,    /**< reached max_new_tokens or the context */
+  MOEC_FINISH_CANCELLED = 4, /**< moec_generator_cancel */
+  MOEC_FINISH_ERROR = 5      /**< failed; `error` says why */
+} moec_finish;
+
+/** What one step did to one sequence: a new token, an ending, or both. */
+typedef struct moec_generation_event {
+  int64_t sequence;
+  /** The new token, or -1. */
+  int32_t token;
+  moec_finish finish;
+  /** When `finish` is MOEC_FINISH_ERROR, why (else ""); valid until the
+   *  next step. */
+  const char *error;
+  /** With a token: the vocabulary's logits it was sampled from (before
+   *  any sampling processor), valid until the next step; else NULL. */
+  const float *logits;
+} moec_generation_event;
+
+/** Creates a generator over `model` (whose artifact must keep a KV cache)
+ *  and allocates its cache. NULL `options` means all zero. */
+moec_status moec_generator_create(moec_model *model,
+                                  const moec_generator_options *options,
+                                  moec_generator **generator);
+
+/** Any thread: queues a sequence generating from the `n` token ids of
+ *  `prompt` (NULL `sampling` means all zero) and stores its id in
+ *  `*sequence`. Ids outside the vocabulary, a prompt that leaves no room in
+ *  the context, or bad sampling values are MOEC_INVALID_ARGUMENT. */
+moec_status moec_generator_add(moec_generator *generator, const int32_t *prompt,
+                               int64_t n, const moec_sampling *sampling,
+                               int64_t *sequence);
+
+/** Any thread: cancels `sequence`; a later step reports it
+ *  MOEC_FINISH_CANCELLED. Unknown or finished ids are ignored. */
+void moec_generator_cancel(moec_generator *generator, int64_t sequence);
+
+/** Any thread: sequences added and not yet finished. */
+int64_t moec_generator_unfinished(const moec_generator *generator);
+
+/** Driving thread: runs one step and stores its `*count` events in
+ *  `*events` (valid until the next step or free; none when nothing was
+ *  queued). A sequence's own failure is an event; an error return means
+ *  the model failed and the generator cannot go on. */
+moec_status moec_generator_step(moec_generator *generator,
+                                const moec_generation_event **events,
+                                int64_t *count);
+
+/** Driving thread: rows computed so far, those of prefill and of decode,
+ *  and the seconds spent running the model. */
+moec_status moec_generator_stats(const moec_generator *generator,
+                                 int64_t *prefill_rows, int64_t *decode_rows,
+                                 double *run_seconds);
+
+/** Frees `generator` (NULL is ignored); its model can run again. */
+void moec_generator_free(moec_generator *generator);
 
 /** The message of the last failed call on this thread ("" if none). */
 const char *moec_last_error(void);

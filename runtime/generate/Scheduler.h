@@ -102,6 +102,10 @@ struct SequenceUpdate {
   FinishReason finish = FinishReason::kNone;
   /// Why it failed, when `finish` is `kError`.
   Status error;
+  /// The `vocabSize` logits `token` was sampled from, when the caller of
+  /// `complete` keeps them (the `Generator` does, until its next step);
+  /// else null.
+  const float *logits = nullptr;
 };
 
 /// Admits, batches, preempts and finishes generation requests.
