@@ -479,6 +479,13 @@ Status ArtifactWriter::commit() {
   // meta digest covers it, the header, the table and the trailer's start.
   manifest_->sections = std::move(digests_);
   std::vector<uint8_t> manifestBytes = packManifest(*manifest_);
+  // The header written at create says the newest minor; the file gets the
+  // lowest one that holds it (Format.h), rewritten in place.
+  encodeHeader(header_, kArtifactMajor,
+               manifest_->kv_cache ? kArtifactMinorKvCache : uint16_t(0));
+  MOEC_RETURN_IF_ERROR(flush());
+  if (::pwrite(fd_, header_, kHeaderSize, 0) != ssize_t(kHeaderSize))
+    return failWith(ioError(strCat(tempPath_, ": rewrite the header"), errno));
   Sha256 meta;
   meta.update(header_, kHeaderSize);
   meta.update(manifestBytes.data(), manifestBytes.size());

@@ -32,6 +32,10 @@ constexpr uint16_t kArtifactMajor = 2;
 /// The newest minor version this runtime understands; newer minors of the
 /// same major are refused, older ones are read.
 constexpr uint16_t kArtifactMinor = 1;
+/// The minor that added the KV cache (`kv_cache`, `KV_CACHE` arguments).
+/// The writer labels a file with the lowest minor that holds it: 2.0
+/// unless it has a KV cache, so a 2.0 runtime reads every other artifact.
+constexpr uint16_t kArtifactMinorKvCache = 1;
 
 /// The 8 bytes every artifact starts with.
 constexpr char kArtifactMagic[8] = {'M', 'O', 'E', 'C', 'A', 'R', 'T', '\0'};
