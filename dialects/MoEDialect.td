@@ -23,7 +23,9 @@ def MoE_Dialect : Dialect {
     lower it to FP8 with DeepSeek-style block scaling; code generators turn
     it into CUDA C++ kernels or an LLVM shared object.
 
-    All ops have value semantics and no side effects. Activations are ranked
+    All ops have value semantics and no side effects, except
+    `moe.paged_attention`, which writes the model's KV cache (function
+    arguments marked `moe.kv_cache`) in place. Activations are ranked
     tensors whose leading dimension is the dynamic token count `?`; weights
     enter the graph only through `moe.weight`, which names checkpoint tensors
     and never inlines their data.
@@ -61,7 +63,8 @@ def MoE_StaticFeatureDims : NativeOpTrait<"StaticFeatureDims"> {
   let cppNamespace = "::mlir::moe::OpTrait";
 }
 
-/// Base class of every `moe` op. All ops are free of side effects and only
+/// Base class of the `moe` ops without side effects (all but the stateful
+/// ones, `MoE_StatefulOp` in MoEOps.td); only
 /// the token dimension of their tensors may be dynamic.
 class MoE_Op<string mnemonic, list<Trait> traits = []>
     : Op<MoE_Dialect, mnemonic,
