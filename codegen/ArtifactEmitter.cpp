@@ -16,6 +16,7 @@
 #include "passes/Roles.h"
 #include "runtime/artifact/ArtifactWriter.h"
 
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/MathExtras.h"
@@ -524,6 +525,16 @@ FailureOr<ArtifactPlan> PlanBuilder::build() {
       return failure();
   }
 
+  // Ops that run on the selected rows: `moe.select_rows` and everything
+  // computed from its result.
+  llvm::DenseSet<Operation *> selected;
+  for (Operation &op : func.getBody().front())
+    if (isa<moe::SelectRowsOp>(op) ||
+        llvm::any_of(op.getOperands(), [&](Value v) {
+          return v.getDefiningOp() && selected.contains(v.getDefiningOp());
+        }))
+      selected.insert(&op);
+
   // Steps in `moe.step` order, which is program order.
   std::vector<std::pair<std::string, mf::Precision>> precision;
   int64_t expected = 0;
@@ -558,6 +569,7 @@ FailureOr<ArtifactPlan> PlanBuilder::build() {
       }
     }
     step->op = op.getName().getStringRef().str();
+    step->selected_rows = selected.contains(&op);
     // The contract with the kernel builder: operands, then results.
     for (Value operand : op.getOperands())
       if (failed(addArgument(*step, operand, &op)))

@@ -440,6 +440,17 @@ LogicalResult PagedAttentionOp::verify() {
   return success();
 }
 
+LogicalResult SelectRowsOp::verify() {
+  auto x = cast<RankedTensorType>(getX().getType());
+  if (x.getRank() < 1 || !x.isDynamicDim(0))
+    return emitOpError("expected `x` with a dynamic leading (row) dimension");
+  if (failed(checkRank(*this, "rows", getRows().getType(), 1)))
+    return failure();
+  if (!cast<RankedTensorType>(getRows().getType()).isDynamicDim(0))
+    return emitOpError("expected `rows` of shape [?]");
+  return checkShape(*this, "result", getType(), x.getShape());
+}
+
 //===----------------------------------------------------------------------===//
 // Shape ops
 //===----------------------------------------------------------------------===//

@@ -452,6 +452,28 @@ def MoE_PagedAttentionOp : MoE_StatefulOp<"paged_attention"> {
   let hasVerifier = 1;
 }
 
+def MoE_SelectRowsOp : MoE_Op<"select_rows"> {
+  let summary = "the rows of a generation step that need logits";
+  let description = [{
+    Row `i` of the result is row `rows[i]` of `x`. The result has as many
+    rows as `rows` has entries (R), which may be fewer than `x`'s T: in a
+    generation step only the rows that sample need the lm_head (the last
+    row of a prompt chunk, every decode row), so the ops after it run on R
+    rows (docs/generation.md). Every entry must be in `[0, T)`.
+
+    ```mlir
+    %h = moe.select_rows %x, %rows : tensor<?x64xf32>, tensor<?xi32>
+        -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$x, MoE_I32Tensor:$rows);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $x `,` $rows attr-dict `:` type($x) `,` type($rows) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 def MoE_ReshapeOp : MoE_Op<"reshape"> {
   let summary = "reshape, keeping the leading token dimension";
   let description = [{

@@ -149,7 +149,10 @@ def UseKvCachePass : Pass<"moec-use-kv-cache", "func::FuncOp"> {
     `dtype`, marked `moe.kv_cache`). The rows' positions are the argument
     named `positions`. `max-context` 0 takes the model's
     `moe.max_positions` (the importer's `max_position_embeddings`).
-    Non-causal attention cannot be cached and is an error.
+    Non-causal attention cannot be cached and is an error. Last comes
+    `logits_rows` (`tensor<?xi32>`): the op computing the first result (the
+    lm_head) reads its per-row operands through `moe.select_rows` of it, so
+    the logits are computed only for the rows that sample.
   }];
   let dependentDialects = ["moe::MoEDialect"];
   let options = [

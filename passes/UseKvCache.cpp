@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "passes/Passes.h"
+#include "passes/WeightExprs.h"
 
 #include "mlir/IR/Builders.h"
 #include "llvm/Support/MathExtras.h"
@@ -134,6 +135,34 @@ struct UseKvCachePass : moec::impl::UseKvCachePassBase<UseKvCachePass> {
           b.getI64IntegerAttr(int64_t(layer)));
       op.getResult().replaceAllUsesWith(paged.getResult());
       op.erase();
+    }
+    return selectLogitsRows(
+        func,
+        append(RankedTensorType::get({ShapedType::kDynamic}, b.getI32Type()),
+               name("logits_rows")));
+  }
+
+  /// Only the rows that sample need logits: the op producing the function's
+  /// first result (the lm_head) reads its per-row operands through
+  /// `moe.select_rows` of the argument `logitsRows`.
+  LogicalResult selectLogitsRows(func::FuncOp func, BlockArgument logitsRows) {
+    if (!logitsRows)
+      return func.emitOpError("cannot add the `logits_rows` argument");
+    auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
+    Operation *head =
+        ret.getNumOperands() ? ret.getOperand(0).getDefiningOp() : nullptr;
+    if (!head || head->getNumResults() != 1)
+      return func.emitOpError("needs its logits computed by one op to select "
+                              "the rows that need them");
+    OpBuilder b(head);
+    for (OpOperand &operand : head->getOpOperands()) {
+      auto type = dyn_cast<RankedTensorType>(operand.get().getType());
+      if (!type || type.getRank() == 0 || !type.isDynamicDim(0) ||
+          isWeightExpr(operand.get()))
+        continue;
+      operand.set(moe::SelectRowsOp::create(b, head->getLoc(), type,
+                                            operand.get(), logitsRows)
+                      .getResult());
     }
     return success();
   }

@@ -863,6 +863,7 @@ public:
                  Value scores);
   Value entryAlloca(llvm::function_ref<Value()> size);
   LogicalResult emitSlice(moe::SliceOp op);
+  LogicalResult emitSelectRows(moe::SelectRowsOp op);
   LogicalResult emitConcat(moe::ConcatOp op);
   LogicalResult emitExpand(moe::ExpandOp op);
   LogicalResult emitRouter(moe::RouterOp op);
@@ -1620,6 +1621,24 @@ LogicalResult StepEmitter::emitPagedAttention(moe::PagedAttentionOp o) {
 //===----------------------------------------------------------------------===//
 // Shape ops
 //===----------------------------------------------------------------------===//
+
+LogicalResult StepEmitter::emitSelectRows(moe::SelectRowsOp o) {
+  // Runs on the selected rows: `tokens` is their count R, and `x` (whose
+  // descriptor says R rows too) is read only at the rows `rows` names, which
+  // the executor checked are below the step's T.
+  const Buffer &x = bufferOf(o.getX()), &out = bufferOf(o.getResult());
+  int64_t width = rowElements(x);
+  Value xf = flat(x), of = flat(out), rf = flat(bufferOf(o.getRows()));
+  loop(idx(0), leadingRows(out), [&](Value r) {
+    Value from = mul(loadIndex(rf, r), idx(width));
+    loop(idx(0), idx(width), [&](Value c) {
+      Value v = memref::LoadOp::create(b, loc, xf, ValueRange{add(from, c)});
+      memref::StoreOp::create(b, loc, v, of,
+                              ValueRange{add(mul(r, idx(width)), c)});
+    });
+  });
+  return success();
+}
 
 LogicalResult StepEmitter::emitSlice(moe::SliceOp o) {
   const Buffer &x = bufferOf(o.getX()), &out = bufferOf(o.getResult());
@@ -2544,13 +2563,14 @@ void populateReductionToCpuPatterns(RewritePatternSet &patterns,
 }
 
 /// Data movement: `moe.slice`, `moe.concat`, `moe.expand`, `moe.transpose`,
-/// `moe.gather_elements`, `moe.scatter_elements`, `moe.one_hot`.
+/// `moe.gather_elements`, `moe.scatter_elements`, `moe.one_hot`,
+/// `moe.select_rows`.
 void populateMovementToCpuPatterns(RewritePatternSet &patterns,
                                    const CpuTargetInfo &target,
                                    CpuKernelState &state) {
-  addStepPatterns<&StepEmitter::emitSlice, &StepEmitter::emitConcat,
-                  &StepEmitter::emitExpand, &StepEmitter::emitTranspose,
-                  &StepEmitter::emitGatherElements,
+  addStepPatterns<&StepEmitter::emitSelectRows, &StepEmitter::emitSlice,
+                  &StepEmitter::emitConcat, &StepEmitter::emitExpand,
+                  &StepEmitter::emitTranspose, &StepEmitter::emitGatherElements,
                   &StepEmitter::emitScatterElements, &StepEmitter::emitOneHot>(
       patterns, target, state);
 }

@@ -954,8 +954,14 @@ const TensorSpec *findInput(const Manifest &m, std::string_view name) {
 
 Status checkKvCache(const Manifest &m) {
   const KvCache *c = m.kv_cache();
-  if (!c)
+  if (!c) {
+    for (uint32_t i = 0; i < m.steps()->size(); ++i)
+      if (m.steps()->Get(i)->selected_rows())
+        return corrupt(strCat("steps[", i,
+                              "]: runs on selected rows, which "
+                              "only an artifact with a kv_cache has"));
     return Status::ok();
+  }
   auto inRange = [](int64_t v) { return v >= 1 && v <= kMaxKvCacheExtent; };
   if (!inRange(c->page_tokens()) || !inRange(c->max_sequences()) ||
       !inRange(c->max_pages()))
@@ -1002,6 +1008,12 @@ Status checkKvCache(const Manifest &m) {
       table->shape()->Get(1) != c->max_pages())
     return corrupt(strCat("kv_cache: needs the input 'page_table' (i32 [",
                           c->max_sequences(), ", ", c->max_pages(), "])"));
+  bool selects = std::any_of(m.steps()->begin(), m.steps()->end(),
+                             [](const Step *s) { return s->selected_rows(); });
+  const TensorSpec *rows = findInput(m, "logits_rows");
+  if (selects && (!isRows(rows) || rows->dtype() != DType::I32))
+    return corrupt("kv_cache: steps on selected rows need the input "
+                   "'logits_rows' ([-1], i32)");
   if (slots->index_bound() != c->max_sequences() ||
       positions->index_bound() != c->max_pages() * c->page_tokens())
     return corrupt("kv_cache: the index_bound of 'slots' must be "

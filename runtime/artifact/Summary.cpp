@@ -226,6 +226,8 @@ std::string Artifact::summary() const {
         os << (p ? ", " : "") << s.params()->Get(p);
       os << "]";
     }
+    if (s.selected_rows())
+      os << " on the selected rows";
     if (s.op()->size())
       os << "  // " << text(s.op());
     os << "\n";

@@ -139,6 +139,7 @@ CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
             const_cast<uint8_t *>(artifact->weightData(arg->id()).data));
     }
     step.params.assign(s.params()->begin(), s.params()->end());
+    step.selectedRows = s.selected_rows();
     executor->steps_.push_back(std::move(step));
   }
   // Pointers into `params` only once the vector no longer moves.
@@ -260,6 +261,8 @@ StatusOr<TensorView> CpuExecutor::tensor(bool output, int index,
 Status CpuExecutor::setInput(int index, const void *data, uint64_t bytes,
                              int64_t tokens) {
   MOEC_RETURN_IF_ERROR(checkInput(index, data, bytes, tokens));
+  if (index == logitsRowsInput_)
+    selectedRows_ = tokens;
   if (bytes)
     std::memcpy(
         bufferData(
@@ -303,7 +306,7 @@ Status CpuExecutor::runSteps(int64_t tokens) {
   // than raising SIGBUS) fails the run instead of giving wrong outputs.
   MOEC_RETURN_IF_ERROR(artifact_->checkUnchanged());
   for (const Step &step : steps_)
-    step.kernel(step.args.data(), tokens);
+    step.kernel(step.args.data(), step.selectedRows ? selectedRows_ : tokens);
   return artifact_->checkUnchanged();
 }
 
@@ -319,7 +322,7 @@ Status CpuExecutor::runStep(int index, int64_t tokens) {
     inputSet_.assign(inputSet_.size(), false);
   MOEC_RETURN_IF_ERROR(artifact_->checkUnchanged());
   const Step &step = steps_[size_t(index)];
-  step.kernel(step.args.data(), tokens);
+  step.kernel(step.args.data(), step.selectedRows ? selectedRows_ : tokens);
   return artifact_->checkUnchanged();
 }
 

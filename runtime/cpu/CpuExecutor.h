@@ -91,6 +91,8 @@ private:
     MoecCpuKernel kernel = nullptr;
     std::vector<void *> args;
     std::vector<int64_t> params;
+    // Runs on the rows `logits_rows` selects.
+    bool selectedRows = false;
   };
 
   explicit CpuExecutor(std::shared_ptr<const Artifact> artifact)

@@ -33,6 +33,8 @@ Executor::Executor(std::shared_ptr<const Artifact> artifact)
         slotsInput_ = int(i);
       if (text(in.name()) == "page_table")
         pageTableInput_ = int(i);
+      if (text(in.name()) == "logits_rows")
+        logitsRowsInput_ = int(i);
     }
   }
   inputSet_.assign(inputs.size(), false);
@@ -78,6 +80,23 @@ Executor::prepareKvCacheInputs(int64_t tokens,
     std::memset(table, 0, size_t(maxSequences * maxPages) * sizeof(int32_t));
     for (int64_t j = 0; j < std::min(maxPages, kvCachePages_); ++j)
       table[j] = int32_t(j);
+  }
+  if (logitsRowsInput_ >= 0) {
+    auto *rows = reinterpret_cast<int32_t *>(data(logitsRowsInput_));
+    if (!inputSet_[size_t(logitsRowsInput_)]) {
+      selectedRows_ = tokens;
+      for (int64_t t = 0; t < tokens; ++t)
+        rows[t] = int32_t(t);
+    }
+    if (selectedRows_ > tokens)
+      return makeError(StatusCode::kInvalidArgument, artifact_->path(),
+                       ": input 'logits_rows' selects ", selectedRows_,
+                       " rows of a run of ", tokens);
+    for (int64_t r = 0; r < selectedRows_; ++r)
+      if (rows[r] < 0 || rows[r] >= tokens)
+        return makeError(StatusCode::kInvalidArgument, artifact_->path(),
+                         ": input 'logits_rows': entry ", r, " is ", rows[r],
+                         ", not a row of this run of ", tokens);
   }
   // setInput checked slots and positions against their bounds; what the
   // page table says about them is checked here, per slot up to its last

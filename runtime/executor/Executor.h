@@ -107,10 +107,11 @@ protected:
   explicit Executor(std::shared_ptr<const Artifact> artifact);
   /// Fills the `slots` and `page_table` inputs when they were not set for
   /// this run: every row in slot 0, whose pages are 0, 1, ... (a plain `run`
-  /// is one sequence from position 0). `data(index)` is input `index`'s
-  /// memory. Then checks that every row's position and all positions before
-  /// it in its slot lie in pages of the pools, so that no kernel indexes
-  /// outside them.
+  /// is one sequence from position 0), and `logits_rows` with every row.
+  /// `data(index)` is input `index`'s memory. Then checks that every row's
+  /// position and all positions before it in its slot lie in pages of the
+  /// pools, so that no kernel indexes outside them, and that the selected
+  /// rows are rows of the run.
   Status prepareKvCacheInputs(int64_t tokens,
                               const std::function<uint8_t *(int)> &data);
 
@@ -143,8 +144,13 @@ protected:
   std::vector<int> positionInputs_;
   /// Which inputs were set by `setInput` since the last run.
   std::vector<bool> inputSet_;
-  /// With a KV cache: the inputs `positions`, `slots` and `page_table`.
-  int positionsInput_ = -1, slotsInput_ = -1, pageTableInput_ = -1;
+  /// With a KV cache: the inputs `positions`, `slots`, `page_table` and
+  /// `logits_rows`.
+  int positionsInput_ = -1, slotsInput_ = -1, pageTableInput_ = -1,
+      logitsRowsInput_ = -1;
+  /// Entries of `logits_rows` as set for this run (its `tokens`); after
+  /// `prepareKvCacheInputs`, the row count R of the steps on selected rows.
+  int64_t selectedRows_ = 0;
   /// Pages of every KV cache pool (set by the device's allocation).
   int64_t kvCachePages_ = 0;
   /// Which steps' weights `verifyStepWeights` has verified.

@@ -51,6 +51,7 @@ Generator::create(Executor &executor, const GeneratorOptions &options) {
   g->positionsInput_ = findInput(m, "positions");
   g->slotsInput_ = findInput(m, "slots");
   g->pageTableInput_ = findInput(m, "page_table");
+  g->logitsRowsInput_ = findInput(m, "logits_rows");
   // The manifest verifier checked positions, slots and the page table.
   if (g->tokensInput_ < 0 || m.outputs()->size() == 0)
     return makeError(StatusCode::kInvalidArgument, artifact.path(),
@@ -161,18 +162,31 @@ StatusOr<std::vector<SequenceUpdate>> Generator::step() {
   MOEC_RETURN_IF_ERROR(executor_.setInput(pageTableInput_, pageTable_.data(),
                                           pageTable_.size() * sizeof(int32_t),
                                           rows));
+  // An artifact that selects rows computes the logits of those alone, in
+  // order (at least one: a step of intermediate prefill chunks computes one
+  // it does not use).
+  int64_t logitsRows = rows;
+  if (logitsRowsInput_ >= 0) {
+    std::vector<int64_t> selected(step.logitsRows.begin(),
+                                  step.logitsRows.end());
+    if (selected.empty())
+      selected.push_back(0);
+    logitsRows = int64_t(selected.size());
+    MOEC_RETURN_IF_ERROR(setIntInput(logitsRowsInput_, selected, logitsRows));
+  }
   auto start = std::chrono::steady_clock::now();
   MOEC_RETURN_IF_ERROR(executor_.run(rows));
   stats_.runSeconds += secondsSince(start);
 
   // The rows that need logits, in order, one after another.
-  MOEC_ASSIGN_OR_RETURN(TensorView view, executor_.tensor(true, 0, rows));
+  MOEC_ASSIGN_OR_RETURN(TensorView view, executor_.tensor(true, 0, logitsRows));
   const auto *all = reinterpret_cast<const float *>(view.data);
   size_t vocab = size_t(vocabSize_);
   logits_.resize(step.logitsRows.size() * vocab);
   for (size_t i = 0; i < step.logitsRows.size(); ++i)
     std::memcpy(logits_.data() + i * vocab,
-                all + size_t(step.logitsRows[i]) * vocab,
+                all + (logitsRowsInput_ >= 0 ? i : size_t(step.logitsRows[i])) *
+                          vocab,
                 vocab * sizeof(float));
   start = std::chrono::steady_clock::now();
   MOEC_ASSIGN_OR_RETURN(std::vector<SequenceUpdate> done,

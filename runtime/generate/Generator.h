@@ -90,7 +90,7 @@ private:
   GeneratorStats stats_;
   int64_t vocabSize_ = 0, maxContextLength_ = 0;
   int tokensInput_ = -1, positionsInput_ = -1, slotsInput_ = -1,
-      pageTableInput_ = -1;
+      pageTableInput_ = -1, logitsRowsInput_ = -1;
   // Reused between steps.
   std::vector<int32_t> pageTable_;
   std::vector<float> logits_;
