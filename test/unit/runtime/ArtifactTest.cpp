@@ -220,7 +220,7 @@ TEST(ArtifactTest, TestModelWeightsAreAddressable) {
   EXPECT_EQ(text((*a)->findBuffer(3)->name()), "logits");
   EXPECT_EQ((*a)->findBuffer(42), nullptr);
   std::string summary = (*a)->summary();
-  for (const char *needle : {"format 2.0", "moec test 0.1", "targets:   cpu",
+  for (const char *needle : {"format 2.1", "moec test 0.1", "targets:   cpu",
                              "tokens: i32 [T]", "logits: f32 [T, 37]",
                              "moec_test_logits(y, @head, logits) params "
                              "[16, 37]",
@@ -480,7 +480,7 @@ TEST_F(ArtifactBytesTest, NewerMinorIsRefusedNamingBothVersions) {
   Status s = open(bytes);
   EXPECT_EQ(s.code(), StatusCode::kUnsupportedVersion);
   EXPECT_EQ(s.message(),
-            "m.moea: artifact version 2.3 is newer than this runtime (2.0)");
+            "m.moea: artifact version 2.3 is newer than this runtime (2.1)");
 }
 
 TEST_F(ArtifactBytesTest, OtherMajorIsRefusedNamingBothVersions) {
@@ -491,7 +491,7 @@ TEST_F(ArtifactBytesTest, OtherMajorIsRefusedNamingBothVersions) {
     EXPECT_EQ(s.code(), StatusCode::kUnsupportedVersion);
     EXPECT_EQ(s.message(),
               "m.moea: artifact version " + std::to_string(major) +
-                  ".0 is not readable by this runtime (2.0): the major "
+                  ".1 is not readable by this runtime (2.1): the major "
                   "version differs; " +
                   (major < 2 ? "recompile it with this moec"
                              : "it needs a newer runtime"));
@@ -510,18 +510,18 @@ TEST_F(ArtifactBytesTest, FormatOneFileIsRefusedWithAClearMessage) {
   EXPECT_EQ(a.status().message(),
             dir.file("old.moea") +
                 ": artifact version 1.0 is not readable by this runtime "
-                "(2.0): the major version differs; recompile it with this "
+                "(2.1): the major version differs; recompile it with this "
                 "moec");
 }
 
 TEST_F(ArtifactBytesTest, VersionIsCheckedThroughTheFileToo) {
-  storeLE<uint16_t>(bytes.data() + 10, 1);
+  storeLE<uint16_t>(bytes.data() + 10, 2);
   ASSERT_TRUE(writeFile(dir.file("newer.moea"), bytes));
   auto a = Artifact::open(dir.file("newer.moea"));
   ASSERT_FALSE(a.isOk());
   EXPECT_EQ(a.status().message(), dir.file("newer.moea") +
-                                      ": artifact version 2.1 is newer than "
-                                      "this runtime (2.0)");
+                                      ": artifact version 2.2 is newer than "
+                                      "this runtime (2.1)");
 }
 
 TEST_F(ArtifactBytesTest, UnknownRequiredSectionIsRejected) {
@@ -776,7 +776,7 @@ INSTANTIATE_TEST_SUITE_P(
         ManifestCase{"step empty argument",
                      [](ManifestT &m) { m.steps[0]->args.emplace_back(); },
                      "steps[0] ('moec_test_embed'): argument 3 is neither a "
-                     "buffer nor a weight"},
+                     "buffer, a weight nor a KV cache tensor"},
         ManifestCase{"step kernel",
                      [](ManifestT &m) { m.steps[0]->kernel = "rm -rf\n"; },
                      "steps[0] ('rm -rf\\x0a'): kernel is not a C identifier"},
