@@ -5,7 +5,7 @@
    MiB boundaries, a few MiB) computed by runtime-test-driver must equal
    zlib.crc32 and hashlib.sha256.
 2. An artifact written by the C++ writer is parsed here from the byte layout
-   of docs/artifact.md (format 2.0) alone: header, 160-byte trailer, section
+   of docs/artifact.md (format 2.1) alone: header, 160-byte trailer, section
    table, alignment, the meta digest (hashlib over header, manifest, table
    and trailer start), and, from the manifest decoded by `flatc --json` with
    runtime/artifact/manifest.fbs, every section's SHA-256 and the weights'
@@ -84,7 +84,7 @@ def check_artifact(driver, tmp):
     size = len(data)
 
     magic, major, minor, reserved = struct.unpack_from("<8sHHI", data, 0)
-    if magic != b"MOECART\0" or (major, minor) != (2, 0) or reserved:
+    if magic != b"MOECART\0" or (major, minor) != (2, 1) or reserved:
         fail(f"header: {magic!r} {major}.{minor} {reserved}")
     trailer = data[size - TRAILER:]
     table_offset, count, entry_size, file_size, end = struct.unpack_from(

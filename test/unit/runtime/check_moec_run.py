@@ -163,7 +163,7 @@ def main():
             fail(f"--device auto / --top 0:\n{out}")
 
         out = run([mr, model, "--info"], 0).stdout
-        for needle in ["format 2.0", "targets:   cpu", "steps:     3",
+        for needle in ["format 2.1", "targets:   cpu", "steps:     3",
                        "weights:   3 tensors, 4.7 KiB", "tokens: i32 [T]",
                        f"logits: f32 [T, {vocab}]", "sections:"]:
             if needle not in out:
