@@ -435,8 +435,9 @@ LogicalResult PagedAttentionOp::verify() {
            << dim(getKCache(), 1) << " and " << dim(getVCache(), 1);
   if (getKCache() == getVCache())
     return emitOpError("expected distinct `k_cache` and `v_cache`");
-  if (getLayer() < 0)
-    return emitOpError("expected `layer` >= 0, but got ") << getLayer();
+  // The I64Attr getter zero-extends: read the attribute's signed value.
+  if (int64_t layer = getLayerAttr().getInt(); layer < 0)
+    return emitOpError("expected `layer` >= 0, but got ") << layer;
   return success();
 }
 

@@ -67,7 +67,7 @@ struct UseKvCachePass : moec::impl::UseKvCachePassBase<UseKvCachePass> {
     if (pageTokens < 1 || maxSequences < 1)
       return func.emitOpError("expected `page-tokens` and `max-sequences` "
                               ">= 1, but got ")
-             << pageTokens << " and " << maxSequences;
+             << int64_t(pageTokens) << " and " << int64_t(maxSequences);
     int64_t longest = maxContext;
     if (longest == 0)
       if (auto module = func->getParentOfType<ModuleOp>())
@@ -81,7 +81,8 @@ struct UseKvCachePass : moec::impl::UseKvCachePassBase<UseKvCachePass> {
     // The page table is an arena buffer; keep it within int32 entries.
     if (maxPages > (int64_t(1) << 31) / maxSequences)
       return func.emitOpError("a page table of ")
-             << maxSequences << " x " << maxPages << " entries is too large";
+             << int64_t(maxSequences) << " x " << maxPages
+             << " entries is too large";
     BlockArgument positions = findNamedArgument(func, "positions");
     if (!positions)
       return func.emitOpError("needs an argument named `positions` to use a "

@@ -106,7 +106,9 @@ run_tsan() {
   # thread pool, CApiReportsErrors checks the per-thread last error, the
   # large round trip hashes on a second thread, and anything named
   # Concurrent or Thread (one model used from several threads; the
-  # scheduler's adds and cancels from several threads while one drives).
+  # scheduler's adds and cancels from several threads while one drives; the
+  # same through the C API's generator on a KV-cache artifact,
+  # KvCacheRunTest.ConcurrentAddAndCancelWhileOneThreadSteps).
   local tests='^(CpuRuntimeTest\.|ArtifactTest\.RoundTripRandomSectionsWithLargeStreamedWeights$)|Concurrent|Thread'
   header "TSan: ctest -R '$tests'"
   rm -rf "$logs" && mkdir -p "$logs"

@@ -320,8 +320,15 @@ int parseArgs(int argc, char **argv, Options &o) {
     return usageError("--generate needs --tokens or --prompts");
   if (o.generate >= 0 && (o.repeat != 1 || !o.dumpOutput.empty()))
     return usageError("--generate excludes --repeat and --dump-output");
-  if (o.maxTokensPerStep && o.generate < 0)
-    return usageError("--max-tokens-per-step needs --generate");
+  // Sizing and sampling only apply to generation: refuse them rather than
+  // ignore them.
+  bool sampling = o.temperature != 0 || o.topK != 0 || o.topP != 0 ||
+                  o.minP != 0 || o.repetitionPenalty != 0 || o.seed != 0 ||
+                  o.ignoreEos;
+  if ((o.maxTokensPerStep || o.cacheMb || o.maxSequences || sampling) &&
+      o.generate < 0)
+    return usageError("--max-tokens-per-step, --cache-mb, --max-sequences "
+                      "and the sampling options need --generate");
   if (!o.haveTokens && o.inputs.empty() && o.promptsFile.empty() && !o.info)
     return usageError("--tokens or --input is required (or --info)");
   return 0;

@@ -44,12 +44,18 @@ def run(args, **kwargs):
     return result.stdout
 
 
-def generate(moec_run, artifact, prompts, tmp, name, extra=()):
-    """Returns the [len(prompts), NEW_TOKENS, vocab] logits and the ids."""
+def write_prompts(prompts, tmp, name):
+    """Writes `prompts` as a --prompts file tmp/name.txt; returns its path."""
     prompts_file = os.path.join(tmp, name + ".txt")
     with open(prompts_file, "w") as f:
         for p in prompts:
             f.write(",".join(map(str, p)) + "\n")
+    return prompts_file
+
+
+def generate(moec_run, artifact, prompts, tmp, name, extra=()):
+    """Returns the [len(prompts), NEW_TOKENS, vocab] logits and the ids."""
+    prompts_file = write_prompts(prompts, tmp, name)
     logits_file = os.path.join(tmp, name + ".npy")
     out = run([moec_run, artifact, "--prompts", prompts_file, "--generate",
                str(NEW_TOKENS), "--ignore-eos", "--dump-logits", logits_file,
@@ -137,10 +143,8 @@ def check_long(args, tmp):
     artifact = os.path.join(tmp, "mixtral-long.moea")
     run([args.moec, folder, "--precision=f32", "--kv-cache=f32",
          "--max-sequences=8", "-o", artifact])
-    prompts_file = os.path.join(tmp, "long.txt")
-    with open(prompts_file, "w") as f:
-        for p in positions:
-            f.write(",".join(map(str, tokens[:p + 1])) + "\n")
+    prompts_file = write_prompts([tokens[:p + 1] for p in positions], tmp,
+                                 "long")
     logits_file = os.path.join(tmp, "long.npy")
     run([args.moec_run, artifact, "--prompts", prompts_file, "--generate", "1",
          "--ignore-eos", "--dump-logits", logits_file])

@@ -1,5 +1,5 @@
-// Every verifier branch of the plan (`#moe.plan`, `#moe.step`, `#moe.buffers`, `moe.constant`)
-// rejects a bad plan with its whole message.
+// Every verifier branch of the plan (`#moe.plan`, `#moe.step`, `#moe.buffers`, `moe.constant`,
+// `moe.kv_cache`) rejects a bad plan with its whole message.
 // RUN: moec-opt %s --split-input-file --verify-diagnostics
 
 //===----------------------------------------------------------------------===//
@@ -154,6 +154,38 @@ func.func @argument_unplanned(%x: tensor<?x16xf32> {moe.buffers = #moe.buffers<o
   return %x : tensor<?x16xf32>
 }
 
+// -----
+
+// `moe.kv_cache` marks an argument as the KV cache: a unit attribute.
+// expected-error @+1 {{'func.func' op expected `moe.kv_cache` of argument #0 to be a unit attribute, but got 1 : i64}}
+func.func @kv_cache_not_unit(%kc: tensor<?x16x2x16xf32> {moe.kv_cache = 1 : i64}) {
+  return
+}
+
+// -----
+
+// A KV cache is pages of [P, heads, dim]: the page count is the runtime's, so dynamic.
+// expected-error @+1 {{'func.func' op expected KV cache argument #1 to be a tensor<?xPxHxD> of pages (only the page count dynamic), but got 'tensor<4x16x2x16xf32>'}}
+func.func @kv_cache_static_pages(%x: tensor<?x16xf32>, %kc: tensor<4x16x2x16xf32> {moe.kv_cache}) {
+  return
+}
+
+// -----
+
+// A KV cache page has a static shape.
+// expected-error @+1 {{'func.func' op expected KV cache argument #0 to be a tensor<?xPxHxD> of pages (only the page count dynamic), but got 'tensor<?x?x2x16xf32>'}}
+func.func @kv_cache_dynamic_page(%kc: tensor<?x?x2x16xf32> {moe.kv_cache}) {
+  return
+}
+
+// -----
+
+// A KV cache is 4-d.
+// expected-error @+1 {{'func.func' op expected KV cache argument #0 to be a tensor<?xPxHxD> of pages (only the page count dynamic), but got 'tensor<?x16x32xf32>'}}
+func.func @kv_cache_rank(%kc: tensor<?x16x32xf32> {moe.kv_cache}) {
+  return
+}
+
 //===----------------------------------------------------------------------===//
 // A planned function as a whole
 //===----------------------------------------------------------------------===//
@@ -229,4 +261,12 @@ func.func @alias_offset(%x: tensor<?x16xf32> {moe.buffers = #moe.buffers<offsets
   // expected-error @+1 {{'moe.reshape' op expected `moe.buffers` to name the operand's offset 256, but got 0}}
   %r = moe.reshape %y {moe.buffers = #moe.buffers<offsets = [0]>} : tensor<?x16xf32> -> tensor<?x4x4xf32>
   return %r : tensor<?x4x4xf32>
+}
+
+// -----
+
+// A KV cache is the runtime's state, not an arena buffer.
+// expected-error @+1 {{'func.func' op expected KV cache argument #1 to carry no `moe.buffers`}}
+func.func @kv_cache_with_buffers(%x: tensor<?x16xf32> {moe.buffers = #moe.buffers<offsets = [0]>}, %kc: tensor<?x16x2x16xf32> {moe.kv_cache, moe.buffers = #moe.buffers<offsets = [256]>}) -> tensor<?x16xf32> attributes {moe.plan = #moe.plan<arena_bytes = 512, max_tokens = 4>} {
+  return %x : tensor<?x16xf32>
 }

@@ -431,6 +431,145 @@ func.func @attention_scale(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: t
 // -----
 
 //===----------------------------------------------------------------------===//
+// moe.paged_attention
+//===----------------------------------------------------------------------===//
+
+// moe.paged_attention: the checks of moe.attention hold (`q` is 3-d).
+func.func @paged_q_rank(%q: tensor<?x64xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %kc: tensor<?x16x2x16xf32> {moe.kv_cache}, %vc: tensor<?x16x2x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected `q` to have rank 3, but got rank 2}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x64xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: the query heads are a multiple of the key/value heads.
+func.func @paged_heads_multiple(%q: tensor<?x4x16xf32>, %k: tensor<?x3x16xf32>, %v: tensor<?x3x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %kc: tensor<?x16x3x16xf32> {moe.kv_cache}, %vc: tensor<?x16x3x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected the query heads (4) to be a multiple of the key/value heads (3)}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x16xf32>, tensor<?x3x16xf32>, tensor<?x3x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x3x16xf32>, tensor<?x16x3x16xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: `scale` must be positive.
+func.func @paged_scale(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %kc: tensor<?x16x2x16xf32> {moe.kv_cache}, %vc: tensor<?x16x2x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected `scale` > 0, but got -1.000000e+00}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = -1.0 : f64, layer = 0 : i64} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: one position per row.
+func.func @paged_positions_shape(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?x2xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %kc: tensor<?x16x2x16xf32> {moe.kv_cache}, %vc: tensor<?x16x2x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected `positions` of shape [?], but got [?, 2]}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?x2xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: one slot per row.
+func.func @paged_slots_shape(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?x1xi32>, %table: tensor<8x64xi32>, %kc: tensor<?x16x2x16xf32> {moe.kv_cache}, %vc: tensor<?x16x2x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected `slots` of shape [?], but got [?, 1]}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?x1xi32>, tensor<8x64xi32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: the page table is [sequences, pages].
+func.func @paged_table_rank(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<64xi32>, %kc: tensor<?x16x2x16xf32> {moe.kv_cache}, %vc: tensor<?x16x2x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected `page_table` to have rank 2, but got rank 1}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<64xi32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: the page table has an entry.
+func.func @paged_table_empty(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<0x64xi32>, %kc: tensor<?x16x2x16xf32> {moe.kv_cache}, %vc: tensor<?x16x2x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected a `page_table` with at least one entry}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<0x64xi32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: a cache is 4-d.
+func.func @paged_k_cache_rank(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %kc: tensor<?x16x32xf32>, %vc: tensor<?x16x2x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected `k_cache` to have rank 4, but got rank 3}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x32xf32>, tensor<?x16x2x16xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: the page count is the runtime's: dimension 0 is dynamic.
+func.func @paged_k_cache_static_pages(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %kc: tensor<4x16x2x16xf32>, %vc: tensor<?x16x2x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected `k_cache` of shape [?, P, heads, dim] with P >= 1, but got [4, 16, 2, 16]}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<4x16x2x16xf32>, tensor<?x16x2x16xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: a page holds at least one position.
+func.func @paged_k_cache_no_page_tokens(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %kc: tensor<?x0x2x16xf32>, %vc: tensor<?x16x2x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected `k_cache` of shape [?, P, heads, dim] with P >= 1, but got [?, 0, 2, 16]}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x0x2x16xf32>, tensor<?x16x2x16xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: a cache holds its projection's heads and head dim.
+func.func @paged_v_cache_heads(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %kc: tensor<?x16x2x16xf32> {moe.kv_cache}, %vc: tensor<?x16x2x8xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected `v_cache` of shape [?, 16, 2, 16], but got [?, 16, 2, 8]}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x2x16xf32>, tensor<?x16x2x8xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: a cache is the runtime's state, an argument marked moe.kv_cache.
+func.func @paged_k_cache_unmarked(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %kc: tensor<?x16x2x16xf32>, %vc: tensor<?x16x2x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected `k_cache` to be a function argument marked `moe.kv_cache`}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: both caches have the same pages.
+func.func @paged_page_tokens(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %kc: tensor<?x16x2x16xf32> {moe.kv_cache}, %vc: tensor<?x8x2x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected `k_cache` and `v_cache` to have the same page tokens, but got 16 and 8}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x2x16xf32>, tensor<?x8x2x16xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: the keys and the values are two caches.
+func.func @paged_same_cache(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %kc: tensor<?x16x2x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected distinct `k_cache` and `v_cache`}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %kc {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+// moe.paged_attention: layers count from 0.
+func.func @paged_layer(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %kc: tensor<?x16x2x16xf32> {moe.kv_cache}, %vc: tensor<?x16x2x16xf32> {moe.kv_cache}) {
+  // expected-error @+1 {{'moe.paged_attention' op expected `layer` >= 0, but got -1}}
+  %0 = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = -1 : i64} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x2x16xf32>, tensor<?x16x2x16xf32> -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
 // moe.reshape
 //===----------------------------------------------------------------------===//
 

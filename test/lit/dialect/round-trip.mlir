@@ -129,3 +129,15 @@ func.func @fp8(%x: tensor<?x256xf32>, %wq: tensor<512x256xf8E4M3FN>, %ws: tensor
   %d = moe.dequantize %wq, %ws {scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<512x256xf8E4M3FN>, tensor<4x2xf32> -> tensor<512x256xf32>
   return %y, %g, %d : tensor<?x512xf32>, tensor<?x128xf32>, tensor<512x256xf32>
 }
+
+// One generation step of attention over a paged KV cache: the caches are arguments marked
+// moe.kv_cache (GQA: 4 query heads over 2 key/value heads; 16-position pages of bf16).
+// CHECK-LABEL: func.func @paged_attention
+// CHECK-SAME: %[[KC:[^:]+]]: tensor<?x16x2x16xbf16> {moe.kv_cache}, %[[VC:[^:]+]]: tensor<?x16x2x16xbf16> {moe.kv_cache}
+func.func @paged_attention(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>, %pos: tensor<?xi64>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %kc: tensor<?x16x2x16xbf16> {moe.kv_cache}, %vc: tensor<?x16x2x16xbf16> {moe.kv_cache}) -> tensor<?x4x16xf32> {
+  // CHECK: moe.paged_attention %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %[[KC]], %[[VC]] {layer = 3 : i64, scale = 2.500000e-01 : f64}
+  // CHECK-SAME: : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi64>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x2x16xbf16>, tensor<?x16x2x16xbf16> -> tensor<?x4x16xf32>
+  %o = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 3 : i64}
+      : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi64>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x2x16xbf16>, tensor<?x16x2x16xbf16> -> tensor<?x4x16xf32>
+  return %o : tensor<?x4x16xf32>
+}

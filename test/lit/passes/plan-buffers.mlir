@@ -101,6 +101,21 @@ func.func @dispatch(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
 
 // -----
 
+// A KV cache is the runtime's state: its arguments get no `moe.buffers` and take none of the
+// arena's bytes; the page table is a fixed [2, 3] i32 buffer (24 bytes, one 128-byte slot).
+// The plan verifier accepts the unplaced cache arguments (the round-trip RUN lines).
+// CHECK-LABEL: func.func @kv_cache
+// CHECK-SAME: %{{[^:]+}}: tensor<2x3xi32> {moe.buffers = #moe.buffers<offsets = [1792]>}, %[[KC:[^:]+]]: tensor<?x16x2x16xbf16> {moe.kv_cache}, %[[VC:[^:]+]]: tensor<?x16x2x16xbf16> {moe.kv_cache})
+// CHECK-SAME: attributes {moe.plan = #moe.plan<arena_bytes = 2944, max_tokens = 4>}
+// CHECK: moe.paged_attention {{.+}}, %[[KC]], %[[VC]] {layer = 0 : i64, moe.buffers = #moe.buffers<offsets = [1920]>, moe.step = #moe.step<0>, scale = 2.500000e-01 : f64}
+func.func @kv_cache(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<2x3xi32>, %kc: tensor<?x16x2x16xbf16> {moe.kv_cache}, %vc: tensor<?x16x2x16xbf16> {moe.kv_cache}) -> tensor<?x4x16xf32> {
+  %o = moe.paged_attention %q, %k, %k, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 0 : i64}
+      : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi32>, tensor<?xi32>, tensor<2x3xi32>, tensor<?x16x2x16xbf16>, tensor<?x16x2x16xbf16> -> tensor<?x4x16xf32>
+  return %o : tensor<?x4x16xf32>
+}
+
+// -----
+
 // Errors: ops and types the arena cannot hold, and absurd token counts.
 // RUN: moec-opt %S/Inputs/plan-buffers-invalid.mlir --moec-plan-buffers --split-input-file --verify-diagnostics
 // RUN: not moec-opt %s --split-input-file --moec-plan-buffers="max-tokens=0" 2>&1 | FileCheck %s --check-prefix=ZERO

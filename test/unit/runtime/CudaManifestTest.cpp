@@ -2,10 +2,10 @@
 //
 // One negative case per CUDA rule of `verifyManifest` (launch counts, kernel
 // names, grid extents and their overflow, block sizes, shared memory,
-// workspace, device-filled weights, every field of a tensor map), the
-// positive cases they start from, and the grid formula. The artifacts are
-// the runtime test model with the CUDA launches of TestCudaKernels.cpp and a
-// `kernels.cu` section.
+// workspace, device-filled weights, every field of a tensor map, none on a
+// KV cache argument), the positive cases they start from, and the grid
+// formula. The artifacts are the runtime test model with the CUDA launches
+// of TestCudaKernels.cpp and a `kernels.cu` section.
 //
 //===----------------------------------------------------------------------===//
 
@@ -150,6 +150,31 @@ TensorMapT *addMap(ManifestT &m) {
   t->box = {16, 8};
   t->swizzle = TensorMapSwizzle::NONE;
   return t;
+}
+
+// A KV cache pool is the runtime's, allocated and resized at run time: no
+// tensor map can describe it.
+TEST(CudaManifest, KvCacheArgumentHasNoTensorMap) {
+  TempDir dir;
+  TestModel model = cudaModel();
+  auto a = writeAndOpen(dir, model, [&](ManifestT &m) {
+    model.addKvCache(m, {});
+    // The KV cache step (1) gets a launch like the bias add's (now step 2)
+    // and a map of its cache argument, a [16, 4] f32 page.
+    m.steps[1]->cuda.push_back(std::make_unique<CudaLaunchT>(*launch(m, 2)));
+    TensorMapT *map = newMap(m, 1);
+    map->arg = 3;
+    map->dtype = DType::F32;
+    map->dims = {16, 4};
+    map->strides = {64};
+    map->box = {16, 4};
+  });
+  ASSERT_FALSE(a.isOk());
+  EXPECT_EQ(a.status().message(),
+            dir.file("m.moea") +
+                ": manifest: steps[1] ('moec_test_kv_mean'): cuda[0] "
+                "('moec_test_cuda_add'): tensor_maps[0]: arg 3 is a KV cache "
+                "tensor, which has no tensor map");
 }
 
 TEST(CudaManifest, ValidTensorMapsAreAccepted) {

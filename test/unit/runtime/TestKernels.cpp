@@ -59,6 +59,36 @@ MOEC_TEST_EXPORT void moec_test_logits(void *const *args, int64_t tokens) {
     }
 }
 
+/// A KV cache in the shape of paged attention. args: positions i32 [T],
+/// slots i32 [T], page_table i32 [S, M], cache f32 [pages, P, 1, D] (a KV
+/// cache pool), x f32 [T, D] (read and written); params: D, P, M. First
+/// writes every row of x to its slot's page for its position, then sets
+/// x[t] to the mean of its slot's cached rows at positions 0 .. positions[t]
+/// (summed in position order).
+MOEC_TEST_EXPORT void moec_test_kv_mean(void *const *args, int64_t tokens) {
+  const int32_t *positions = static_cast<const int32_t *>(args[0]);
+  const int32_t *slots = static_cast<const int32_t *>(args[1]);
+  const int32_t *table = static_cast<const int32_t *>(args[2]);
+  float *cache = static_cast<float *>(args[3]);
+  float *x = static_cast<float *>(args[4]);
+  const int64_t *params = static_cast<const int64_t *>(args[5]);
+  int64_t d = params[0], p = params[1], m = params[2];
+  auto row = [&](int32_t slot, int64_t position) {
+    int64_t page = table[slot * m + position / p];
+    return cache + (page * p + position % p) * d;
+  };
+  for (int64_t t = 0; t < tokens; ++t)
+    std::memcpy(row(slots[t], positions[t]), x + t * d,
+                size_t(d) * sizeof(float));
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t j = 0; j < d; ++j) {
+      float acc = 0.0f;
+      for (int64_t s = 0; s <= positions[t]; ++s)
+        acc += row(slots[t], s)[j];
+      x[t * d + j] = acc / float(positions[t] + 1);
+    }
+}
+
 /// args: x f32 [T, D]; params: D. Zeroes x. Calls libc's memset, so the
 /// library depends on libc (tests check that libc's symbols are not taken
 /// for kernels).

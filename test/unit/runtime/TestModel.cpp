@@ -338,21 +338,119 @@ extern "C" __global__ void moec_test_cuda_copy_out(const float *,
 )cuda";
 }
 
-std::vector<float> TestModel::reference(const std::vector<int32_t> &tokens,
-                                        float biasScale) const {
-  std::vector<float> logits(tokens.size() * size_t(vocab));
-  std::vector<float> y(static_cast<size_t>(hidden));
-  for (size_t t = 0; t < tokens.size(); ++t) {
-    for (int64_t j = 0; j < hidden; ++j)
-      y[j] = embed[size_t(tokens[t] * hidden + j)] + biasScale * bias[j];
-    for (int64_t o = 0; o < vocab; ++o) {
+namespace {
+
+/// Logits [rows, vocab]: `model`'s head over the hidden rows that
+/// `hiddenOf(t, y)` writes to `y`, accumulated in order as the kernel does.
+std::vector<float>
+headLogits(const TestModel &model, size_t rows,
+           const std::function<void(size_t, std::vector<float> &)> &hiddenOf) {
+  size_t vocab = size_t(model.vocab), hidden = size_t(model.hidden);
+  std::vector<float> logits(rows * vocab);
+  std::vector<float> y(hidden);
+  for (size_t t = 0; t < rows; ++t) {
+    hiddenOf(t, y);
+    for (size_t o = 0; o < vocab; ++o) {
       float acc = 0.0f;
-      for (int64_t j = 0; j < hidden; ++j)
-        acc += y[j] * head[size_t(o * hidden + j)];
-      logits[t * size_t(vocab) + size_t(o)] = acc;
+      for (size_t j = 0; j < hidden; ++j)
+        acc += y[j] * model.head[o * hidden + j];
+      logits[t * vocab + o] = acc;
     }
   }
   return logits;
+}
+
+} // namespace
+
+std::vector<float> TestModel::reference(const std::vector<int32_t> &tokens,
+                                        float biasScale) const {
+  return headLogits(*this, tokens.size(), [&](size_t t, std::vector<float> &y) {
+    for (int64_t j = 0; j < hidden; ++j)
+      y[j] = embed[size_t(tokens[t] * hidden + j)] + biasScale * bias[j];
+  });
+}
+
+void TestModel::addKvCache(manifest::ManifestT &m, const KvCache &cache) const {
+  using namespace manifest;
+  auto addBuffer = [&](uint32_t id, const char *name, uint64_t perToken,
+                       uint64_t fixed) {
+    auto b = std::make_unique<BufferT>();
+    b->id = id;
+    b->name = name;
+    b->dtype = DType::I32;
+    if (fixed)
+      setFixedElements(*b, fixed);
+    else
+      setElementsPerToken(*b, perToken);
+    b->offset = m.arena_bytes;
+    b->bytes = (fixed ? fixed : perToken * uint64_t(m.max_tokens)) * 4;
+    m.arena_bytes = alignTo64(m.arena_bytes + b->bytes);
+    m.buffers.push_back(std::move(b));
+  };
+  uint64_t tableEntries = uint64_t(cache.maxSequences * cache.maxPages);
+  addBuffer(4, "positions", 1, 0);
+  addBuffer(5, "slots", 1, 0);
+  addBuffer(6, "page_table", 0, tableEntries);
+  auto addInput = [&](const char *name, uint32_t buffer,
+                      std::vector<int64_t> shape, int64_t bound) {
+    auto in = std::make_unique<TensorSpecT>();
+    in->name = name;
+    in->dtype = DType::I32;
+    in->shape = std::move(shape);
+    in->buffer = buffer;
+    in->index_bound = bound;
+    m.inputs.push_back(std::move(in));
+  };
+  addInput("positions", 4, {-1}, cache.maxPages * cache.pageTokens);
+  addInput("slots", 5, {-1}, cache.maxSequences);
+  addInput("page_table", 6, {cache.maxSequences, cache.maxPages}, 0);
+
+  m.kv_cache = std::make_unique<KvCacheT>();
+  m.kv_cache->page_tokens = cache.pageTokens;
+  m.kv_cache->max_sequences = cache.maxSequences;
+  m.kv_cache->max_pages = cache.maxPages;
+  auto tensor = std::make_unique<KvCacheTensorT>();
+  tensor->name = "kv_cache.0.k";
+  tensor->layer = 0;
+  tensor->dtype = DType::F32;
+  tensor->page_shape = {cache.pageTokens, 1, hidden};
+  m.kv_cache->tensors.push_back(std::move(tensor));
+
+  auto s = std::make_unique<StepT>();
+  s->kernel = "moec_test_kv_mean";
+  s->op = "moe.paged_attention";
+  s->args = {
+      Argument(ArgumentKind::BUFFER, 4), Argument(ArgumentKind::BUFFER, 5),
+      Argument(ArgumentKind::BUFFER, 6), Argument(ArgumentKind::KV_CACHE, 0),
+      Argument(ArgumentKind::BUFFER, 1)};
+  s->params = {hidden, cache.pageTokens, cache.maxPages};
+  m.steps.insert(m.steps.begin() + 1, std::move(s));
+}
+
+std::vector<float>
+TestModel::kvReference(const std::vector<int32_t> &tokens) const {
+  return headLogits(*this, tokens.size(), [&](size_t t, std::vector<float> &y) {
+    for (int64_t j = 0; j < hidden; ++j) {
+      // The kernel's order: the sum over positions 0 .. t, then the mean.
+      float acc = 0.0f;
+      for (size_t s = 0; s <= t; ++s)
+        acc += embed[size_t(tokens[s] * hidden + j)];
+      y[j] = acc / float(t + 1) + bias[j];
+    }
+  });
+}
+
+std::vector<int32_t> TestModel::kvGreedy(std::vector<int32_t> prompt,
+                                         int64_t n) const {
+  std::vector<int32_t> out;
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<float> logits = kvReference(prompt);
+    const float *last = logits.data() + (prompt.size() - 1) * size_t(vocab);
+    int32_t best = int32_t(std::max_element(last, last + vocab) - last);
+    out.push_back(best);
+    prompt.push_back(best);
+  }
+  return out;
 }
 
 } // namespace moec::runtime::test

@@ -130,6 +130,26 @@ struct TestModel {
   /// kernels, with the bias scaled by `biasScale`.
   std::vector<float> reference(const std::vector<int32_t> &tokens,
                                float biasScale = 1.0f) const;
+
+  /// The KV cache `addKvCache` gives the model.
+  struct KvCache {
+    int64_t pageTokens = 4;
+    int64_t maxSequences = 4;
+    int64_t maxPages = 16;
+  };
+  /// Makes `m` (this model's manifest) a KV-cache artifact of format 2.1:
+  /// the inputs `positions`, `slots` and `page_table` (buffers 4, 5, 6), a
+  /// `kv_cache` of one f32 tensor `kv_cache.0.k` with pages of
+  /// [pageTokens, 1, hidden], and after the embedding a step
+  /// `moec_test_kv_mean` (TestKernels.cpp) that writes each row's embedding
+  /// into its slot's pages and replaces it by the mean of its slot's cached
+  /// rows at positions 0 .. its position.
+  void addKvCache(manifest::ManifestT &m, const KvCache &cache) const;
+  /// Logits [tokens.size(), vocab] of one sequence `tokens` from position 0
+  /// through the KV-cache model, computed here in the kernels' order.
+  std::vector<float> kvReference(const std::vector<int32_t> &tokens) const;
+  /// `n` greedy tokens after `prompt` through the KV-cache model.
+  std::vector<int32_t> kvGreedy(std::vector<int32_t> prompt, int64_t n) const;
 };
 
 /// A test key pair written by `openssl genpkey -algorithm ed25519` and
