@@ -13,6 +13,14 @@ For every tiny HF checkpoint, compiled in f32 with `--kv-cache=f32`:
    together, each alone, and together with prefill chunks of 5 rows give
    identical logits for every sequence at every step.
 
+For the DeepSeek checkpoints (multi-head latent attention), also:
+
+4. The cache is the compressed one: the manifest's KV cache holds, per layer,
+   (kv_lora_rank + qk_rope_head_dim) values per position, f32.
+5. Absorbed equals expanded: the prompt's logits of the artifact with the
+   latent cache (absorbed attention) match those of the stateless forward
+   compiled without --kv-cache (expanded K/V) within rel-L2 1e-5 per position.
+
 Then for mixtral-tiny, long context: eight sequences (prompts of 4093..4100 of the
 4100 tokens of reference_long.json, sharing their prefix pages) each generate one
 token, whose logits are positions 4092..4099 of transformers' no-cache forward
@@ -27,6 +35,9 @@ import sys
 import tempfile
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import moea  # noqa: E402
 
 MODELS = ["deepseek_v3-tiny", "deepseek_v3-fp8-tiny", "mixtral-tiny",
           "qwen2_moe-tiny", "qwen3_moe-tiny"]
@@ -126,6 +137,51 @@ def check_model(args, model, tmp):
             failures.append(f"{model}: batch invariance: sequence {bad[0]} step "
                             f"{bad[1]} differs between together and {name}")
     print(f"  {model}: 8 sequences bit-identical together, alone and chunked")
+    if model.startswith("deepseek"):
+        failures += check_latent_cache(args, model, artifact, prompt, tmp)
+    return failures
+
+
+def check_latent_cache(args, model, artifact, prompt, tmp):
+    """Checks 4 and 5: the compressed cache's size and absorbed == expanded."""
+    failures = []
+    config = json.load(open(os.path.join(args.data, model, "config.json")))
+    want = (config["kv_lora_rank"] + config["qk_rope_head_dim"]) * 4
+    manifest = moea.decode_manifest(moea.read_sections(artifact)["manifest"])
+    per_layer = {}
+    for t in manifest["kv_cache"]["tensors"]:
+        if t["dtype"] != "F32":
+            failures.append(f"{model}: {t['name']} is {t['dtype']}, not F32")
+        # page_shape is [page_tokens, heads, dim]: one position is heads * dim.
+        per_layer.setdefault(t["layer"], 0)
+        per_layer[t["layer"]] += t["page_shape"][1] * t["page_shape"][2] * 4
+    if len(per_layer) != config["num_hidden_layers"]:
+        failures.append(f"{model}: KV cache for {len(per_layer)} layers, "
+                        f"expected {config['num_hidden_layers']}")
+    for layer, got in sorted(per_layer.items()):
+        if got != want:
+            failures.append(f"{model}: layer {layer} caches {got} bytes per "
+                            f"token, expected (kv_lora_rank + "
+                            f"qk_rope_head_dim) * 4 = {want}")
+    print(f"  {model}: KV cache bytes per token per layer "
+          f"{sorted(set(per_layer.values()))} (want {want})")
+
+    stateless = os.path.join(tmp, model + "-stateless.moea")
+    run([args.moec, os.path.join(args.data, model), "--precision=f32", "-o",
+         stateless])
+    expanded = prefill_logits(args.moec_run, stateless, prompt, tmp)
+    absorbed = prefill_logits(args.moec_run, artifact, prompt, tmp)
+    worst = 0.0
+    for i in range(len(prompt)):
+        row = expanded[i].astype(np.float64)
+        rel = np.linalg.norm(absorbed[i].astype(np.float64) - row) / \
+            np.linalg.norm(row)
+        worst = max(worst, rel)
+    if not worst <= REL_L2:
+        failures.append(f"{model}: absorbed vs expanded prompt logits rel-L2 "
+                        f"{worst:.3e} > {REL_L2}")
+    print(f"  {model}: absorbed (latent cache) vs expanded (stateless) "
+          f"worst rel-L2 {worst:.3e}")
     return failures
 
 

@@ -129,3 +129,12 @@ func.func @fp8(%x: tensor<?x256xf32>, %wq: tensor<512x256xf8E4M3FN>, %ws: tensor
   %d = moe.dequantize %wq, %ws {scheme = #moe.block_scale<format = e4m3fn, block = [128, 128]>} : tensor<512x256xf8E4M3FN>, tensor<4x2xf32> -> tensor<512x256xf32>
   return %y, %g, %d : tensor<?x512xf32>, tensor<?x128xf32>, tensor<512x256xf32>
 }
+
+// The MLA step over a latent cache: q_nope, q_rope, latent, k_rope, kv_b, rows and the marked cache.
+// CHECK-LABEL: func.func @paged_mla_attention
+// CHECK-SAME: %[[CACHE:[^:]+]]: tensor<?x16x1x48xf32> {moe.kv_cache}
+// CHECK: moe.paged_mla_attention %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %[[CACHE]] {layer = 0 : i64, scale = 2.500000e-01 : f64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+func.func @paged_mla_attention(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
