@@ -20,6 +20,8 @@ For the DeepSeek checkpoints (multi-head latent attention), also:
 5. Absorbed equals expanded: the prompt's logits of the artifact with the
    latent cache (absorbed attention) match those of the stateless forward
    compiled without --kv-cache (expanded K/V) within rel-L2 1e-5 per position.
+6. Compiled with FP8 GEMMs (kv_b's GEMM an fp8_matmul, whose weight the
+   absorbed attention takes dequantized), decode equals prefill as in 2.
 
 Then for mixtral-tiny, long context: eight sequences (prompts of 4093..4100 of the
 4100 tokens of reference_long.json, sharing their prefix pages) each generate one
@@ -80,6 +82,24 @@ def prefill_logits(moec_run, artifact, tokens, tmp):
     return np.load(path)
 
 
+def check_decode_vs_prefill(args, label, artifact, prompt, logits, got, tmp):
+    """The logits of each generated token against one prefill over the
+    whole prefix (rel-L2 <= REL_L2 at every step)."""
+    full = prefill_logits(args.moec_run, artifact, prompt + got[:-1], tmp)
+    worst = 0.0
+    for i in range(len(got)):
+        row = full[len(prompt) - 1 + i].astype(np.float64)
+        step = logits[0, i].astype(np.float64)
+        rel = np.linalg.norm(step - row) / np.linalg.norm(row)
+        worst = max(worst, rel)
+        if rel > REL_L2:
+            print(f"  {label}: decode vs prefill worst rel-L2 {worst:.3e}")
+            return [f"{label}: decode step {i} rel-L2 {rel:.3e} against "
+                    f"prefill > {REL_L2}"]
+    print(f"  {label}: decode vs prefill worst rel-L2 {worst:.3e}")
+    return []
+
+
 def check_model(args, model, tmp):
     folder = os.path.join(args.data, model)
     ref = json.load(open(os.path.join(folder, "reference_generate.json")))
@@ -108,18 +128,8 @@ def check_model(args, model, tmp):
           f"{len(want)} tokens equal to transformers")
 
     # 2. Incremental decode against one prefill over the whole prefix.
-    full = prefill_logits(args.moec_run, artifact, prompt + got[:-1], tmp)
-    worst = 0.0
-    for i in range(NEW_TOKENS):
-        row = full[len(prompt) - 1 + i].astype(np.float64)
-        step = logits[0, i].astype(np.float64)
-        rel = np.linalg.norm(step - row) / np.linalg.norm(row)
-        worst = max(worst, rel)
-        if rel > REL_L2:
-            failures.append(f"{model}: decode step {i} rel-L2 {rel:.3e} "
-                            f"against prefill > {REL_L2}")
-            break
-    print(f"  {model}: decode vs prefill worst rel-L2 {worst:.3e}")
+    failures += check_decode_vs_prefill(args, model, artifact, prompt, logits,
+                                        got, tmp)
 
     # 3. Batch invariance: together, alone, chunked.
     rng = np.random.default_rng(7)
@@ -182,6 +192,16 @@ def check_latent_cache(args, model, artifact, prompt, tmp):
                         f"{worst:.3e} > {REL_L2}")
     print(f"  {model}: absorbed (latent cache) vs expanded (stateless) "
           f"worst rel-L2 {worst:.3e}")
+
+    # With FP8 GEMMs, kv_b enters the absorbed attention dequantized (its
+    # block scales folded at compile time): it compiles and decodes as it
+    # prefills.
+    fp8 = os.path.join(tmp, model + "-fp8.moea")
+    run([args.moec, os.path.join(args.data, model), "--precision=fp8",
+         "--kv-cache=f32", "--max-sequences=8", "-o", fp8])
+    logits, ids = generate(args.moec_run, fp8, [prompt], tmp, model + "-fp8")
+    failures += check_decode_vs_prefill(args, model + " (fp8)", fp8, prompt,
+                                        logits, ids[0], tmp)
     return failures
 
 
