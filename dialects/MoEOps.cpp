@@ -390,7 +390,8 @@ LogicalResult AttentionOp::verify() {
 }
 
 /// The checks the paged attention ops share: `positions` and `slots` of
-/// `tokens` rows and a non-empty rank-2 `page_table`.
+/// `tokens` rows, a non-empty rank-2 `page_table` and `layer` >= 0 (the
+/// attribute's signed value: the I64Attr getter zero-extends).
 static LogicalResult verifyPagedRows(Operation *op, int64_t tokens,
                                      Value positions, Value slots,
                                      Value pageTable, int64_t layer) {
@@ -437,7 +438,7 @@ LogicalResult PagedAttentionOp::verify() {
   if (failed(verifyAttention(*this, getQ(), getK(), getV(), getResult(),
                              getScale().convertToDouble())) ||
       failed(verifyPagedRows(*this, dim(getQ(), 0), getPositions(), getSlots(),
-                             getPageTable(), getLayer())))
+                             getPageTable(), getLayerAttr().getInt())))
     return failure();
   // Each cache holds whole pages of `P` positions of its projection's heads.
   if (failed(verifyCacheArgument(*this, "k_cache", getKCache(), dim(getK(), 1),
@@ -485,7 +486,7 @@ LogicalResult PagedMlaAttentionOp::verify() {
     return emitOpError("expected `scale` > 0, but got ")
            << getScale().convertToDouble();
   if (failed(verifyPagedRows(*this, tokens, getPositions(), getSlots(),
-                             getPageTable(), getLayer())))
+                             getPageTable(), getLayerAttr().getInt())))
     return failure();
   return verifyCacheArgument(*this, "cache", getCache(), 1, rank + rope);
 }

@@ -1,4 +1,4 @@
-// --moec-use-kv-cache turns causal attention into paged attention over a KV cache, and DeepSeek's MLA into absorbed attention over a latent cache.
+// --moec-use-kv-cache on DeepSeek's MLA: absorbed attention over a latent cache, recognised from the ops and the attn_kv_b role; other attention stays moe.paged_attention.
 // RUN: moec-opt %s --split-input-file --moec-use-kv-cache="dtype=f32 page-tokens=16 max-sequences=4 max-context=64" | FileCheck %s
 // RUN: moec-opt %s --split-input-file --moec-use-kv-cache="dtype=f32 page-tokens=16 max-sequences=4 max-context=64" | moec-opt --split-input-file | FileCheck %s
 
