@@ -174,9 +174,10 @@ classifyPrecision(Operation *op) {
       })
       .Case([&](moe::RmsNormOp o) { return of("norm", o.getWeight()); })
       .Case([&](moe::AddRmsNormOp o) { return of("norm", o.getWeight()); })
-      .Case<moe::AttentionOp, moe::PagedAttentionOp>([&](auto) {
-        return std::make_pair(std::string("attention"), mf::Precision::F32);
-      })
+      .Case<moe::AttentionOp, moe::PagedAttentionOp, moe::PagedMlaAttentionOp>(
+          [&](auto) {
+            return std::make_pair(std::string("attention"), mf::Precision::F32);
+          })
       .Case([&](moe::MatmulOp o) { return of(gemmClass(o.getW()), o.getW()); })
       .Case([&](moe::Fp8MatmulOp o) {
         return std::make_pair(gemmClass(o.getW()), mf::Precision::FP8);
@@ -390,12 +391,17 @@ LogicalResult PlanBuilder::addKvCache(BlockArgument arg) {
            << arg.getArgNumber() << " has elements of type "
            << type.getElementType() << "; the runtime keeps f32 or bf16";
   int64_t layer = -1;
-  for (Operation *user : arg.getUsers())
+  for (Operation *user : arg.getUsers()) {
     if (auto paged = dyn_cast<moe::PagedAttentionOp>(user))
       layer = paged.getLayer();
+    if (auto paged = dyn_cast<moe::PagedMlaAttentionOp>(user))
+      layer = paged.getLayer();
+  }
   if (layer < 0)
     return emitError(arg.getLoc(), "KV cache argument #")
-           << arg.getArgNumber() << " is not read by a moe.paged_attention";
+           << arg.getArgNumber()
+           << " is not read by a moe.paged_attention or "
+              "moe.paged_mla_attention";
   mf::ManifestT &m = plan.manifest;
   if (!m.kv_cache) {
     m.kv_cache = std::make_unique<mf::KvCacheT>();

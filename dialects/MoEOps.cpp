@@ -389,45 +389,62 @@ LogicalResult AttentionOp::verify() {
                          getScale().convertToDouble());
 }
 
+/// The checks the paged attention ops share: `positions` and `slots` of
+/// `tokens` rows, a non-empty rank-2 `page_table` and `layer` >= 0 (the
+/// attribute's signed value: the I64Attr getter zero-extends).
+static LogicalResult verifyPagedRows(Operation *op, int64_t tokens,
+                                     Value positions, Value slots,
+                                     Value pageTable, int64_t layer) {
+  if (failed(checkShape(op, "positions", positions.getType(), {tokens})) ||
+      failed(checkShape(op, "slots", slots.getType(), {tokens})) ||
+      failed(checkRank(op, "page_table", pageTable.getType(), 2)))
+    return failure();
+  if (cast<RankedTensorType>(pageTable.getType()).getNumElements() < 1)
+    return op->emitOpError("expected a `page_table` with at least one entry");
+  if (layer < 0)
+    return op->emitOpError("expected `layer` >= 0, but got ") << layer;
+  return success();
+}
+
+/// Checks that `cache`, named `name`, is a function argument marked
+/// `moe.kv_cache` holding whole pages of `P` positions of `heads x width`
+/// values: `[?, P, heads, width]` with `P >= 1`.
+static LogicalResult verifyCacheArgument(Operation *op, StringRef name,
+                                         Value cache, int64_t heads,
+                                         int64_t width) {
+  if (failed(checkRank(op, name, cache.getType(), 4)))
+    return failure();
+  auto type = cast<RankedTensorType>(cache.getType());
+  if (!type.isDynamicDim(0) || type.getDimSize(1) < 1)
+    return op->emitOpError("expected `")
+           << name << "` of shape [?, P, heads, dim] with P >= 1, but got "
+           << formatShape(type.getShape());
+  if (failed(
+          checkShape(op, name, type,
+                     {ShapedType::kDynamic, type.getDimSize(1), heads, width})))
+    return failure();
+  auto arg = dyn_cast<BlockArgument>(cache);
+  auto func = arg ? dyn_cast<FunctionOpInterface>(arg.getOwner()->getParentOp())
+                  : FunctionOpInterface();
+  if (!func ||
+      !func.getArgAttr(arg.getArgNumber(), MoEDialect::getKvCacheAttrName()))
+    return op->emitOpError("expected `")
+           << name << "` to be a function argument marked `"
+           << MoEDialect::getKvCacheAttrName() << "`";
+  return success();
+}
+
 LogicalResult PagedAttentionOp::verify() {
   if (failed(verifyAttention(*this, getQ(), getK(), getV(), getResult(),
-                             getScale().convertToDouble())))
+                             getScale().convertToDouble())) ||
+      failed(verifyPagedRows(*this, dim(getQ(), 0), getPositions(), getSlots(),
+                             getPageTable(), getLayerAttr().getInt())))
     return failure();
-  int64_t tokens = dim(getQ(), 0);
-  if (failed(
-          checkShape(*this, "positions", getPositions().getType(), {tokens})) ||
-      failed(checkShape(*this, "slots", getSlots().getType(), {tokens})) ||
-      failed(checkRank(*this, "page_table", getPageTable().getType(), 2)))
-    return failure();
-  if (cast<RankedTensorType>(getPageTable().getType()).getNumElements() < 1)
-    return emitOpError("expected a `page_table` with at least one entry");
   // Each cache holds whole pages of `P` positions of its projection's heads.
-  auto checkCache = [&](StringRef name, Value cache,
-                        Value rows) -> LogicalResult {
-    if (failed(checkRank(*this, name, cache.getType(), 4)))
-      return failure();
-    auto type = cast<RankedTensorType>(cache.getType());
-    if (!type.isDynamicDim(0) || type.getDimSize(1) < 1)
-      return emitOpError("expected `")
-             << name << "` of shape [?, P, heads, dim] with P >= 1, but got "
-             << formatShape(type.getShape());
-    if (failed(checkShape(*this, name, type,
-                          {ShapedType::kDynamic, type.getDimSize(1),
-                           dim(rows, 1), dim(rows, 2)})))
-      return failure();
-    auto arg = dyn_cast<BlockArgument>(cache);
-    auto func =
-        arg ? dyn_cast<FunctionOpInterface>(arg.getOwner()->getParentOp())
-            : FunctionOpInterface();
-    if (!func ||
-        !func.getArgAttr(arg.getArgNumber(), MoEDialect::getKvCacheAttrName()))
-      return emitOpError("expected `")
-             << name << "` to be a function argument marked `"
-             << MoEDialect::getKvCacheAttrName() << "`";
-    return success();
-  };
-  if (failed(checkCache("k_cache", getKCache(), getK())) ||
-      failed(checkCache("v_cache", getVCache(), getV())))
+  if (failed(verifyCacheArgument(*this, "k_cache", getKCache(), dim(getK(), 1),
+                                 dim(getK(), 2))) ||
+      failed(verifyCacheArgument(*this, "v_cache", getVCache(), dim(getV(), 1),
+                                 dim(getV(), 2))))
     return failure();
   if (dim(getKCache(), 1) != dim(getVCache(), 1))
     return emitOpError("expected `k_cache` and `v_cache` to have the same "
@@ -435,9 +452,6 @@ LogicalResult PagedAttentionOp::verify() {
            << dim(getKCache(), 1) << " and " << dim(getVCache(), 1);
   if (getKCache() == getVCache())
     return emitOpError("expected distinct `k_cache` and `v_cache`");
-  // The I64Attr getter zero-extends: read the attribute's signed value.
-  if (int64_t layer = getLayerAttr().getInt(); layer < 0)
-    return emitOpError("expected `layer` >= 0, but got ") << layer;
   return success();
 }
 
@@ -450,6 +464,42 @@ LogicalResult SelectRowsOp::verify() {
   if (!cast<RankedTensorType>(getRows().getType()).isDynamicDim(0))
     return emitOpError("expected `rows` of shape [?]");
   return checkShape(*this, "result", getType(), x.getShape());
+}
+
+LogicalResult PagedMlaAttentionOp::verify() {
+  if (failed(checkRank(*this, "q_nope", getQNope().getType(), 3)) ||
+      failed(checkRank(*this, "q_rope", getQRope().getType(), 3)) ||
+      failed(checkRank(*this, "latent", getLatent().getType(), 2)) ||
+      failed(checkRank(*this, "k_rope", getKRope().getType(), 3)) ||
+      failed(checkRank(*this, "kv_b", getKvB().getType(), 2)) ||
+      failed(checkRank(*this, "result", getType(), 3)))
+    return failure();
+  int64_t tokens = dim(getQNope(), 0), heads = dim(getQNope(), 1);
+  int64_t nope = dim(getQNope(), 2), rope = dim(getQRope(), 2);
+  int64_t rank = dim(getLatent(), 1), vDim = dim(getResult(), 2);
+  for (int64_t extent : {heads, nope, rope, rank, vDim})
+    if (ShapedType::isDynamic(extent) || extent < 1)
+      return emitOpError("expected static heads, head dims and latent rank "
+                         ">= 1, but got heads ")
+             << heads << ", nope " << nope << ", rope " << rope << ", rank "
+             << rank << " and value dim " << vDim;
+  if (failed(checkShape(*this, "q_rope", getQRope().getType(),
+                        {tokens, heads, rope})) ||
+      failed(
+          checkShape(*this, "latent", getLatent().getType(), {tokens, rank})) ||
+      failed(checkShape(*this, "k_rope", getKRope().getType(),
+                        {tokens, 1, rope})) ||
+      failed(checkShape(*this, "kv_b", getKvB().getType(),
+                        {heads * (nope + vDim), rank})) ||
+      failed(checkShape(*this, "result", getType(), {tokens, heads, vDim})))
+    return failure();
+  if (!(getScale().convertToDouble() > 0.0))
+    return emitOpError("expected `scale` > 0, but got ")
+           << getScale().convertToDouble();
+  if (failed(verifyPagedRows(*this, tokens, getPositions(), getSlots(),
+                             getPageTable(), getLayerAttr().getInt())))
+    return failure();
+  return verifyCacheArgument(*this, "cache", getCache(), 1, rank + rope);
 }
 
 //===----------------------------------------------------------------------===//

@@ -474,6 +474,59 @@ def MoE_SelectRowsOp : MoE_Op<"select_rows"> {
   let hasVerifier = 1;
 }
 
+def MoE_PagedMlaAttentionOp : MoE_StatefulOp<"paged_mla_attention"> {
+  let summary = "DeepSeek multi-head latent attention over a paged latent "
+                "cache, with the up-projections absorbed";
+  let description = [{
+    One step of generation for one MLA layer (DeepSeek-V2/V3), with rows,
+    positions, slots and pages as in `moe.paged_attention`. Instead of each
+    head's keys and values, the cache keeps per position the compressed
+    latent `c` (`R` = kv_lora_rank values, after the kv_a layernorm) and the
+    shared rotary key `k_rope` (`Dr` values, after RoPE): `cache` is one
+    function argument marked `moe.kv_cache`, `[pages, P, 1, R + Dr]`.
+
+    The op first writes every row's `concat(latent[t], k_rope[t, 0])` at its
+    slot's page for `positions[t]`, then computes for each row and head `h`
+    the attention in latent space, the up-projection `kv_b` (`[H * (Dn +
+    Dv), R]`, the checkpoint layout: head `h`'s `Dn` key rows then its `Dv`
+    value rows) absorbed:
+
+    - `q_lat = W_UK[h]^T q_nope[t, h]` (`W_UK[h]` = head `h`'s key rows),
+    - `score_s = scale * (q_lat · c_s + q_rope[t, h] · k_rope_s)` over the
+      slot's positions `s = 0 .. positions[t]`, softmax in f32,
+    - `o_lat = sum_s p_s c_s`, `result[t, h] = W_UV[h] o_lat` (`W_UV[h]` =
+      head `h`'s value rows).
+
+    This equals `moe.attention` over the expanded keys `concat(c_s W_UK[h]^T,
+    k_rope_s)` and values `c_s W_UV[h]^T` up to f32 rounding. `kv_b` is a
+    weight expression (an FP8 weight enters dequantized), folded at compile
+    time like any other.
+
+    ```mlir
+    %o = moe.paged_mla_attention %q_nope, %q_rope, %latent, %k_rope, %kv_b,
+        %positions, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64}
+        : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>,
+          tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>,
+          tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32>
+        -> tensor<?x4x24xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$q_nope, MoE_FloatTensor:$q_rope,
+                       MoE_FloatTensor:$latent, MoE_FloatTensor:$k_rope,
+                       MoE_FloatTensor:$kv_b, MoE_IndexTensor:$positions,
+                       MoE_I32Tensor:$slots, MoE_I32Tensor:$page_table,
+                       MoE_FloatTensor:$cache, F64Attr:$scale, I64Attr:$layer);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $q_nope `,` $q_rope `,` $latent `,` $k_rope `,` $kv_b `,` $positions `,`
+    $slots `,` $page_table `,` $cache attr-dict `:` type($q_nope) `,`
+    type($q_rope) `,` type($latent) `,` type($k_rope) `,` type($kv_b) `,`
+    type($positions) `,` type($slots) `,` type($page_table) `,`
+    type($cache) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 def MoE_ReshapeOp : MoE_Op<"reshape"> {
   let summary = "reshape, keeping the leading token dimension";
   let description = [{

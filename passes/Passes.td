@@ -149,10 +149,20 @@ def UseKvCachePass : Pass<"moec-use-kv-cache", "func::FuncOp"> {
     `dtype`, marked `moe.kv_cache`). The rows' positions are the argument
     named `positions`. `max-context` 0 takes the model's
     `moe.max_positions` (the importer's `max_position_embeddings`).
-    Non-causal attention cannot be cached and is an error. Last comes
-    `logits_rows` (`tensor<?xi32>`): the op computing the first result (the
-    lm_head) reads its per-row operands through `moe.select_rows` of it, so
-    the logits are computed only for the rows that sample.
+    Non-causal attention cannot be cached and is an error.
+
+    DeepSeek's multi-head latent attention in the importer's expanded form
+    (`q = concat(q_nope, q_rope)`, keys and values sliced from the `attn_kv_b`
+    GEMM of the latent, the rotary key expanded to all heads) becomes a
+    `moe.paged_mla_attention` instead, with one cache `kv_cache.<i>.latent`
+    (`tensor<? x P x 1 x (R + Dr)>`) holding the latent and the rotary key;
+    an FP8 `kv_b` GEMM's weight enters it dequantized. The ops that computed
+    the expanded keys and values are erased.
+
+    When the first result is computed by a GEMM (the lm_head), last comes
+    `logits_rows` (`tensor<?xi32>`): the GEMM reads its per-row operands
+    through `moe.select_rows` of it, so the logits are computed only for the
+    rows that sample.
   }];
   let dependentDialects = ["moe::MoEDialect"];
   let options = [

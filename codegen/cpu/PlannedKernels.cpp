@@ -856,6 +856,9 @@ public:
   LogicalResult emitRope(moe::RopeOp op);
   LogicalResult emitAttention(moe::AttentionOp op);
   LogicalResult emitPagedAttention(moe::PagedAttentionOp op);
+  LogicalResult emitPagedMlaAttention(moe::PagedMlaAttentionOp op);
+  Value pagedOffset(Value table, int64_t maxPages, int64_t pageTokens,
+                    Value slot, Value pos, int64_t width);
   void attendRow(Value qf, Value qBase, Value keys,
                  llvm::function_ref<Value(Value)> keyAt, Value kf,
                  llvm::function_ref<Value(Value)> valueAt, Value vf, Value of,
@@ -1551,6 +1554,18 @@ LogicalResult StepEmitter::emitAttention(moe::AttentionOp o) {
 // moe.paged_attention
 //===----------------------------------------------------------------------===//
 
+/// Element offset of position `pos` of slot `slot` in a paged cache of
+/// `width` elements per position, through the page table `table` (flat,
+/// `maxPages` entries per slot).
+Value StepEmitter::pagedOffset(Value table, int64_t maxPages,
+                               int64_t pageTokens, Value slot, Value pos,
+                               int64_t width) {
+  Value page = loadIndex(
+      table, add(mul(slot, idx(maxPages)), divu(pos, idx(pageTokens))));
+  return mul(add(mul(page, idx(pageTokens)), remu(pos, idx(pageTokens))),
+             idx(width));
+}
+
 LogicalResult StepEmitter::emitPagedAttention(moe::PagedAttentionOp o) {
   const Buffer &q = bufferOf(o.getQ()), &k = bufferOf(o.getK()),
                &v = bufferOf(o.getV()), &out = bufferOf(o.getResult());
@@ -1572,13 +1587,8 @@ LogicalResult StepEmitter::emitPagedAttention(moe::PagedAttentionOp o) {
   // page ids of the table index them.
   Value kcf = flat(kc), vcf = flat(vc);
   Value n = leadingRows(q);
-  // Element offset of position `pos` of slot `slot` in a cache of `width`
-  // elements per position.
   auto cacheOffset = [&](Value slot, Value pos, int64_t width) {
-    Value page = loadIndex(
-        tf, add(mul(slot, idx(maxPages)), divu(pos, idx(pageTokens))));
-    return mul(add(mul(page, idx(pageTokens)), remu(pos, idx(pageTokens))),
-               idx(width));
+    return pagedOffset(tf, maxPages, pageTokens, slot, pos, width);
   };
   // First every row's K and V into its slot's pages, so that the rows of a
   // prefill chunk see each other.
@@ -1613,6 +1623,100 @@ LogicalResult StepEmitter::emitPagedAttention(moe::PagedAttentionOp o) {
           },
           vcf, of, mul(add(mul(t, idx(heads)), h), idx(dv)), dqk, dv, scale,
           scores);
+    });
+  });
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// moe.paged_mla_attention
+//===----------------------------------------------------------------------===//
+
+/// Absorbed MLA over the latent cache, every row alone (prefill rows as
+/// decode rows): per head, `q_lat = W_UK^T q_nope` next to `q_rope` makes a
+/// query of `R + Dr` values against the cached `(c, k_rope)` rows,
+/// `attendRow` sums the latents `c` weighted by the softmax, and `W_UV`
+/// brings that back to `Dv` values. Each row is reduced in a fixed order
+/// whatever else the step holds (batch invariance).
+LogicalResult StepEmitter::emitPagedMlaAttention(moe::PagedMlaAttentionOp o) {
+  if (failed(checkFloat(o.getCache(), "cache")) ||
+      failed(checkFloat(o.getKvB(), "kv_b")))
+    return failure();
+  const Buffer &qNope = bufferOf(o.getQNope()), &qRope = bufferOf(o.getQRope());
+  const Buffer &latent = bufferOf(o.getLatent()),
+               &out = bufferOf(o.getResult());
+  const Buffer &cache = bufferOf(o.getCache());
+  int64_t heads = qNope.type.getDimSize(1), nope = qNope.type.getDimSize(2);
+  int64_t rope = qRope.type.getDimSize(2), rank = latent.type.getDimSize(1);
+  int64_t dv = out.type.getDimSize(2), width = rank + rope;
+  // kv_b's rows: head h's `nope` key rows, then its `dv` value rows.
+  int64_t headRows = nope + dv;
+  int64_t pageTokens = cache.type.getDimSize(1);
+  int64_t maxPages = bufferOf(o.getPageTable()).type.getDimSize(1);
+  Value qnf = flat(qNope), qrf = flat(qRope), lf = flat(latent);
+  Value krf = flat(bufferOf(o.getKRope())), wf = flat(bufferOf(o.getKvB()));
+  Value of = flat(out), cf = flat(cache);
+  Value pf = flat(bufferOf(o.getPositions())),
+        sf = flat(bufferOf(o.getSlots()));
+  Value tf = flat(bufferOf(o.getPageTable()));
+  Value n = leadingRows(qNope);
+  auto cacheOffset = [&](Value slot, Value pos) {
+    return pagedOffset(tf, maxPages, pageTokens, slot, pos, width);
+  };
+  // First every row's latent and rotary key into its slot's pages.
+  loop(idx(0), n, [&](Value t) {
+    Value base = cacheOffset(loadIndex(sf, t), loadIndex(pf, t));
+    loop(idx(0), idx(rank), [&](Value i) {
+      storeF(loadF(lf, add(mul(t, idx(rank)), i)), cf, add(base, i));
+    });
+    loop(idx(0), idx(rope), [&](Value i) {
+      storeF(loadF(krf, add(mul(t, idx(rope)), i)), cf,
+             add(base, add(idx(rank), i)));
+    });
+  });
+  Value scores = entryAlloca([&] { return idx(maxPages * pageTokens + 1); });
+  Value query = entryAlloca([&] { return idx(width); });
+  Value context = entryAlloca([&] { return idx(rank); });
+  Value scale = f32(o.getScale().convertToDouble());
+  // sum_i x[xBase + i] * kv_b[start + i], i < count, in order.
+  auto dotRow = [&](Value xf, Value xBase, Value start, int64_t count) {
+    return loopCarry(idx(0), idx(count), ValueRange{f32(0.0)},
+                     [&](Value i, ValueRange a) -> SmallVector<Value> {
+                       return {addf(a[0], mulf(loadF(xf, add(xBase, i)),
+                                               loadF(wf, add(start, i))))};
+                     })[0];
+  };
+  loop(idx(0), n, [&](Value t) {
+    Value pos = loadIndex(pf, t), slot = loadIndex(sf, t);
+    loop(idx(0), idx(heads), [&](Value h) {
+      Value row = mul(add(mul(t, idx(heads)), h), idx(nope));
+      Value keyRows = mul(h, idx(headRows));
+      // q_lat[r] = sum_i q_nope[i] * W_UK[i, r], i in key-row order.
+      loop(idx(0), idx(rank), [&](Value r) {
+        Value acc =
+            loopCarry(idx(0), idx(nope), ValueRange{f32(0.0)},
+                      [&](Value i, ValueRange a) -> SmallVector<Value> {
+                        Value w =
+                            loadF(wf, add(mul(add(keyRows, i), idx(rank)), r));
+                        return {addf(a[0], mulf(loadF(qnf, add(row, i)), w))};
+                      })[0];
+        storeF(acc, query, r);
+      });
+      loop(idx(0), idx(rope), [&](Value j) {
+        storeF(loadF(qrf, add(mul(add(mul(t, idx(heads)), h), idx(rope)), j)),
+               query, add(idx(rank), j));
+      });
+      attendRow(
+          query, idx(0), add(pos, idx(1)),
+          [&](Value s) { return cacheOffset(slot, s); }, cf,
+          [&](Value s) { return cacheOffset(slot, s); }, cf, context, idx(0),
+          width, rank, scale, scores);
+      // result[d] = W_UV[d] · o_lat.
+      Value valueRows = add(keyRows, idx(nope));
+      loop(idx(0), idx(dv), [&](Value d) {
+        storeF(dotRow(context, idx(0), mul(add(valueRows, d), idx(rank)), rank),
+               of, add(mul(add(mul(t, idx(heads)), h), idx(dv)), d));
+      });
     });
   });
   return success();
@@ -2582,12 +2686,13 @@ void populateRopeToCpuPatterns(RewritePatternSet &patterns,
   addStepPatterns<&StepEmitter::emitRope>(patterns, target, state);
 }
 
-/// `moe.attention` and `moe.paged_attention`.
+/// `moe.attention`, `moe.paged_attention` and `moe.paged_mla_attention`.
 void populateAttentionToCpuPatterns(RewritePatternSet &patterns,
                                     const CpuTargetInfo &target,
                                     CpuKernelState &state) {
   addStepPatterns<&StepEmitter::emitAttention>(patterns, target, state);
   addStepPatterns<&StepEmitter::emitPagedAttention>(patterns, target, state);
+  addStepPatterns<&StepEmitter::emitPagedMlaAttention>(patterns, target, state);
 }
 
 /// `moe.quantize` and `moe.dequantize`.

@@ -372,10 +372,11 @@ Status Artifact::verifyManifestSection() {
     return index.status().withPrefix(strCat(path_, ": manifest"));
   // A 2.0 runtime would not know the cache a 2.0-labelled file holds.
   if (manifest_->kv_cache() && minor_ < kArtifactMinorKvCache)
-    return makeError(StatusCode::kCorrupt, path_, ": manifest: kv_cache needs "
-                     "artifact version ", kArtifactMajor, ".",
-                     kArtifactMinorKvCache, ", but the file says ", major_,
-                     ".", minor_);
+    return makeError(StatusCode::kCorrupt, path_,
+                     ": manifest: kv_cache needs "
+                     "artifact version ",
+                     kArtifactMajor, ".", kArtifactMinorKvCache,
+                     ", but the file says ", major_, ".", minor_);
   index_ = std::move(index).value();
   return Status::ok();
 }

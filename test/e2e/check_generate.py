@@ -13,6 +13,16 @@ For every tiny HF checkpoint, compiled in f32 with `--kv-cache=f32`:
    together, each alone, and together with prefill chunks of 5 rows give
    identical logits for every sequence at every step.
 
+For the DeepSeek checkpoints (multi-head latent attention), also:
+
+4. The cache is the compressed one: the manifest's KV cache holds, per layer,
+   (kv_lora_rank + qk_rope_head_dim) values per position, f32.
+5. Absorbed equals expanded: the prompt's logits of the artifact with the
+   latent cache (absorbed attention) match those of the stateless forward
+   compiled without --kv-cache (expanded K/V) within rel-L2 1e-5 per position.
+6. Compiled with FP8 GEMMs (kv_b's GEMM an fp8_matmul, whose weight the
+   absorbed attention takes dequantized), decode equals prefill as in 2.
+
 Then for mixtral-tiny, long context: eight sequences (prompts of 4093..4100 of the
 4100 tokens of reference_long.json, sharing their prefix pages) each generate one
 token, whose logits are positions 4092..4099 of transformers' no-cache forward
@@ -27,6 +37,9 @@ import sys
 import tempfile
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import moea  # noqa: E402
 
 MODELS = ["deepseek_v3-tiny", "deepseek_v3-fp8-tiny", "mixtral-tiny",
           "qwen2_moe-tiny", "qwen3_moe-tiny"]
@@ -75,6 +88,24 @@ def prefill_logits(moec_run, artifact, tokens, tmp):
     return np.load(path)
 
 
+def check_decode_vs_prefill(args, label, artifact, prompt, logits, got, tmp):
+    """The logits of each generated token against one prefill over the
+    whole prefix (rel-L2 <= REL_L2 at every step)."""
+    full = prefill_logits(args.moec_run, artifact, prompt + got[:-1], tmp)
+    worst = 0.0
+    for i in range(len(got)):
+        row = full[len(prompt) - 1 + i].astype(np.float64)
+        step = logits[0, i].astype(np.float64)
+        rel = np.linalg.norm(step - row) / np.linalg.norm(row)
+        worst = max(worst, rel)
+        if rel > REL_L2:
+            print(f"  {label}: decode vs prefill worst rel-L2 {worst:.3e}")
+            return [f"{label}: decode step {i} rel-L2 {rel:.3e} against "
+                    f"prefill > {REL_L2}"]
+    print(f"  {label}: decode vs prefill worst rel-L2 {worst:.3e}")
+    return []
+
+
 def check_model(args, model, tmp):
     folder = os.path.join(args.data, model)
     ref = json.load(open(os.path.join(folder, "reference_generate.json")))
@@ -103,18 +134,8 @@ def check_model(args, model, tmp):
           f"{len(want)} tokens equal to transformers")
 
     # 2. Incremental decode against one prefill over the whole prefix.
-    full = prefill_logits(args.moec_run, artifact, prompt + got[:-1], tmp)
-    worst = 0.0
-    for i in range(NEW_TOKENS):
-        row = full[len(prompt) - 1 + i].astype(np.float64)
-        step = logits[0, i].astype(np.float64)
-        rel = np.linalg.norm(step - row) / np.linalg.norm(row)
-        worst = max(worst, rel)
-        if rel > REL_L2:
-            failures.append(f"{model}: decode step {i} rel-L2 {rel:.3e} "
-                            f"against prefill > {REL_L2}")
-            break
-    print(f"  {model}: decode vs prefill worst rel-L2 {worst:.3e}")
+    failures += check_decode_vs_prefill(args, model, artifact, prompt, logits,
+                                        got, tmp)
 
     # 3. Batch invariance: together, alone, chunked.
     rng = np.random.default_rng(7)
@@ -132,6 +153,61 @@ def check_model(args, model, tmp):
             failures.append(f"{model}: batch invariance: sequence {bad[0]} step "
                             f"{bad[1]} differs between together and {name}")
     print(f"  {model}: 8 sequences bit-identical together, alone and chunked")
+    if model.startswith("deepseek"):
+        failures += check_latent_cache(args, model, artifact, prompt, tmp)
+    return failures
+
+
+def check_latent_cache(args, model, artifact, prompt, tmp):
+    """Checks 4 and 5: the compressed cache's size and absorbed == expanded."""
+    failures = []
+    config = json.load(open(os.path.join(args.data, model, "config.json")))
+    want = (config["kv_lora_rank"] + config["qk_rope_head_dim"]) * 4
+    manifest = moea.decode_manifest(moea.read_sections(artifact)["manifest"])
+    per_layer = {}
+    for t in manifest["kv_cache"]["tensors"]:
+        if t["dtype"] != "F32":
+            failures.append(f"{model}: {t['name']} is {t['dtype']}, not F32")
+        # page_shape is [page_tokens, heads, dim]: one position is heads * dim.
+        per_layer.setdefault(t["layer"], 0)
+        per_layer[t["layer"]] += t["page_shape"][1] * t["page_shape"][2] * 4
+    if len(per_layer) != config["num_hidden_layers"]:
+        failures.append(f"{model}: KV cache for {len(per_layer)} layers, "
+                        f"expected {config['num_hidden_layers']}")
+    for layer, got in sorted(per_layer.items()):
+        if got != want:
+            failures.append(f"{model}: layer {layer} caches {got} bytes per "
+                            f"token, expected (kv_lora_rank + "
+                            f"qk_rope_head_dim) * 4 = {want}")
+    print(f"  {model}: KV cache bytes per token per layer "
+          f"{sorted(set(per_layer.values()))} (want {want})")
+
+    stateless = os.path.join(tmp, model + "-stateless.moea")
+    run([args.moec, os.path.join(args.data, model), "--precision=f32", "-o",
+         stateless])
+    expanded = prefill_logits(args.moec_run, stateless, prompt, tmp)
+    absorbed = prefill_logits(args.moec_run, artifact, prompt, tmp)
+    worst = 0.0
+    for i in range(len(prompt)):
+        row = expanded[i].astype(np.float64)
+        rel = np.linalg.norm(absorbed[i].astype(np.float64) - row) / \
+            np.linalg.norm(row)
+        worst = max(worst, rel)
+    if not worst <= REL_L2:
+        failures.append(f"{model}: absorbed vs expanded prompt logits rel-L2 "
+                        f"{worst:.3e} > {REL_L2}")
+    print(f"  {model}: absorbed (latent cache) vs expanded (stateless) "
+          f"worst rel-L2 {worst:.3e}")
+
+    # With FP8 GEMMs, kv_b enters the absorbed attention dequantized (its
+    # block scales folded at compile time): it compiles and decodes as it
+    # prefills.
+    fp8 = os.path.join(tmp, model + "-fp8.moea")
+    run([args.moec, os.path.join(args.data, model), "--precision=fp8",
+         "--kv-cache=f32", "--max-sequences=8", "-o", fp8])
+    logits, ids = generate(args.moec_run, fp8, [prompt], tmp, model + "-fp8")
+    failures += check_decode_vs_prefill(args, model + " (fp8)", fp8, prompt,
+                                        logits, ids[0], tmp)
     return failures
 
 

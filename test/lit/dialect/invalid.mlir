@@ -1473,3 +1473,178 @@ func.func @attention_zero_kv_heads(%q: tensor<?x4x16xf32>, %k: tensor<?x0x16xf32
   %0 = moe.attention %q, %k, %v {scale = 0.25 : f64, causal} : tensor<?x4x16xf32>, tensor<?x0x16xf32>, tensor<?x0x16xf32> -> tensor<?x4x16xf32>
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// moe.paged_mla_attention
+//===----------------------------------------------------------------------===//
+
+// moe.paged_mla_attention: a `q_nope` of rank 2 is rejected.
+func.func @paged_mla_rank_q_nope(%qn: tensor<?x128xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `q_nope` to have rank 3, but got rank 2}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x128xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: a `k_rope` without its head dimension is rejected.
+func.func @paged_mla_rank_k_rope(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `k_rope` to have rank 3, but got rank 2}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: an empty rotary part is rejected.
+func.func @paged_mla_empty_rope(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x0xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x0xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x32xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected static heads, head dims and latent rank >= 1, but got heads 4, nope 32, rope 0, rank 32 and value dim 24}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x0xf32>, tensor<?x32xf32>, tensor<?x1x0xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x32xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: `q_rope` must have the heads of `q_nope`.
+func.func @paged_mla_q_rope_heads(%qn: tensor<?x4x32xf32>, %qr: tensor<?x2x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `q_rope` of shape [?, 4, 16], but got [?, 2, 16]}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x2x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: the latents of a static step must be its rows.
+func.func @paged_mla_latent_rows(%qn: tensor<3x4x32xf32>, %qr: tensor<3x4x16xf32>, %c: tensor<2x32xf32>, %kr: tensor<3x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<3xi32>, %slots: tensor<3xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<3x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `latent` of shape [3, 32], but got [2, 32]}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<3x4x32xf32>, tensor<3x4x16xf32>, tensor<2x32xf32>, tensor<3x1x16xf32>, tensor<224x32xbf16>, tensor<3xi32>, tensor<3xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<3x4x24xf32>
+  return %o : tensor<3x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: the rotary key is shared by all heads: one head.
+func.func @paged_mla_k_rope_heads(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x2x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `k_rope` of shape [?, 1, 16], but got [?, 2, 16]}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x2x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: `kv_b` must hold every head's key and value rows of the latent.
+func.func @paged_mla_kv_b_rows(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<192x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `kv_b` of shape [224, 32], but got [192, 32]}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<192x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: the result has the query heads.
+func.func @paged_mla_result_heads(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<?x2x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `result` of shape [?, 4, 24], but got [?, 2, 24]}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x2x24xf32>
+  return %o : tensor<?x2x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: a zero scale is rejected.
+func.func @paged_mla_scale(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `scale` > 0, but got 0.000000e+00}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.0 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: one position per row.
+func.func @paged_mla_positions(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?x2xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `positions` of shape [?], but got [?, 2]}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?x2xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: the page table is rank 2.
+func.func @paged_mla_table_rank(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<64xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `page_table` to have rank 2, but got rank 1}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: an empty page table is rejected.
+func.func @paged_mla_table_empty(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x0xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected a `page_table` with at least one entry}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x0xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: a negative layer is rejected.
+func.func @paged_mla_layer(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `layer` >= 0, but got -1}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = -1 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: the cache is [pages, P, 1, R + Dr]: rank 4.
+func.func @paged_mla_cache_rank(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x48xf32>) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `cache` to have rank 4, but got rank 3}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: the cache's page count is the runtime's: dynamic.
+func.func @paged_mla_cache_static_pages(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<4x16x1x48xf32>) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `cache` of shape [?, P, heads, dim] with P >= 1, but got [4, 16, 1, 48]}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<4x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: a cache position holds the latent and the rotary key.
+func.func @paged_mla_cache_width(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x32xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `cache` of shape [?, 16, 1, 48], but got [?, 16, 1, 32]}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x32xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.paged_mla_attention: the cache must be a function argument marked moe.kv_cache.
+func.func @paged_mla_cache_unmarked(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x48xf32>) -> tensor<?x4x24xf32> {
+  // expected-error @+1 {{'moe.paged_mla_attention' op expected `cache` to be a function argument marked `moe.kv_cache`}}
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
+// -----
+
+// moe.select_rows: `rows` is one dynamic list of row indices.
+func.func @select_rows_static_rows(%x: tensor<?x64xf32>, %rows: tensor<4xi32>) -> tensor<?x64xf32> {
+  // expected-error @+1 {{'moe.select_rows' op expected `rows` of shape [?]}}
+  %h = moe.select_rows %x, %rows : tensor<?x64xf32>, tensor<4xi32> -> tensor<?x64xf32>
+  return %h : tensor<?x64xf32>
+}
+
+// -----
+
+// moe.select_rows: the result keeps the row width.
+func.func @select_rows_width(%x: tensor<?x64xf32>, %rows: tensor<?xi32>) -> tensor<?x32xf32> {
+  // expected-error @+1 {{'moe.select_rows' op expected `result` of shape [?, 64], but got [?, 32]}}
+  %h = moe.select_rows %x, %rows : tensor<?x64xf32>, tensor<?xi32> -> tensor<?x32xf32>
+  return %h : tensor<?x32xf32>
+}

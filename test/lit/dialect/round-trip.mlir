@@ -73,6 +73,15 @@ func.func @attention(%x: tensor<?x64xf32>, %pos: tensor<?xi32>, %kpe: tensor<?x1
   return %g : tensor<?x4x16xf32>
 }
 
+// The MLA step over a latent cache: q_nope, q_rope, latent, k_rope, kv_b, rows and the marked cache.
+// CHECK-LABEL: func.func @paged_mla_attention
+// CHECK-SAME: %[[CACHE:[^:]+]]: tensor<?x16x1x48xf32> {moe.kv_cache}
+// CHECK: moe.paged_mla_attention %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %[[CACHE]] {layer = 0 : i64, scale = 2.500000e-01 : f64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+func.func @paged_mla_attention(%qn: tensor<?x4x32xf32>, %qr: tensor<?x4x16xf32>, %c: tensor<?x32xf32>, %kr: tensor<?x1x16xf32>, %w: tensor<224x32xbf16>, %pos: tensor<?xi32>, %slots: tensor<?xi32>, %table: tensor<8x64xi32>, %cache: tensor<?x16x1x48xf32> {moe.kv_cache}) -> tensor<?x4x24xf32> {
+  %o = moe.paged_mla_attention %qn, %qr, %c, %kr, %w, %pos, %slots, %table, %cache {scale = 0.25 : f64, layer = 0 : i64} : tensor<?x4x32xf32>, tensor<?x4x16xf32>, tensor<?x32xf32>, tensor<?x1x16xf32>, tensor<224x32xbf16>, tensor<?xi32>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x1x48xf32> -> tensor<?x4x24xf32>
+  return %o : tensor<?x4x24xf32>
+}
+
 // CHECK-LABEL: func.func @experts
 func.func @experts(%x: tensor<?x64xf32>, %gate: tensor<8x64xbf16>, %bias: tensor<8xf32>, %w13: tensor<8x64x64xbf16>, %w2: tensor<8x64x32xbf16>) -> tensor<?x64xf32> {
   // CHECK: %[[W:.+]], %[[I:.+]] = moe.router %{{.+}}, %{{.+}} bias %{{.+}} {routing = #moe.routing<scoring = sigmoid, k = 2, n_group = 2, group_score = top2_sum, norm_topk_prob = true, routed_scaling_factor = 2.500000e+00>}
@@ -140,4 +149,12 @@ func.func @paged_attention(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: t
   %o = moe.paged_attention %q, %k, %v, %pos, %slots, %table, %kc, %vc {scale = 0.25 : f64, layer = 3 : i64}
       : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<?xi64>, tensor<?xi32>, tensor<8x64xi32>, tensor<?x16x2x16xbf16>, tensor<?x16x2x16xbf16> -> tensor<?x4x16xf32>
   return %o : tensor<?x4x16xf32>
+}
+
+// The rows of a step that need logits.
+// CHECK-LABEL: func.func @select_rows
+// CHECK: moe.select_rows %{{.+}}, %{{.+}} : tensor<?x64xf32>, tensor<?xi32> -> tensor<?x64xf32>
+func.func @select_rows(%x: tensor<?x64xf32>, %rows: tensor<?xi32>) -> tensor<?x64xf32> {
+  %h = moe.select_rows %x, %rows : tensor<?x64xf32>, tensor<?xi32> -> tensor<?x64xf32>
+  return %h : tensor<?x64xf32>
 }

@@ -47,3 +47,24 @@ func.func @no_attention(%x: tensor<?x16xf32>) -> tensor<?x16xf32> {
   %y = moe.add %x, %x : tensor<?x16xf32>
   return %y : tensor<?x16xf32>
 }
+
+// -----
+
+// The first result is a GEMM of rows (the lm_head): the function gets `logits_rows` last, and
+// the GEMM reads its activation through moe.select_rows of it (weights are not selected).
+// CHECK-LABEL: func.func @lm_head
+// CHECK-SAME: %[[ROWS:[^:]+]]: tensor<?xi32> {moe.name = "logits_rows"})
+// CHECK: %[[A:.+]] = moe.paged_attention
+// CHECK: %[[H:.+]] = moe.reshape %[[A]]
+// CHECK: %[[S:.+]] = moe.select_rows %[[H]], %[[ROWS]] : tensor<?x64xf32>, tensor<?xi32> -> tensor<?x64xf32>
+// CHECK: %[[L:.+]] = moe.matmul %[[S]], %{{.+}} :
+// CHECK: return %[[L]]
+module attributes {moe.max_positions = 40 : i64} {
+  func.func @lm_head(%tokens: tensor<?xi32> {moe.name = "tokens"}, %pos: tensor<?xi32> {moe.name = "positions"}, %q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>) -> tensor<?x32xf32> {
+    %a = moe.attention %q, %k, %v {scale = 0.25 : f64, causal} : tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32> -> tensor<?x4x16xf32>
+    %h = moe.reshape %a : tensor<?x4x16xf32> -> tensor<?x64xf32>
+    %w = moe.weight [#moe.tensor_ref<"m.safetensors", "lm_head.weight">] stored tensor<32x64xbf16> : tensor<32x64xbf16>
+    %l = moe.matmul %h, %w : tensor<?x64xf32>, tensor<32x64xbf16> -> tensor<?x32xf32>
+    return %l : tensor<?x32xf32>
+  }
+}
