@@ -1497,15 +1497,27 @@ void StepEmitter::attendRow(Value qf, Value qBase, Value keys,
         memref::StoreOp::create(b, loc, e, scores, ValueRange{s});
         return {addf(acc[0], e)};
       })[0];
+  // The weighted values, key by key into an f32 accumulator per output
+  // element: each element still sums its terms in key order, exactly as a
+  // per-element loop over the keys would, but each key's value row (and its
+  // page lookup) is read once, not once per element.
+  Value acc = entryAlloca([&] { return idx(dv); });
   loop(idx(0), idx(dv), [&](Value d) {
-    Value acc = loopCarry(
-        idx(0), keys, ValueRange{f32(0.0)},
-        [&](Value s, ValueRange a) -> SmallVector<Value> {
-          Value p =
-              divf(memref::LoadOp::create(b, loc, scores, ValueRange{s}), sum);
-          return {addf(a[0], mulf(p, loadF(vf, add(valueAt(s), d))))};
-        })[0];
-    storeF(acc, of, add(oBase, d));
+    memref::StoreOp::create(b, loc, f32(0.0), acc, ValueRange{d});
+  });
+  loop(idx(0), keys, [&](Value s) {
+    Value p = divf(memref::LoadOp::create(b, loc, scores, ValueRange{s}), sum);
+    Value vBase = valueAt(s);
+    loop(idx(0), idx(dv), [&](Value d) {
+      Value a = memref::LoadOp::create(b, loc, acc, ValueRange{d});
+      memref::StoreOp::create(b, loc,
+                              addf(a, mulf(p, loadF(vf, add(vBase, d)))), acc,
+                              ValueRange{d});
+    });
+  });
+  loop(idx(0), idx(dv), [&](Value d) {
+    storeF(memref::LoadOp::create(b, loc, acc, ValueRange{d}), of,
+           add(oBase, d));
   });
 }
 
