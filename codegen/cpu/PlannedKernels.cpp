@@ -1590,7 +1590,7 @@ LogicalResult StepEmitter::emitPagedAttention(moe::PagedAttentionOp o) {
   int64_t group = heads / kvHeads;
   int64_t pageTokens = kc.type.getDimSize(1);
   int64_t maxPages = bufferOf(o.getPageTable()).type.getDimSize(1);
-  Value qf = flat(q), kf = flat(k), vf = flat(v), of = flat(out);
+  Value kf = flat(k), vf = flat(v);
   Value pf = flat(bufferOf(o.getPositions())),
         sf = flat(bufferOf(o.getSlots()));
   Value tf = flat(bufferOf(o.getPageTable()));
@@ -1615,29 +1615,44 @@ LogicalResult StepEmitter::emitPagedAttention(moe::PagedAttentionOp o) {
       storeF(loadF(vf, add(mul(t, idx(kvHeads * dv)), i)), vcf, add(vBase, i));
     });
   });
-  // Then each row attends over its slot's positions 0 .. positions[t]; the
-  // scores array is sized for the longest sequence the page table holds.
-  Value scores = entryAlloca([&] { return idx(maxPages * pageTokens + 1); });
-  Value scale = f32(o.getScale().convertToDouble());
-  loop(idx(0), n, [&](Value t) {
-    Value pos = loadIndex(pf, t), slot = loadIndex(sf, t);
-    Value keys = add(pos, idx(1));
-    loop(idx(0), idx(heads), [&](Value h) {
-      Value kvh = divu(h, idx(group));
-      attendRow(
-          qf, mul(add(mul(t, idx(heads)), h), idx(dqk)), keys,
-          [&](Value s) {
-            return add(cacheOffset(slot, s, kvHeads * dqk), mul(kvh, idx(dqk)));
-          },
-          kcf,
-          [&](Value s) {
-            return add(cacheOffset(slot, s, kvHeads * dv), mul(kvh, idx(dv)));
-          },
-          vcf, of, mul(add(mul(t, idx(heads)), h), idx(dv)), dqk, dv, scale,
-          scores);
-    });
-  });
-  return success();
+  // Then each (row, head) attends over its row's slot positions
+  // 0 .. positions[t], spread over the runtime's threads: each item writes
+  // its own output and reduces in key order alone, so the threads change no
+  // bit. The scores array (one per thread, on its stack) is sized for the
+  // longest sequence the page table holds.
+  auto [usable, threads] = runtimeThreads();
+  (void)threads;
+  const Buffer &positions = bufferOf(o.getPositions());
+  const Buffer &slots = bufferOf(o.getSlots());
+  const Buffer &table = bufferOf(o.getPageTable());
+  return parallelItems(
+      usable, mul(n, idx(heads)), {},
+      [&](Value item, ArrayRef<Value>) -> LogicalResult {
+        // Inside the body the buffers are rebound: view them again.
+        Value qf = flat(q), of = flat(out), kcf = flat(kc), vcf = flat(vc);
+        Value pf = flat(positions), sf = flat(slots), tf = flat(table);
+        Value scores =
+            entryAlloca([&] { return idx(maxPages * pageTokens + 1); });
+        Value scale = f32(o.getScale().convertToDouble());
+        Value t = divu(item, idx(heads)), h = remu(item, idx(heads));
+        Value pos = loadIndex(pf, t), slot = loadIndex(sf, t);
+        Value kvh = divu(h, idx(group));
+        attendRow(
+            qf, mul(item, idx(dqk)), add(pos, idx(1)),
+            [&](Value s) {
+              return add(
+                  pagedOffset(tf, maxPages, pageTokens, slot, s, kvHeads * dqk),
+                  mul(kvh, idx(dqk)));
+            },
+            kcf,
+            [&](Value s) {
+              return add(
+                  pagedOffset(tf, maxPages, pageTokens, slot, s, kvHeads * dv),
+                  mul(kvh, idx(dv)));
+            },
+            vcf, of, mul(item, idx(dv)), dqk, dv, scale, scores);
+        return success();
+      });
 }
 
 //===----------------------------------------------------------------------===//
