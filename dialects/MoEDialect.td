@@ -24,8 +24,8 @@ def MoE_Dialect : Dialect {
     it into CUDA C++ kernels or an LLVM shared object.
 
     All ops have value semantics and no side effects, except
-    `moe.paged_attention`, which writes the model's KV cache (function
-    arguments marked `moe.kv_cache`) in place. Activations are ranked
+    `moe.paged_attention` and `moe.paged_mla_attention`, which write the
+    model's KV cache (function arguments marked `moe.kv_cache`) in place. Activations are ranked
     tensors whose leading dimension is the dynamic token count `?`; weights
     enter the graph only through `moe.weight`, which names checkpoint tensors
     and never inlines their data.
