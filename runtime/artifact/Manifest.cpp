@@ -946,10 +946,8 @@ constexpr int64_t kMaxKvCacheExtent = int64_t(1) << 20;
 
 /// The input named `name`, or null.
 const TensorSpec *findInput(const Manifest &m, std::string_view name) {
-  for (const TensorSpec *t : *m.inputs())
-    if (text(t->name()) == name)
-      return t;
-  return nullptr;
+  int index = findInputIndex(m, name);
+  return index < 0 ? nullptr : m.inputs()->Get(uint32_t(index));
 }
 
 Status checkKvCache(const Manifest &m) {
@@ -1023,6 +1021,20 @@ Status checkKvCache(const Manifest &m) {
 }
 
 } // namespace
+
+int findInputIndex(const Manifest &m, std::string_view name) {
+  for (uint32_t i = 0; i < m.inputs()->size(); ++i)
+    if (text(m.inputs()->Get(i)->name()) == name)
+      return int(i);
+  return -1;
+}
+
+uint64_t kvCacheTensorPageBytes(const KvCacheTensor &t) {
+  uint64_t elements = 1;
+  for (int64_t d : *t.page_shape())
+    elements *= uint64_t(d);
+  return elements * dtypeSize(t.dtype());
+}
 
 std::vector<const CpuObject *> cpuObjects(const Manifest &m) {
   if (!m.cpu_objects())

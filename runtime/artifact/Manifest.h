@@ -88,6 +88,13 @@ void setFixedElements(manifest::BufferT &b, uint64_t count);
 /// (after `verifyManifest`, this cannot overflow for tokens <= max_tokens).
 uint64_t bufferBytesAt(const manifest::Buffer &buffer, int64_t tokens);
 
+/// The index of the input named `name` in `manifest.inputs`, or -1.
+int findInputIndex(const manifest::Manifest &manifest, std::string_view name);
+
+/// Bytes of one page of KV cache tensor `t` (`page_shape` x element size;
+/// `verifyManifest` bounds every extent, so this cannot overflow).
+uint64_t kvCacheTensorPageBytes(const manifest::KvCacheTensor &t);
+
 /// "[T, 1024]"-style spelling of a shape (-1 printed as T).
 std::string shapeString(const flatbuffers::Vector<int64_t> &shape);
 std::string shapeString(const std::vector<int64_t> &shape);

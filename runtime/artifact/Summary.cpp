@@ -180,10 +180,7 @@ std::string Artifact::summary() const {
     uint64_t pageBytes = 0;
     std::string dtypes;
     for (const manifest::KvCacheTensor *t : *c->tensors()) {
-      uint64_t elements = 1;
-      for (int64_t d : *t->page_shape())
-        elements *= uint64_t(d);
-      pageBytes += elements * dtypeSize(t->dtype());
+      pageBytes += kvCacheTensorPageBytes(*t);
       if (dtypes.find(dtypeName(t->dtype())) == std::string::npos)
         dtypes +=
             (dtypes.empty() ? "" : ",") + std::string(dtypeName(t->dtype()));

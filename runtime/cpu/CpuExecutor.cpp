@@ -148,12 +148,8 @@ CpuExecutor::create(std::shared_ptr<const Artifact> artifact) {
   // A KV cache starts with room for one sequence of `max_tokens`, what a
   // plain run needs; generation sizes it for its budget.
   if (const manifest::KvCache *cache = m.kv_cache()) {
-    for (const manifest::KvCacheTensor *t : *cache->tensors()) {
-      uint64_t elements = 1;
-      for (int64_t d : *t->page_shape())
-        elements *= uint64_t(d);
-      executor->kvPoolPageBytes_.push_back(elements * dtypeSize(t->dtype()));
-    }
+    for (const manifest::KvCacheTensor *t : *cache->tensors())
+      executor->kvPoolPageBytes_.push_back(kvCacheTensorPageBytes(*t));
     executor->kvPools_.assign(cache->tensors()->size(), nullptr);
     int64_t pages = std::min<int64_t>(
         cache->max_pages(),

@@ -13,6 +13,21 @@
 
 namespace moec::runtime {
 
+namespace {
+/// Element `i` of integer data of `dtype` (i32 or i64), unaligned.
+int64_t loadIndexValue(manifest::DType dtype, const void *data, uint64_t i) {
+  const auto *bytes = static_cast<const uint8_t *>(data);
+  if (dtype == manifest::DType::I64) {
+    int64_t v;
+    std::memcpy(&v, bytes + i * 8, 8);
+    return v;
+  }
+  int32_t v32;
+  std::memcpy(&v32, bytes + i * 4, 4);
+  return v32;
+}
+} // namespace
+
 Executor::Executor(std::shared_ptr<const Artifact> artifact)
     : artifact_(std::move(artifact)) {
   const manifest::Manifest &m = artifact_->manifest();
@@ -25,17 +40,13 @@ Executor::Executor(std::shared_ptr<const Artifact> artifact)
         (in.dtype() == manifest::DType::I32 ||
          in.dtype() == manifest::DType::I64))
       positionInputs_.push_back(int(i));
-    // The manifest verifier checked these inputs' shapes for a KV cache.
-    if (m.kv_cache()) {
-      if (text(in.name()) == "positions")
-        positionsInput_ = int(i);
-      if (text(in.name()) == "slots")
-        slotsInput_ = int(i);
-      if (text(in.name()) == "page_table")
-        pageTableInput_ = int(i);
-      if (text(in.name()) == "logits_rows")
-        logitsRowsInput_ = int(i);
-    }
+  }
+  // The manifest verifier checked these inputs' shapes for a KV cache.
+  if (m.kv_cache()) {
+    positionsInput_ = findInputIndex(m, "positions");
+    slotsInput_ = findInputIndex(m, "slots");
+    pageTableInput_ = findInputIndex(m, "page_table");
+    logitsRowsInput_ = findInputIndex(m, "logits_rows");
   }
   inputSet_.assign(inputs.size(), false);
   stepWeightsVerified_.assign(m.steps()->size(), false);
@@ -48,12 +59,8 @@ uint64_t Executor::kvCachePageBytes() const {
   if (!cache)
     return 0;
   uint64_t bytes = 0;
-  for (const manifest::KvCacheTensor *t : *cache->tensors()) {
-    uint64_t elements = 1;
-    for (int64_t d : *t->page_shape())
-      elements *= uint64_t(d);
-    bytes += elements * dtypeSize(t->dtype());
-  }
+  for (const manifest::KvCacheTensor *t : *cache->tensors())
+    bytes += kvCacheTensorPageBytes(*t);
   return bytes;
 }
 
@@ -102,19 +109,11 @@ Executor::prepareKvCacheInputs(int64_t tokens,
   // page table says about them is checked here, per slot up to its last
   // position.
   const uint8_t *positions = data(positionsInput_);
-  bool wide =
-      artifact_->manifest().inputs()->Get(uint32_t(positionsInput_))->dtype() ==
-      manifest::DType::I64;
+  manifest::DType positionType =
+      artifact_->manifest().inputs()->Get(uint32_t(positionsInput_))->dtype();
   std::vector<int64_t> last(size_t(maxSequences), -1);
   for (int64_t t = 0; t < tokens; ++t) {
-    int64_t position;
-    if (wide) {
-      std::memcpy(&position, positions + t * 8, 8);
-    } else {
-      int32_t p32;
-      std::memcpy(&p32, positions + t * 4, 4);
-      position = p32;
-    }
+    int64_t position = loadIndexValue(positionType, positions, uint64_t(t));
     int32_t slot = slots[t];
     if (slot < 0 || slot >= maxSequences || position < 0 ||
         position >= maxPages * pageTokens)
@@ -174,14 +173,7 @@ Status Executor::checkInput(int index, const void *data, uint64_t bytes,
   if (int64_t bound = spec.index_bound()) {
     uint64_t size = dtypeSize(spec.dtype());
     for (uint64_t i = 0; i < bytes / size; ++i) {
-      int64_t v;
-      if (spec.dtype() == manifest::DType::I32) {
-        int32_t v32;
-        std::memcpy(&v32, static_cast<const uint8_t *>(data) + i * 4, 4);
-        v = v32;
-      } else {
-        std::memcpy(&v, static_cast<const uint8_t *>(data) + i * 8, 8);
-      }
+      int64_t v = loadIndexValue(spec.dtype(), data, i);
       if (v < 0 || v >= bound)
         return makeError(StatusCode::kInvalidArgument, "input '",
                          text(spec.name()), "': element ", i, " is ", v,

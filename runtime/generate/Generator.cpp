@@ -22,14 +22,6 @@ constexpr int64_t kDefaultPositionsPerSequence = 4096;
 /// ... but at most this many bytes.
 constexpr int64_t kDefaultCacheBytesLimit = int64_t(4) << 30;
 
-/// The input named `name`, or -1.
-int findInput(const manifest::Manifest &m, std::string_view name) {
-  for (uint32_t i = 0; i < m.inputs()->size(); ++i)
-    if (text(m.inputs()->Get(i)->name()) == name)
-      return int(i);
-  return -1;
-}
-
 double secondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
       .count();
@@ -47,11 +39,11 @@ Generator::create(Executor &executor, const GeneratorOptions &options) {
                      ": has no KV cache, so it cannot generate; compile it "
                      "with `moec --kv-cache=bf16` (or f32)");
   std::unique_ptr<Generator> g(new Generator(executor));
-  g->tokensInput_ = findInput(m, "tokens");
-  g->positionsInput_ = findInput(m, "positions");
-  g->slotsInput_ = findInput(m, "slots");
-  g->pageTableInput_ = findInput(m, "page_table");
-  g->logitsRowsInput_ = findInput(m, "logits_rows");
+  g->tokensInput_ = findInputIndex(m, "tokens");
+  g->positionsInput_ = findInputIndex(m, "positions");
+  g->slotsInput_ = findInputIndex(m, "slots");
+  g->pageTableInput_ = findInputIndex(m, "page_table");
+  g->logitsRowsInput_ = findInputIndex(m, "logits_rows");
   // The manifest verifier checked positions, slots and the page table.
   if (g->tokensInput_ < 0 || m.outputs()->size() == 0)
     return makeError(StatusCode::kInvalidArgument, artifact.path(),
